@@ -1,0 +1,1 @@
+"""perception3d.models.detectors."""
