@@ -1,0 +1,106 @@
+"""Rotated NMS (greedy, exact rotated IoU) and CenterPoint's circle NMS.
+
+Greedy NMS: sort by score (descending), keep the best, drop every remaining box whose IoU with a
+kept box is above ``iou_threshold``, repeat. ``pre_max_size`` truncates the sorted input first,
+``post_max_size`` the kept list (mmdet3d's ``nms_bev`` / OpenPCDet's ``nms_gpu`` semantics, with an
+exact IoU instead of their CUDA kernels).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from perception3d.ops.iou3d import box_iou_3d, box_iou_bev
+from perception3d.structures.boxes import as_box_tensor
+
+__all__ = ["nms_rotated", "circle_nms"]
+
+
+def _scores(scores, n: int, device) -> torch.Tensor:
+    s = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
+    s = s.reshape(-1).to(device)
+    if s.shape[0] != n:
+        raise ValueError(f"scores: expected {n} values (one per box), got {s.shape[0]}")
+    if not bool(torch.isfinite(s).all()):
+        raise ValueError("scores: contains NaN or infinite values")
+    return s
+
+
+def _greedy(iou: np.ndarray, thr: float) -> np.ndarray:
+    n = iou.shape[0]
+    suppressed = np.zeros(n, dtype=bool)
+    keep = []
+    for i in range(n):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > thr
+    return np.asarray(keep, dtype=np.int64)
+
+
+def nms_rotated(boxes, scores, iou_threshold: float, pre_max_size: Optional[int] = None,
+                post_max_size: Optional[int] = None, mode: str = "bev") -> torch.Tensor:
+    """Greedy rotated NMS.
+
+    Args:
+        boxes: [N, 7] LiDAR boxes. scores: [N].
+        iou_threshold: suppress boxes with IoU strictly above this with a kept, higher-scored box.
+        pre_max_size / post_max_size: keep at most this many boxes before / after NMS (None: all).
+        mode: ``'bev'`` (rotated BEV IoU, the usual choice) or ``'3d'``.
+
+    Returns:
+        [K] long indices into ``boxes``, in descending score order.
+    """
+    b = as_box_tensor(boxes, "boxes")
+    s = _scores(scores, b.shape[0], b.device)
+    if mode not in ("bev", "3d"):
+        raise ValueError(f"nms_rotated: mode must be 'bev' or '3d', got {mode!r}")
+    if b.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=b.device)
+    order = torch.sort(s, descending=True, stable=True).indices
+    if pre_max_size is not None:
+        order = order[:pre_max_size]
+    bs = b[order]
+    iou = (box_iou_bev(bs, bs) if mode == "bev" else box_iou_3d(bs, bs)).cpu().numpy()
+    keep = torch.as_tensor(_greedy(iou, float(iou_threshold)), device=b.device)
+    keep = order[keep]
+    if post_max_size is not None:
+        keep = keep[:post_max_size]
+    return keep
+
+
+def circle_nms(centers, scores, thresh: float, post_max_size: Optional[int] = None) -> torch.Tensor:
+    """CenterPoint's circle NMS.
+
+    Greedy by score: a box is suppressed when the **squared** BEV distance between its centre and
+    a kept centre is ``<= thresh`` (CenterPoint/mmdet3d compare the squared distance with the
+    value they call ``min_radius``; we keep that so their configs carry over).
+
+    Args:
+        centers: [N, >=2] (x, y first; a [N, 7] box array works). scores: [N].
+    Returns:
+        [K] long indices, descending score.
+    """
+    c = centers if isinstance(centers, torch.Tensor) else torch.as_tensor(np.asarray(centers))
+    if c.ndim != 2 or c.shape[1] < 2:
+        raise ValueError(f"centers: expected [N, >=2], got shape {tuple(c.shape)}")
+    s = _scores(scores, c.shape[0], c.device)
+    if c.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=c.device)
+    order = torch.sort(s, descending=True, stable=True).indices
+    xy = c[order, :2].double()
+    d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1).cpu().numpy()
+    n = d2.shape[0]
+    suppressed = np.zeros(n, dtype=bool)
+    keep = []
+    for i in range(n):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= d2[i] <= thresh
+    keep_t = order[torch.as_tensor(keep, dtype=torch.long, device=c.device)]
+    if post_max_size is not None:
+        keep_t = keep_t[:post_max_size]
+    return keep_t
