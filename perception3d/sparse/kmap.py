@@ -1,0 +1,214 @@
+"""Kernel maps ("rulebooks"): which input site feeds which output site through which kernel offset.
+
+A kernel offset is indexed k = row-major over `kernel_size` (k = (iz * Ky + iy) * Kx + ix for D = 3), the
+same order as the kernel axes of spconv 2.x weights [C_out, *kernel_size, C_in]. For every kind of map,
+input site i feeds output site o through offset index k exactly when (per spatial axis)
+
+    i = o * stride - padding + idx_k * dilation                                  (cross-correlation, F.convNd)
+
+which for submanifold convolution (stride 1, output sites = input sites) reads i = o + (idx_k - (K - 1) / 2) * dilation.
+
+Maps are cached on the coordinate set (`CoordSet.kmaps`), keyed by (kind, kernel_size, stride, padding,
+dilation), so a stack of SubM convolutions on one tensor pays for the neighbour search once.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from .tensor import CoordSet, linearize
+
+
+@dataclass(eq=False)
+class KernelMap:
+    """Pairs grouped by kernel offset.
+
+    in_idx, out_idx: int64 [P], pairs of offset k occupy `slice(starts[k], starts[k] + counts[k])`.
+    counts: pairs per offset (python ints, so slicing needs no device sync).
+    n_out: number of output sites.
+    identity: offset index whose map is the identity (the centre of a SubM kernel); its pairs are not stored.
+    """
+
+    in_idx: torch.Tensor
+    out_idx: torch.Tensor
+    counts: list
+    n_out: int
+    identity: Optional[int] = None
+
+    @property
+    def kernel_volume(self) -> int:
+        return len(self.counts)
+
+    @property
+    def starts(self) -> list:
+        out, s = [], 0
+        for c in self.counts:
+            out.append(s)
+            s += c
+        return out
+
+    @property
+    def num_pairs(self) -> int:
+        """Pairs including the identity offset (each of the n_out sites once)."""
+        return int(self.in_idx.numel()) + (self.n_out if self.identity is not None else 0)
+
+    def transposed(self, n_out: int) -> "KernelMap":
+        """The same pairs read backwards (for inverse convolution): in and out swapped."""
+        return KernelMap(self.out_idx, self.in_idx, list(self.counts), n_out, self.identity)
+
+
+def kernel_offsets(kernel_size: Sequence[int], device=None) -> torch.Tensor:
+    """[K, D] integer kernel indices in row-major order (the weight layout's order)."""
+    grid = list(itertools.product(*[range(k) for k in kernel_size]))
+    return torch.tensor(grid, dtype=torch.long, device=device).reshape(len(grid), len(kernel_size))
+
+
+def conv_output_shape(spatial_shape, kernel_size, stride, padding, dilation) -> tuple:
+    """floor((S + 2p - d (k - 1) - 1) / s) + 1 per axis, as F.convNd."""
+    out = []
+    for s, k, st, p, d in zip(spatial_shape, kernel_size, stride, padding, dilation):
+        size = (s + 2 * p - d * (k - 1) - 1) // st + 1
+        if size <= 0:
+            raise ValueError(f"sparse conv: kernel {tuple(kernel_size)} with stride {tuple(stride)}, padding "
+                             f"{tuple(padding)}, dilation {tuple(dilation)} gives an empty output for spatial shape "
+                             f"{tuple(spatial_shape)}")
+        out.append(size)
+    return tuple(out)
+
+
+def _lookup(cs: CoordSet, query: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Row index in `cs.coords` of each query coordinate [M, 1 + D] (−1 where absent or not `valid`)."""
+    sorted_keys, perm = cs.sorted_keys()
+    keys = linearize(query, cs.spatial_shape)
+    if sorted_keys.numel() == 0:
+        return torch.full_like(keys, -1)
+    pos = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
+    found = valid & (sorted_keys[pos] == keys)
+    return torch.where(found, perm[pos], torch.full_like(pos, -1))
+
+
+def subm_kmap(cs: CoordSet, kernel_size: Sequence[int], dilation: Sequence[int]) -> KernelMap:
+    """Submanifold map: output sites = input sites; odd kernels only (centre-aligned).
+
+    Offsets come in mirror pairs (k, K − 1 − k): if i is o's neighbour at +d then o is i's neighbour at −d, so
+    only the first half is searched and the second half is the same pairs swapped. The centre is the identity.
+    """
+    key = ("subm", tuple(kernel_size), tuple(dilation))
+    hit = cs.kmaps.get(key)
+    if hit is not None:
+        return hit
+    if any(k % 2 == 0 for k in kernel_size):
+        raise ValueError(f"SubMConv needs odd kernel sizes, got {tuple(kernel_size)}")
+    coords = cs.coords
+    n, ndim = coords.shape[0], len(kernel_size)
+    device = coords.device
+    offsets = kernel_offsets(kernel_size, device)
+    half = torch.tensor([(k - 1) // 2 for k in kernel_size], device=device)
+    disp = (offsets - half) * torch.tensor(list(dilation), device=device)  # [K, D]
+    K = offsets.shape[0]
+    centre = K // 2
+    shape = torch.tensor(cs.spatial_shape, device=device)
+    rows = torch.arange(n, device=device)
+    c_long = coords.long()
+    first_in, first_out = [], []
+    for k in range(centre):
+        q = c_long.clone()
+        q[:, 1:] += disp[k]
+        valid = ((q[:, 1:] >= 0) & (q[:, 1:] < shape)).all(dim=1)
+        idx = _lookup(cs, q, valid)
+        hit_rows = (idx >= 0).nonzero().squeeze(1)
+        first_in.append(idx[hit_rows])      # neighbour at +d feeds ...
+        first_out.append(rows[hit_rows])    # ... the site it was searched from
+    in_parts = first_in + [t for t in reversed(first_out)]
+    out_parts = first_out + [t for t in reversed(first_in)]
+    counts = [int(t.numel()) for t in in_parts]
+    counts = counts[:centre] + [0] + counts[centre:]
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    kmap = KernelMap(torch.cat(in_parts) if in_parts else empty, torch.cat(out_parts) if out_parts else empty,
+                     counts, n, identity=centre)
+    cs.kmaps[key] = kmap
+    return kmap
+
+
+def strided_kmap(cs: CoordSet, kernel_size, stride, padding, dilation, indice_key: Optional[str] = None
+                 ) -> tuple[KernelMap, CoordSet]:
+    """Regular (strided) conv/pool map; output sites are every site the receptive fields touch (as spconv).
+
+    The output coordinate set is sorted by linear key, and remembers its parent so that an inverse conv can
+    go back (see `inverse_kmap`).
+    """
+    key = ("conv", tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
+    hit = cs.kmaps.get(key)
+    if hit is not None:
+        if indice_key is not None:
+            hit[1].parents[("key", indice_key)] = (cs, hit[0], tuple(stride))
+        return hit
+    out_shape = conv_output_shape(cs.spatial_shape, kernel_size, stride, padding, dilation)
+    device = cs.coords.device
+    offsets = kernel_offsets(kernel_size, device)                    # [K, D]
+    K = offsets.shape[0]
+    st = torch.tensor(list(stride), device=device)
+    num = cs.coords[:, 1:].long().unsqueeze(0) + torch.tensor(list(padding), device=device) \
+        - offsets.unsqueeze(1) * torch.tensor(list(dilation), device=device)   # [K, N, D] = o * stride
+    o = torch.div(num, st, rounding_mode="floor")
+    valid = ((num - o * st) == 0).all(dim=2) & (o >= 0).all(dim=2) & (o < torch.tensor(out_shape, device=device)).all(dim=2)
+    batch = cs.coords[:, 0].long().unsqueeze(0).expand(K, -1)
+    cand = torch.cat([batch.unsqueeze(2), o], dim=2)[valid]           # [P, 1 + D], k-major order
+    k_of_pair = valid.nonzero()                                       # [P, 2] (k, input row)
+    out_keys = linearize(cand, out_shape)
+    uniq, inverse = torch.unique(out_keys, sorted=True, return_inverse=True)
+    out_coords = _delinearize(uniq, out_shape)
+    counts = torch.bincount(k_of_pair[:, 0], minlength=K).tolist()
+    kmap = KernelMap(k_of_pair[:, 1].contiguous(), inverse.contiguous(), counts, int(uniq.numel()))
+    out_cs = CoordSet(out_coords, out_shape, cs.batch_size)
+    out_cs._sorted = (uniq, torch.arange(uniq.numel(), device=device))
+    out_cs.parents[key] = (cs, kmap, tuple(stride))
+    if indice_key is not None:
+        out_cs.parents[("key", indice_key)] = (cs, kmap, tuple(stride))
+    cs.kmaps[key] = (kmap, out_cs)
+    return kmap, out_cs
+
+
+def inverse_kmap(cs: CoordSet, kernel_size, indice_key: Optional[str] = None, stride=None
+                 ) -> tuple[KernelMap, CoordSet, tuple]:
+    """Map of the inverse of the strided conv that produced `cs`: output sites = that conv's input sites.
+
+    The producing conv is found by `indice_key` when given (spconv's way), else as the one producer with this
+    kernel size (and stride, if given). Returns (map, the producer's input CoordSet, the producer's stride).
+    """
+    if indice_key is not None and ("key", indice_key) in cs.parents:
+        parent, fwd, st = cs.parents[("key", indice_key)]
+        if len(fwd.counts) != _volume(kernel_size):
+            raise ValueError(f"SparseInverseConv: indice_key {indice_key!r} was made by a conv with "
+                             f"{len(fwd.counts)} kernel offsets, this one has kernel {tuple(kernel_size)}")
+        return fwd.transposed(parent.coords.shape[0]), parent, st
+    found = [v for k, v in cs.parents.items() if k[0] == "conv" and k[1] == tuple(kernel_size)
+             and (stride is None or k[2] == tuple(stride))]
+    if len(found) != 1:
+        known = [dict(kernel_size=k[1], stride=k[2], padding=k[3], dilation=k[4]) for k in cs.parents if k[0] == "conv"]
+        what = "no" if not found else "more than one"
+        raise ValueError(f"SparseInverseConv (kernel {tuple(kernel_size)}, indice_key={indice_key!r}): {what} strided "
+                         f"SparseConv/pool with that kernel produced this tensor; producers known: {known}. "
+                         "Give the producing conv and this one the same indice_key.")
+    parent, fwd, st = found[0]
+    return fwd.transposed(parent.coords.shape[0]), parent, st
+
+
+def _volume(kernel_size) -> int:
+    v = 1
+    for k in kernel_size:
+        v *= int(k)
+    return v
+
+
+def _delinearize(keys: torch.Tensor, spatial_shape) -> torch.Tensor:
+    cols = []
+    rest = keys
+    for size in reversed(spatial_shape):
+        cols.append(rest % size)
+        rest = torch.div(rest, size, rounding_mode="floor")
+    cols.append(rest)
+    return torch.stack(list(reversed(cols)), dim=1).to(torch.int32)

@@ -1,0 +1,100 @@
+"""Dynamic voxelisation: points → SparseTensor, with no cap on the number of voxels or points per voxel.
+
+Ranges and sizes are given in x, y, z order (as mmdet3d configs write them); the SparseTensor's spatial axes
+are (z, y, x) (spconv's order), so `spatial_shape = (nz, ny, nx)` and a voxel's coords are (b, z, y, x).
+With `ndim=2` (pillars) the z axis is dropped: coords (b, y, x), spatial_shape (ny, nx).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Sequence, Union
+
+import torch
+
+from .scatter import scatter_reduce
+from .tensor import SparseTensor, linearize
+from .kmap import _delinearize
+
+PointsLike = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+def grid_shape(voxel_size: Sequence[float], point_range: Sequence[float]) -> tuple[int, int, int]:
+    """(nx, ny, nz) = round((max − min) / voxel_size), as mmdet3d computes its grid."""
+    if len(voxel_size) != 3 or len(point_range) != 6:
+        raise ValueError(f"voxel_size needs 3 values (x, y, z) and point_range 6 (x0, y0, z0, x1, y1, z1); got "
+                         f"{list(voxel_size)} and {list(point_range)}")
+    if any(v <= 0 for v in voxel_size) or any(point_range[i + 3] <= point_range[i] for i in range(3)):
+        raise ValueError(f"voxel_size must be positive and point_range max > min; got {list(voxel_size)}, "
+                         f"{list(point_range)}")
+    return tuple(max(1, int(round((point_range[i + 3] - point_range[i]) / voxel_size[i]))) for i in range(3))
+
+
+def voxelize(points: PointsLike, voxel_size: Sequence[float], point_range: Sequence[float],
+             reduce: str = "mean", *, ndim: int = 3, return_stats: bool = False):
+    """Voxelise one cloud ([N, F], batch size 1) or a list of clouds (one batch entry each).
+
+    Points outside `point_range` and points with a non-finite value are dropped (non-finite ones with a
+    warning that gives the count). Features of a voxel are the `reduce` ("mean", "max", "sum") of its
+    points' F columns; "none" gives a [M, 0] feature matrix for encoders that scatter their own features.
+
+    Returns:
+        (SparseTensor, point2voxel) — point2voxel [N_total] int64 is each point's voxel row, −1 if dropped
+        (rows of a list input are concatenated in order). With return_stats=True a third value, a dict with
+        num_points, num_voxels, num_non_finite, num_out_of_range.
+    """
+    if reduce not in ("mean", "max", "sum", "none"):
+        raise ValueError(f"voxelize: reduce must be 'mean', 'max', 'sum' or 'none', got {reduce!r}")
+    if ndim not in (2, 3):
+        raise ValueError(f"voxelize: ndim must be 3 (voxels) or 2 (pillars), got {ndim}")
+    clouds = [points] if isinstance(points, torch.Tensor) else list(points)
+    for i, p in enumerate(clouds):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"voxelize: cloud {i} is a {type(p).__name__}, expected a torch.Tensor")
+        if p.dim() != 2 or p.shape[1] < 3:
+            raise ValueError(f"voxelize: cloud {i} must be [N, F >= 3] (x, y, z first), got {tuple(p.shape)}")
+        if not p.dtype.is_floating_point:
+            raise TypeError(f"voxelize: cloud {i} has dtype {p.dtype}; points must be floating point")
+        if p.shape[1] != clouds[0].shape[1]:
+            raise ValueError(f"voxelize: cloud {i} has {p.shape[1]} features, cloud 0 has {clouds[0].shape[1]}")
+    nx, ny, nz = grid_shape(voxel_size, point_range)
+    device = clouds[0].device if clouds else torch.device("cpu")
+    pts = torch.cat(clouds) if clouds else torch.zeros(0, 3)
+    batch = torch.cat([torch.full((p.shape[0],), b, dtype=torch.long, device=device) for b, p in enumerate(clouds)]) \
+        if clouds else torch.zeros(0, dtype=torch.long)
+
+    finite = torch.isfinite(pts).all(dim=1)
+    num_non_finite = int(pts.shape[0] - finite.sum())
+    if num_non_finite:
+        warnings.warn(f"voxelize: dropped {num_non_finite} of {pts.shape[0]} points with NaN/inf values",
+                      RuntimeWarning, stacklevel=2)
+    lo = torch.tensor(point_range[:3], dtype=pts.dtype, device=device)
+    vs = torch.tensor(voxel_size, dtype=pts.dtype, device=device)
+    cell = torch.floor((pts[:, :3] - lo) / vs).long()             # (x, y, z) cell indices
+    dims = torch.tensor([nx, ny, nz], device=device)
+    inside = finite & ((cell >= 0) & (cell < dims)).all(dim=1)
+    num_out_of_range = int(finite.sum() - inside.sum())
+
+    if ndim == 3:
+        spatial_shape = (nz, ny, nx)
+        grid = torch.stack([batch, cell[:, 2], cell[:, 1], cell[:, 0]], dim=1)
+        meta = dict(voxel_size=tuple(voxel_size[::-1]), origin=tuple(point_range[:3][::-1]))
+    else:
+        spatial_shape = (ny, nx)
+        grid = torch.stack([batch, cell[:, 1], cell[:, 0]], dim=1)
+        meta = dict(voxel_size=tuple(voxel_size[1::-1]), origin=tuple(point_range[1::-1]))
+    sel = inside.nonzero().squeeze(1)
+    keys = linearize(grid[sel], spatial_shape)
+    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    coords = _delinearize(uniq, spatial_shape)
+    point2voxel = torch.full((pts.shape[0],), -1, dtype=torch.long, device=device)
+    point2voxel[sel] = inverse
+    if reduce == "none":
+        feats = pts.new_zeros(uniq.numel(), 0)
+    else:
+        feats = scatter_reduce(pts[sel], inverse, uniq.numel(), "max" if reduce == "max" else reduce)
+    tensor = SparseTensor(feats, coords, spatial_shape, len(clouds), check=False, **meta)
+    if return_stats:
+        stats = dict(num_points=int(pts.shape[0]), num_voxels=int(uniq.numel()), num_non_finite=num_non_finite,
+                     num_out_of_range=num_out_of_range)
+        return tensor, point2voxel, stats
+    return tensor, point2voxel
