@@ -1,3 +1,4 @@
 """perception3d.rendering."""
 from .cameras import Cameras, decompose_projection, look_at, opengl_to_opencv, orbit_path  # noqa: F401
 from .scenes import Scene, load_image, read_blender  # noqa: F401
+from .rasterize import rasterize  # noqa: F401,E402
