@@ -1,0 +1,254 @@
+"""KITTI object-detection files: ``velodyne/*.bin``, ``label_2/*.txt``, ``calib/*.txt``; camera → LiDAR boxes.
+
+Label lines (15 fields, a 16th is a detection score): type, truncated, occluded, alpha, 2D box (x1 y1 x2 y2),
+dimensions h w l, location x y z (bottom centre, rectified camera frame), rotation_y [, score].
+
+Camera → LiDAR (mmdet3d ``Box3DMode.convert`` CAM → LIDAR, v1.x conventions), with ``T = inv(R0_rect @
+Tr_velo_to_cam)``: bottom centre ``xyz_lidar = T · xyz_cam``; sizes ``(dx, dy, dz) = (l, w, h)``;
+``yaw = -rotation_y - pi/2`` wrapped to [-pi, pi).  The bottom centre stays the bottom centre because the two
+frames' vertical axes agree up to the small calibration tilt (the same approximation mmdet3d makes).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+__all__ = [
+    "KITTI_CLASSES", "read_velodyne", "read_label", "read_calib", "camera_to_lidar_boxes", "kitti_difficulty",
+    "points_in_boxes_count", "KittiLabel", "read_kitti_frame", "create_kitti_infos",
+]
+
+PathLike = Union[str, Path]
+KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
+
+
+def read_velodyne(path: PathLike, num_features: int = 4) -> np.ndarray:
+    """A velodyne .bin → [N, num_features] float32; ``ValueError`` naming the file if its size does not fit."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size % (4 * num_features):
+        raise ValueError(f"{path}: {size} bytes is not a whole number of points of {num_features} float32 "
+                         f"({4 * num_features} bytes each): truncated or wrong num_features")
+    return np.fromfile(path, dtype=np.float32).reshape(-1, num_features)
+
+
+@dataclass
+class KittiLabel:
+    """The objects of one label file (arrays of length M)."""
+    names: List[str]
+    truncated: np.ndarray       # [M] float
+    occluded: np.ndarray        # [M] int
+    alpha: np.ndarray           # [M]
+    bbox: np.ndarray            # [M, 4] 2D box x1 y1 x2 y2
+    dimensions_hwl: np.ndarray  # [M, 3] h, w, l (file order)
+    location: np.ndarray        # [M, 3] bottom centre, camera frame
+    rotation_y: np.ndarray      # [M]
+    score: Optional[np.ndarray] = None  # [M] when the file has a 16th field
+
+
+def read_label(path: PathLike) -> KittiLabel:
+    """Parse a ``label_2`` file (15 fields per line, or 16 with a score); ``ValueError`` naming file and line."""
+    path = Path(path)
+    rows, scores = [], []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) not in (15, 16):
+            raise ValueError(f"{path}:{n}: {len(parts)} fields, expected 15 (or 16 with a score)")
+        try:
+            vals = [float(v) for v in parts[1:]]
+        except ValueError as exc:
+            raise ValueError(f"{path}:{n}: non-numeric field: {exc}") from exc
+        rows.append((parts[0], vals[:14]))
+        scores.append(vals[14] if len(vals) == 15 else None)
+    arr = np.array([r[1] for r in rows], dtype=np.float64).reshape(-1, 14)
+    has_score = bool(scores) and all(s is not None for s in scores)
+    return KittiLabel(names=[r[0] for r in rows], truncated=arr[:, 0], occluded=arr[:, 1].astype(np.int64),
+                      alpha=arr[:, 2], bbox=arr[:, 3:7], dimensions_hwl=arr[:, 7:10], location=arr[:, 10:13],
+                      rotation_y=arr[:, 13], score=np.array(scores, np.float64) if has_score else None)
+
+
+def _to4x4(m: np.ndarray) -> np.ndarray:
+    out = np.eye(4)
+    out[: m.shape[0], : m.shape[1]] = m
+    return out
+
+
+def read_calib(path: PathLike) -> Dict[str, np.ndarray]:
+    """Parse a ``calib`` file → P0..P3 [4, 4], R0_rect [4, 4], Tr_velo_to_cam [4, 4] (and Tr_imu_to_velo).
+
+    Matrices are padded to 4 × 4 homogeneous form, as mmdet3d stores them.  ``ValueError`` naming the file
+    and key when a required key is missing or has the wrong number of values.
+    """
+    path = Path(path)
+    raw: Dict[str, List[float]] = {}
+    for line in path.read_text().splitlines():
+        if ":" not in line:
+            continue
+        key, vals = line.split(":", 1)
+        try:
+            raw[key.strip()] = [float(v) for v in vals.split()]
+        except ValueError as exc:
+            raise ValueError(f"{path}: key '{key.strip()}' has a non-numeric value: {exc}") from exc
+    if "R_rect" in raw and "R0_rect" not in raw:          # some KITTI tools write R_rect
+        raw["R0_rect"] = raw["R_rect"]
+    if "Tr_velo_cam" in raw and "Tr_velo_to_cam" not in raw:
+        raw["Tr_velo_to_cam"] = raw["Tr_velo_cam"]
+    shapes = {"P0": (3, 4), "P1": (3, 4), "P2": (3, 4), "P3": (3, 4), "R0_rect": (3, 3), "Tr_velo_to_cam": (3, 4),
+              "Tr_imu_to_velo": (3, 4)}
+    out = {}
+    for key, shape in shapes.items():
+        if key not in raw:
+            if key == "Tr_imu_to_velo":
+                continue
+            raise ValueError(f"{path}: missing key '{key}'")
+        if len(raw[key]) != shape[0] * shape[1]:
+            raise ValueError(f"{path}: key '{key}' has {len(raw[key])} values, expected {shape[0] * shape[1]}")
+        out[key] = _to4x4(np.array(raw[key], dtype=np.float64).reshape(shape))
+    return out
+
+
+def _wrap_angle(a: np.ndarray) -> np.ndarray:
+    """Wrap to [-pi, pi) (mmdet3d ``limit_period(a, 0.5, 2 pi)``)."""
+    return a - np.floor(a / (2 * np.pi) + 0.5) * 2 * np.pi
+
+
+def camera_to_lidar_boxes(boxes_cam: np.ndarray, lidar2cam: np.ndarray) -> np.ndarray:
+    """Camera boxes ``(x, y, z, l, h, w, ry)`` (mmdet3d's CameraInstance3DBoxes order) → LiDAR ``(x, y, z, dx,
+    dy, dz, yaw)``.
+
+    Args:
+        boxes_cam: [M, 7] bottom centre in the rectified camera frame, sizes l (along x at ry = 0), h, w, ry.
+        lidar2cam: [4, 4] LiDAR → rectified camera, i.e. ``R0_rect @ Tr_velo_to_cam``.
+    Returns:
+        [M, 7] float64 LiDAR boxes, z at the bottom.
+    """
+    boxes_cam = np.asarray(boxes_cam, dtype=np.float64).reshape(-1, 7)
+    cam2lidar = np.linalg.inv(np.asarray(lidar2cam, dtype=np.float64))
+    xyz = boxes_cam[:, :3] @ cam2lidar[:3, :3].T + cam2lidar[:3, 3]
+    l, h, w = boxes_cam[:, 3], boxes_cam[:, 4], boxes_cam[:, 5]
+    yaw = _wrap_angle(-boxes_cam[:, 6] - np.pi / 2)
+    return np.stack([xyz[:, 0], xyz[:, 1], xyz[:, 2], l, w, h, yaw], axis=1)
+
+
+def kitti_difficulty(bbox: np.ndarray, occluded: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+    """KITTI difficulty per object: 0 easy, 1 moderate, 2 hard, -1 none (2D height ≥ 40/25/25 px,
+    occlusion ≤ 0/1/2, truncation ≤ 0.15/0.3/0.5)."""
+    height = np.asarray(bbox)[:, 3] - np.asarray(bbox)[:, 1]
+    out = np.full(len(height), -1, dtype=np.int64)
+    for level, (min_h, max_occ, max_trunc) in reversed(list(enumerate(((40, 0, 0.15), (25, 1, 0.3),
+                                                                         (25, 2, 0.5))))):
+        ok = (height >= min_h) & (np.asarray(occluded) <= max_occ) & (np.asarray(truncated) <= max_trunc)
+        out[ok] = level
+    return out
+
+
+def points_in_boxes_count(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """How many points fall in each LiDAR box (bottom-centre convention, yaw about z).
+
+    Uses ``perception3d.ops`` when it offers ``points_in_boxes``; otherwise this numpy check.
+
+    Args:
+        points: [N, >= 3]; boxes: [M, 7].
+    Returns:
+        [M] int64.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    xyz = np.asarray(points, dtype=np.float64)[:, :3]
+    counts = np.zeros(len(boxes), dtype=np.int64)
+    for i, (x, y, z, dx, dy, dz, yaw) in enumerate(boxes):
+        d = xyz - (x, y, z)
+        c, s = math.cos(yaw), math.sin(yaw)
+        lx, ly = d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
+        inside = (np.abs(lx) <= dx / 2) & (np.abs(ly) <= dy / 2) & (d[:, 2] >= 0) & (d[:, 2] <= dz)
+        counts[i] = int(inside.sum())
+    return counts
+
+
+def read_kitti_frame(root: PathLike, frame_id: str, split_dir: str = "training",
+                     classes: Sequence[str] = KITTI_CLASSES) -> dict:
+    """One KITTI frame: points [N, 4], calibration, and LiDAR boxes of ``classes``.
+
+    Returns:
+        dict(points, calib, gt_bboxes_3d [M, 7] float32, gt_labels_3d [M] int64, gt_names, difficulty [M],
+        num_lidar_pts [M] (points inside each box), lidar_path).
+    """
+    base = Path(root) / split_dir
+    lidar_path = base / "velodyne" / f"{frame_id}.bin"
+    points = read_velodyne(lidar_path)
+    calib = read_calib(base / "calib" / f"{frame_id}.txt")
+    out = dict(points=points, calib=calib, lidar_path=lidar_path, gt_bboxes_3d=np.zeros((0, 7), np.float32),
+               gt_labels_3d=np.zeros(0, np.int64), gt_names=[], difficulty=np.zeros(0, np.int64),
+               num_lidar_pts=np.zeros(0, np.int64))
+    label_path = base / "label_2" / f"{frame_id}.txt"
+    if not label_path.is_file():
+        return out
+    lab = read_label(label_path)
+    keep = np.array([n in classes for n in lab.names], dtype=bool)
+    if not keep.any():
+        return out
+    boxes_cam = np.concatenate([lab.location, lab.dimensions_hwl[:, [2, 0, 1]], lab.rotation_y[:, None]], 1)[keep]
+    boxes = camera_to_lidar_boxes(boxes_cam, calib["R0_rect"] @ calib["Tr_velo_to_cam"])
+    out.update(gt_bboxes_3d=boxes.astype(np.float32),
+               gt_labels_3d=np.array([classes.index(n) for n, k in zip(lab.names, keep) if k], np.int64),
+               gt_names=[n for n, k in zip(lab.names, keep) if k],
+               difficulty=kitti_difficulty(lab.bbox, lab.occluded, lab.truncated)[keep],
+               num_lidar_pts=points_in_boxes_count(points, boxes))
+    return out
+
+
+def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: Sequence[str] = KITTI_CLASSES,
+                       progress: bool = True) -> dict:
+    """Raw KITTI root → ``kitti_infos_<split>.pkl`` (our mmdet3d-layout infos, LiDAR boxes).
+
+    Splits come from ``<root>/ImageSets/{train,val,test}.txt`` when present, else every frame of
+    ``training/velodyne`` is ``train``.  Points are not copied: ``lidar_path`` points at the original .bin,
+    relative to ``root`` (``num_pts_feats`` 4).  A frame that cannot be read is reported and left out.
+
+    Returns:
+        {split: number of frames written, "bad": [(frame, reason)]}.
+    """
+    from tqdm import tqdm
+    from perception3d.datasets.mmdet3d_info import save_infos
+    root = Path(root)
+    out = Path(out) if out is not None else root
+    image_sets = root / "ImageSets"
+    splits: Dict[str, List[str]] = {}
+    for split in ("train", "val", "test"):
+        f = image_sets / f"{split}.txt"
+        if f.is_file():
+            splits[split] = [s.strip() for s in f.read_text().split() if s.strip()]
+    if not splits:
+        splits["train"] = sorted(p.stem for p in (root / "training" / "velodyne").glob("*.bin"))
+    result: dict = {"bad": []}
+    for split, ids in splits.items():
+        split_dir = "testing" if split == "test" else "training"
+        infos = []
+        for fid in tqdm(ids, desc=f"kitti {split}", disable=not progress):
+            try:
+                fr = read_kitti_frame(root, fid, split_dir, classes)
+            except (ValueError, FileNotFoundError) as exc:
+                result["bad"].append((fid, str(exc)))
+                continue
+            infos.append(dict(
+                sample_idx=int(fid) if fid.isdigit() else fid,
+                lidar_points=dict(lidar_path=str(Path(split_dir) / "velodyne" / f"{fid}.bin"), num_pts_feats=4,
+                                  Tr_velo_to_cam=fr["calib"]["Tr_velo_to_cam"].tolist()),
+                images=dict(R0_rect=fr["calib"]["R0_rect"].tolist(), CAM2=dict(cam2img=fr["calib"]["P2"].tolist())),
+                instances=[dict(bbox_3d=fr["gt_bboxes_3d"][i].tolist(), bbox_label_3d=int(fr["gt_labels_3d"][i]),
+                                num_lidar_pts=int(fr["num_lidar_pts"][i]), difficulty=int(fr["difficulty"][i]))
+                           for i in range(len(fr["gt_labels_3d"]))]))
+        if result["bad"]:
+            import warnings
+            warnings.warn(f"{len(result['bad'])} KITTI frames could not be read and were left out, e.g. "
+                          f"{result['bad'][0]}")
+        save_infos(out / f"kitti_infos_{split}.pkl", infos,
+                   metainfo=dict(dataset="kitti", classes=tuple(classes), info_version="perception3d-1",
+                                 box_mode="lidar", source=str(root)))
+        result[split] = len(infos)
+    return result

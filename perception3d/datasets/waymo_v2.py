@@ -1,0 +1,477 @@
+"""Waymo Open Dataset v2 (parquet) reader: frames → points [N, 6] and boxes in our LiDAR convention.
+
+Layout: ``<root>/<split>/<component>/<segment>.parquet`` with the components ``lidar``, ``lidar_calibration``,
+``lidar_pose`` (TOP only), ``lidar_box``, ``vehicle_pose`` and, when present, ``camera_image``,
+``camera_calibration``.  Rows are keyed by ``key.segment_context_name`` and ``key.frame_timestamp_micros``
+(and ``key.laser_name`` / ``key.camera_name``).  Only the needed columns are read.
+
+Points: all five lidars, both returns (return 1 of lidars 1..5, then return 2 of lidars 1..5, as mmdet3d's
+converter orders them), converted from range images by :mod:`perception3d.datasets.range_image`; features
+``(x, y, z, intensity, elongation, timestamp)`` in the vehicle frame, float32.  ``timestamp`` is the frame's
+``frame_timestamp_micros`` cast to float32, exactly what mmdet3d's Waymo converter writes (so the files are
+interchangeable; float32 keeps only ~8 significant digits of it: use ``use_dim=5`` for models).
+
+Boxes: ``lidar_box`` center/size/heading (vehicle frame, centre z at the box centre) → ``(x, y, z_bottom, dx,
+dy, dz, yaw)`` with ``z_bottom = center.z - size.z / 2``; types 1 vehicle → 0, 2 pedestrian → 1, 4 cyclist → 2;
+signs (3) and unknown (0) are dropped.  ``difficulty`` is ``difficulty_level.detection`` as stored
+(0 unknown, 1 LEVEL_1, 2 LEVEL_2).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
+from perception3d.io.waymo_parquet import check_columns, fixed_list_column, list_cell, open_parquet, read_columns
+
+__all__ = [
+    "LASER_NAMES", "CAMERA_NAMES", "WAYMO_CLASSES", "WAYMO_TYPE_TO_LABEL", "SPLIT_DIRS",
+    "LidarCalibration", "read_lidar_calibrations", "read_vehicle_poses", "read_lidar_boxes",
+    "read_camera_calibrations", "WaymoV2Segment", "list_segments", "find_split_dir",
+]
+
+PathLike = Union[str, Path]
+LASER_NAMES = {1: "TOP", 2: "FRONT", 3: "SIDE_LEFT", 4: "SIDE_RIGHT", 5: "REAR"}
+CAMERA_NAMES = {1: "FRONT", 2: "FRONT_LEFT", 3: "FRONT_RIGHT", 4: "SIDE_LEFT", 5: "SIDE_RIGHT"}
+WAYMO_CLASSES = ("Car", "Pedestrian", "Cyclist")
+WAYMO_TYPE_TO_LABEL = {1: 0, 2: 1, 4: 2}       # TYPE_VEHICLE, TYPE_PEDESTRIAN, TYPE_CYCLIST; TYPE_SIGN dropped
+# our split name → the folder names it may have on disk (official first)
+SPLIT_DIRS = {"train": ("training", "train"), "val": ("validation", "val"), "test": ("testing", "test")}
+
+SEG, TS = "key.segment_context_name", "key.frame_timestamp_micros"
+LASER, CAMERA = "key.laser_name", "key.camera_name"
+_LIDAR = "[LiDARComponent]"
+_LCAL = "[LiDARCalibrationComponent]"
+_LPOSE = "[LiDARPoseComponent]"
+_BOX = "[LiDARBoxComponent]"
+_VPOSE = "[VehiclePoseComponent].world_from_vehicle.transform"
+_CCAL = "[CameraCalibrationComponent]"
+_CIMG = "[CameraImageComponent]"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# small components, read whole
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class LidarCalibration:
+    """One lidar's calibration: extrinsic [4, 4] (sensor → vehicle) and beam inclinations."""
+    laser_name: int
+    extrinsic: np.ndarray
+    inclination_min: Optional[float]
+    inclination_max: Optional[float]
+    inclination_values: Optional[np.ndarray]
+
+    def row_inclinations(self, height: int) -> np.ndarray:
+        """[height] inclination per image row (row 0 = highest beam)."""
+        return row_inclinations(height, self.inclination_min, self.inclination_max, self.inclination_values)
+
+
+def _optional_float(table: pa.Table, column: str, row: int) -> Optional[float]:
+    if column not in table.column_names:
+        return None
+    value = table.column(column)[row].as_py()
+    return None if value is None else float(value)
+
+
+def read_lidar_calibrations(path: PathLike) -> Dict[int, LidarCalibration]:
+    """``lidar_calibration/<segment>.parquet`` → {laser_name: LidarCalibration}."""
+    pf = open_parquet(path)
+    names = set(pf.schema_arrow.names)
+    cols = {LASER: "int", f"{_LCAL}.extrinsic.transform": "float_list"}
+    # min/max are always written by the official converter; values only for lidars with non-uniform beams.
+    for opt, kind in ((f"{_LCAL}.beam_inclination.min", "float"), (f"{_LCAL}.beam_inclination.max", "float"),
+                      (f"{_LCAL}.beam_inclination.values", "float_list")):
+        if opt in names:
+            cols[opt] = kind
+    if f"{_LCAL}.beam_inclination.values" not in cols and f"{_LCAL}.beam_inclination.min" not in cols:
+        raise ValueError(f"{path}: missing column '{_LCAL}.beam_inclination.min' (and no "
+                         f"'{_LCAL}.beam_inclination.values')")
+    table = read_columns(path, cols, pfile=pf)
+    extr = fixed_list_column(path, table, f"{_LCAL}.extrinsic.transform", 16).reshape(-1, 4, 4)
+    lasers = table.column(LASER).to_numpy(zero_copy_only=False)
+    out: Dict[int, LidarCalibration] = {}
+    for i, laser in enumerate(lasers):
+        values = (list_cell(table, f"{_LCAL}.beam_inclination.values", i)
+                  if f"{_LCAL}.beam_inclination.values" in cols else None)
+        calib = LidarCalibration(int(laser), extr[i], _optional_float(table, f"{_LCAL}.beam_inclination.min", i),
+                                 _optional_float(table, f"{_LCAL}.beam_inclination.max", i),
+                                 values if values is not None and values.size else None)
+        if calib.inclination_values is None and (calib.inclination_min is None or calib.inclination_max is None):
+            raise ValueError(f"{path}: laser {int(laser)} has neither beam_inclination.values nor min/max")
+        out[int(laser)] = calib
+    return out
+
+
+def read_vehicle_poses(path: PathLike) -> Dict[int, np.ndarray]:
+    """``vehicle_pose/<segment>.parquet`` → {frame_timestamp_micros: world_from_vehicle [4, 4] float64}."""
+    table = read_columns(path, {TS: "int", _VPOSE: "float_list"})
+    poses = fixed_list_column(path, table, _VPOSE, 16).reshape(-1, 4, 4)
+    stamps = table.column(TS).to_numpy(zero_copy_only=False)
+    return {int(t): poses[i] for i, t in enumerate(stamps)}
+
+
+_BOX_COLUMNS = {
+    TS: "int", "key.laser_object_id": "string",
+    f"{_BOX}.box.center.x": "float", f"{_BOX}.box.center.y": "float", f"{_BOX}.box.center.z": "float",
+    f"{_BOX}.box.size.x": "float", f"{_BOX}.box.size.y": "float", f"{_BOX}.box.size.z": "float",
+    f"{_BOX}.box.heading": "float", f"{_BOX}.type": "int",
+    f"{_BOX}.num_lidar_points_in_box": "int", f"{_BOX}.difficulty_level.detection": "int",
+}
+
+
+def _empty_boxes() -> dict:
+    return dict(gt_bboxes_3d=np.zeros((0, 7), np.float32), gt_labels_3d=np.zeros(0, np.int64),
+                num_lidar_pts=np.zeros(0, np.int64), difficulty=np.zeros(0, np.int64), obj_ids=[])
+
+
+def read_lidar_boxes(path: PathLike) -> Dict[int, dict]:
+    """``lidar_box/<segment>.parquet`` → {timestamp: boxes dict} in our convention.
+
+    Each boxes dict: ``gt_bboxes_3d`` [M, 7] float32 (x, y, z_bottom, dx, dy, dz, yaw), ``gt_labels_3d`` [M]
+    int64 (0 Car, 1 Pedestrian, 2 Cyclist), ``num_lidar_pts`` [M] int64, ``difficulty`` [M] int64, ``obj_ids``.
+    Signs and unknown types are dropped.
+    """
+    table = read_columns(path, _BOX_COLUMNS)
+    col = {k: table.column(k).to_numpy(zero_copy_only=False) for k in _BOX_COLUMNS if k != "key.laser_object_id"}
+    ids = table.column("key.laser_object_id").to_pylist()
+    cx, cy, cz = (col[f"{_BOX}.box.center.{a}"].astype(np.float64) for a in "xyz")
+    sx, sy, sz = (col[f"{_BOX}.box.size.{a}"].astype(np.float64) for a in "xyz")
+    boxes = np.stack([cx, cy, cz - sz / 2.0, sx, sy, sz, col[f"{_BOX}.box.heading"].astype(np.float64)], 1)
+    types = col[f"{_BOX}.type"].astype(np.int64)
+    labels = np.array([WAYMO_TYPE_TO_LABEL.get(int(t), -1) for t in types], dtype=np.int64)
+    stamps = col[TS].astype(np.int64)
+    out: Dict[int, dict] = {}
+    for ts in np.unique(stamps):
+        sel = np.nonzero((stamps == ts) & (labels >= 0))[0]
+        out[int(ts)] = dict(
+            gt_bboxes_3d=boxes[sel].astype(np.float32), gt_labels_3d=labels[sel],
+            num_lidar_pts=col[f"{_BOX}.num_lidar_points_in_box"][sel].astype(np.int64),
+            difficulty=col[f"{_BOX}.difficulty_level.detection"][sel].astype(np.int64),
+            obj_ids=[ids[i] for i in sel])
+    return out
+
+
+# Waymo camera frame: x forward, y left, z up.  OpenCV: x right, y down, z forward.  Columns = OpenCV axes
+# expressed in Waymo camera axes.
+_OPENCV_TO_WAYMO_CAM = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+
+def read_camera_calibrations(path: PathLike) -> Dict[int, dict]:
+    """``camera_calibration/<segment>.parquet`` → {camera_name: dict(K [3,3], viewmat [4,4], width, height, dist)}.
+
+    ``viewmat`` is vehicle → camera in the OpenCV convention (x right, y down, z forward), our camera convention;
+    ``dist`` = (k1, k2, p1, p2, k3).
+    """
+    intr = ("f_u", "f_v", "c_u", "c_v", "k1", "k2", "p1", "p2", "k3")
+    cols = {CAMERA: "int", f"{_CCAL}.extrinsic.transform": "float_list", f"{_CCAL}.width": "int",
+            f"{_CCAL}.height": "int", **{f"{_CCAL}.intrinsic.{k}": "float" for k in intr}}
+    table = read_columns(path, cols)
+    extr = fixed_list_column(path, table, f"{_CCAL}.extrinsic.transform", 16).reshape(-1, 4, 4)
+    out = {}
+    for i, cam in enumerate(table.column(CAMERA).to_pylist()):
+        v = {k: float(table.column(f"{_CCAL}.intrinsic.{k}")[i].as_py()) for k in intr}
+        cam_to_vehicle = extr[i] @ _OPENCV_TO_WAYMO_CAM
+        out[int(cam)] = dict(
+            K=np.array([[v["f_u"], 0, v["c_u"]], [0, v["f_v"], v["c_v"]], [0, 0, 1]], dtype=np.float64),
+            viewmat=np.linalg.inv(cam_to_vehicle), width=int(table.column(f"{_CCAL}.width")[i].as_py()),
+            height=int(table.column(f"{_CCAL}.height")[i].as_py()),
+            dist=np.array([v[k] for k in ("k1", "k2", "p1", "p2", "k3")]))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# big components (range images): index the keys, read row groups on demand
+# ----------------------------------------------------------------------------------------------------------------
+class _RowIndex:
+    """(timestamp, laser) → (row group, row) for a per-laser component; reads one row group at a time."""
+
+    def __init__(self, path: Path, columns: Dict[str, str]):
+        self.path, self.columns = path, columns
+        self.pf = open_parquet(path)
+        check_columns(path, self.pf.schema_arrow, columns)
+        keys = read_columns(path, {TS: "int", LASER: "int"}, pfile=self.pf)
+        stamps = keys.column(TS).to_numpy(zero_copy_only=False)
+        lasers = keys.column(LASER).to_numpy(zero_copy_only=False)
+        rg_sizes = [self.pf.metadata.row_group(i).num_rows for i in range(self.pf.num_row_groups)]
+        rg_of_row = np.repeat(np.arange(len(rg_sizes)), rg_sizes)
+        row_in_rg = np.concatenate([np.arange(n) for n in rg_sizes]) if rg_sizes else np.zeros(0, int)
+        if len(rg_of_row) != len(stamps):
+            raise ValueError(f"{path}: row-group metadata ({len(rg_of_row)} rows) disagrees with the data "
+                             f"({len(stamps)} rows): the file is damaged")
+        self.index = {(int(t), int(l)): (int(rg_of_row[i]), int(row_in_rg[i]))
+                      for i, (t, l) in enumerate(zip(stamps, lasers))}
+        self.timestamps = sorted({int(t) for t in stamps})
+        self._cache: Tuple[int, Optional[pa.Table]] = (-1, None)
+
+    def row(self, ts: int, laser: int) -> Optional[Tuple[pa.Table, int]]:
+        hit = self.index.get((ts, laser))
+        if hit is None:
+            return None
+        rg, row = hit
+        if self._cache[0] != rg:
+            self._cache = (rg, read_columns(self.path, self.columns, row_groups=[rg], pfile=self.pf))
+        return self._cache[1], row
+
+
+def _range_image(path: Path, table: pa.Table, row: int, prefix: str, channels: int) -> Optional[np.ndarray]:
+    values = list_cell(table, f"{prefix}.values", row, dtype=np.float32)
+    shape = list_cell(table, f"{prefix}.shape", row, dtype=np.int64)
+    if values is None or shape is None or values.size == 0:
+        return None
+    if shape.size != 3 or int(np.prod(shape)) != values.size or shape[2] < channels:
+        raise ValueError(f"{path}: column '{prefix}.values' holds {values.size} values, which does not fit "
+                         f"'{prefix}.shape' = {shape.tolist()} (need [H, W, >= {channels}])")
+    return values.reshape(shape.tolist())
+
+
+def find_split_dir(root: PathLike, split: str) -> Path:
+    """``<root>/training`` (or ``<root>/train``) for ``split='train'``; a folder name is also accepted."""
+    root = Path(root)
+    for name in SPLIT_DIRS.get(split, (split,)):
+        if (root / name / "lidar").is_dir():
+            return root / name
+    raise FileNotFoundError(f"{root}: no '{split}' split with a lidar/ folder (looked for "
+                            f"{[str(root / n / 'lidar') for n in SPLIT_DIRS.get(split, (split,))]})")
+
+
+def list_segments(split_dir: PathLike) -> List[str]:
+    """Segment names of a split folder (the stems of ``lidar/*.parquet``)."""
+    return sorted(p.stem for p in (Path(split_dir) / "lidar").glob("*.parquet"))
+
+
+class WaymoV2Segment:
+    """One segment of one split: frames, their points and boxes.
+
+    Args:
+        split_dir: ``<root>/<split>`` holding the component folders.
+        segment: the segment (context) name, i.e. the parquet file stem.
+        lasers: which lidars to read (default all five).
+        returns: which returns (1, 2).
+        filter_no_label_zone: drop points in no-label zones (range image channel 3 == 1), as mmdet3d's
+            converter does by default.  The official point-cloud conversion keeps them (default False).
+    """
+
+    def __init__(self, split_dir: PathLike, segment: str, lasers: Sequence[int] = (1, 2, 3, 4, 5),
+                 returns: Sequence[int] = (1, 2), filter_no_label_zone: bool = False):
+        self.split_dir, self.segment = Path(split_dir), segment
+        self.lasers, self.returns = tuple(lasers), tuple(returns)
+        self.filter_no_label_zone = filter_no_label_zone
+        comp = lambda name: self.split_dir / name / f"{segment}.parquet"  # noqa: E731
+        lidar_cols = {}
+        for r in self.returns:
+            lidar_cols[f"{_LIDAR}.range_image_return{r}.values"] = "float_list"
+            lidar_cols[f"{_LIDAR}.range_image_return{r}.shape"] = "int_list"
+        self._lidar = _RowIndex(comp("lidar"), lidar_cols)
+        self.calibrations = read_lidar_calibrations(comp("lidar_calibration"))
+        missing = [l for l in self.lasers if l not in self.calibrations and
+                   any(k[1] == l for k in self._lidar.index)]
+        if missing:
+            raise ValueError(f"{comp('lidar_calibration')}: no calibration for laser(s) {missing}")
+        self._pose: Optional[_RowIndex] = None
+        if comp("lidar_pose").is_file():
+            self._pose = _RowIndex(comp("lidar_pose"), {f"{_LPOSE}.range_image_return1.values": "float_list",
+                                                        f"{_LPOSE}.range_image_return1.shape": "int_list"})
+        self.vehicle_poses = read_vehicle_poses(comp("vehicle_pose")) if comp("vehicle_pose").is_file() else {}
+        self._boxes = read_lidar_boxes(comp("lidar_box")) if comp("lidar_box").is_file() else None
+        self._camera_calib_path = comp("camera_calibration")
+        self._camera_image_path = comp("camera_image")
+        self.timestamps: List[int] = self._lidar.timestamps
+        self.num_missing_pixel_pose = 0   # TOP frames converted without the per-pixel pose (counted, warned)
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def has_labels(self) -> bool:
+        return self._boxes is not None
+
+    def points(self, ts: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Points of a frame.
+
+        Returns:
+            points [N, 6] float32 (x, y, z, intensity, elongation, timestamp) in the vehicle frame,
+            laser_ids [N] int8 (1 TOP … 5 REAR), return_ids [N] int8 (1 or 2).
+        """
+        ts = int(ts)
+        chunks, laser_ids, return_ids = [], [], []
+        pixel_pose = frame_pose = None
+        for r in self.returns:
+            prefix = f"{_LIDAR}.range_image_return{r}"
+            for laser in self.lasers:
+                hit = self._lidar.row(ts, laser)
+                if hit is None:
+                    continue
+                image = _range_image(self._lidar.path, hit[0], hit[1], prefix, 3)
+                if image is None:
+                    continue
+                calib = self.calibrations[laser]
+                pp = fp = None
+                if laser == 1:
+                    if pixel_pose is None:
+                        pixel_pose, frame_pose = self._top_pixel_pose(ts, image.shape[:2])
+                    pp, fp = pixel_pose, frame_pose
+                    if pp is False:
+                        pp = fp = None
+                xyz, feats, mask = range_image_to_points(image, calib.extrinsic,
+                                                         calib.row_inclinations(image.shape[0]), pp, fp)
+                if self.filter_no_label_zone and image.shape[2] > 3:
+                    keep = image[..., 3][mask] != 1.0
+                    xyz, feats = xyz[keep], feats[keep]
+                n = xyz.shape[0]
+                chunks.append(np.concatenate([xyz, feats[:, :2], np.full((n, 1), ts, np.float32)], 1))
+                laser_ids.append(np.full(n, laser, np.int8))
+                return_ids.append(np.full(n, r, np.int8))
+        if not chunks:
+            return np.zeros((0, 6), np.float32), np.zeros(0, np.int8), np.zeros(0, np.int8)
+        return (np.concatenate(chunks).astype(np.float32), np.concatenate(laser_ids), np.concatenate(return_ids))
+
+    def _top_pixel_pose(self, ts: int, hw: Tuple[int, int]):
+        """(pixel_pose [H, W, 4, 4], frame_pose [4, 4]) of the TOP lidar, or (False, False) when unavailable."""
+        hit = self._pose.row(ts, 1) if self._pose is not None else None
+        pose_image = (_range_image(self._pose.path, hit[0], hit[1], f"{_LPOSE}.range_image_return1", 6)
+                      if hit is not None else None)
+        if pose_image is None or ts not in self.vehicle_poses:
+            self.num_missing_pixel_pose += 1
+            warnings.warn(f"{self.split_dir}/…/{self.segment}: frame {ts} has no TOP lidar_pose range image or "
+                          f"no vehicle_pose; TOP points use the extrinsic only (no rolling-shutter correction)")
+            return False, False
+        if tuple(pose_image.shape[:2]) != tuple(hw):
+            raise ValueError(f"{self._pose.path}: lidar_pose range image of frame {ts} is "
+                             f"{list(pose_image.shape[:2])}, the TOP range image is {list(hw)}")
+        return pixel_pose_transforms(pose_image), self.vehicle_poses[ts]
+
+    def boxes(self, ts: int) -> dict:
+        """Boxes of a frame (see :func:`read_lidar_boxes`); empty arrays when the frame has none."""
+        if self._boxes is None:
+            return _empty_boxes()
+        return self._boxes.get(int(ts), _empty_boxes())
+
+    def camera_calibrations(self) -> Dict[int, dict]:
+        """See :func:`read_camera_calibrations`; {} when the component is absent."""
+        if not self._camera_calib_path.is_file():
+            return {}
+        return read_camera_calibrations(self._camera_calib_path)
+
+    def camera_images(self, ts: int) -> Dict[int, bytes]:
+        """{camera_name: encoded (JPEG) image bytes} of a frame; {} when the component is absent."""
+        if not self._camera_image_path.is_file():
+            return {}
+        cols = {TS: "int", CAMERA: "int", f"{_CIMG}.image": "binary"}
+        pf = open_parquet(self._camera_image_path)
+        check_columns(self._camera_image_path, pf.schema_arrow, cols)
+        table = pq.read_table(self._camera_image_path, columns=list(cols), filters=[(TS, "=", int(ts))])
+        return {int(c): b for c, b in zip(table.column(CAMERA).to_pylist(), table.column(f"{_CIMG}.image").to_pylist())}
+
+    def frame(self, ts: int) -> dict:
+        """Everything of one frame: ``points``, ``laser_ids``, ``return_ids``, the boxes' keys, ``ego2global``."""
+        points, laser_ids, return_ids = self.points(ts)
+        out = dict(segment=self.segment, timestamp=int(ts), points=points, laser_ids=laser_ids,
+                   return_ids=return_ids, ego2global=self.vehicle_poses.get(int(ts)))
+        out.update(self.boxes(ts))
+        return out
+
+    def __iter__(self) -> Iterator[dict]:
+        for ts in self.timestamps:
+            yield self.frame(ts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# conversion to a points cache + mmdet3d-layout info pkls (tools/create_data.py waymo)
+# ----------------------------------------------------------------------------------------------------------------
+_SPLIT_PREFIX = {"train": 0, "val": 1, "test": 2}
+_worker_segment: Dict[Tuple[str, str], WaymoV2Segment] = {}
+
+
+def _segment_cached(split_dir: str, segment: str, filter_nlz: bool) -> WaymoV2Segment:
+    key = (split_dir, segment)
+    if key not in _worker_segment:
+        _worker_segment.clear()          # one open segment per process: frames come grouped by segment
+        _worker_segment[key] = WaymoV2Segment(split_dir, segment, filter_no_label_zone=filter_nlz)
+    return _worker_segment[key]
+
+
+def _convert_frame(task: tuple) -> dict:
+    """Convert one frame (in a worker): write its points .bin unless a complete one exists; return its info."""
+    from perception3d.datasets.mmdet3d_info import atomic_write_bytes
+    split_dir, segment, ts, out_dir, rel_path, sample_idx, filter_nlz = task
+    seg = _segment_cached(split_dir, segment, filter_nlz)
+    bin_path = Path(out_dir) / rel_path
+    existed = bin_path.is_file() and bin_path.stat().st_size % (6 * 4) == 0
+    if existed:
+        num_points = bin_path.stat().st_size // 24
+    else:
+        points, _, _ = seg.points(ts)
+        atomic_write_bytes(bin_path, points.astype(np.float32).tobytes())
+        num_points = points.shape[0]
+    boxes = seg.boxes(ts)
+    pose = seg.vehicle_poses.get(int(ts))
+    instances = [dict(bbox_3d=boxes["gt_bboxes_3d"][i].tolist(), bbox_label_3d=int(boxes["gt_labels_3d"][i]),
+                      num_lidar_pts=int(boxes["num_lidar_pts"][i]), difficulty=int(boxes["difficulty"][i]),
+                      obj_id=boxes["obj_ids"][i]) for i in range(len(boxes["gt_labels_3d"]))]
+    info = dict(sample_idx=sample_idx, context_name=segment, timestamp=int(ts),
+                ego2global=None if pose is None else pose.tolist(),
+                lidar_points=dict(lidar_path=rel_path, num_pts_feats=6, num_points=int(num_points)),
+                instances=instances)
+    return dict(info=info, existed=existed)
+
+
+def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("train", "val"), workers: int = 0,
+                     filter_no_label_zone: bool = False, progress: bool = True) -> dict:
+    """Waymo v2 root → ``<out>/points/<segment>_<timestamp>.bin`` (float32 × 6) + ``waymo_infos_<split>.pkl``.
+
+    Resumable: a frame whose .bin exists with a whole number of points is not converted again (every file is
+    written to a temporary name and renamed, so an existing file is complete).  Infos follow mmdet3d's
+    ``{metainfo, data_list}`` layout with LiDAR-frame boxes (z at the bottom); ``sample_idx`` is
+    ``split_prefix * 1e6 + segment_index * 1000 + frame_index`` as in mmdet3d.
+
+    Args:
+        root: the Waymo v2 root holding ``training/``, ``validation/`` (or ``train/``, ``val/``).
+        out: output folder.
+        splits: which splits to convert; a split absent from ``root`` is skipped with a warning.
+        workers: processes for the conversion (0 = in this process).
+    Returns:
+        dict with the frame count per split, ``converted`` and ``skipped_existing``.
+    """
+    from tqdm import tqdm
+    from perception3d.datasets.mmdet3d_info import save_infos
+    root, out = Path(root), Path(out)
+    result = {"converted": 0, "skipped_existing": 0}
+    for split in splits:
+        try:
+            split_dir = find_split_dir(root, split)
+        except FileNotFoundError as exc:
+            warnings.warn(f"skipping split '{split}': {exc}")
+            continue
+        tasks = []
+        for si, segment in enumerate(list_segments(split_dir)):
+            seg = WaymoV2Segment(split_dir, segment)        # opens the files: bad input fails here, early
+            for fi, ts in enumerate(seg.timestamps):
+                tasks.append((str(split_dir), segment, ts, str(out), f"points/{segment}_{ts}.bin",
+                              _SPLIT_PREFIX.get(split, 9) * 1_000_000 + si * 1000 + fi, filter_no_label_zone))
+        results = []
+        bar = tqdm(total=len(tasks), desc=f"waymo {split}", disable=not progress)
+        if workers and workers > 0:
+            import multiprocessing as mp
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for r in pool.imap(_convert_frame, tasks, chunksize=4):
+                    results.append(r)
+                    bar.update()
+        else:
+            for t in tasks:
+                results.append(_convert_frame(t))
+                bar.update()
+        bar.close()
+        _worker_segment.clear()
+        for r in results:
+            result["skipped_existing" if r["existed"] else "converted"] += 1
+        save_infos(out / f"waymo_infos_{split}.pkl", [r["info"] for r in results],
+                   metainfo=dict(dataset="waymo", classes=WAYMO_CLASSES, info_version="perception3d-1",
+                                 box_mode="lidar", source=str(root)))
+        result[split] = len(results)
+    return result

@@ -1,0 +1,288 @@
+"""Waymo v2 parquet reader: hand-made range images with hand-computed points, the real vehicle_pose file,
+bad input, and the create_data conversion (points cache + info pkls, resumable)."""
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from perception3d.datasets import range_image as ri
+from perception3d.datasets.waymo_v2 import (WaymoV2Segment, read_lidar_boxes, read_lidar_calibrations,
+                                            read_vehicle_poses)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_POSE = SHARED / "waymo_v2" / "10023947602400723454_1120_000_1140_000.parquet"
+COLUMNS_TXT = SHARED / "waymo_v2" / "v2_component_columns.txt"
+
+SEG = "1234_000_1000_000"
+T0, T1 = 1_550_000_000_000_000, 1_550_000_000_100_000
+
+# --- the exact v2 schema of the components we write (as in v2_component_columns.txt) ------------------------
+F64, F32, I8, I32, I64, STR = pa.float64(), pa.float32(), pa.int8(), pa.int32(), pa.int64(), pa.string()
+RI = lambda: [(".values", pa.list_(F32)), (".shape", pa.list_(I32, 3))]  # noqa: E731
+SCHEMAS = {
+    "lidar": [("key.segment_context_name", STR), ("key.frame_timestamp_micros", I64), ("key.laser_name", I8)]
+    + [(f"[LiDARComponent].range_image_return{r}{s}", t) for r in (1, 2) for s, t in RI()],
+    "lidar_calibration": [("key.segment_context_name", STR), ("key.laser_name", I8),
+                          ("[LiDARCalibrationComponent].extrinsic.transform", pa.list_(F64, 16)),
+                          ("[LiDARCalibrationComponent].beam_inclination.min", F64),
+                          ("[LiDARCalibrationComponent].beam_inclination.max", F64),
+                          ("[LiDARCalibrationComponent].beam_inclination.values", pa.list_(F64))],
+    "lidar_pose": [("key.segment_context_name", STR), ("key.frame_timestamp_micros", I64), ("key.laser_name", I8)]
+    + [(f"[LiDARPoseComponent].range_image_return1{s}", t) for s, t in RI()],
+    "vehicle_pose": [("key.segment_context_name", STR), ("key.frame_timestamp_micros", I64),
+                     ("[VehiclePoseComponent].world_from_vehicle.transform", pa.list_(F64, 16))],
+    "lidar_box": [("key.segment_context_name", STR), ("key.frame_timestamp_micros", I64),
+                  ("key.laser_object_id", STR)]
+    + [(f"[LiDARBoxComponent].box.{a}.{b}", F64) for a in ("center", "size") for b in "xyz"]
+    + [("[LiDARBoxComponent].box.heading", F64), ("[LiDARBoxComponent].type", I8),
+       ("[LiDARBoxComponent].num_lidar_points_in_box", I64), ("[LiDARBoxComponent].num_top_lidar_points_in_box", I64)]
+    + [(f"[LiDARBoxComponent].{a}.{b}", F64) for a in ("speed", "acceleration") for b in "xyz"]
+    + [("[LiDARBoxComponent].difficulty_level.detection", I8), ("[LiDARBoxComponent].difficulty_level.tracking", I8)],
+}
+
+
+def write_component(root: Path, split: str, comp: str, rows: list[dict], schema=None, seg: str = SEG) -> Path:
+    fields = schema if schema is not None else SCHEMAS[comp]
+    sch = pa.schema([pa.field(n, t) for n, t in fields])
+    data = {n: [r.get(n) for r in rows] for n, _ in fields}
+    path = root / split / comp / f"{seg}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(data, schema=sch), path)
+    return path
+
+
+def rz(yaw: float, t=(0.0, 0.0, 0.0)) -> np.ndarray:
+    m = np.eye(4)
+    m[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
+    m[:3, 3] = t
+    return m
+
+
+def image(h, w, c, pixels: dict) -> dict:
+    a = np.zeros((h, w, c), np.float32)
+    for (i, j), v in pixels.items():
+        a[i, j, :len(v)] = v
+    return {"values": a.reshape(-1).tolist(), "shape": [h, w, c]}
+
+
+def make_root(root: Path, split: str = "training", with_pose: bool = True, seg: str = SEG) -> None:
+    """Two frames; FRONT (laser 2) with min/max inclinations, TOP (laser 1) with per-row values + pixel poses."""
+    key = {"key.segment_context_name": seg}
+    write_component = lambda *a, **k: globals()["write_component"](*a, **k, seg=seg)  # noqa: E731
+    P = "[LiDARComponent].range_image_return"
+    lidar_rows = []
+    for ts in (T0, T1):
+        # FRONT: 2 x 4, return 1: range 10 at (1, 1), intensity .5, elongation .25; NLZ pixel (0, 3) range 7
+        f1 = image(2, 4, 4, {(1, 1): (10.0, 0.5, 0.25, -1.0), (0, 3): (7.0, 0.1, 0.2, 1.0)})
+        f2 = image(2, 4, 4, {(0, 0): (3.0, 0.7, 0.0, -1.0)})
+        # TOP: 3 x 2, return 1: range 2 at (0, 0) and range 4 at (2, 1); return 2 empty
+        t1 = image(3, 2, 4, {(0, 0): (2.0, 1.0, 0.0, -1.0), (2, 1): (4.0, 2.0, 0.5, -1.0)})
+        t2 = image(3, 2, 4, {})
+        for laser, (a, b) in ((2, (f1, f2)), (1, (t1, t2))):
+            lidar_rows.append({**key, "key.frame_timestamp_micros": ts, "key.laser_name": laser,
+                               f"{P}1.values": a["values"], f"{P}1.shape": a["shape"],
+                               f"{P}2.values": b["values"], f"{P}2.shape": b["shape"]})
+    write_component(root, split, "lidar", lidar_rows)
+    C = "[LiDARCalibrationComponent]"
+    write_component(root, split, "lidar_calibration", [
+        {**key, "key.laser_name": 2, f"{C}.extrinsic.transform": rz(math.pi / 2, (1.0, 0.0, 2.0)).reshape(-1).tolist(),
+         f"{C}.beam_inclination.min": -0.2, f"{C}.beam_inclination.max": 0.2, f"{C}.beam_inclination.values": None},
+        {**key, "key.laser_name": 1, f"{C}.extrinsic.transform": np.eye(4).reshape(-1).tolist(),
+         f"{C}.beam_inclination.min": -0.3, f"{C}.beam_inclination.max": 0.2,
+         f"{C}.beam_inclination.values": [-0.3, 0.0, 0.2]}])
+    if with_pose:
+        # every pixel: vehicle→world translation (5, 0, 0); pixel (2, 1) also yawed by +90°
+        pose = np.zeros((3, 2, 6), np.float32)
+        pose[..., 3] = 5.0
+        pose[2, 1, 2] = math.pi / 2
+        pose[2, 1, 3] = 4.0
+        write_component(root, split, "lidar_pose", [
+            {**key, "key.frame_timestamp_micros": ts, "key.laser_name": 1,
+             "[LiDARPoseComponent].range_image_return1.values": pose.reshape(-1).tolist(),
+             "[LiDARPoseComponent].range_image_return1.shape": [3, 2, 6]} for ts in (T0, T1)])
+    write_component(root, split, "vehicle_pose", [
+        {**key, "key.frame_timestamp_micros": ts,
+         "[VehiclePoseComponent].world_from_vehicle.transform": rz(0.0, (4.0, 0.0, 0.0)).reshape(-1).tolist()}
+        for ts in (T0, T1)])
+    B = "[LiDARBoxComponent]"
+
+    def box(ts, oid, c, s, h, typ, n, diff):
+        row = {**key, "key.frame_timestamp_micros": ts, "key.laser_object_id": oid, f"{B}.box.heading": h,
+               f"{B}.type": typ, f"{B}.num_lidar_points_in_box": n, f"{B}.num_top_lidar_points_in_box": n,
+               f"{B}.difficulty_level.detection": diff, f"{B}.difficulty_level.tracking": 0}
+        row.update({f"{B}.box.center.{a}": v for a, v in zip("xyz", c)})
+        row.update({f"{B}.box.size.{a}": v for a, v in zip("xyz", s)})
+        row.update({f"{B}.{a}.{b}": 0.0 for a in ("speed", "acceleration") for b in "xyz"})
+        return row
+    write_component(root, split, "lidar_box", [
+        box(T0, "car", (10.0, 1.0, 1.0), (4.0, 2.0, 2.0), 0.3, 1, 120, 1),
+        box(T0, "sign", (5.0, 5.0, 2.0), (0.1, 0.5, 0.5), 0.0, 3, 4, 1),
+        box(T0, "bike", (-3.0, 2.0, 0.9), (1.8, 0.6, 1.8), -1.0, 4, 3, 2),
+    ])
+
+
+def expected_points(ts: int) -> np.ndarray:
+    """The hand-computed points (return 1 of TOP, FRONT; then return 2 of FRONT)."""
+    def sph(r, az, inc):
+        return np.array([r * math.cos(az) * math.cos(inc), r * math.sin(az) * math.cos(inc), r * math.sin(inc)])
+    rows = []
+    # TOP: rows → inclinations (0.2, 0.0, -0.3); cols → azimuth (+pi/2, -pi/2); identity extrinsic.
+    # pixel (0,0): world = p + (5,0,0), back to the vehicle: - (4,0,0)  → p + (1,0,0)
+    rows.append([*(sph(2.0, math.pi / 2, 0.2) + [1, 0, 0]), 1.0, 0.0])
+    # pixel (2,1): p = sph(4, -pi/2, -0.3); world = Rz(90) p + (4,0,0); vehicle = world - (4,0,0) = Rz(90) p
+    p = sph(4.0, -math.pi / 2, -0.3)
+    rows.append([-p[1], p[0], p[2], 2.0, 0.5])
+    # FRONT: uniform inclinations min + (i + .5)/2 (max - min) = (-0.1, 0.1), reversed → rows (0.1, -0.1);
+    # columns: ((4 - j - .5)/4 * 2 - 1) pi = (.75, .25, -.25, -.75) pi, minus the yaw correction pi/2;
+    # then Rz(90) puts them back at (.75, .25, ...) pi in the vehicle frame, + (1, 0, 2).
+    rows.append([*(sph(7.0, -0.75 * math.pi, 0.1) + [1, 0, 2]), 0.1, 0.2])      # (0, 3): NLZ pixel
+    rows.append([*(sph(10.0, 0.25 * math.pi, -0.1) + [1, 0, 2]), 0.5, 0.25])   # (1, 1)
+    rows.append([*(sph(3.0, 0.75 * math.pi, 0.1) + [1, 0, 2]), 0.7, 0.0])      # return 2, (0, 0)
+    out = np.array(rows)
+    return np.concatenate([out, np.full((len(out), 1), float(np.float32(ts)))], 1)
+
+
+def test_inclination_and_azimuth_formulas():
+    np.testing.assert_allclose(ri.compute_inclination(-0.2, 0.2, 2), [-0.1, 0.1])
+    np.testing.assert_allclose(ri.row_inclinations(3, values=np.array([-0.3, 0.0, 0.2])), [0.2, 0.0, -0.3])
+    np.testing.assert_allclose(ri.row_inclinations(2, -0.2, 0.2), [0.1, -0.1])
+    np.testing.assert_allclose(ri.column_azimuths(4, np.eye(4)), np.array([0.75, 0.25, -0.25, -0.75]) * np.pi)
+    np.testing.assert_allclose(ri.column_azimuths(4, rz(0.3)), np.array([0.75, 0.25, -0.25, -0.75]) * np.pi - 0.3)
+    # Rz(yaw) Ry(pitch) Rx(roll): check against explicit products
+    r, p, y = 0.1, -0.2, 0.7
+    rx = np.array([[1, 0, 0], [0, math.cos(r), -math.sin(r)], [0, math.sin(r), math.cos(r)]])
+    ry = np.array([[math.cos(p), 0, math.sin(p)], [0, 1, 0], [-math.sin(p), 0, math.cos(p)]])
+    np.testing.assert_allclose(ri.rotation_from_rpy(np.array(r), np.array(p), np.array(y)), rz(y)[:3, :3] @ ry @ rx)
+    with pytest.raises(ValueError, match="entries"):
+        ri.row_inclinations(4, values=np.array([0.1, 0.2]))
+
+
+def test_hand_made_range_images(tmp_path):
+    make_root(tmp_path)
+    seg = WaymoV2Segment(tmp_path / "training", SEG)
+    assert seg.timestamps == [T0, T1]
+    pts, lasers, returns = seg.points(T0)
+    assert pts.dtype == np.float32 and pts.shape == (5, 6)
+    np.testing.assert_allclose(pts, expected_points(T0), rtol=1e-6, atol=1e-5)
+    assert lasers.tolist() == [1, 1, 2, 2, 2] and returns.tolist() == [1, 1, 1, 1, 2]
+    # the no-label-zone filter drops the one pixel whose channel 3 is 1
+    seg_nlz = WaymoV2Segment(tmp_path / "training", SEG, filter_no_label_zone=True)
+    np.testing.assert_allclose(seg_nlz.points(T0)[0], np.delete(expected_points(T0), 2, 0), rtol=1e-6, atol=1e-5)
+    # only the first return
+    assert WaymoV2Segment(tmp_path / "training", SEG, returns=(1,)).points(T1)[0].shape == (4, 6)
+
+
+def test_top_without_pixel_pose_is_counted(tmp_path):
+    make_root(tmp_path, with_pose=False)
+    seg = WaymoV2Segment(tmp_path / "training", SEG)
+    with pytest.warns(UserWarning, match="no rolling-shutter correction"):
+        pts, _, _ = seg.points(T0)
+    assert seg.num_missing_pixel_pose == 1
+    # without the pose the TOP pixel (0, 0) is the sensor-frame point itself
+    np.testing.assert_allclose(pts[0, :3], expected_points(T0)[0, :3] - [1, 0, 0], atol=1e-5)
+
+
+def test_boxes_convention(tmp_path):
+    make_root(tmp_path)
+    boxes = read_lidar_boxes(tmp_path / "training" / "lidar_box" / f"{SEG}.parquet")
+    b = boxes[T0]
+    assert b["gt_bboxes_3d"].dtype == np.float32 and b["gt_labels_3d"].dtype == np.int64
+    np.testing.assert_allclose(b["gt_bboxes_3d"], [[10, 1, 0, 4, 2, 2, 0.3], [-3, 2, 0, 1.8, 0.6, 1.8, -1.0]],
+                               atol=1e-6)   # z: centre − dz/2; the sign is dropped
+    assert b["gt_labels_3d"].tolist() == [0, 2] and b["num_lidar_pts"].tolist() == [120, 3]
+    assert b["difficulty"].tolist() == [1, 2] and b["obj_ids"] == ["car", "bike"]
+    seg = WaymoV2Segment(tmp_path / "training", SEG)
+    assert seg.boxes(T1)["gt_bboxes_3d"].shape == (0, 7)          # a frame without boxes is valid
+
+
+def test_calibration_reads_values_or_min_max(tmp_path):
+    make_root(tmp_path)
+    cal = read_lidar_calibrations(tmp_path / "training" / "lidar_calibration" / f"{SEG}.parquet")
+    assert cal[2].inclination_values is None and cal[2].inclination_min == -0.2
+    np.testing.assert_allclose(cal[1].inclination_values, [-0.3, 0.0, 0.2])
+
+
+@pytest.mark.skipif(not REAL_POSE.is_file(), reason="../shared/data/waymo_v2 is absent")
+def test_real_vehicle_pose_file():
+    poses = read_vehicle_poses(REAL_POSE)
+    assert len(poses) == 199
+    m = poses[1552440195362591]
+    assert m.dtype == np.float64 and m.shape == (4, 4)
+    np.testing.assert_allclose(m[0, 3], 860.5947875976562)
+    np.testing.assert_allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-5)   # float32 storage
+    np.testing.assert_allclose(m[3], [0, 0, 0, 1])
+
+
+@pytest.mark.skipif(not COLUMNS_TXT.is_file(), reason="../shared/data/waymo_v2 is absent")
+def test_test_schema_matches_official_column_list():
+    text = COLUMNS_TXT.read_text()
+    for comp, fields in SCHEMAS.items():
+        block = text.split(f"== {comp}/")[1].split("==")[0]
+        names = [line.split(" : ")[0].strip() for line in block.splitlines()[1:] if " : " in line]
+        assert [n for n, _ in fields] == names, comp
+
+
+def test_bad_input_names_file_and_column(tmp_path):
+    make_root(tmp_path)
+    box_path = tmp_path / "training" / "lidar_box" / f"{SEG}.parquet"
+    # missing column
+    fields = [f for f in SCHEMAS["lidar_box"] if f[0] != "[LiDARBoxComponent].box.heading"]
+    bad = tmp_path / "bad1"
+    p = write_component(bad, "training", "lidar_box", [{"key.frame_timestamp_micros": T0}], schema=fields)
+    with pytest.raises(ValueError, match=r"lidar_box/.*parquet.*missing column '\[LiDARBoxComponent\].box.heading'"):
+        read_lidar_boxes(p)
+    # wrong type in a column
+    fields = [(n, STR if n == "[LiDARBoxComponent].box.heading" else t) for n, t in SCHEMAS["lidar_box"]]
+    p = write_component(tmp_path / "bad2", "training", "lidar_box", [{"key.frame_timestamp_micros": T0}],
+                        schema=fields)
+    with pytest.raises(ValueError, match=r"parquet: column '\[LiDARBoxComponent\].box.heading' has type string"):
+        read_lidar_boxes(p)
+    # truncated file
+    data = box_path.read_bytes()
+    trunc = tmp_path / "trunc.parquet"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="trunc.parquet: not a readable parquet file"):
+        read_lidar_boxes(trunc)
+    # range image values that do not fit the shape
+    lidar = tmp_path / "training" / "lidar" / f"{SEG}.parquet"
+    t = pq.read_table(lidar)
+    col = "[LiDARComponent].range_image_return1.shape"
+    t = t.set_column(t.schema.get_field_index(col), t.schema.field(col),
+                     pa.array([[2, 5, 4]] * t.num_rows, type=pa.list_(I32, 3)))
+    pq.write_table(t, lidar)
+    with pytest.raises(ValueError, match=r"lidar/.*parquet: column '\[LiDARComponent\].range_image_return1.values'"):
+        WaymoV2Segment(tmp_path / "training", SEG).points(T0)
+
+
+def test_create_data_waymo(tmp_path):
+    from perception3d.datasets.waymo_v2 import convert_waymo_v2
+    make_root(tmp_path / "waymo", "training")
+    make_root(tmp_path / "waymo", "validation", seg="999_000_1000_000")
+    out = tmp_path / "out"
+    res = convert_waymo_v2(tmp_path / "waymo", out, workers=0)
+    assert res["train"] == 2 and res["val"] == 2
+    infos = pickle.load(open(out / "waymo_infos_train.pkl", "rb"))
+    assert infos["metainfo"]["classes"] == ("Car", "Pedestrian", "Cyclist")
+    first = infos["data_list"][0]
+    assert first["lidar_points"]["num_pts_feats"] == 6
+    pts = np.fromfile(out / first["lidar_points"]["lidar_path"], np.float32).reshape(-1, 6)
+    np.testing.assert_allclose(pts, expected_points(T0), rtol=1e-6, atol=1e-5)
+    inst = first["instances"]
+    assert [i["bbox_label_3d"] for i in inst] == [0, 2] and inst[0]["num_lidar_pts"] == 120
+    np.testing.assert_allclose(inst[0]["bbox_3d"], [10, 1, 0, 4, 2, 2, 0.3], atol=1e-6)
+    assert infos["data_list"][1]["instances"] == []
+    # resumable: a second run converts nothing new and gives the same infos; a missing .bin is redone
+    bins = sorted((out / "points").glob("*.bin"))
+    assert len(bins) == 4 and not list((out / "points").glob("*.tmp*"))
+    mtimes = {b: b.stat().st_mtime_ns for b in bins}
+    bins[0].unlink()
+    res2 = convert_waymo_v2(tmp_path / "waymo", out, workers=0)
+    assert res2["converted"] == 1 and res2["skipped_existing"] == 3
+    assert all(b.stat().st_mtime_ns == mtimes[b] for b in bins[1:])
+    assert pickle.load(open(out / "waymo_infos_train.pkl", "rb"))["data_list"] == infos["data_list"]
