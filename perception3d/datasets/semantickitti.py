@@ -1,0 +1,153 @@
+"""SemanticKITTI reader (the official on-disk layout)::
+
+    <root>/sequences/<XX>/velodyne/<NNNNNN>.bin     float32 × 4 per point (x, y, z, remission)
+    <root>/sequences/<XX>/labels/<NNNNNN>.label     uint32 per point: lower 16 bits semantic id,
+                                                    upper 16 bits instance id
+
+Labels go through the official ``learning_map`` (semantic-kitti.yaml) to the 0–19 training ids, where
+0 = unlabeled / outlier / other-structure / other-object (ignored). The network predicts 19 classes, so the
+dataset serves ``segment = learning_map − 1`` with ``ignore_index = -1`` (Pointcept's convention, used by the
+authors' E-3DSNN config). Official split: train 00–07, 09, 10; val 08; test 11–21 (no labels).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from perception3d.registry import DATASETS
+
+__all__ = ["LEARNING_MAP", "CLASS_NAMES", "learning_map_lut", "read_scan", "read_label", "SemanticKITTIDataset",
+           "SPLITS"]
+
+#: official semantic-kitti.yaml learning_map: raw semantic id -> training id (0 = ignored)
+LEARNING_MAP: Dict[int, int] = {
+    0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8, 40: 9, 44: 10, 48: 11,
+    49: 12, 50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17, 80: 18, 81: 19, 99: 0, 252: 1, 253: 7,
+    254: 6, 255: 8, 256: 5, 257: 5, 258: 4, 259: 5}
+#: training ids 1..19 (index 0 here is training id 1)
+CLASS_NAMES: Tuple[str, ...] = (
+    "car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist", "motorcyclist", "road",
+    "parking", "sidewalk", "other-ground", "building", "fence", "vegetation", "trunk", "terrain", "pole",
+    "traffic-sign")
+SPLITS = dict(train=["00", "01", "02", "03", "04", "05", "06", "07", "09", "10"], val=["08"],
+              test=[f"{i:02d}" for i in range(11, 22)])
+
+
+def learning_map_lut(mapping: Optional[Dict[int, int]] = None) -> np.ndarray:
+    """A 65536-entry lookup table raw id -> training id (unknown raw ids map to 0 = ignored)."""
+    lut = np.zeros(1 << 16, dtype=np.int64)
+    for k, v in (mapping or LEARNING_MAP).items():
+        lut[k] = v
+    return lut
+
+
+def read_scan(path: Union[str, Path]) -> np.ndarray:
+    """``.bin`` scan → float32 ``[N, 4]`` (x, y, z, remission)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SemanticKITTI: scan not found: {path}")
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % 4:
+        raise ValueError(f"SemanticKITTI: {path} has {raw.size} float32 values, not a multiple of 4 (x, y, z, r)")
+    return raw.reshape(-1, 4)
+
+
+def read_label(path: Union[str, Path], num_points: Optional[int] = None, lut: Optional[np.ndarray] = None
+               ) -> Tuple[np.ndarray, np.ndarray]:
+    """``.label`` → (training id 0–19 per point (int64, 0 = ignored), instance id per point (int64))."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"SemanticKITTI: label file not found: {path}")
+    raw = np.fromfile(path, dtype=np.uint32)
+    if num_points is not None and raw.size != num_points:
+        raise ValueError(f"SemanticKITTI: {path} has {raw.size} labels but its scan has {num_points} points")
+    lut = learning_map_lut() if lut is None else lut
+    return lut[raw & 0xFFFF], (raw >> 16).astype(np.int64)
+
+
+@DATASETS.register_module()
+class SemanticKITTIDataset(Dataset):
+    """SemanticKITTI scans for semantic segmentation.
+
+    Args:
+        data_root: folder holding ``sequences/``.
+        split: ``"train"``/``"val"``/``"test"`` (official sequences) — or give ``sequences`` explicitly.
+        point_range: optional crop ``(x0, y0, z0, x1, y1, z1)`` (the authors clip to ±35.2 m, z −4…2 m).
+        augment: training augmentation ``dict(rotate_z=True, flip=True, scale=(0.9, 1.1), jitter=0.005)``.
+        max_points: random subsample to at most this many points (None keeps all).
+
+    Item: ``dict(inputs=dict(points=float32 [N, 4]), data_samples=dict(gt_segment=int64 [N] in −1..18, name))``.
+    """
+
+    def __init__(self, data_root: str, split: str = "train", sequences: Optional[Sequence[str]] = None,
+                 point_range: Optional[Sequence[float]] = None, augment: Optional[Dict] = None,
+                 max_points: Optional[int] = None, seed: int = 0) -> None:
+        super().__init__()
+        self.data_root = Path(data_root)
+        if sequences is None:
+            if split not in SPLITS:
+                raise ValueError(f"SemanticKITTIDataset: split must be one of {list(SPLITS)}, got {split!r}")
+            sequences = SPLITS[split]
+        self.split = split
+        seq_root = self.data_root / "sequences"
+        if not seq_root.is_dir():
+            raise FileNotFoundError(f"SemanticKITTI: no 'sequences' folder under {self.data_root}")
+        self.items: List[Tuple[Path, Optional[Path]]] = []
+        for seq in sequences:
+            vel = seq_root / f"{int(seq):02d}" / "velodyne"
+            if not vel.is_dir():
+                continue
+            for scan in sorted(vel.glob("*.bin")):
+                lab = scan.parent.parent / "labels" / (scan.stem + ".label")
+                self.items.append((scan, lab if lab.is_file() else None))
+        if not self.items:
+            raise FileNotFoundError(f"SemanticKITTI: no scans found for sequences {list(sequences)} under {seq_root}")
+        self.point_range = None if point_range is None else np.asarray(point_range, np.float32)
+        self.augment = dict(augment) if augment else None
+        self.max_points = max_points
+        self.rng = np.random.default_rng(seed)
+        self.lut = learning_map_lut()
+        self.metainfo = dict(classes=CLASS_NAMES)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _augment(self, xyz: np.ndarray) -> np.ndarray:
+        aug, rng = self.augment, self.rng
+        if aug.get("rotate_z"):
+            a = rng.uniform(-np.pi, np.pi)
+            c, s = np.cos(a), np.sin(a)
+            xyz = xyz @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32).T
+        if aug.get("flip") and rng.random() < 0.5:
+            xyz = xyz * np.array([1, -1, 1], np.float32)
+        if aug.get("scale"):
+            xyz = xyz * rng.uniform(*aug["scale"])
+        if aug.get("jitter"):
+            j = aug["jitter"]
+            xyz = xyz + np.clip(rng.normal(scale=j, size=xyz.shape), -4 * j, 4 * j)
+        return xyz.astype(np.float32)
+
+    def __getitem__(self, idx: int) -> Dict:
+        scan_path, label_path = self.items[idx]
+        pts = read_scan(scan_path)
+        if label_path is not None:
+            sem, _ = read_label(label_path, pts.shape[0], self.lut)
+            segment = sem - 1                       # 0..18, ignored -> -1
+        else:
+            segment = np.full(pts.shape[0], -1, np.int64)
+        if self.augment and self.split == "train":
+            pts = np.concatenate([self._augment(pts[:, :3]), pts[:, 3:]], 1)
+        if self.point_range is not None:
+            r = self.point_range
+            keep = ((pts[:, :3] >= r[:3]) & (pts[:, :3] < r[3:])).all(1)
+            pts, segment = pts[keep], segment[keep]
+        if self.max_points is not None and pts.shape[0] > self.max_points:
+            sel = np.sort(self.rng.choice(pts.shape[0], self.max_points, replace=False))
+            pts, segment = pts[sel], segment[sel]
+        name = f"{scan_path.parent.parent.name}/{scan_path.stem}"
+        return dict(inputs=dict(points=torch.from_numpy(np.ascontiguousarray(pts, np.float32))),
+                    data_samples=dict(gt_segment=torch.from_numpy(segment.astype(np.int64)), name=name))
