@@ -1,0 +1,362 @@
+"""The built-in mini dataset: procedural street scenes written in the Waymo Open Dataset v2 parquet layout.
+
+``generate_waymo_mini(root)`` writes ``<root>/<split>/<component>/<segment>.parquet`` for the splits
+``training`` and ``validation`` and the components
+
+=====================  ==========================================================================================
+``lidar``              TOP lidar (laser_name 1) range images, return 1 and 2, ``[H, W, 4]`` = range, intensity,
+                       elongation, no-label-zone; -1 in every channel where there is no return.  Return 2 is
+                       written (same shape) but holds no returns.
+``lidar_calibration``  extrinsic (sensor → vehicle, row-major 4×4), ``beam_inclination.values`` (lowest beam
+                       first, as Waymo stores them; row 0 of the image is the highest beam) and min/max.
+``lidar_pose``         per-pixel vehicle pose ``[H, W, 6]`` (roll, pitch, yaw, x, y, z); a sweep is simulated as
+                       instantaneous, so every pixel carries the frame's ``vehicle_pose``.
+``vehicle_pose``       world_from_vehicle (row-major 4×4).
+``lidar_box``          vehicles (type 1), pedestrians (2), cyclists (4) whose box centre lies within
+                       ``label_range`` of the vehicle origin (|x|, |y|); centre = box centre, heading in the vehicle
+                       frame, speed in the vehicle frame, ``num_lidar_points_in_box`` = TOP return-1 points inside
+                       (counted on the points converted back from the written range image), difficulty 2 when
+                       ≤ 5 points, else 1.
+``camera_image``       FRONT camera (camera_name 1) JPEG, ``pose`` = world_from_vehicle.
+``camera_calibration`` pinhole intrinsics (no distortion), extrinsic vehicle ← camera in Waymo's camera frame
+                       (x forward, y left, z up), global shutter.
+=====================  ==========================================================================================
+
+Column names and types equal the official v2 dataclasses (``../shared/data/waymo_v2/v2_component_columns.txt``).
+Frames of a segment are ``frame_interval_s`` apart (default 0.5 s, not Waymo's 0.1 s: the ego moves a few metres
+between frames, so that 50 frames show more different scenes).  Generation is deterministic in ``seed``: segment
+``i`` of a split draws from ``np.random.default_rng([seed, split, i])``.
+
+Every file is written to a temporary name and renamed; a manifest (``waymo_mini_manifest.json``) with the
+parameters and a summary is written last.  A call finding a manifest with the same parameters (and every file
+it lists) returns at once; anything else (a partial run, other parameters) is removed and regenerated.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
+from perception3d.datasets.synthetic_scene import (CLASS_TO_WAYMO_TYPE, CameraSpec, LidarSpec, count_points_in_boxes,
+                                                   frame_scene, render_camera, rpy_from_rotation,
+                                                   sample_street_segment, simulate_lidar)
+
+__all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "MANIFEST_NAME", "SPLITS",
+           "write_parquet_atomic"]
+
+PathLike = Union[str, Path]
+MANIFEST_NAME = "waymo_mini_manifest.json"
+SPLITS = {"train": "training", "val": "validation"}
+GENERATOR_VERSION = 1
+TOP, FRONT = 1, 1
+
+_F32, _F64, _I8, _I32, _I64, _STR = pa.float32(), pa.float64(), pa.int8(), pa.int32(), pa.int64(), pa.string()
+_M16 = pa.list_(_F64, 16)
+_RI = {"values": pa.list_(_F32), "shape": pa.list_(_I32, 3)}
+
+
+def _ri_fields(comp: str, returns=(1, 2)) -> list:
+    return [(f"[{comp}].range_image_return{r}.{k}", _RI[k]) for r in returns for k in ("values", "shape")]
+
+
+_KEY_SEG, _KEY_TS = ("key.segment_context_name", _STR), ("key.frame_timestamp_micros", _I64)
+_BOX = "[LiDARBoxComponent]"
+_CIM = "[CameraImageComponent]"
+_CCA = "[CameraCalibrationComponent]"
+_LCA = "[LiDARCalibrationComponent]"
+
+#: official column names and types of the written components (waymo-open-dataset v2 dataclasses)
+V2_SCHEMAS: Dict[str, pa.Schema] = {
+    "lidar": pa.schema([_KEY_SEG, _KEY_TS, ("key.laser_name", _I8)] + _ri_fields("LiDARComponent")),
+    "lidar_calibration": pa.schema([
+        _KEY_SEG, ("key.laser_name", _I8), (f"{_LCA}.extrinsic.transform", _M16),
+        (f"{_LCA}.beam_inclination.min", _F64), (f"{_LCA}.beam_inclination.max", _F64),
+        (f"{_LCA}.beam_inclination.values", pa.list_(_F64))]),
+    "lidar_box": pa.schema([
+        _KEY_SEG, _KEY_TS, ("key.laser_object_id", _STR),
+        *[(f"{_BOX}.box.center.{a}", _F64) for a in "xyz"], *[(f"{_BOX}.box.size.{a}", _F64) for a in "xyz"],
+        (f"{_BOX}.box.heading", _F64), (f"{_BOX}.type", _I8), (f"{_BOX}.num_lidar_points_in_box", _I64),
+        (f"{_BOX}.num_top_lidar_points_in_box", _I64), *[(f"{_BOX}.speed.{a}", _F64) for a in "xyz"],
+        *[(f"{_BOX}.acceleration.{a}", _F64) for a in "xyz"], (f"{_BOX}.difficulty_level.detection", _I8),
+        (f"{_BOX}.difficulty_level.tracking", _I8)]),
+    "camera_image": pa.schema([
+        _KEY_SEG, _KEY_TS, ("key.camera_name", _I8), (f"{_CIM}.image", pa.binary()),
+        (f"{_CIM}.pose.transform", _M16),
+        *[(f"{_CIM}.velocity.linear_velocity.{a}", _F32) for a in "xyz"],
+        *[(f"{_CIM}.velocity.angular_velocity.{a}", _F64) for a in "xyz"],
+        (f"{_CIM}.pose_timestamp", _F64), (f"{_CIM}.rolling_shutter_params.shutter", _F64),
+        (f"{_CIM}.rolling_shutter_params.camera_trigger_time", _F64),
+        (f"{_CIM}.rolling_shutter_params.camera_readout_done_time", _F64)]),
+    "camera_calibration": pa.schema([
+        _KEY_SEG, ("key.camera_name", _I8),
+        *[(f"{_CCA}.intrinsic.{k}", _F64) for k in ("f_u", "f_v", "c_u", "c_v", "k1", "k2", "p1", "p2", "k3")],
+        (f"{_CCA}.extrinsic.transform", _M16), (f"{_CCA}.width", _I32), (f"{_CCA}.height", _I32),
+        (f"{_CCA}.rolling_shutter_direction", _I8)]),
+    "vehicle_pose": pa.schema([_KEY_SEG, _KEY_TS, ("[VehiclePoseComponent].world_from_vehicle.transform", _M16)]),
+    "lidar_pose": pa.schema([_KEY_SEG, _KEY_TS, ("key.laser_name", _I8)]
+                            + _ri_fields("LiDARPoseComponent", returns=(1,))),
+}
+_GLOBAL_SHUTTER = 5            # RollingShutterReadOutDirection.GLOBAL_SHUTTER
+
+
+def write_parquet_atomic(path: Path, rows: Dict[str, list], schema: pa.Schema) -> None:
+    """Write ``rows`` (column → values) with ``schema`` to ``path`` via a temporary file + ``os.replace``."""
+    missing = [n for n in schema.names if n not in rows]
+    if missing:
+        raise ValueError(f"{path}: rows lack the columns {missing}")
+    table = pa.table({n: pa.array(rows[n], type=schema.field(n).type) for n in schema.names}, schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _flat(m: np.ndarray) -> list:
+    return [float(v) for v in np.asarray(m, np.float64).reshape(-1)]
+
+
+def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt: float, t0_us: int,
+                  lidar: LidarSpec, camera: Optional[CameraSpec], label_range: float, jpeg_quality: int,
+                  stats: dict) -> Dict[str, Dict[str, list]]:
+    """Simulate one segment; returns {component: {column: [values per row]}}."""
+    import cv2
+
+    seg = sample_street_segment(rng, num_frames, frame_dt, name_prefix="")
+    rows: Dict[str, Dict[str, list]] = {c: {n: [] for n in s.names} for c, s in V2_SCHEMAS.items()}
+    incl_min, incl_max = lidar.inclination_bounds
+    r = rows["lidar_calibration"]
+    for k, v in (("key.segment_context_name", name), ("key.laser_name", TOP),
+                 (f"{_LCA}.extrinsic.transform", _flat(lidar.extrinsic)), (f"{_LCA}.beam_inclination.min", incl_min),
+                 (f"{_LCA}.beam_inclination.max", incl_max),
+                 (f"{_LCA}.beam_inclination.values", [float(x) for x in lidar.inclinations])):
+        r[k].append(v)
+    if camera is not None:
+        r = rows["camera_calibration"]
+        vals = {"key.segment_context_name": name, "key.camera_name": FRONT, f"{_CCA}.intrinsic.f_u": camera.f_u,
+                f"{_CCA}.intrinsic.f_v": camera.f_v, f"{_CCA}.intrinsic.c_u": camera.c_u,
+                f"{_CCA}.intrinsic.c_v": camera.c_v, f"{_CCA}.extrinsic.transform": _flat(camera.extrinsic),
+                f"{_CCA}.width": camera.width, f"{_CCA}.height": camera.height,
+                f"{_CCA}.rolling_shutter_direction": _GLOBAL_SHUTTER}
+        for k in ("k1", "k2", "p1", "p2", "k3"):
+            vals[f"{_CCA}.intrinsic.{k}"] = 0.0
+        for k, v in vals.items():
+            r[k].append(v)
+    row_incl = row_inclinations(lidar.height, incl_min, incl_max, lidar.inclinations)
+    h, w = lidar.height, lidar.width
+    for f in range(num_frames):
+        ts = int(t0_us + round(seg.times[f] * 1e6))
+        pose = seg.ego_poses[f]
+        prims, boxes_w, _ = frame_scene(seg, f)
+        ri, _ = simulate_lidar(prims, pose, lidar, rng, seg.layout)
+        roll, pitch, yaw = rpy_from_rotation(pose[:3, :3])
+        pose_img = np.empty((h, w, 6), np.float32)
+        pose_img[...] = np.array([roll, pitch, yaw, *pose[:3, 3]], np.float32)
+        no_return = np.full((h, w, 4), -1.0, np.float32)
+        r = rows["lidar"]
+        for k, v in (("key.segment_context_name", name), ("key.frame_timestamp_micros", ts), ("key.laser_name", TOP),
+                     ("[LiDARComponent].range_image_return1.values", ri.reshape(-1)),
+                     ("[LiDARComponent].range_image_return1.shape", [h, w, 4]),
+                     ("[LiDARComponent].range_image_return2.values", no_return.reshape(-1)),
+                     ("[LiDARComponent].range_image_return2.shape", [h, w, 4])):
+            r[k].append(v)
+        r = rows["lidar_pose"]
+        for k, v in (("key.segment_context_name", name), ("key.frame_timestamp_micros", ts), ("key.laser_name", TOP),
+                     ("[LiDARPoseComponent].range_image_return1.values", pose_img.reshape(-1)),
+                     ("[LiDARPoseComponent].range_image_return1.shape", [h, w, 6])):
+            r[k].append(v)
+        rows["vehicle_pose"]["key.segment_context_name"].append(name)
+        rows["vehicle_pose"]["key.frame_timestamp_micros"].append(ts)
+        rows["vehicle_pose"]["[VehiclePoseComponent].world_from_vehicle.transform"].append(_flat(pose))
+        # points exactly as a reader following the official conversion gets them from the written data
+        xyz, _, _ = range_image_to_points(ri, lidar.extrinsic, row_incl, pixel_pose_transforms(pose_img), pose)
+        stats["points"] += int(xyz.shape[0])
+        # label boxes → vehicle frame
+        vehicle_from_world = np.linalg.inv(pose)
+        veh_yaw = np.arctan2(pose[1, 0], pose[0, 0])
+        centers = boxes_w[:, :3] @ vehicle_from_world[:3, :3].T + vehicle_from_world[:3, 3]
+        heading = np.arctan2(np.sin(boxes_w[:, 6] - veh_yaw), np.cos(boxes_w[:, 6] - veh_yaw))
+        boxes_v = np.concatenate([centers, boxes_w[:, 3:6], heading[:, None]], 1)
+        inside = (np.abs(centers[:, 0]) <= label_range) & (np.abs(centers[:, 1]) <= label_range)
+        counts = count_points_in_boxes(xyz, boxes_v[inside])
+        r = rows["lidar_box"]
+        for j, a_idx in enumerate(np.nonzero(inside)[0]):
+            ag = seg.agents[a_idx]
+            b = boxes_v[a_idx]
+            vel = vehicle_from_world[:3, :3] @ np.array([*ag.velocity[f], 0.0])
+            npts = int(counts[j])
+            level = 2 if npts <= 5 else 1
+            vals = {"key.segment_context_name": name, "key.frame_timestamp_micros": ts,
+                    "key.laser_object_id": f"{name}_{ag.name}", f"{_BOX}.type": CLASS_TO_WAYMO_TYPE[ag.cls],
+                    f"{_BOX}.box.heading": float(b[6]), f"{_BOX}.num_lidar_points_in_box": npts,
+                    f"{_BOX}.num_top_lidar_points_in_box": npts, f"{_BOX}.difficulty_level.detection": level,
+                    f"{_BOX}.difficulty_level.tracking": level}
+            for i, a in enumerate("xyz"):
+                vals[f"{_BOX}.box.center.{a}"] = float(b[i])
+                vals[f"{_BOX}.box.size.{a}"] = float(b[3 + i])
+                vals[f"{_BOX}.speed.{a}"] = float(vel[i])
+                vals[f"{_BOX}.acceleration.{a}"] = 0.0
+            for k, v in vals.items():
+                r[k].append(v)
+            cs = stats["boxes"].setdefault(ag.cls, {"total": 0, "with_points": 0, "level_1": 0, "points": 0})
+            cs["total"] += 1
+            cs["with_points"] += int(npts > 0)
+            cs["level_1"] += int(level == 1)
+            cs["points"] += npts
+        if camera is not None:
+            img = render_camera(prims, pose, camera, rng, seg.sun, seg.layout)
+            ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]),
+                                   [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)])
+            if not ok:
+                raise RuntimeError(f"segment {name}: JPEG encoding of frame {ts} failed")
+            ego_v = (seg.ego_poses[min(f + 1, num_frames - 1)][:3, 3] - seg.ego_poses[max(f - 1, 0)][:3, 3])
+            ego_v = ego_v / max(frame_dt * (min(f + 1, num_frames - 1) - max(f - 1, 0)), 1e-9)
+            r = rows["camera_image"]
+            vals = {"key.segment_context_name": name, "key.frame_timestamp_micros": ts, "key.camera_name": FRONT,
+                    f"{_CIM}.image": jpg.tobytes(), f"{_CIM}.pose.transform": _flat(pose),
+                    f"{_CIM}.pose_timestamp": ts * 1e-6, f"{_CIM}.rolling_shutter_params.shutter": 0.0,
+                    f"{_CIM}.rolling_shutter_params.camera_trigger_time": ts * 1e-6,
+                    f"{_CIM}.rolling_shutter_params.camera_readout_done_time": ts * 1e-6}
+            for i, a in enumerate("xyz"):
+                vals[f"{_CIM}.velocity.linear_velocity.{a}"] = float(ego_v[i])
+                vals[f"{_CIM}.velocity.angular_velocity.{a}"] = 0.0
+            for k, v in vals.items():
+                r[k].append(v)
+    stats["frames"] += num_frames
+    stats["segments"] += 1
+    return rows
+
+
+def _params(num_train, num_val, seed, frames_per_segment, frame_interval_s, lidar_width, camera, label_range,
+            jpeg_quality) -> dict:
+    return dict(version=GENERATOR_VERSION, num_train=int(num_train), num_val=int(num_val), seed=int(seed),
+                frames_per_segment=int(frames_per_segment), frame_interval_s=float(frame_interval_s),
+                lidar_width=int(lidar_width), camera=bool(camera), label_range=float(label_range),
+                jpeg_quality=int(jpeg_quality))
+
+
+def _read_manifest(root: Path) -> Optional[dict]:
+    try:
+        return json.loads((root / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _complete(root: Path, manifest: Optional[dict], params: dict) -> bool:
+    return (manifest is not None and manifest.get("params") == params
+            and all((root / f).is_file() for f in manifest.get("files", [])))
+
+
+def _segment_name(seed: int, split: str, idx: int) -> str:
+    return f"synth{seed:05d}_{split}_{idx:03d}"
+
+
+def _clean(root: Path) -> None:
+    """Remove what an earlier (partial or different) run of this generator left in ``root``."""
+    (root / MANIFEST_NAME).unlink(missing_ok=True)
+    for split_dir in SPLITS.values():
+        for comp in V2_SCHEMAS:
+            folder = root / split_dir / comp
+            if folder.is_dir():
+                for p in list(folder.glob("synth*_*.parquet")) + list(folder.glob(".*.tmp")):
+                    p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _lock(root: Path):
+    """An exclusive lock on ``root`` so that two processes do not generate into it at once."""
+    import fcntl
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".waymo_mini.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, seed: int = 0,
+                        frames_per_segment: int = 5, frame_interval_s: float = 0.5, lidar_width: int = 1024,
+                        camera: bool = True, label_range: float = 32.0, jpeg_quality: int = 90,
+                        verbose: bool = False) -> dict:
+    """Write the mini dataset (see the module docstring) and return its summary.
+
+    Args:
+        root: dataset root; ``<root>/training/...`` and ``<root>/validation/...`` are written.
+        num_train, num_val: frames per split (grouped into segments of ``frames_per_segment``; the last segment
+            of a split may be shorter).
+        seed: everything is a deterministic function of the seed and the other arguments.
+        frame_interval_s: time between the frames of a segment.
+        lidar_width: range-image columns of the 64-beam TOP lidar.
+        camera: also render the FRONT camera.
+        label_range: label objects whose box centre has |x|, |y| ≤ this (vehicle frame, metres).
+    Returns:
+        summary dict: ``frames``, ``segments``, ``points``, ``boxes`` per class per split, ``seconds``,
+        ``skipped`` (True when a complete dataset with these parameters was already there).
+    """
+    if num_train < 0 or num_val < 0 or frames_per_segment < 1:
+        raise ValueError(f"num_train={num_train}, num_val={num_val} must be >= 0 and frames_per_segment="
+                         f"{frames_per_segment} >= 1")
+    root = Path(root)
+    params = _params(num_train, num_val, seed, frames_per_segment, frame_interval_s, lidar_width, camera,
+                     label_range, jpeg_quality)
+    with _lock(root):
+        manifest = _read_manifest(root)
+        if _complete(root, manifest, params):
+            return dict(manifest["summary"], skipped=True)
+        _clean(root)
+        start = time.time()
+        lidar_spec = LidarSpec(width=lidar_width)
+        cam_spec = CameraSpec() if camera else None
+        files: List[str] = []
+        summary: dict = {"splits": {}}
+        for split_id, (split, split_dir) in enumerate(SPLITS.items()):
+            n = num_train if split == "train" else num_val
+            stats = {"frames": 0, "segments": 0, "points": 0, "boxes": {}}
+            for idx in range((n + frames_per_segment - 1) // frames_per_segment):
+                nf = min(frames_per_segment, n - idx * frames_per_segment)
+                name = _segment_name(seed, split, idx)
+                rng = np.random.default_rng([seed, split_id, idx])
+                t0_us = 1_600_000_000_000_000 + (split_id * 1000 + idx) * 60_000_000
+                rows = _segment_rows(name, rng, nf, frame_interval_s, t0_us, lidar_spec, cam_spec, label_range,
+                                     jpeg_quality, stats)
+                for comp, schema in V2_SCHEMAS.items():
+                    if comp.startswith("camera") and cam_spec is None:
+                        continue
+                    rel = f"{split_dir}/{comp}/{name}.parquet"
+                    write_parquet_atomic(root / rel, rows[comp], schema)
+                    files.append(rel)
+                if verbose:
+                    print(f"[waymo_mini] {split}/{name}: {nf} frames, {time.time() - start:.1f} s", flush=True)
+            summary["splits"][split] = stats
+        summary["seconds"] = round(time.time() - start, 2)
+        summary["root"] = str(root)
+        _write_json_atomic(root / MANIFEST_NAME, dict(params=params, summary=summary, files=sorted(files),
+                                                      generator="perception3d.datasets.synthetic_street"))
+        return dict(summary, skipped=False)
+
+
+def ensure_waymo_mini(root: PathLike = "data/waymo_mini", **kwargs) -> Path:
+    """Make sure the mini dataset exists at ``root`` (generate it when missing or incomplete); returns ``root``.
+
+    ``kwargs`` go to :func:`generate_waymo_mini`; a complete dataset with the same parameters is left alone.
+    """
+    generate_waymo_mini(root, **kwargs)
+    return Path(root)
