@@ -3,19 +3,20 @@
 Label lines (15 fields, a 16th is a detection score): type, truncated, occluded, alpha, 2D box (x1 y1 x2 y2),
 dimensions h w l, location x y z (bottom centre, rectified camera frame), rotation_y [, score].
 
-Camera → LiDAR (mmdet3d ``Box3DMode.convert`` CAM → LIDAR, v1.x conventions), with ``T = inv(R0_rect @
-Tr_velo_to_cam)``: bottom centre ``xyz_lidar = T · xyz_cam``; sizes ``(dx, dy, dz) = (l, w, h)``;
-``yaw = -rotation_y - pi/2`` wrapped to [-pi, pi).  The bottom centre stays the bottom centre because the two
-frames' vertical axes agree up to the small calibration tilt (the same approximation mmdet3d makes).
+Camera → LiDAR at the reader (DESIGN §4) with :func:`perception3d.structures.boxes.kitti_camera_to_lidar`
+(mmdet3d's ``Box3DMode.convert`` CAM → LIDAR: ``T = inv(R0_rect @ Tr_velo_to_cam)`` moves the bottom centre;
+sizes ``(dx, dy, dz) = (l, w, h)``; ``yaw = -rotation_y - pi/2`` wrapped to [-pi, pi)).
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+
+from perception3d.ops.points_in_boxes import points_in_boxes_mask
+from perception3d.structures.boxes import kitti_camera_to_lidar
 
 __all__ = [
     "KITTI_CLASSES", "read_velodyne", "read_label", "read_calib", "camera_to_lidar_boxes", "kitti_difficulty",
@@ -113,27 +114,20 @@ def read_calib(path: PathLike) -> Dict[str, np.ndarray]:
     return out
 
 
-def _wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Wrap to [-pi, pi) (mmdet3d ``limit_period(a, 0.5, 2 pi)``)."""
-    return a - np.floor(a / (2 * np.pi) + 0.5) * 2 * np.pi
-
-
 def camera_to_lidar_boxes(boxes_cam: np.ndarray, lidar2cam: np.ndarray) -> np.ndarray:
     """Camera boxes ``(x, y, z, l, h, w, ry)`` (mmdet3d's CameraInstance3DBoxes order) → LiDAR ``(x, y, z, dx,
-    dy, dz, yaw)``.
+    dy, dz, yaw)``, by :func:`perception3d.structures.boxes.kitti_camera_to_lidar`.
 
     Args:
         boxes_cam: [M, 7] bottom centre in the rectified camera frame, sizes l (along x at ry = 0), h, w, ry.
         lidar2cam: [4, 4] LiDAR → rectified camera, i.e. ``R0_rect @ Tr_velo_to_cam``.
     Returns:
-        [M, 7] float64 LiDAR boxes, z at the bottom.
+        [M, 7] float32 LiDAR boxes, z at the bottom.
     """
     boxes_cam = np.asarray(boxes_cam, dtype=np.float64).reshape(-1, 7)
-    cam2lidar = np.linalg.inv(np.asarray(lidar2cam, dtype=np.float64))
-    xyz = boxes_cam[:, :3] @ cam2lidar[:3, :3].T + cam2lidar[:3, 3]
-    l, h, w = boxes_cam[:, 3], boxes_cam[:, 4], boxes_cam[:, 5]
-    yaw = _wrap_angle(-boxes_cam[:, 6] - np.pi / 2)
-    return np.stack([xyz[:, 0], xyz[:, 1], xyz[:, 2], l, w, h, yaw], axis=1)
+    dims_hwl = boxes_cam[:, [4, 5, 3]]
+    out = kitti_camera_to_lidar(boxes_cam[:, :3], dims_hwl, boxes_cam[:, 6], np.eye(4), lidar2cam)
+    return out.numpy().astype(np.float32)
 
 
 def kitti_difficulty(bbox: np.ndarray, occluded: np.ndarray, truncated: np.ndarray) -> np.ndarray:
@@ -149,9 +143,7 @@ def kitti_difficulty(bbox: np.ndarray, occluded: np.ndarray, truncated: np.ndarr
 
 
 def points_in_boxes_count(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """How many points fall in each LiDAR box (bottom-centre convention, yaw about z).
-
-    Uses ``perception3d.ops`` when it offers ``points_in_boxes``; otherwise this numpy check.
+    """How many points fall in each LiDAR box (bottom-centre convention; boundaries count as inside).
 
     Args:
         points: [N, >= 3]; boxes: [M, 7].
@@ -159,15 +151,9 @@ def points_in_boxes_count(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         [M] int64.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
-    xyz = np.asarray(points, dtype=np.float64)[:, :3]
-    counts = np.zeros(len(boxes), dtype=np.int64)
-    for i, (x, y, z, dx, dy, dz, yaw) in enumerate(boxes):
-        d = xyz - (x, y, z)
-        c, s = math.cos(yaw), math.sin(yaw)
-        lx, ly = d[:, 0] * c + d[:, 1] * s, -d[:, 0] * s + d[:, 1] * c
-        inside = (np.abs(lx) <= dx / 2) & (np.abs(ly) <= dy / 2) & (d[:, 2] >= 0) & (d[:, 2] <= dz)
-        counts[i] = int(inside.sum())
-    return counts
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    return points_in_boxes_mask(np.asarray(points)[:, :3], boxes).sum(0).numpy().astype(np.int64)
 
 
 def read_kitti_frame(root: PathLike, frame_id: str, split_dir: str = "training",
