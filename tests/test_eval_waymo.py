@@ -1,0 +1,156 @@
+"""Waymo mAP/mAPH on small cases worked out by hand.
+
+How the hand numbers come out (see perception3d/evaluation/waymo.py): the official AP integrates the
+precision envelope over recall; with one ground truth and recall either 0 or 1, AP = precision at recall 1
+(the envelope is flat from recall 0 to 1). Cutoffs above every score give recall 0, where precision is 1.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from perception3d.evaluation.waymo import mean_average_precision, waymo_evaluate
+
+CAR = [0.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.3]
+PED = [10.0, 5.0, 0.0, 1.0, 1.0, 1.8, 0.0]
+CYC = [-10.0, 5.0, 0.0, 2.0, 0.8, 1.7, 1.0]
+
+
+def _gt(boxes, labels, points=None, difficulty=None):
+    n = len(boxes)
+    return {"boxes_3d": np.asarray(boxes, np.float32).reshape(n, 7), "labels_3d": np.asarray(labels, np.int64),
+            "num_points": np.asarray(points if points is not None else [100] * n, np.int64),
+            "difficulty": np.asarray(difficulty if difficulty is not None else [0] * n, np.int64)}
+
+
+def _pred(boxes, labels, scores):
+    n = len(boxes)
+    return {"boxes_3d": np.asarray(boxes, np.float32).reshape(n, 7), "labels_3d": np.asarray(labels, np.int64),
+            "scores_3d": np.asarray(scores, np.float32)}
+
+
+def _shift(box, dx=0.0, dyaw=0.0):
+    b = list(box)
+    b[0] += dx
+    b[6] += dyaw
+    return b
+
+
+def test_perfect_predictions_give_one():
+    gts = [_gt([CAR, PED, CYC], [0, 1, 2]), _gt([_shift(CAR, 20), PED], [0, 1])]
+    preds = [_pred([CAR, PED, CYC], [0, 1, 2], [0.9, 0.8, 0.7]), _pred([_shift(CAR, 20), PED], [0, 1], [0.6, 0.5])]
+    res = waymo_evaluate(preds, gts)
+    assert len(res) == 16
+    for k, v in res.items():
+        assert v == pytest.approx(1.0, abs=1e-6), k
+
+
+def test_one_false_positive_at_higher_score():
+    # cutoffs <= 0.5: TP 1, FP 1 -> P 0.5, R 1; cutoffs in (0.5, 0.8]: R 0 (P := 1). Envelope at R 1 is 0.5,
+    # at R 0 it takes its neighbour's 0.5: AP = 0.5 * 1.0 = 0.5; heading exact so APH = 0.5 too.
+    gts = [_gt([CAR], [0])]
+    preds = [_pred([CAR, _shift(CAR, 30)], [0, 0], [0.5, 0.8])]
+    res = waymo_evaluate(preds, gts)
+    for key in ("Vehicle/L1 mAP", "Vehicle/L1 mAPH", "Vehicle/L2 mAP", "Vehicle/L2 mAPH", "Overall/L1 mAP"):
+        assert res[key] == pytest.approx(0.5, abs=1e-6), key
+    # the same FP at a LOWER score does not hurt: at cutoffs in (0.3, 0.5] P = 1 at R = 1 -> envelope 1
+    res = waymo_evaluate([_pred([CAR, _shift(CAR, 30)], [0, 0], [0.5, 0.3])], gts)
+    assert res["Vehicle/L1 mAP"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_heading_off_by_half_pi_halves_aph():
+    # a square footprint rotated by pi/2 is the same box (IoU 1), heading accuracy 1 - (pi/2)/pi = 0.5:
+    # precision_ha at R 1 is 0.5 -> APH 0.5 while AP stays 1.
+    sq = [0.0, 0.0, 0.0, 2.0, 2.0, 1.5, 0.2]
+    res = waymo_evaluate([_pred([_shift(sq, dyaw=math.pi / 2)], [0], [0.9])], [_gt([sq], [0])])
+    assert res["Vehicle/L1 mAP"] == pytest.approx(1.0, abs=1e-6)
+    assert res["Vehicle/L1 mAPH"] == pytest.approx(0.5, abs=1e-6)
+    assert res["Vehicle/L2 mAPH"] == pytest.approx(0.5, abs=1e-6)
+    # wrap-around: -pi + 0.1 vs pi - 0.1 differ by 0.2 rad, not 2 pi - 0.2: ha = 1 - 0.2 / pi
+    a = [0.0, 0.0, 0.0, 2.0, 2.0, 1.5, math.pi - 0.1]
+    res = waymo_evaluate([_pred([_shift(a, dyaw=-2 * math.pi + 0.2)], [0], [0.9])], [_gt([a], [0])])
+    assert res["Vehicle/L1 mAPH"] == pytest.approx(1 - 0.2 / math.pi, abs=1e-5)
+
+
+def test_three_point_box_only_in_level2():
+    # GT A has 100 points (L1), GT B has 3 points (L2); only A is detected.
+    # L1: TP 1, FN 0 -> AP 1. L2: TP 1, FN 1 -> P 1 at R 0.5: area 0.5 * 1 = 0.5.
+    gts = [_gt([CAR, _shift(CAR, 10)], [0, 0], points=[100, 3])]
+    preds = [_pred([CAR], [0], [0.9])]
+    res = waymo_evaluate(preds, gts)
+    assert res["Vehicle/L1 mAP"] == pytest.approx(1.0, abs=1e-6)
+    assert res["Vehicle/L2 mAP"] == pytest.approx(0.5, abs=1e-6)
+    # a labelled difficulty-2 box with many points is L2 in the same way
+    gts = [_gt([CAR, _shift(CAR, 10)], [0, 0], points=[100, 300], difficulty=[0, 2])]
+    res = waymo_evaluate(preds, gts)
+    assert res["Vehicle/L1 mAP"] == pytest.approx(1.0, abs=1e-6)
+    assert res["Vehicle/L2 mAP"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_zero_point_box_is_ignored():
+    # GT A (50 points) detected at 0.9; GT Z (0 points) "detected" at 0.95.
+    gts = [_gt([CAR, _shift(CAR, 10)], [0, 0], points=[50, 0])]
+    preds = [_pred([CAR, _shift(CAR, 10)], [0, 0], [0.9, 0.95])]
+    res = waymo_evaluate(preds, gts)  # "ignore": the prediction on Z is neither TP nor FP -> AP 1
+    assert res["Vehicle/L1 mAP"] == pytest.approx(1.0, abs=1e-6)
+    assert res["Vehicle/L2 mAP"] == pytest.approx(1.0, abs=1e-6)
+    # official command-line tool: Z is dropped before matching, so its prediction is an FP at 0.95
+    # -> P 0.5 at R 1 (cutoffs <= 0.9), R 0 above: AP 0.5 (as the higher-score FP case)
+    res = waymo_evaluate(preds, gts, zero_point_gt="drop")
+    assert res["Vehicle/L1 mAP"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_iou_just_under_and_over_threshold():
+    # same box shifted along its length (yaw 0): IoU = (l - d) / (l + d).
+    # vehicle l = 4, threshold 0.7: d = 0.69 -> 0.7058 (TP), d = 0.72 -> 0.6949 (FP + FN).
+    car = [0.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0]
+    assert waymo_evaluate([_pred([_shift(car, 0.69)], [0], [0.9])], [_gt([car], [0])])["Vehicle/L1 mAP"] == \
+        pytest.approx(1.0, abs=1e-6)
+    assert waymo_evaluate([_pred([_shift(car, 0.72)], [0], [0.9])], [_gt([car], [0])])["Vehicle/L1 mAP"] == 0.0
+    # pedestrian l = 1, threshold 0.5: d = 0.32 -> 0.515 (TP), d = 0.35 -> 0.481 (miss)
+    ped = [0.0, 0.0, 0.0, 1.0, 1.0, 1.8, 0.0]
+    assert waymo_evaluate([_pred([_shift(ped, 0.32)], [1], [0.9])], [_gt([ped], [1])])["Pedestrian/L1 mAP"] == \
+        pytest.approx(1.0, abs=1e-6)
+    assert waymo_evaluate([_pred([_shift(ped, 0.35)], [1], [0.9])], [_gt([ped], [1])])["Pedestrian/L1 mAP"] == 0.0
+    # a vehicle at the pedestrian's 0.515 IoU is not a match: class thresholds are per class
+    assert waymo_evaluate([_pred([_shift(ped, 0.32)], [0], [0.9])], [_gt([ped], [0])])["Vehicle/L1 mAP"] == 0.0
+
+
+def test_hungarian_not_greedy_matching():
+    # g1 at x=0, g2 at x=0.3; p1 (0.9) at x=0.2: IoU 0.905 with g1, 0.951 with g2; p2 (0.8) at x=1.0: IoU 0.702
+    # with g2, 0.6 with g1. Score-first greedy gives p1-g2 and leaves p2 unmatched (AP 0.5 area at R 0.5 ... );
+    # Hungarian maximises the IoU sum: p1-g1 + p2-g2 = 1.607 > 0.951 -> both TP -> AP 1.
+    car = [0.0, 0.0, 0.0, 4.0, 2.0, 1.5, 0.0]
+    gts = [_gt([car, _shift(car, 0.3)], [0, 0])]
+    preds = [_pred([_shift(car, 0.2), _shift(car, 1.0)], [0, 0], [0.9, 0.8])]
+    assert waymo_evaluate(preds, gts)["Vehicle/L1 mAP"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_overall_is_mean_over_classes_with_gt():
+    # vehicle AP 1; pedestrian: one of two found -> AP 0.5; no cyclist GT -> cyclist 0.0 and not averaged
+    gts = [_gt([CAR, PED, _shift(PED, 5)], [0, 1, 1])]
+    preds = [_pred([CAR, PED], [0, 1], [0.9, 0.9])]
+    res = waymo_evaluate(preds, gts)
+    assert res["Cyclist/L1 mAP"] == 0.0
+    assert res["Overall/L1 mAP"] == pytest.approx(0.75, abs=1e-6)
+    assert res["Overall/L2 mAPH"] == pytest.approx(0.75, abs=1e-6)
+
+
+def test_envelope_between_recall_points():
+    # two GTs; cutoff sweep gives (R 0.5, P 1) and (R 1, P 0.5): envelope 1 on [0, 0.5], 0.5 at 1.0.
+    # Fill points between 0.5 and 1.0 carry 0.5, so the trapezoid from 0.55 (0.5) to 0.5 (1.0) adds 0.0375:
+    # area = 0.5 * 1 + 0.45 * 0.5 + 0.05 * 0.75 = 0.7625 (the official integration, not 0.75)
+    ap = mean_average_precision([1.0, 0.5, 1.0], [0.5, 1.0, 0.0])
+    assert ap == pytest.approx(0.7625, abs=1e-5)
+
+
+def test_bad_input_errors():
+    gts = [_gt([CAR], [0])]
+    with pytest.raises(ValueError, match="same length"):
+        waymo_evaluate([], gts)
+    with pytest.raises(ValueError, match=r"predictions\[0\]\['boxes_3d'\]: box 0 has a NaN"):
+        waymo_evaluate([_pred([[np.nan] * 7], [0], [0.5])], gts)
+    with pytest.raises(ValueError, match=r"predictions\[0\]: boxes_3d \(1\), scores_3d \(2\)"):
+        waymo_evaluate([_pred([CAR], [0], [0.5, 0.4])], gts)
+    with pytest.raises(KeyError, match="num_points"):
+        waymo_evaluate([_pred([CAR], [0], [0.5])], [{"boxes_3d": np.zeros((0, 7)), "labels_3d": np.zeros(0)}])
