@@ -187,3 +187,23 @@ def test_bad_input():
     del bad["occluded"]
     with pytest.raises(KeyError, match="occluded"):
         kitti_evaluate(preds, [bad])
+
+
+def test_kitti_metric_mmengine():
+    import torch
+
+    from perception3d.registry import METRICS
+
+    metric = METRICS.build(dict(type="KittiMetric"))
+    preds, gts = _frames(80)
+    for p, g in zip(preds, gts):
+        metric.process({}, [{"pred_instances_3d": {"bboxes_3d": torch.as_tensor(p["boxes_3d"]),
+                                                   "scores_3d": torch.as_tensor(p["scores_3d"]),
+                                                   "labels_3d": torch.as_tensor(p["labels_3d"]),
+                                                   "bbox": p["bbox"], "alpha": p["alpha"]},
+                             "gt_bboxes_3d": torch.as_tensor(g["boxes_3d"]), "gt_labels_3d": g["labels_3d"],
+                             "bbox": g["bbox"], "truncated": g["truncated"], "occluded": g["occluded"],
+                             "alpha": g["alpha"]}])
+    res = metric.evaluate(len(preds))
+    assert res["Kitti metric/Car/3D_R40_moderate"] == pytest.approx(100.0)
+    assert res["Kitti metric/Car/AOS_R40_hard"] == pytest.approx(100.0)

@@ -154,3 +154,29 @@ def test_bad_input_errors():
         waymo_evaluate([_pred([CAR], [0], [0.5, 0.4])], gts)
     with pytest.raises(KeyError, match="num_points"):
         waymo_evaluate([_pred([CAR], [0], [0.5])], [{"boxes_3d": np.zeros((0, 7)), "labels_3d": np.zeros(0)}])
+
+
+def test_waymo_metric_mmengine(tmp_path):
+    import pickle
+
+    import torch
+
+    from perception3d.registry import METRICS
+
+    metric = METRICS.build(dict(type="WaymoMetric", result_file=str(tmp_path / "res" / "preds.pkl")))
+    gt_box = torch.tensor([CAR])
+    samples = [{"pred_instances_3d": {"bboxes_3d": torch.tensor([CAR, _shift(CAR, 30)]),
+                                      "scores_3d": torch.tensor([0.5, 0.8]), "labels_3d": torch.tensor([0, 0])},
+                "gt_bboxes_3d": gt_box, "gt_labels_3d": torch.tensor([0]), "num_lidar_pts": torch.tensor([50]),
+                "difficulty": torch.tensor([0]), "sample_idx": 7}]
+    metric.process({}, samples)
+    res = metric.evaluate(1)
+    assert res["Waymo metric/Vehicle/L1 mAP"] == pytest.approx(0.5, abs=1e-6)  # the FP-at-higher-score case
+    with open(tmp_path / "res" / "preds.pkl", "rb") as f:
+        saved = pickle.load(f)
+    assert saved[0]["sample_idx"] == 7 and saved[0]["bboxes_3d"].shape == (2, 7)
+    assert isinstance(saved[0]["scores_3d"], np.ndarray)
+    assert not [p for p in (tmp_path / "res").iterdir() if p.name.startswith(".tmp_")]
+    with pytest.raises(KeyError, match=r"data_samples\[0\]: missing key 'gt_bboxes_3d'"):
+        metric.process({}, [{"pred_instances_3d": {"bboxes_3d": torch.zeros(0, 7), "scores_3d": torch.zeros(0),
+                                                   "labels_3d": torch.zeros(0)}}])
