@@ -1,1 +1,5 @@
 """perception3d.evaluation."""
+from perception3d.evaluation import cls_seg  # noqa: F401,E402  (top-1 / mAcc / mIoU metrics)
+from perception3d.evaluation.waymo import waymo_evaluate  # noqa: F401,E402  (Waymo mAP/mAPH L1/L2)
+from perception3d.evaluation.kitti import kitti_evaluate  # noqa: F401,E402  (KITTI AP|R40)
+from perception3d.evaluation.det_metrics import KittiMetric, WaymoMetric  # noqa: F401,E402  (mmengine metrics)
