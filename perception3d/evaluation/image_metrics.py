@@ -1,0 +1,263 @@
+"""Image-quality metrics for novel-view synthesis: PSNR, SSIM, their masked variants, LPIPS (AlexNet).
+
+Images are float ``[H, W, 3]`` (or ``[B, H, W, 3]``) in [0, 1], numpy or torch; masks ``[H, W]`` bool/0-1.
+
+* :func:`psnr` — ``−10 log10(MSE)`` over all pixels and channels (data range 1).
+* :func:`psnr_masked` — PSNR-M (SpaRe): the MSE over the mask's pixels only (all three channels).
+* :func:`ssim` — Wang et al. 2004, Eq. 13: Gaussian window 11 × 11, σ = 1.5, ``K1 = 0.01, K2 = 0.03``,
+  per channel, averaged. ``padding="valid"`` (default) averages the SSIM map over the positions where the
+  whole window fits (pytorch-msssim's ``ssim`` and scikit-image's ``structural_similarity(gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False)``); ``padding="same"`` zero-pads by 5 and averages over every pixel
+  (the ``ssim`` in 3DGS's ``utils/loss_utils.py``), which gives slightly different numbers.
+* :func:`ssim_masked` — SSIM-M (SpaRe): SSIM of the crop to the tight bounding box of the mask.
+* :class:`LPIPS` / :func:`lpips` — Zhang et al. 2018, LPIPS v0.1 with the AlexNet trunk: inputs mapped to
+  [−1, 1] and normalised by the scaling layer, 5 ReLU outputs of AlexNet's ``features`` (64, 192, 384, 256,
+  256 channels), unit-normalised over channels, squared difference, a 1 × 1 linear layer per stage
+  (``lin{k}.model.1.weight`` [1, C_k, 1, 1] in ``alex.pth``), spatial mean, sum over stages (Eq. 1).
+  Needs local weight files; without them the metric is *not computed* (``None``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["psnr", "psnr_masked", "ssim", "ssim_masked", "mask_bbox", "LPIPS", "lpips", "load_lpips"]
+
+ImageLike = Union[np.ndarray, torch.Tensor]
+
+
+def _img(x: ImageLike, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    t = t.detach().to(torch.float64)
+    if t.ndim == 3:
+        t = t[None]
+    if t.ndim != 4 or t.shape[-1] not in (1, 3):
+        raise ValueError(f"{name}: expected an image [H, W, 3] or [B, H, W, 3], got {tuple(t.shape)}")
+    return t
+
+
+def _pair(pred: ImageLike, gt: ImageLike) -> tuple[torch.Tensor, torch.Tensor]:
+    p, g = _img(pred, "pred"), _img(gt, "gt")
+    if p.shape != g.shape:
+        raise ValueError(f"pred and gt shapes differ: {tuple(p.shape)} vs {tuple(g.shape)}")
+    return p, g
+
+
+def _mask(mask: ImageLike, shape: tuple[int, ...]) -> torch.Tensor:
+    m = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, torch.Tensor) else mask
+    m = m.detach()
+    if m.ndim == 3 and m.shape[-1] in (1, 3):
+        m = m[..., 0]
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"mask shape {tuple(m.shape)} does not match the image's {tuple(shape)}")
+    return m > 0.5 if m.is_floating_point() else m.bool()
+
+
+def _psnr_from_mse(mse: float) -> float:
+    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
+
+
+def psnr(pred: ImageLike, gt: ImageLike) -> float:
+    """PSNR in dB over all pixels and channels, data range 1 (a batch is pooled into one MSE)."""
+    p, g = _pair(pred, gt)
+    return _psnr_from_mse(float(((p - g) ** 2).mean()))
+
+
+def psnr_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike) -> float:
+    """PSNR-M: MSE over the pixels where ``mask`` is true only (``[H, W]``), all channels."""
+    p, g = _pair(pred, gt)
+    if p.shape[0] != 1:
+        raise ValueError("psnr_masked takes one image [H, W, 3]")
+    m = _mask(mask, p.shape[1:3])
+    if not m.any():
+        raise ValueError("psnr_masked: the mask is empty")
+    return _psnr_from_mse(float(((p[0] - g[0]) ** 2)[m].mean()))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def ssim_map(pred: ImageLike, gt: ImageLike, window: int = 11, sigma: float = 1.5, padding: str = "valid",
+             k1: float = 0.01, k2: float = 0.03, data_range: float = 1.0) -> torch.Tensor:
+    """The SSIM map [B, 3, H', W'] (Eq. 13 of Wang et al. 2004, Gaussian-weighted local statistics)."""
+    p, g = _pair(pred, gt)
+    x, y = p.permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)
+    C = x.shape[1]
+    if padding not in ("valid", "same"):
+        raise ValueError(f"ssim: padding must be 'valid' or 'same', got {padding!r}")
+    if padding == "valid" and min(x.shape[-2:]) < window:
+        raise ValueError(f"ssim: image {tuple(x.shape[-2:])} smaller than the {window} x {window} window")
+    w1 = _gaussian_window(window, sigma).to(x.device)
+    pad = window // 2 if padding == "same" else 0
+
+    def blur(t: torch.Tensor) -> torch.Tensor:  # separable Gaussian, depthwise
+        t = F.conv2d(t, w1.view(1, 1, 1, -1).expand(C, 1, 1, window), padding=(0, pad), groups=C)
+        return F.conv2d(t, w1.view(1, 1, -1, 1).expand(C, 1, window, 1), padding=(pad, 0), groups=C)
+
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x ** 2
+    syy = blur(y * y) - mu_y ** 2
+    sxy = blur(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+
+
+def ssim(pred: ImageLike, gt: ImageLike, padding: str = "valid", **kw) -> float:
+    """Mean SSIM (Gaussian 11 × 11, σ = 1.5) over channels and positions; see the module doc for ``padding``."""
+    return float(ssim_map(pred, gt, padding=padding, **kw).mean())
+
+
+def mask_bbox(mask: ImageLike) -> tuple[int, int, int, int]:
+    """Tight bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of the true pixels of an [H, W] mask."""
+    m = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, torch.Tensor) else mask
+    if m.ndim == 3:
+        m = m[..., 0]
+    m = m > 0.5 if m.is_floating_point() else m.bool()
+    ys, xs = torch.nonzero(m, as_tuple=True)
+    if len(ys) == 0:
+        raise ValueError("mask_bbox: the mask is empty")
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def _crop(x: ImageLike, box: tuple[int, int, int, int]) -> torch.Tensor:
+    y0, y1, x0, x1 = box
+    return _img(x, "image")[:, y0:y1, x0:x1]
+
+
+def ssim_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike, **kw) -> float:
+    """SSIM-M: SSIM of the crop to the tight bounding box of ``mask`` (a box thinner than the 11-px window
+    is computed with ``padding="same"``)."""
+    p, g = _pair(pred, gt)
+    _mask(mask, p.shape[1:3])
+    box = mask_bbox(mask)
+    pc, gc = _crop(p, box), _crop(g, box)
+    if min(pc.shape[1:3]) < 11 and "padding" not in kw:
+        kw["padding"] = "same"
+    return ssim(pc, gc, **kw)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# LPIPS (AlexNet, v0.1)
+# ----------------------------------------------------------------------------------------------------------
+def _alexnet_features() -> nn.Sequential:
+    """AlexNet's convolutional trunk with torchvision's layer indices (so ``features.N.*`` keys load)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=False), nn.MaxPool2d(3, 2),  # 0, 1, 2
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=False), nn.MaxPool2d(3, 2),  # 3, 4, 5
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=False),  # 6, 7
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=False),  # 8, 9
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=False),  # 10, 11
+    )
+
+
+class LPIPS(nn.Module):
+    """LPIPS v0.1, AlexNet trunk. ``forward(pred, gt)`` takes [B, 3, H, W] in [0, 1] and returns [B]."""
+
+    # layer index after which each of the 5 compared ReLU outputs is taken (lpips' slices 0-1, 2-4, 5-7, 8-9, 10-11)
+    TAPS = (1, 4, 7, 9, 11)
+    CHANNELS = (64, 192, 384, 256, 256)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = _alexnet_features()
+        self.lins = nn.ModuleList([nn.Conv2d(c, 1, 1, bias=False) for c in self.CHANNELS])
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def load_weights(self, lin_path: Union[str, Path], alexnet_path: Union[str, Path]) -> "LPIPS":
+        """Load ``alex.pth`` (keys ``lin{k}.model.1.weight``, from the lpips package) and AlexNet weights
+        (torchvision's ``alexnet-owt-7be5be79.pth``: keys ``features.{i}.weight/bias``; extra keys ignored)."""
+        lin = _load_state(lin_path)
+        for k, conv in enumerate(self.lins):
+            key = next((n for n in (f"lin{k}.model.1.weight", f"lin{k}.model.0.weight", f"lins.{k}.weight")
+                        if n in lin), None)
+            if key is None:
+                raise ValueError(f"{lin_path}: no weight for LPIPS linear layer {k} (expected 'lin{k}.model.1.weight')")
+            if tuple(lin[key].shape) != tuple(conv.weight.shape):
+                raise ValueError(f"{lin_path}: {key} has shape {tuple(lin[key].shape)}, "
+                                 f"expected {tuple(conv.weight.shape)}")
+            conv.weight.data.copy_(lin[key].float())
+        alex = _load_state(alexnet_path)
+        for i, layer in enumerate(self.features):
+            if not isinstance(layer, nn.Conv2d):
+                continue
+            for part in ("weight", "bias"):
+                key = next((n for n in (f"features.{i}.{part}", f"{i}.{part}") if n in alex), None)
+                if key is None:
+                    raise ValueError(f"{alexnet_path}: missing AlexNet key 'features.{i}.{part}'")
+                tgt = getattr(layer, part)
+                if tuple(alex[key].shape) != tuple(tgt.shape):
+                    raise ValueError(f"{alexnet_path}: {key} has shape {tuple(alex[key].shape)}, "
+                                     f"expected {tuple(tgt.shape)}")
+                tgt.data.copy_(alex[key].float())
+        return self
+
+    def forward(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        x0 = ((pred * 2 - 1) - self.shift) / self.scale
+        x1 = ((gt * 2 - 1) - self.shift) / self.scale
+        total = torch.zeros(pred.shape[0], device=pred.device, dtype=pred.dtype)
+        k = 0
+        for i, layer in enumerate(self.features):
+            x0, x1 = layer(x0), layer(x1)
+            if i in self.TAPS:
+                f0 = x0 / (x0.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                f1 = x1 / (x1.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                total = total + self.lins[k]((f0 - f1) ** 2).mean(dim=(1, 2, 3))
+                k += 1
+        return total
+
+
+def _load_state(path: Union[str, Path]) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LPIPS weight file not found: {path}")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: cannot load a torch state dict ({e})") from e
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(sd).__name__}")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+_LPIPS_CACHE: dict = {}
+
+
+def load_lpips(lin_path: Optional[Union[str, Path]], alexnet_path: Optional[Union[str, Path]]) -> Optional[LPIPS]:
+    """An :class:`LPIPS` with local weights, cached per path pair; ``None`` when either path is None."""
+    if lin_path is None or alexnet_path is None:
+        return None
+    key = (str(lin_path), str(alexnet_path))
+    if key not in _LPIPS_CACHE:
+        _LPIPS_CACHE[key] = LPIPS().load_weights(lin_path, alexnet_path)
+    return _LPIPS_CACHE[key]
+
+
+def lpips(pred: ImageLike, gt: ImageLike, net: Optional[LPIPS], mask: Optional[ImageLike] = None) -> Optional[float]:
+    """LPIPS distance of one image pair ([H, W, 3] in [0, 1]); with ``mask`` the crop to the mask's tight
+    bounding box (LPIPS-M). Returns None (not computed) when ``net`` is None."""
+    if net is None:
+        return None
+    p, g = _pair(pred, gt)
+    if mask is not None:
+        _mask(mask, p.shape[1:3])
+        box = mask_bbox(mask)
+        p, g = _crop(p, box), _crop(g, box)
+    dev = next(net.parameters()).device
+    with torch.no_grad():
+        out = net(p.permute(0, 3, 1, 2).float().to(dev), g.permute(0, 3, 1, 2).float().to(dev))
+    return float(out.mean())
