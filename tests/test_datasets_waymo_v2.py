@@ -286,3 +286,27 @@ def test_create_data_waymo(tmp_path):
     assert res2["converted"] == 1 and res2["skipped_existing"] == 3
     assert all(b.stat().st_mtime_ns == mtimes[b] for b in bins[1:])
     assert pickle.load(open(out / "waymo_infos_train.pkl", "rb"))["data_list"] == infos["data_list"]
+
+
+def test_create_data_tool_reports_bad_frames(tmp_path):
+    """tools/create_data.py waymo: one frame with a broken range image is reported and left out, the rest kept."""
+    import importlib.util
+    make_root(tmp_path / "waymo", "training")
+    lidar = tmp_path / "waymo" / "training" / "lidar" / f"{SEG}.parquet"
+    t = pq.read_table(lidar)
+    col = "[LiDARComponent].range_image_return1.shape"
+    shapes = t.column(col).to_pylist()
+    stamps = t.column("key.frame_timestamp_micros").to_pylist()
+    shapes = [[2, 5, 4] if ts == T1 and s == [2, 4, 4] else s for s, ts in zip(shapes, stamps)]
+    t = t.set_column(t.schema.get_field_index(col), t.schema.field(col), pa.array(shapes, type=pa.list_(I32, 3)))
+    pq.write_table(t, lidar)
+    spec = importlib.util.spec_from_file_location("create_data", Path(__file__).resolve().parents[1] / "tools" /
+                                                  "create_data.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with pytest.warns(UserWarning, match="1 frames could not be converted"):
+        res = tool.main(["waymo", "--root", str(tmp_path / "waymo"), "--out", str(tmp_path / "out"),
+                         "--splits", "train", "val"])
+    assert res["train"] == 1 and "val" not in res and len(res["bad"]) == 1 and str(T1) in res["bad"][0]
+    infos = pickle.load(open(tmp_path / "out" / "waymo_infos_train.pkl", "rb"))
+    assert [d["timestamp"] for d in infos["data_list"]] == [T0]

@@ -398,8 +398,15 @@ def _segment_cached(split_dir: str, segment: str, filter_nlz: bool) -> WaymoV2Se
 
 def _convert_frame(task: tuple) -> dict:
     """Convert one frame (in a worker): write its points .bin unless a complete one exists; return its info."""
-    from perception3d.datasets.mmdet3d_info import atomic_write_bytes
     split_dir, segment, ts, out_dir, rel_path, sample_idx, filter_nlz = task
+    try:
+        return _convert_frame_unchecked(split_dir, segment, ts, out_dir, rel_path, sample_idx, filter_nlz)
+    except ValueError as exc:       # bad data in this frame: reported by the caller, never silently lost
+        return dict(error=f"{segment} frame {ts}: {exc}")
+
+
+def _convert_frame_unchecked(split_dir, segment, ts, out_dir, rel_path, sample_idx, filter_nlz) -> dict:
+    from perception3d.datasets.mmdet3d_info import atomic_write_bytes
     seg = _segment_cached(split_dir, segment, filter_nlz)
     bin_path = Path(out_dir) / rel_path
     existed = bin_path.is_file() and bin_path.stat().st_size % (6 * 4) == 0
@@ -436,42 +443,45 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
         splits: which splits to convert; a split absent from ``root`` is skipped with a warning.
         workers: processes for the conversion (0 = in this process).
     Returns:
-        dict with the frame count per split, ``converted`` and ``skipped_existing``.
+        dict with the frame count per split, ``converted``, ``skipped_existing`` and ``bad`` (a list of
+        "segment frame ts: reason" for frames whose data could not be converted; they are warned about and
+        left out of the infos).
     """
+    import contextlib
+    import multiprocessing as mp
     from tqdm import tqdm
     from perception3d.datasets.mmdet3d_info import save_infos
     root, out = Path(root), Path(out)
-    result = {"converted": 0, "skipped_existing": 0}
-    for split in splits:
-        try:
-            split_dir = find_split_dir(root, split)
-        except FileNotFoundError as exc:
-            warnings.warn(f"skipping split '{split}': {exc}")
-            continue
-        tasks = []
-        for si, segment in enumerate(list_segments(split_dir)):
-            seg = WaymoV2Segment(split_dir, segment)        # opens the files: bad input fails here, early
-            for fi, ts in enumerate(seg.timestamps):
-                tasks.append((str(split_dir), segment, ts, str(out), f"points/{segment}_{ts}.bin",
-                              _SPLIT_PREFIX.get(split, 9) * 1_000_000 + si * 1000 + fi, filter_no_label_zone))
-        results = []
-        bar = tqdm(total=len(tasks), desc=f"waymo {split}", disable=not progress)
-        if workers and workers > 0:
-            import multiprocessing as mp
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for r in pool.imap(_convert_frame, tasks, chunksize=4):
-                    results.append(r)
-                    bar.update()
-        else:
-            for t in tasks:
-                results.append(_convert_frame(t))
-                bar.update()
-        bar.close()
-        _worker_segment.clear()
-        for r in results:
-            result["skipped_existing" if r["existed"] else "converted"] += 1
-        save_infos(out / f"waymo_infos_{split}.pkl", [r["info"] for r in results],
-                   metainfo=dict(dataset="waymo", classes=WAYMO_CLASSES, info_version="perception3d-1",
-                                 box_mode="lidar", source=str(root)))
-        result[split] = len(results)
+    result: dict = {"converted": 0, "skipped_existing": 0, "bad": []}
+    with contextlib.ExitStack() as stack:
+        pool = (stack.enter_context(mp.get_context("spawn").Pool(workers)) if workers and workers > 0 else None)
+        for split in splits:
+            try:
+                split_dir = find_split_dir(root, split)
+            except FileNotFoundError as exc:
+                warnings.warn(f"skipping split '{split}': {exc}")
+                continue
+            tasks = []
+            for si, segment in enumerate(list_segments(split_dir)):
+                seg = WaymoV2Segment(split_dir, segment)     # opens the files: bad input fails here, early
+                for fi, ts in enumerate(seg.timestamps):
+                    tasks.append((str(split_dir), segment, ts, str(out), f"points/{segment}_{ts}.bin",
+                                  _SPLIT_PREFIX.get(split, 9) * 1_000_000 + si * 1000 + fi, filter_no_label_zone))
+            results = []
+            it = pool.imap(_convert_frame, tasks, chunksize=4) if pool is not None else map(_convert_frame, tasks)
+            for r in tqdm(it, total=len(tasks), desc=f"waymo {split}", disable=not progress):
+                results.append(r)
+            _worker_segment.clear()
+            bad = [r["error"] for r in results if "error" in r]
+            results = [r for r in results if "error" not in r]
+            if bad:
+                result["bad"].extend(bad)
+                warnings.warn(f"waymo {split}: {len(bad)} frames could not be converted and are left out of the "
+                              f"infos, e.g. {bad[0]}")
+            for r in results:
+                result["skipped_existing" if r["existed"] else "converted"] += 1
+            save_infos(out / f"waymo_infos_{split}.pkl", [r["info"] for r in results],
+                       metainfo=dict(dataset="waymo", classes=WAYMO_CLASSES, info_version="perception3d-1",
+                                     box_mode="lidar", source=str(root)))
+            result[split] = len(results)
     return result

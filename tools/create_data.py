@@ -1,0 +1,76 @@
+"""Prepare detection data: points cache + mmdet3d-layout info pkls (the logic lives in perception3d.datasets).
+
+    python tools/create_data.py waymo --root data/waymo [--out data/waymo/processed] [--workers N]
+    python tools/create_data.py kitti --root data/kitti [--out data/kitti]
+
+waymo: a Waymo Open Dataset v2 root (``training/``, ``validation/`` with the parquet components; the real
+dataset or the built-in mini one) → ``<out>/points/<segment>_<timestamp>.bin`` (float32 × 6: x, y, z,
+intensity, elongation, timestamp) + ``<out>/waymo_infos_{train,val}.pkl``.  Resumable: run it again after an
+interruption and frames whose .bin is complete are not converted again.
+kitti: a raw KITTI root (``training/{velodyne,label_2,calib}``, optional ``ImageSets/``) →
+``<out>/kitti_infos_<split>.pkl`` with LiDAR boxes (points stay where they are).
+With ``--gt-database`` the ground-truth database is built too (perception3d.datasets.gt_database, when present).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="dataset", required=True)
+    w = sub.add_parser("waymo", help="Waymo Open Dataset v2 parquet root")
+    w.add_argument("--root", required=True, help="root holding training/ and validation/")
+    w.add_argument("--out", default=None, help="output folder (default: <root>/processed)")
+    w.add_argument("--workers", type=int, default=0, help="worker processes (0: convert in this process)")
+    w.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to convert")
+    w.add_argument("--filter-no-label-zone", action="store_true",
+                   help="drop points in no-label zones (as mmdet3d's converter does)")
+    w.add_argument("--gt-database", action="store_true", help="also build the GT database of the train split")
+    k = sub.add_parser("kitti", help="raw KITTI object-detection root")
+    k.add_argument("--root", required=True, help="root holding training/{velodyne,label_2,calib}")
+    k.add_argument("--out", default=None, help="output folder for the info pkls (default: <root>)")
+    k.add_argument("--gt-database", action="store_true", help="also build the GT database of the train split")
+    return p.parse_args(argv)
+
+
+def _gt_database(out: Path, info_name: str, data_root: Path, load_dim: int) -> None:
+    if importlib.util.find_spec("perception3d.datasets.gt_database") is None:
+        print("perception3d.datasets.gt_database is not available: GT database skipped", file=sys.stderr)
+        return
+    from perception3d.datasets import gt_database
+    build = getattr(gt_database, "create_groundtruth_database", None) or getattr(gt_database, "build_gt_database",
+                                                                                 None)
+    if build is None:
+        print("perception3d.datasets.gt_database has no create_groundtruth_database(): skipped", file=sys.stderr)
+        return
+    build(info_path=str(out / info_name), data_root=str(data_root), out_dir=str(out), load_dim=load_dim)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = parse_args(argv)
+    root = Path(args.root)
+    if args.dataset == "waymo":
+        from perception3d.datasets.waymo_v2 import convert_waymo_v2
+        out = Path(args.out) if args.out else root / "processed"
+        result = convert_waymo_v2(root, out, splits=args.splits, workers=args.workers,
+                                  filter_no_label_zone=args.filter_no_label_zone)
+        if args.gt_database and "train" in result:
+            _gt_database(out, "waymo_infos_train.pkl", out, load_dim=6)
+    else:
+        from perception3d.datasets.kitti_raw import create_kitti_infos
+        out = Path(args.out) if args.out else root
+        result = create_kitti_infos(root, out)
+        if args.gt_database and "train" in result:
+            _gt_database(out, "kitti_infos_train.pkl", root, load_dim=4)
+    print(json.dumps({k: v for k, v in result.items() if k != "bad"} | {"bad": len(result.get("bad", []))}))
+    return result
+
+
+if __name__ == "__main__":
+    main()
