@@ -150,6 +150,7 @@ class DSVT(nn.Module):
                 for v in downsample_stride[s]:
                     vol *= int(v)
                 self.poolings.append(AttentionPooling(d_model[s], vol, 8, pool_mask_empty))
+        self.in_channels = int(d_model[0])
         self.out_channels = int(d_model[-1])
         self._reset_parameters()
 
@@ -186,17 +187,34 @@ class DSVT(nn.Module):
         return x, infos[-1].coords
 
     def forward(self, x):
-        """SparseTensor → SparseTensor of the last stage (features [M, C], coords (b, z, y, x))."""
+        """SparseTensor → SparseTensor of the last stage.
+
+        Accepts voxels (D = 3: (b, z, y, x), spatial_shape (Z, Y, X)) or pillars (D = 2: (b, y, x), (Y, X), for
+        Z = 1). The output has the input's D when the last stage has one z level, else D = 3.
+        """
         from perception3d.sparse import SparseTensor
-        want = tuple(reversed(self.grid_size))
-        if tuple(x.spatial_shape) != want:
-            raise ValueError(f"DSVT: input spatial_shape {tuple(x.spatial_shape)} != grid_size reversed {want} "
-                             f"(check voxel_size / point_cloud_range against the backbone's grid_size)")
-        if x.feats.shape[1] != self.stages[0][0].encoder_list[0].norm.normalized_shape[0] if len(self.stages[0]) \
-                else False:
-            raise ValueError(f"DSVT: input has {x.feats.shape[1]} channels, d_model[0] is "
-                             f"{self.stages[0][0].encoder_list[0].norm.normalized_shape[0]}")
-        feats, coords = self.forward_tensors(x.feats, x.coords)
-        gx, gy, gz = self.out_grid_size
-        return SparseTensor(feats, coords.int(), (gz, gy, gx), x.batch_size, check=False,
-                            voxel_size=None, origin=None)
+        gx, gy, gz = self.grid_size
+        coords = x.coords
+        if len(x.spatial_shape) == 2:
+            if gz != 1:
+                raise ValueError(f"DSVT: a 2-D (pillar) input needs grid_size z = 1, config has {self.grid_size}")
+            coords = torch.cat([coords[:, :1], torch.zeros_like(coords[:, :1]), coords[:, 1:]], dim=1)
+            shape = (1,) + tuple(x.spatial_shape)
+        else:
+            shape = tuple(x.spatial_shape)
+        if shape != (gz, gy, gx):
+            raise ValueError(f"DSVT: input spatial_shape {tuple(x.spatial_shape)} does not match grid_size "
+                             f"(X, Y, Z) = {self.grid_size}; check voxel_size / point_cloud_range")
+        if x.feats.shape[1] != self.in_channels:
+            raise ValueError(f"DSVT: input has {x.feats.shape[1]} channels, d_model[0] = {self.in_channels}")
+        feats, out = self.forward_tensors(x.feats, coords)
+        ox, oy, oz = self.out_grid_size
+        stride = tuple(int(v) for v in (x.stride or (1,) * len(x.spatial_shape)))
+        if len(x.spatial_shape) == 2 and oz == 1:
+            return SparseTensor(feats, out[:, [0, 2, 3]].int(), (oy, ox), x.batch_size, stride=stride,
+                                voxel_size=x.voxel_size, origin=x.origin, check=False)
+        zs = stride[0] * (gz // oz if oz else 1) if len(stride) == 3 else 1
+        stride3 = (zs,) + stride[-2:]
+        return SparseTensor(feats, out.int(), (oz, oy, ox), x.batch_size, stride=stride3,
+                            voxel_size=x.voxel_size if len(x.spatial_shape) == 3 else None,
+                            origin=x.origin if len(x.spatial_shape) == 3 else None, check=False)
