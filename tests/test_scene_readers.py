@@ -3,7 +3,6 @@
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from perception3d.rendering.cameras import Cameras
-from perception3d.rendering.scenes import (decode_jet_depth, load_image, read_blender, read_colmap, read_dtu,
+from perception3d.rendering.scenes import (decode_jet_depth, read_blender, read_colmap, read_dtu,
                                            read_lmgaussian, read_scene, write_colmap_model)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -16,11 +16,10 @@ Images are loaded lazily (``scene.image(i)``) and cached; ``scene.images`` loads
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
