@@ -5,3 +5,5 @@ from perception3d.datasets.det3d_dataset import Det3DDataset  # noqa: F401,E402 
 from perception3d.datasets.waymo_v2 import WaymoV2Segment, convert_waymo_v2  # noqa: F401,E402
 from perception3d.datasets.mmdet3d_info import load_mmdet3d_infos, save_infos  # noqa: F401,E402
 from perception3d.datasets.kitti_raw import create_kitti_infos, read_kitti_frame  # noqa: F401,E402
+from perception3d.datasets import transforms  # noqa: F401,E402  (registers the LiDAR augmentations in TRANSFORMS)
+from perception3d.datasets.gt_database import DataBaseSampler, create_gt_database  # noqa: F401,E402
