@@ -93,17 +93,11 @@ def rotation_from_rpy(roll: np.ndarray, pitch: np.ndarray, yaw: np.ndarray) -> n
     """
     roll, pitch, yaw = (np.asarray(a, dtype=np.float64) for a in (roll, pitch, yaw))
     cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    rot = np.empty(roll.shape + (3, 3), dtype=np.float64)
-    rot[..., 0, 0] = cy * cp
-    rot[..., 0, 1] = cy * sp * sr - sy * cr
-    rot[..., 0, 2] = cy * sp * cr + sy * sr
-    rot[..., 1, 0] = sy * cp
-    rot[..., 1, 1] = sy * sp * sr + cy * cr
-    rot[..., 1, 2] = sy * sp * cr - cy * sr
-    rot[..., 2, 0] = -sp
-    rot[..., 2, 1] = cp * sr
-    rot[..., 2, 2] = cp * cr
-    return rot
+    sp_sr, sp_cr = sp * sr, sp * cr
+    rot = np.stack([cy * cp, cy * sp_sr - sy * cr, cy * sp_cr + sy * sr,
+                    sy * cp, sy * sp_sr + cy * cr, sy * sp_cr - cy * sr,
+                    -sp, cp * sr, cp * cr], axis=-1)
+    return rot.reshape(roll.shape + (3, 3))
 
 
 def pixel_pose_transforms(pose_image: np.ndarray) -> np.ndarray:
@@ -167,9 +161,13 @@ def range_image_to_points(range_image: np.ndarray, extrinsic: np.ndarray, inclin
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points of the valid (range > 0) pixels of one range-image return.
 
+    The same geometry as :func:`range_image_to_cartesian`, evaluated on the valid pixels only.
+
     Args:
         range_image: [H, W, C] with channel 0 = range, 1 = intensity, 2 = elongation, 3 = no-label-zone.
-        extrinsic, inclination, pixel_pose, frame_pose: as in :func:`range_image_to_cartesian`.
+        extrinsic, inclination, frame_pose: as in :func:`range_image_to_cartesian`.
+        pixel_pose: optional per-pixel vehicle → world pose, either [H, W, 4, 4] transforms or the raw
+            ``lidar_pose`` range image [H, W, 6] (roll, pitch, yaw, x, y, z).
     Returns:
         xyz [N, 3] float32 in the vehicle frame, features [N, C - 1] float32 (the channels after range, in the
         image's order), mask [H, W] bool (which pixels became points, row-major order).
@@ -177,8 +175,33 @@ def range_image_to_points(range_image: np.ndarray, extrinsic: np.ndarray, inclin
     range_image = np.asarray(range_image)
     if range_image.ndim != 3 or range_image.shape[-1] < 1:
         raise ValueError(f"range image must be [H, W, C], got {list(range_image.shape)}")
+    h, w = range_image.shape[:2]
+    inclination = np.asarray(inclination, dtype=np.float64).reshape(-1)
+    if inclination.shape[0] != h:
+        raise ValueError(f"{inclination.shape[0]} inclinations for a range image of {h} rows")
     mask = range_image[..., 0] > 0
-    if not mask.any():
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
         return (np.zeros((0, 3), np.float32), np.zeros((0, range_image.shape[-1] - 1), np.float32), mask)
-    xyz = range_image_to_cartesian(range_image[..., 0], extrinsic, inclination, pixel_pose, frame_pose)
-    return xyz[mask].astype(np.float32), range_image[..., 1:][mask].astype(np.float32), mask
+    extrinsic = np.asarray(extrinsic, dtype=np.float64).reshape(4, 4)
+    r = range_image[rows, cols, 0].astype(np.float64)
+    az = column_azimuths(w, extrinsic)[cols]
+    inc = inclination[rows]
+    cos_inc = np.cos(inc)
+    pts = np.stack([np.cos(az) * cos_inc * r, np.sin(az) * cos_inc * r, np.sin(inc) * r], axis=-1)
+    pts = pts @ extrinsic[:3, :3].T + extrinsic[:3, 3]
+    if pixel_pose is not None:
+        if frame_pose is None:
+            raise ValueError("frame_pose (vehicle_pose) is required when pixel_pose is given")
+        pixel_pose = np.asarray(pixel_pose)
+        if pixel_pose.shape[:2] != (h, w) or pixel_pose.shape[2:] not in ((4, 4), (6,)):
+            raise ValueError(f"pixel pose is {list(pixel_pose.shape)}, expected [{h}, {w}, 4, 4] or [{h}, {w}, 6]")
+        sel = pixel_pose[rows, cols].astype(np.float64)
+        if sel.shape[1:] == (6,):
+            rot, trans = rotation_from_rpy(sel[:, 0], sel[:, 1], sel[:, 2]), sel[:, 3:6]
+        else:
+            rot, trans = sel[:, :3, :3], sel[:, :3, 3]
+        pts = np.einsum("nij,nj->ni", rot, pts) + trans
+        world_to_vehicle = np.linalg.inv(np.asarray(frame_pose, dtype=np.float64).reshape(4, 4))
+        pts = pts @ world_to_vehicle[:3, :3].T + world_to_vehicle[:3, 3]
+    return pts.astype(np.float32), range_image[rows, cols, 1:].astype(np.float32), mask

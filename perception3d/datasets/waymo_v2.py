@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
+from perception3d.datasets.range_image import range_image_to_points, row_inclinations
 from perception3d.io.waymo_parquet import check_columns, fixed_list_column, list_cell, open_parquet, read_columns
 
 __all__ = [
@@ -332,7 +332,8 @@ class WaymoV2Segment:
         return (np.concatenate(chunks).astype(np.float32), np.concatenate(laser_ids), np.concatenate(return_ids))
 
     def _top_pixel_pose(self, ts: int, hw: Tuple[int, int]):
-        """(pixel_pose [H, W, 4, 4], frame_pose [4, 4]) of the TOP lidar, or (False, False) when unavailable."""
+        """(lidar_pose range image [H, W, 6], frame_pose [4, 4]) of the TOP lidar, or (False, False) when
+        unavailable."""
         hit = self._pose.row(ts, 1) if self._pose is not None else None
         pose_image = (_range_image(self._pose.path, hit[0], hit[1], f"{_LPOSE}.range_image_return1", 6)
                       if hit is not None else None)
@@ -344,7 +345,7 @@ class WaymoV2Segment:
         if tuple(pose_image.shape[:2]) != tuple(hw):
             raise ValueError(f"{self._pose.path}: lidar_pose range image of frame {ts} is "
                              f"{list(pose_image.shape[:2])}, the TOP range image is {list(hw)}")
-        return pixel_pose_transforms(pose_image), self.vehicle_poses[ts]
+        return pose_image, self.vehicle_poses[ts]
 
     def boxes(self, ts: int) -> dict:
         """Boxes of a frame (see :func:`read_lidar_boxes`); empty arrays when the frame has none."""
