@@ -116,7 +116,8 @@ def write_parquet_atomic(path: Path, rows: Dict[str, list], schema: pa.Schema) -
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        # list items named "item" as in the official files (pyarrow now defaults to "element")
+        pq.write_table(table, tmp, compression="zstd", use_compliant_nested_type=False)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
