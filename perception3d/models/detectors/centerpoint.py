@@ -1,0 +1,140 @@
+"""CenterPoint as an mmengine ``BaseModel``: points → voxel encoder → (3D backbone) → BEV → (2D backbone) → head.
+
+``forward(inputs, data_samples, mode)``:
+  - ``inputs``: ``{"points": [Tensor [N_i, F], ...]}`` (one tensor per frame) or the list itself;
+  - ``data_samples``: one dict (or BaseDataElement) per frame with ``gt_bboxes_3d`` [M, 7] and ``gt_labels_3d`` [M]
+    for training;
+  - ``mode``: ``"loss"`` → dict of losses; ``"predict"`` → the data samples with ``pred_instances_3d``
+    = {bboxes_3d [K, 7], scores_3d [K], labels_3d [K]} added; ``"tensor"`` → the raw head outputs.
+Any stage may be swapped by config (DSVT: ``voxel_encoder=DynamicPillarVFE``, ``backbone_3d=DSVT``,
+``map_to_bev=PointPillarScatter``, ``backbone_2d=BaseBEVResBackbone``).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.structures import BaseDataElement
+
+from perception3d.registry import MODELS
+
+__all__ = ["CenterPoint", "Det3DDataPreprocessor", "to_box_tensor"]
+
+
+def to_box_tensor(x: Any, width: int = 7, name: str = "gt_bboxes_3d") -> torch.Tensor:
+    """Boxes3D / ndarray / Tensor / list → float tensor [M, width] (first ``width`` columns)."""
+    if hasattr(x, "tensor") and isinstance(getattr(x, "tensor"), torch.Tensor):
+        x = x.tensor
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if t.numel() == 0:
+        return t.reshape(0, width).float()
+    if t.dim() != 2 or t.shape[1] < width:
+        raise ValueError(f"{name}: expected [M, >={width}] boxes, got shape {tuple(t.shape)}")
+    return t[:, :width].float()
+
+
+def _get(sample: Any, key: str, default=None):
+    if isinstance(sample, dict):
+        return sample.get(key, default)
+    return getattr(sample, key, default)
+
+
+def _set(sample: Any, key: str, value) -> None:
+    if isinstance(sample, dict):
+        sample[key] = value
+    else:
+        setattr(sample, key, value)
+
+
+@MODELS.register_module()
+class Det3DDataPreprocessor(BaseDataPreprocessor):
+    """Moves a batch to the model's device and normalises its layout.
+
+    Accepts what mmengine's ``pseudo_collate`` makes of ``Pack3DDetInputs`` output (a dict of lists for dict
+    data samples) as well as a list of per-frame dicts, and returns
+    ``{"inputs": {"points": [Tensor, ...]}, "data_samples": [dict | BaseDataElement, ...]}``.
+    """
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = self.cast_data(data)
+        inputs = data.get("inputs", data)
+        points = inputs["points"] if isinstance(inputs, dict) else inputs
+        if isinstance(points, torch.Tensor):
+            points = [points] if points.dim() == 2 else list(points)
+        points = [p.float() for p in points]
+        samples = data.get("data_samples")
+        if isinstance(samples, dict):  # dict of lists → list of dicts
+            n = len(points)
+            samples = [{k: (v[i] if isinstance(v, (list, tuple)) and len(v) == n else v)
+                        for k, v in samples.items()} for i in range(n)]
+        return dict(inputs=dict(points=points), data_samples=samples)
+
+
+@MODELS.register_module()
+class CenterPoint(BaseModel):
+    """CenterPoint detector (voxel or pillar variant, set by the config's stages).
+
+    Args:
+        voxel_encoder: points → SparseTensor (``DynamicVFE`` / ``DynamicPillarVFE``).
+        bbox_head: ``CenterHead`` config.
+        backbone_3d: SparseTensor → SparseTensor (``VoxelResBackBone8x``, DSVT, ...), optional.
+        map_to_bev: SparseTensor → dense [B, C, H, W] (``HeightCompression`` / ``PointPillarScatter``).
+        backbone_2d: dense BEV → dense BEV (``BaseBEVBackbone`` / ``BaseBEVResBackbone``), optional.
+    """
+
+    def __init__(self, voxel_encoder: dict, bbox_head: dict, backbone_3d: Optional[dict] = None,
+                 map_to_bev: Optional[dict] = None, backbone_2d: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type="Det3DDataPreprocessor")
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.voxel_encoder = MODELS.build(voxel_encoder)
+        self.backbone_3d = MODELS.build(backbone_3d) if backbone_3d is not None else None
+        self.map_to_bev = MODELS.build(map_to_bev if map_to_bev is not None else dict(type="HeightCompression"))
+        self.backbone_2d = MODELS.build(backbone_2d) if backbone_2d is not None else None
+        self.bbox_head = MODELS.build(bbox_head)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.bbox_head.class_names)
+
+    def extract_feat(self, points: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-frame point tensors → BEV feature map [B, C, H, W]."""
+        x = self.voxel_encoder(points)
+        if self.backbone_3d is not None:
+            x = self.backbone_3d(x)
+        x = self.map_to_bev(x)
+        if x.shape[0] != len(points):  # frames without any voxel at the end of the batch
+            pad = x.new_zeros((len(points) - x.shape[0],) + tuple(x.shape[1:]))
+            x = torch.cat([x, pad])
+        if self.backbone_2d is not None:
+            x = self.backbone_2d(x)
+        return x
+
+    def forward(self, inputs: Union[dict, Sequence[torch.Tensor]], data_samples: Optional[list] = None,
+                mode: str = "tensor"):
+        points = inputs["points"] if isinstance(inputs, dict) else inputs
+        if isinstance(points, torch.Tensor):
+            points = [points]
+        preds = self.bbox_head(self.extract_feat(points))
+        if mode == "tensor":
+            return preds
+        if mode == "loss":
+            if data_samples is None:
+                raise ValueError("CenterPoint.forward(mode='loss') needs data_samples with gt_bboxes_3d/gt_labels_3d")
+            dev = preds[0]["hm"].device
+            boxes = [to_box_tensor(_get(s, "gt_bboxes_3d")).to(dev) for s in data_samples]
+            labels = [torch.as_tensor(np.asarray(_get(s, "gt_labels_3d"))).long().reshape(-1).to(dev)
+                      if not isinstance(_get(s, "gt_labels_3d"), torch.Tensor)
+                      else _get(s, "gt_labels_3d").long().reshape(-1).to(dev) for s in data_samples]
+            return self.bbox_head.loss(preds, boxes, labels)
+        if mode == "predict":
+            results = self.bbox_head.predict(preds)
+            if data_samples is None:
+                data_samples = [dict() for _ in results]
+            for s, r in zip(data_samples, results):
+                _set(s, "pred_instances_3d", r if isinstance(s, dict) else BaseDataElement(**r))
+            return data_samples
+        raise ValueError(f"CenterPoint.forward: mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
