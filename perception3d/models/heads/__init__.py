@@ -1,1 +1,2 @@
 """perception3d.models.heads."""
+from perception3d.models.heads import center_head  # noqa: F401,E402  (register CenterHead)
