@@ -55,7 +55,7 @@ def test_synthetic_shapes_generated_deterministic_and_readable(tmp_path):
     fa = (a / "torus" / "torus_0002.txt").read_bytes()
     assert fa == (b / "torus" / "torus_0002.txt").read_bytes()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]       # no temporary folder left
-    ds = SyntheticShapesDataset(str(a), "test", num_train=2, num_test=1, num_points=64)
+    ds = SyntheticShapesDataset(str(a), "test", num_train=2, num_test=1, gen_points=64)
     assert len(ds) == len(SHAPE_CLASSES)
     pts = ds[0]["inputs"]["points"].numpy()
     assert pts.shape == (64, 6)

@@ -264,11 +264,12 @@ def generate_shapes(root: str, num_train: int = 50, num_test: int = 20, num_poin
 class SyntheticShapesDataset(ModelNet40Dataset):
     """The procedural shape dataset (generated into ``data_root`` on first use), read as ModelNet40.
 
-    Extra args: ``num_train`` / ``num_test`` shapes per class, ``num_points`` per shape, ``gen_seed``.
-    Everything else as :class:`ModelNet40Dataset`.
+    Extra args (used only when generating): ``num_train`` / ``num_test`` shapes per class, ``gen_points``
+    points per shape file, ``gen_seed``. Everything else as :class:`ModelNet40Dataset` (``num_points`` keeps
+    the first N points of each file: samples are i.i.d., so this is a uniform subsample).
     """
 
     def __init__(self, data_root: str = "data/synthetic_shapes", split: str = "train", num_train: int = 50,
-                 num_test: int = 20, num_points: int = 1024, gen_seed: int = 0, **kwargs) -> None:
-        generate_shapes(data_root, num_train=num_train, num_test=num_test, num_points=num_points, seed=gen_seed)
+                 num_test: int = 20, gen_points: int = 1024, gen_seed: int = 0, **kwargs) -> None:
+        generate_shapes(data_root, num_train=num_train, num_test=num_test, num_points=gen_points, seed=gen_seed)
         super().__init__(data_root, split=split, **kwargs)

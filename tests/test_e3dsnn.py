@@ -1,0 +1,187 @@
+"""E-3DSNN: layer shapes and parameter count, SSC order, event-driven parity, and that the classifier,
+the SemanticKITTI segmenter and the spiking detection backbone learn (a few steps, loss falls)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception3d.models.backbones.e3dsnn import (E3DSNN, E3DSNNUNet, SpikeSparseConv, SpikingVoxelBackBone8x,
+                                                  conv_stats, event_driven_conv, set_event_driven, set_recording)
+from perception3d.models.layers.spiking import multispike
+from perception3d.sparse import SparseTensor, voxelize
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _n(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_e3dsnn_t_parameter_count_and_layer_shapes():
+    m = E3DSNN(in_channels=6, num_classes=40, embed_channels=16, enc_channels=(16, 32, 64, 128),
+               enc_depth=(1, 1, 1, 1))
+    # Counted by hand from the authors' SNN_3dv (all nn.Parameters: conv weights, final bias, BN weight+bias):
+    stem = 27 * 6 * 16 + 2 * 27 * 16 * 16 + 3 * 2 * 16
+    stage = lambda ci, co: 8 * ci * co + 2 * co + 3 * (27 * co * co + 2 * co)
+    expect = stem + stage(16, 16) + stage(16, 32) + stage(32, 64) + stage(64, 128) + 128 * 40 + 40
+    assert expect == 1_874_216 and _n(m) == expect
+    assert abs(_n(m) - 1.87e6) / 1.87e6 < 0.01
+    assert tuple(m.svc.encode.conv.weight.shape) == (16, 3, 3, 3, 6)          # spconv 2.x layout [out, k, k, k, in]
+    assert tuple(m.enc[1].down.conv.weight.shape) == (32, 2, 2, 2, 16)
+    assert m.enc[1].down.conv.stride == (2, 2, 2)
+    assert tuple(m.enc[3].blocks[0].ssc3.conv.weight.shape) == (128, 3, 3, 3, 128)
+    assert tuple(m.final.weight.shape) == (40, 1, 1, 1, 128)
+    s = E3DSNN(embed_channels=24, enc_channels=(24, 48, 96, 160))
+    assert 3.2e6 < _n(s) < 3.3e6                                               # E3DSNN-S: the authors' 3.27 M
+
+
+def _random_sparse(n=300, c=8, shape=(12, 12, 12), batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.randperm(batch * shape[0] * shape[1] * shape[2], generator=g)[:n]
+    coords = []
+    rest = keys
+    for s in reversed(shape):
+        coords.append(rest % s)
+        rest = rest // s
+    coords = torch.stack([rest] + list(reversed(coords)), 1).int()
+    return SparseTensor(torch.randn(n, c, generator=g) * 2, coords, shape, batch)
+
+
+def test_ssc_order_spike_conv_bn():
+    x = _random_sparse()
+    ssc = SpikeSparseConv(8, 5, 3, padding=1).eval()
+    ssc.bn.running_mean.uniform_(-1, 1)
+    ssc.bn.running_var.uniform_(0.5, 2)
+    with torch.no_grad():
+        y = ssc(x)
+        ref = ssc.bn(ssc.conv(x.replace(feats=multispike(x.feats))).feats)
+    assert torch.equal(y.feats, ref)
+
+
+@pytest.mark.parametrize("kind", ["subm", "spconv", "inverse"])
+def test_event_driven_conv_identical(kind):
+    x = _random_sparse()
+    s = x.replace(feats=multispike(x.feats - 1.5))                        # about half the sites silent
+    s = s.replace(feats=s.feats * (torch.rand(len(s), 1) < 0.5))
+    if kind == "inverse":
+        down = SpikeSparseConv(8, 8, 2, stride=2, conv_type="spconv", indice_key="d")
+        s_low = down.conv(s)
+        s_low = s_low.replace(feats=multispike(s_low.feats * 3) * (torch.rand(len(s_low), 1) < 0.5))
+        conv, inp = SpikeSparseConv(8, 6, 2, conv_type="inverse", indice_key="d").conv, s_low
+    elif kind == "spconv":
+        conv, inp = SpikeSparseConv(8, 6, 3, stride=2, padding=1, conv_type="spconv").conv, s
+    else:
+        conv, inp = SpikeSparseConv(8, 6, 3, padding=1, bias=True).conv, s
+    with torch.no_grad():
+        a, b = conv(inp), event_driven_conv(conv, inp)
+    assert torch.equal(a.coords, b.coords) and a.stride == b.stride
+    assert (a.feats - b.feats).abs().max() <= 1e-5
+
+
+def _excite(model):
+    """Give BN layers statistics that make neurons fire at a moderate rate (an untrained net is silent)."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
+            m.bias.data = torch.randn(m.num_features, generator=g) * 0.5
+
+
+def _clouds(b=2, n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(b):
+        d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=1)
+        out.append(torch.cat([d * 0.9, d], 1))
+    return out
+
+
+def test_event_driven_network_identical_and_firing_recorded():
+    torch.manual_seed(0)
+    m = E3DSNN(num_classes=10, voxel_size=(0.1,) * 3)
+    _excite(m)
+    m.train()
+    with torch.no_grad():
+        m(_clouds())                                   # BN running stats from real batches
+    m.eval()
+    pts = _clouds(seed=1)
+    set_recording(m, True)
+    with torch.no_grad():
+        a = m(pts)
+        set_event_driven(m, True)
+        b = m(pts)
+    assert (a - b).abs().max() <= 1e-5
+    st = conv_stats(m)
+    spiking = [v for v in st.values() if v["spiking"]]
+    assert all(v["sops"] >= 0 for v in spiking) and sum(v["sops"] for v in spiking) > 0
+    rates = [v["active_sites_in"] / v["sites_in"] for v in spiking]
+    assert 0 < min(rates) and max(rates) <= 1
+
+
+def test_classifier_learns_on_shapes(tmp_path):
+    from perception3d.datasets.synthetic_shapes import SyntheticShapesDataset
+    from perception3d.models.classifiers import PointClassifier
+    ds = SyntheticShapesDataset(str(tmp_path / "s"), "train", num_train=2, num_test=1, gen_points=256,
+                                num_points=256)
+    items = [ds[i] for i in range(0, len(ds), 2)][:8]
+    inputs = dict(points=[it["inputs"]["points"] for it in items])
+    samples = dict(gt_label=[it["data_samples"]["gt_label"] for it in items])
+    torch.manual_seed(0)
+    model = PointClassifier(dict(type="E3DSNN", num_classes=len(ds.class_names), voxel_size=(0.15,) * 3,
+                                 embed_channels=8, enc_channels=(8, 16, 16, 32)))
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(12):
+        loss = model(inputs, samples, mode="loss")["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.8 * losses[0]
+    model.eval()
+    with torch.no_grad():
+        out = model(inputs, samples, mode="predict")
+    assert len(out) == 8 and {"pred_label", "gt_label", "scores"} <= set(out[0])
+
+
+def test_segmentor_base_config_learns_on_real_semantickitti():
+    root = DATA / "mmdet3d_tests" / "semantickitti"
+    if not root.is_dir():
+        pytest.skip(f"real SemanticKITTI sample not found at {root}")
+    from perception3d.datasets.semantickitti import SemanticKITTIDataset
+    from perception3d.models.segmentors import PointSegmentor
+    ds = SemanticKITTIDataset(str(root), sequences=["00"])
+    item = ds[0]
+    torch.manual_seed(0)
+    model = PointSegmentor(dict(type="E3DSNNUNet", in_channels=4, num_classes=19,
+                                point_range=(-80.0, -80.0, -4.0, 80.0, 80.0, 4.0), voxel_size=(0.05, 0.05, 0.05)),
+                           num_classes=19)
+    assert 19e6 < _n(model) < 23e6                                   # the authors' "#20M" base config
+    inputs = dict(points=[item["inputs"]["points"]])
+    samples = dict(gt_segment=[item["data_samples"]["gt_segment"]])
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(5):
+        loss = model(inputs, samples, mode="loss")["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    model.eval()
+    with torch.no_grad():
+        pred = model(inputs, samples, mode="predict")[0]
+    assert pred["pred_segment"].shape == (50,)
+
+
+def test_spiking_voxel_backbone_contract():
+    from perception3d.models.backbones.subm_resnet import VoxelResBackBone8x
+    g = torch.Generator().manual_seed(0)
+    pts = torch.rand(3000, 4, generator=g) * torch.tensor([40.0, 40.0, 6.0, 1.0]) + torch.tensor([0, -20.0, -3, 0])
+    x, _ = voxelize([pts[:1500], pts[1500:]], (0.4, 0.4, 0.15), (0, -20, -3, 40, 20, 3))   # z: 40 -> 1 at the out
+    ref = VoxelResBackBone8x(4)(x)
+    snn = SpikingVoxelBackBone8x(4, return_multiscale=True)
+    out, ms = snn(x)
+    assert out.stride == ref.stride == (16, 8, 8) and out.spatial_shape == ref.spatial_shape
+    assert torch.equal(out.coords, ref.coords) and out.feats.shape[1] == snn.num_out_features == 128
+    assert set(ms) == {"x_conv1", "x_conv2", "x_conv3", "x_conv4"} and ms["x_conv4"].stride == (8, 8, 8)
