@@ -44,6 +44,12 @@ SCHEMAS = {
        ("[LiDARBoxComponent].num_lidar_points_in_box", I64), ("[LiDARBoxComponent].num_top_lidar_points_in_box", I64)]
     + [(f"[LiDARBoxComponent].{a}.{b}", F64) for a in ("speed", "acceleration") for b in "xyz"]
     + [("[LiDARBoxComponent].difficulty_level.detection", I8), ("[LiDARBoxComponent].difficulty_level.tracking", I8)],
+    "camera_calibration": [("key.segment_context_name", STR), ("key.camera_name", I8)]
+    + [(f"[CameraCalibrationComponent].intrinsic.{k}", F64) for k in ("f_u", "f_v", "c_u", "c_v", "k1", "k2", "p1",
+                                                                        "p2", "k3")]
+    + [("[CameraCalibrationComponent].extrinsic.transform", pa.list_(F64, 16)),
+       ("[CameraCalibrationComponent].width", I32), ("[CameraCalibrationComponent].height", I32),
+       ("[CameraCalibrationComponent].rolling_shutter_direction", I8)],
 }
 
 
@@ -310,3 +316,39 @@ def test_create_data_tool_reports_bad_frames(tmp_path):
     assert res["train"] == 1 and "val" not in res and len(res["bad"]) == 1 and str(T1) in res["bad"][0]
     infos = pickle.load(open(tmp_path / "out" / "waymo_infos_train.pkl", "rb"))
     assert [d["timestamp"] for d in infos["data_list"]] == [T0]
+
+
+def test_camera_calibration_to_opencv(tmp_path):
+    """Waymo camera frame (x forward, y left, z up) → OpenCV viewmat: a point straight ahead of a camera at
+    (1, 0, 2) projects to the principal point; left of it → smaller u; above → smaller v."""
+    from perception3d.datasets.waymo_v2 import read_camera_calibrations
+    C = "[CameraCalibrationComponent]"
+    row = {"key.segment_context_name": SEG, "key.camera_name": 1, f"{C}.intrinsic.f_u": 100.0,
+           f"{C}.intrinsic.f_v": 110.0, f"{C}.intrinsic.c_u": 50.0, f"{C}.intrinsic.c_v": 40.0,
+           f"{C}.extrinsic.transform": rz(0.0, (1.0, 0.0, 2.0)).reshape(-1).tolist(), f"{C}.width": 100,
+           f"{C}.height": 80, f"{C}.rolling_shutter_direction": 5,
+           **{f"{C}.intrinsic.{k}": 0.0 for k in ("k1", "k2", "p1", "p2", "k3")}}
+    cal = read_camera_calibrations(write_component(tmp_path, "training", "camera_calibration", [row]))[1]
+
+    def project(p):
+        c = cal["viewmat"] @ np.array([*p, 1.0])
+        uvw = cal["K"] @ c[:3]
+        return uvw[:2] / uvw[2], c[2]
+    (u, v), depth = project((11.0, 0.0, 2.0))
+    np.testing.assert_allclose([u, v, depth], [50.0, 40.0, 10.0])
+    (u, v), _ = project((11.0, 1.0, 2.0))
+    np.testing.assert_allclose([u, v], [40.0, 40.0])
+    (u, v), _ = project((11.0, 0.0, 3.0))
+    np.testing.assert_allclose([u, v], [50.0, 29.0])
+
+
+def test_mini_dataset_camera_images(tmp_path):
+    pytest.importorskip("perception3d.datasets.synthetic_street")
+    from perception3d.datasets.synthetic_street import generate_waymo_mini
+    from perception3d.datasets.waymo_v2 import list_segments
+    generate_waymo_mini(tmp_path, num_train=1, num_val=0, frames_per_segment=1, lidar_width=64, camera=True)
+    seg = WaymoV2Segment(tmp_path / "training", list_segments(tmp_path / "training")[0])
+    cal = seg.camera_calibrations()[1]
+    img = seg.camera_images(seg.timestamps[0], decode=True)[1]
+    assert img.dtype == np.float32 and img.shape == (cal["height"], cal["width"], 3) and 0 <= img.min() <= img.max() <= 1
+    assert isinstance(seg.camera_images(seg.timestamps[0])[1], bytes)

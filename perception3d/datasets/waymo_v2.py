@@ -230,6 +230,14 @@ def _range_image(path: Path, table: pa.Table, row: int, prefix: str, channels: i
     return values.reshape(shape.tolist())
 
 
+def _decode_jpeg(data: bytes, path: Path, camera: int) -> np.ndarray:
+    import cv2
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise ValueError(f"{path}: column '{_CIMG}.image' of camera {camera} is not a decodable image")
+    return (img[..., ::-1].astype(np.float32) / 255.0).copy()
+
+
 def find_split_dir(root: PathLike, split: str) -> Path:
     """``<root>/training`` (or ``<root>/train``) for ``split='train'``; a folder name is also accepted."""
     root = Path(root)
@@ -359,15 +367,25 @@ class WaymoV2Segment:
             return {}
         return read_camera_calibrations(self._camera_calib_path)
 
-    def camera_images(self, ts: int) -> Dict[int, bytes]:
-        """{camera_name: encoded (JPEG) image bytes} of a frame; {} when the component is absent."""
+    def camera_images(self, ts: int, decode: bool = False) -> Dict[int, Union[bytes, np.ndarray]]:
+        """{camera_name: image} of a frame; {} when the component is absent.
+
+        Args:
+            decode: False → the encoded (JPEG) bytes; True → float32 RGB [H, W, 3] in [0, 1].
+        """
         if not self._camera_image_path.is_file():
             return {}
         cols = {TS: "int", CAMERA: "int", f"{_CIMG}.image": "binary"}
         pf = open_parquet(self._camera_image_path)
         check_columns(self._camera_image_path, pf.schema_arrow, cols)
-        table = pq.read_table(self._camera_image_path, columns=list(cols), filters=[(TS, "=", int(ts))])
-        return {int(c): b for c, b in zip(table.column(CAMERA).to_pylist(), table.column(f"{_CIMG}.image").to_pylist())}
+        try:
+            table = pq.read_table(self._camera_image_path, columns=list(cols), filters=[(TS, "=", int(ts))])
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"{self._camera_image_path}: failed to read column '{_CIMG}.image': {exc}") from exc
+        out: Dict[int, Union[bytes, np.ndarray]] = {}
+        for cam, data in zip(table.column(CAMERA).to_pylist(), table.column(f"{_CIMG}.image").to_pylist()):
+            out[int(cam)] = _decode_jpeg(data, self._camera_image_path, int(cam)) if decode else data
+        return out
 
     def frame(self, ts: int) -> dict:
         """Everything of one frame: ``points``, ``laser_ids``, ``return_ids``, the boxes' keys, ``ego2global``."""
