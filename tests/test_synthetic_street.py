@@ -87,6 +87,7 @@ def test_idempotent_and_repairs_partial_runs(tmp_path):
     stamp = lidar.stat().st_mtime_ns
     assert generate_waymo_mini(root, **params)["skipped"] is True
     assert ensure_waymo_mini(root, **params) == root and lidar.stat().st_mtime_ns == stamp
+    assert ensure_waymo_mini(root) == root and lidar.stat().st_mtime_ns == stamp   # any complete dataset
     before = _tables(root)
     # a partial run: a file gone (and with it the guarantee) → regenerated, same content
     lidar.unlink()

@@ -357,7 +357,14 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
 def ensure_waymo_mini(root: PathLike = "data/waymo_mini", **kwargs) -> Path:
     """Make sure the mini dataset exists at ``root`` (generate it when missing or incomplete); returns ``root``.
 
-    ``kwargs`` go to :func:`generate_waymo_mini`; a complete dataset with the same parameters is left alone.
+    Without ``kwargs`` any complete dataset already at ``root`` is accepted (e.g. one made with another
+    ``--seed``); with ``kwargs`` (passed to :func:`generate_waymo_mini`) it must have been made with exactly
+    those parameters, else it is regenerated.
     """
+    root = Path(root)
+    if not kwargs:
+        manifest = _read_manifest(root)
+        if manifest is not None and _complete(root, manifest, manifest.get("params")):
+            return root
     generate_waymo_mini(root, **kwargs)
-    return Path(root)
+    return root
