@@ -12,7 +12,8 @@ import torch
 
 from perception3d.rendering.cameras import Cameras
 from perception3d.rendering.scenes import (decode_jet_depth, read_blender, read_colmap, read_dtu,
-                                           read_lmgaussian, read_scene, write_colmap_model)
+                                           read_lmgaussian, read_lmgaussian_depth, read_scene,
+                                           write_colmap_model)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 W, H = 48, 36
@@ -227,6 +228,10 @@ def test_barn_real():
         n = decode_jet_depth(scene.extras["dust3r_depth_paths"][a]).numpy()
         assert n.shape == (288, 512) and n.min() == 0 and n.max() == 1
         depth = 0.1 + 1.4 * n
+        # the decoded DUSt3R depth agrees with the independent monocular (Marigold) depth: both 0 near, 1 far
+        assert np.allclose(read_lmgaussian_depth(small, a).numpy(), n)
+        mono = read_lmgaussian_depth(small, a, kind="mono").numpy()
+        assert mono.shape == (288, 512) and np.corrcoef(mono.ravel(), n.ravel())[0, 1] > 0.85
         e_ours, inside = err(cams, a, b, depth)
         e_wrong, _ = err(wrong, a, b, depth)
         e_none = np.abs(imgs[a][v, u] - imgs[b][v, u]).mean()

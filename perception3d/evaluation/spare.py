@@ -423,7 +423,8 @@ def format_table(results: dict, per_image: bool = False) -> str:
     rows += [[f"== {d} ==", str(v["n"])] + [fmt(v[k], k) for k in METRICS] for d, v in results["datasets"].items()]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)] if rows else [len(h) for h in head]
     for r in [head] + rows:
-        lines.append("  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths))))
+        cells = [str(x).ljust(w) if i == 0 else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells))
     if any(r.get("lpips") is None for r in results["images"]):
         lines.append("LPIPS: not computed (pass local AlexNet-LPIPS weights to compute it)")
     if any(r.get("psnr_m") is None for r in results["images"]):

@@ -135,6 +135,10 @@ class Cameras:
         """[C] vertical field of view in radians."""
         return fov_from_focal(self.Ks[:, 1, 1], self.height)
 
+    def __repr__(self) -> str:
+        names = self.names if self.names is None or len(self) <= 4 else self.names[:4] + ["..."]
+        return f"Cameras({len(self)} views, {self.width}x{self.height}, names={names})"
+
     def to(self, device) -> "Cameras":
         return Cameras(self.viewmats.to(device), self.Ks.to(device), self.width, self.height, self.names)
 

@@ -39,6 +39,7 @@ __all__ = [
     "read_cam_txt",
     "read_lmgaussian",
     "decode_jet_depth",
+    "read_lmgaussian_depth",
     "read_scene",
     "camera_radius",
 ]
@@ -149,6 +150,7 @@ class Scene:
     background: Optional[tuple[float, float, float]] = (1.0, 1.0, 1.0)
     mask_paths: Optional[list[Optional[Path]]] = None
     extras: dict = field(default_factory=dict)
+    cache: bool = True
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -170,19 +172,36 @@ class Scene:
         return self.cameras.height
 
     def image(self, i: int) -> torch.Tensor:
-        """View ``i`` as float32 [H, W, 3] in [0, 1], at the cameras' size (loaded once, then cached)."""
-        if i not in self._cache:
-            p = self.image_paths[i]
-            if p is None:
-                raise ValueError(f"Scene view {i} ({self.names[i]}) has no image file")
-            rgb, alpha = load_image(p, (self.width, self.height), self.background)
-            self._cache[i] = (rgb, alpha)
-        return self._cache[i][0]
+        """View ``i`` as float32 [H, W, 3] in [0, 1], at the cameras' size (cached when ``cache``)."""
+        return self._load(i)[0]
+
+    def _load(self, i: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        if i in self._cache:
+            return self._cache[i]
+        p = self.image_paths[i]
+        if p is None:
+            raise ValueError(f"Scene view {i} ({self.names[i]}) has no image file")
+        out = load_image(p, (self.width, self.height), self.background)
+        if self.cache:
+            self._cache[i] = out
+        return out
 
     def alpha(self, i: int) -> Optional[torch.Tensor]:
         """Alpha channel [H, W] of view ``i`` if its file has one, else None."""
-        self.image(i)
-        return self._cache[i][1]
+        return self._load(i)[1]
+
+    def stack_images(self, ids: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """Images of views ``ids`` (default: all) as one float32 tensor [N, H, W, 3]."""
+        ids = range(len(self)) if ids is None else ids
+        return torch.stack([self.image(i) for i in ids])
+
+    @property
+    def train_cameras(self) -> Cameras:
+        return self.cameras[self.train_ids]
+
+    @property
+    def test_cameras(self) -> Cameras:
+        return self.cameras[self.test_ids]
 
     def mask(self, i: int) -> Optional[torch.Tensor]:
         """Object mask [H, W] bool of view ``i``: the mask file if there is one, else alpha > 0.5, else None."""
@@ -500,7 +519,8 @@ def write_colmap_model(path: PathLike, cameras: dict, images: dict, points: Opti
     with open(path / "points3D.txt", "w") as fh:
         fh.write("# POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[]\n")
         for pid, p in points.items():
-            fh.write(f"{pid} {' '.join(repr(float(v)) for v in p['xyz'])} {' '.join(str(int(v)) for v in p['rgb'])} 0\n")
+            xyz = " ".join(repr(float(v)) for v in p["xyz"])
+            fh.write(f"{pid} {xyz} {' '.join(str(int(v)) for v in p['rgb'])} 0\n")
 
 
 def read_colmap(root: PathLike, images_dir: str = "images", sparse_dir: Optional[str] = None,
@@ -534,7 +554,7 @@ def read_colmap(root: PathLike, images_dir: str = "images", sparse_dir: Optional
         c = cams[im["camera_id"]]
         K = colmap_K(c["model"], c["params"], where=f"{model_dir} camera {im['camera_id']}")
         # The folder may hold downsampled images (images_2, images_4 …): scale K to the file's real size.
-        fw, fh = _image_size(p) if images_dir != "images" else (c["width"], c["height"])
+        fw, fh = _image_size(p)
         tw, th = _target_size(fw, fh, downscale, size)
         K[0] *= tw / c["width"]
         K[1] *= th / c["height"]
@@ -635,7 +655,8 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
             found = set()
             for d in [scene_dir, scene_dir / "cams"] + ([Path(calib_dir)] if calib_dir else []):
                 if d.is_dir():
-                    found |= {int(m.group(1)) - 1 for f in d.iterdir() if (m := re.fullmatch(r"pos_(\d+)\.txt", f.name))}
+                    found |= {int(m.group(1)) - 1 for f in d.iterdir()
+                              if (m := re.fullmatch(r"pos_(\d+)\.txt", f.name))}
             for f in scene_dir.iterdir() if scene_dir.is_dir() else []:
                 m = re.fullmatch(r"(?:rect|cam)_(\d+)_(\d)_(?:r5000|0000)\.png", f.name)
                 if m and int(m.group(2)) == lighting:
@@ -794,3 +815,30 @@ def read_scene(root: PathLike, **kwargs) -> Scene:
             kwargs["dataset"] = "Synthetic"
         return read_dtu(root, **kwargs)
     raise ValueError(f"{root}: cannot tell the scene format (no transforms_*.json, sparse/, cams/ or pos_*.txt)")
+
+
+def read_lmgaussian_depth(scene: Scene, i: int, kind: str = "dust3r") -> torch.Tensor:
+    """Relative depth of view ``i`` of an LM-Gaussian scene, [H, W] float32 in [0, 1] at the scene's image size
+    (nearest-neighbour resize). ``kind="dust3r"``: decoded from the JET colour map (0 = the view's nearest
+    depth, 1 = its farthest; linear in depth); ``kind="mono"``: Marigold affine-invariant depth (0 near,
+    1 far). Neither has a metric scale: fit scale/shift before using them as depth."""
+    import cv2
+
+    key = {"dust3r": "dust3r_depth_paths", "mono": "mono_depth_paths"}.get(kind)
+    if key is None or key not in scene.extras:
+        raise ValueError(f"read_lmgaussian_depth: kind must be 'dust3r' or 'mono' on an LM-Gaussian scene, "
+                         f"got {kind!r}")
+    path = Path(scene.extras[key][i])
+    if not path.is_file():
+        raise FileNotFoundError(f"depth map for view {i} ({scene.names[i]}) not found: {path}")
+    if kind == "dust3r":
+        d = decode_jet_depth(path).numpy()
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise ValueError(f"{path}: cannot read image")
+        raw = raw if raw.ndim == 2 else raw[..., 0]
+        d = raw.astype(np.float32) / (65535.0 if raw.dtype == np.uint16 else 255.0)
+    if d.shape != (scene.height, scene.width):
+        d = cv2.resize(d, (scene.width, scene.height), interpolation=cv2.INTER_NEAREST)
+    return torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32))
