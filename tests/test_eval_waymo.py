@@ -180,3 +180,26 @@ def test_waymo_metric_mmengine(tmp_path):
     with pytest.raises(KeyError, match=r"data_samples\[0\]: missing key 'gt_bboxes_3d'"):
         metric.process({}, [{"pred_instances_3d": {"bboxes_3d": torch.zeros(0, 7), "scores_3d": torch.zeros(0),
                                                    "labels_3d": torch.zeros(0)}}])
+
+
+def test_hungarian_matches_brute_force_optimum():
+    """The matcher maximises the summed quantised IoU over pairs above the threshold (checked by enumeration)."""
+    import itertools
+
+    from perception3d.evaluation.waymo import _hungarian
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        P, G = rng.integers(1, 5), rng.integers(1, 5)
+        iou = rng.uniform(0, 1, (P, G)) * (rng.uniform(size=(P, G)) < 0.6)
+        thr = 0.5
+        m = _hungarian(iou, thr)
+        got = sum(round(iou[p, g] * 1e6) for p, g in enumerate(m) if g >= 0)
+        assert all(iou[p, g] >= thr for p, g in enumerate(m) if g >= 0)
+        assert len({g for g in m if g >= 0}) == (m >= 0).sum()  # one prediction per ground truth
+        best = 0
+        n = max(P, G)
+        for perm in itertools.permutations(range(n)):
+            s = sum(round(iou[p, perm[p]] * 1e6) for p in range(P) if perm[p] < G and iou[p, perm[p]] >= thr)
+            best = max(best, s)
+        assert got == best
