@@ -100,6 +100,30 @@ def test_idempotent_and_repairs_partial_runs(tmp_path):
     assert (root / MANIFEST_NAME).is_file() and not list(root.glob("**/.*.tmp"))
 
 
+def test_bad_arguments_and_foreign_data(tmp_path):
+    with pytest.raises(ValueError, match="frames_per_segment"):
+        generate_waymo_mini(tmp_path / "a", frames_per_segment=0)
+    real = tmp_path / "real" / "training" / "lidar"
+    real.mkdir(parents=True)
+    (real / "10023947602400723454_1120_000_1140_000.parquet").write_bytes(b"PAR1")
+    with pytest.raises(FileExistsError, match="did not write"):
+        generate_waymo_mini(tmp_path / "real", num_train=1, num_val=0)
+    assert (real / "10023947602400723454_1120_000_1140_000.parquet").is_file()
+
+
+@pytest.mark.slow
+def test_default_dataset_size_and_time(tmp_path):
+    """The default dataset: 40 + 10 frames, every class present, generated in under two minutes."""
+    s = generate_waymo_mini(tmp_path / "mini")
+    assert s["seconds"] < 120
+    tr, va = s["splits"]["train"], s["splits"]["val"]
+    assert (tr["frames"], va["frames"], tr["segments"], va["segments"]) == (40, 10, 8, 2)
+    for split in (tr, va):
+        assert split["boxes"]["vehicle"]["level_1"] >= 10 * split["frames"] // 2
+        assert split["boxes"]["pedestrian"]["level_1"] >= 3 * split["frames"]
+    assert tr["boxes"]["cyclist"]["level_1"] >= 20
+
+
 # ------------------------------------------------------------------------------------------------------------
 # an independent implementation of the official range image → points conversion (range_image_utils.py)
 # ------------------------------------------------------------------------------------------------------------

@@ -269,6 +269,17 @@ def _segment_name(seed: int, split: str, idx: int) -> str:
     return f"synth{seed:05d}_{split}_{idx:03d}"
 
 
+def _foreign_files(root: Path) -> List[Path]:
+    """Parquet files under ``root``'s split/component folders that this generator did not write."""
+    out: List[Path] = []
+    for split_dir in SPLITS.values():
+        for comp in V2_SCHEMAS:
+            folder = root / split_dir / comp
+            if folder.is_dir():
+                out += [p for p in folder.glob("*.parquet") if not p.name.startswith("synth")]
+    return out
+
+
 def _clean(root: Path) -> None:
     """Remove what an earlier (partial or different) run of this generator left in ``root``."""
     (root / MANIFEST_NAME).unlink(missing_ok=True)
@@ -312,9 +323,9 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
         summary dict: ``frames``, ``segments``, ``points``, ``boxes`` per class per split, ``seconds``,
         ``skipped`` (True when a complete dataset with these parameters was already there).
     """
-    if num_train < 0 or num_val < 0 or frames_per_segment < 1:
-        raise ValueError(f"num_train={num_train}, num_val={num_val} must be >= 0 and frames_per_segment="
-                         f"{frames_per_segment} >= 1")
+    if num_train < 0 or num_val < 0 or frames_per_segment < 1 or lidar_width < 8:
+        raise ValueError(f"num_train={num_train}, num_val={num_val} must be >= 0, frames_per_segment="
+                         f"{frames_per_segment} >= 1 and lidar_width={lidar_width} >= 8")
     root = Path(root)
     params = _params(num_train, num_val, seed, frames_per_segment, frame_interval_s, lidar_width, camera,
                      label_range, jpeg_quality)
@@ -322,6 +333,10 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
         manifest = _read_manifest(root)
         if _complete(root, manifest, params):
             return dict(manifest["summary"], skipped=True)
+        foreign = _foreign_files(root)
+        if foreign:
+            raise FileExistsError(f"{root}: holds Waymo v2 files this generator did not write (e.g. {foreign[0]}); "
+                                  f"refusing to mix the synthetic mini dataset into it: choose another root")
         _clean(root)
         start = time.time()
         lidar_spec = LidarSpec(width=lidar_width)
