@@ -137,3 +137,16 @@ def test_camera_path_roundtrip(tmp_path):
     (tmp_path / "bad.json").write_text('{"render_width": 4}')
     with pytest.raises(ValueError, match="render_height"):
         load_camera_path(tmp_path / "bad.json")
+
+
+def test_decompose_real_dtu_matrix():
+    # DTU Calibration/cal18/pos_001.txt; DTU's published intrinsics: fx 2892.33, fy 2883.18, c (823.21, 619.07)
+    P = np.array([[2607.429996, -3.844898, 1498.178098, -533936.661373],
+                  [-192.076910, 2862.552532, 681.798177, 23434.686572],
+                  [-0.241605, -0.030951, 0.969881, 22.540121]])
+    K, R, t = decompose_projection(P)
+    assert np.allclose(K.numpy(), [[2892.33, 0, 823.21], [0, 2883.18, 619.07], [0, 0, 1]], atol=0.02)
+    assert np.allclose((R @ R.T).numpy(), np.eye(3), atol=1e-6) and abs(float(torch.det(R)) - 1) < 1e-6
+    # K [R | t] reproduces P up to its scale
+    P2 = (K.double() @ torch.cat([R.double(), t.double()[:, None]], 1)).numpy()
+    assert np.allclose(P2 / P2[2, 3], P / P[2, 3], rtol=1e-5, atol=1e-6 * np.abs(P / P[2, 3]).max())
