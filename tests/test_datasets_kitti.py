@@ -153,3 +153,19 @@ def test_bad_kitti_files(tmp_path):
     bad_pkl.write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="x.pkl: not a readable info pickle"):
         load_info_file(bad_pkl)
+
+
+@need_shared
+def test_create_data_tool_kitti_with_gt_database(tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("perception3d.datasets.gt_database") is None:
+        pytest.skip("perception3d.datasets.gt_database not there")
+    write_raw_kitti_from_demo(tmp_path / "kitti")
+    spec = importlib.util.spec_from_file_location("create_data", Path(__file__).resolve().parents[1] / "tools" /
+                                                  "create_data.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    res = tool.main(["kitti", "--root", str(tmp_path / "kitti"), "--out", str(tmp_path / "out"), "--gt-database"])
+    assert res["train"] == 1
+    db = pickle.load(open(tmp_path / "out" / "kitti_dbinfos_train.pkl", "rb"))
+    assert sorted(e["num_points_in_gt"] for e in db["Car"]) == sorted([1325, 1900, 881, 659, 55, 162])

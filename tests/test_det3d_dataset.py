@@ -148,3 +148,15 @@ def test_mini_waymo_to_dataset(tmp_path):
     assert total == summary["splits"]["train"]["points"]
     infos = pickle.load(open(tmp_path / "out" / "waymo_infos_val.pkl", "rb"))
     assert len(infos["data_list"]) == 1 and infos["metainfo"]["dataset"] == "waymo"
+    if importlib.util.find_spec("perception3d.datasets.gt_database") is None:
+        return
+    # GT database from the infos: every object's cut-out holds exactly its num_lidar_pts points (5 features)
+    from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
+    res = create_gt_database_from_infos(tmp_path / "out" / "waymo_infos_train.pkl", tmp_path / "out",
+                                        tmp_path / "out", "waymo")
+    train = pickle.load(open(tmp_path / "out" / "waymo_infos_train.pkl", "rb"))["data_list"]
+    expected = sorted(i["num_lidar_pts"] for d in train for i in d["instances"])
+    got = sorted(e["num_points_in_gt"] for v in res["dbinfos"].values() for e in v)
+    assert got == expected and res["num_skipped"] == 0
+    e = max((e for v in res["dbinfos"].values() for e in v), key=lambda e: e["num_points_in_gt"])
+    assert np.fromfile(tmp_path / "out" / e["path"], np.float32).size == 5 * e["num_points_in_gt"]

@@ -39,17 +39,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _gt_database(out: Path, info_name: str, data_root: Path, load_dim: int) -> None:
+def _gt_database(out: Path, info_name: str, data_root: Path, prefix: str, load_dim: int, use_dim: int) -> None:
     if importlib.util.find_spec("perception3d.datasets.gt_database") is None:
         print("perception3d.datasets.gt_database is not available: GT database skipped", file=sys.stderr)
         return
-    from perception3d.datasets import gt_database
-    build = getattr(gt_database, "create_groundtruth_database", None) or getattr(gt_database, "build_gt_database",
-                                                                                 None)
-    if build is None:
-        print("perception3d.datasets.gt_database has no create_groundtruth_database(): skipped", file=sys.stderr)
-        return
-    build(info_path=str(out / info_name), data_root=str(data_root), out_dir=str(out), load_dim=load_dim)
+    from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
+    res = create_gt_database_from_infos(out / info_name, data_root, out, prefix, load_dim=load_dim, use_dim=use_dim)
+    counts = {k: len(v) for k, v in res["dbinfos"].items()}
+    print(f"GT database {out / (prefix + '_gt_database')}: {counts}; {res['num_skipped']} bad frames skipped")
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -61,13 +58,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
         result = convert_waymo_v2(root, out, splits=args.splits, workers=args.workers,
                                   filter_no_label_zone=args.filter_no_label_zone)
         if args.gt_database and "train" in result:
-            _gt_database(out, "waymo_infos_train.pkl", out, load_dim=6)
+            _gt_database(out, "waymo_infos_train.pkl", out, "waymo", load_dim=6, use_dim=5)
     else:
         from perception3d.datasets.kitti_raw import create_kitti_infos
         out = Path(args.out) if args.out else root
         result = create_kitti_infos(root, out)
         if args.gt_database and "train" in result:
-            _gt_database(out, "kitti_infos_train.pkl", root, load_dim=4)
+            _gt_database(out, "kitti_infos_train.pkl", root, "kitti", load_dim=4, use_dim=4)
     print(json.dumps({k: v for k, v in result.items() if k != "bad"} | {"bad": len(result.get("bad", []))}))
     return result
 

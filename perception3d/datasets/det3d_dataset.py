@@ -35,7 +35,7 @@ import copy
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -45,7 +45,7 @@ from perception3d.datasets.mmdet3d_info import (info_box_mode, info_classes, loa
                                                 resolve_lidar_path)
 from perception3d.registry import DATASETS
 
-__all__ = ["Det3DDataset", "BadFrameError"]
+__all__ = ["Det3DDataset", "BadFrameError", "create_gt_database_from_infos"]
 
 
 class BadFrameError(ValueError):
@@ -176,6 +176,17 @@ class Det3DDataset(BaseDataset):
                 results[key] = copy.deepcopy(info[key])
         return results
 
+    def iter_results(self) -> Iterator[dict]:
+        """Every frame's results dict (no pipeline), in order; bad frames are counted, warned about and left
+        out (not replaced, so that nothing is seen twice)."""
+        for i in range(len(self)):
+            try:
+                yield self.get_results(i)
+            except BadFrameError as exc:
+                self.num_skipped += 1
+                self.bad_frames[i] = str(exc)
+                warnings.warn(f"Det3DDataset: skipping frame {i} ({exc}); {self.num_skipped} skipped so far")
+
     def prepare_data(self, idx: int) -> Any:
         return self.pipeline(self.get_results(idx))
 
@@ -205,3 +216,24 @@ class Det3DDataset(BaseDataset):
             return data
         raise RuntimeError(f"Det3DDataset: no usable frame after {self.max_refetch + 1} tries; bad frames: "
                            f"{dict(list(self.bad_frames.items())[:5])}")
+
+
+def create_gt_database_from_infos(ann_file: Union[str, Path], data_root: Union[str, Path],
+                                  out_dir: Union[str, Path], info_prefix: str,
+                                  classes: Sequence[str] = ("Car", "Pedestrian", "Cyclist"), load_dim: int = 6,
+                                  use_dim: Union[int, Sequence[int]] = 5, min_points: int = 0) -> dict:
+    """Build the GT database (``perception3d.datasets.gt_database``) of an info file's frames.
+
+    Points are read from ``data_root`` (as :class:`Det3DDataset` resolves them); ``<out_dir>/<info_prefix>_
+    gt_database/`` and ``<out_dir>/<info_prefix>_dbinfos_train.pkl`` are written.  Bad frames are counted and
+    left out (``num_skipped`` in the result).
+
+    Returns:
+        dict(dbinfos={class: [info, ...]}, num_skipped=int).
+    """
+    from perception3d.datasets.gt_database import create_gt_database
+    ds = Det3DDataset(data_root=str(data_root), ann_file=str(ann_file), metainfo=dict(classes=tuple(classes)),
+                      load_dim=load_dim, use_dim=use_dim, test_mode=True, filter_empty_gt=False)
+    dbinfos = create_gt_database(ds.iter_results(), out_dir, tuple(classes), info_prefix=info_prefix,
+                                 min_points=min_points)
+    return dict(dbinfos=dbinfos, num_skipped=ds.num_skipped)
