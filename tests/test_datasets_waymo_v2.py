@@ -352,3 +352,13 @@ def test_mini_dataset_camera_images(tmp_path):
     img = seg.camera_images(seg.timestamps[0], decode=True)[1]
     assert img.dtype == np.float32 and img.shape == (cal["height"], cal["width"], 3) and 0 <= img.min() <= img.max() <= 1
     assert isinstance(seg.camera_images(seg.timestamps[0])[1], bytes)
+
+
+def test_duplicate_range_image_rows(tmp_path):
+    make_root(tmp_path)
+    lidar = tmp_path / "training" / "lidar" / f"{SEG}.parquet"
+    t = pq.read_table(lidar)
+    pq.write_table(pa.concat_tables([t, t.slice(0, 1)]), lidar)
+    with pytest.raises(ValueError, match=r"lidar/.*parquet: 1 duplicate rows, e.g. 'key.frame_timestamp_micros' = "
+                                         rf"{T0} with 'key.laser_name' = 2"):
+        WaymoV2Segment(tmp_path / "training", SEG)

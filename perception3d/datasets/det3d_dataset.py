@@ -18,6 +18,7 @@ gt_bboxes_3d   float32 [M, 7]
 gt_labels_3d   int64 [M]
 num_lidar_pts  int64 [M] (-1 where the file does not say)
 difficulty     int64 [M]
+gt_names       list[str] [M] (``classes[label]``)
 sample_idx     the index in this dataset (mmengine sets it);  sample_id: the entry's own ``sample_idx``;
                lidar_path: str;  box_mode_3d: "lidar";  classes; plus ``timestamp`` / ``ego2global`` /
                ``context_name`` when the entry has them
@@ -171,6 +172,7 @@ class Det3DDataset(BaseDataset):
                        sample_idx=info["sample_idx"], sample_id=info["sample_id"], lidar_path=info["lidar_path"],
                        box_mode_3d="lidar",
                        classes=tuple(self.metainfo["classes"]))
+        results["gt_names"] = [results["classes"][int(l)] for l in results["gt_labels_3d"]]
         for key in ("timestamp", "context_name", "ego2global"):
             if key in info:
                 results[key] = copy.deepcopy(info[key])

@@ -206,6 +206,11 @@ class _RowIndex:
                              f"({len(stamps)} rows): the file is damaged")
         self.index = {(int(t), int(l)): (int(rg_of_row[i]), int(row_in_rg[i]))
                       for i, (t, l) in enumerate(zip(stamps, lasers))}
+        if len(self.index) != len(stamps):
+            seen: set = set()
+            dup = next((t, l) for t, l in zip(stamps.tolist(), lasers.tolist()) if (t, l) in seen or seen.add((t, l)))
+            raise ValueError(f"{path}: {len(stamps) - len(self.index)} duplicate rows, e.g. "
+                             f"'{TS}' = {dup[0]} with '{LASER}' = {dup[1]}")
         self.timestamps = sorted({int(t) for t in stamps})
         self._cache: Tuple[int, Optional[pa.Table]] = (-1, None)
 
