@@ -169,3 +169,15 @@ def test_create_data_tool_kitti_with_gt_database(tmp_path):
     assert res["train"] == 1
     db = pickle.load(open(tmp_path / "out" / "kitti_dbinfos_train.pkl", "rb"))
     assert sorted(e["num_points_in_gt"] for e in db["Car"]) == sorted([1325, 1900, 881, 659, 55, 162])
+
+
+@need_shared
+def test_image_sets_and_unreadable_frames(tmp_path):
+    write_raw_kitti_from_demo(tmp_path)
+    (tmp_path / "ImageSets").mkdir()
+    (tmp_path / "ImageSets" / "train.txt").write_text("000008\n")
+    (tmp_path / "ImageSets" / "val.txt").write_text("000008\n000009\n")
+    with pytest.warns(UserWarning, match=r"kitti val: 1 frames could not be read"):
+        res = create_kitti_infos(tmp_path, progress=False)
+    assert res["train"] == 1 and res["val"] == 1 and [b[0] for b in res["bad"]] == ["000009"]
+    assert "000009.bin" in res["bad"][0][1]

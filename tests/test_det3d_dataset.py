@@ -102,6 +102,12 @@ def test_filter_empty_gt_in_training(tmp_path):
     ds = Det3DDataset(data_root=str(tmp_path), ann_file="infos.pkl", filter_empty_gt=True)
     assert len(ds) == 3 and ds.num_filtered_empty == 1
     assert Det3DDataset(data_root=str(tmp_path), ann_file="infos.pkl", filter_empty_gt=False).__len__() == 4
+    # mmdet3d-config keywords: every 2nd frame (0, 2), then frame 2 kept (it has a box)
+    ds2 = Det3DDataset(data_root=str(tmp_path), ann_file="infos.pkl", load_interval=2, box_type_3d="LiDAR",
+                       modality=dict(use_lidar=True, use_camera=False), backend_args=None)
+    assert [ds2.get_data_info(i)["sample_id"] for i in range(len(ds2))] == [0, 2]
+    with pytest.raises(ValueError, match="LiDAR boxes only"):
+        Det3DDataset(data_root=str(tmp_path), ann_file="infos.pkl", box_type_3d="Camera")
     # every frame bad → a clear error, not a hang
     for p in (tmp_path / "points").glob("*.bin"):
         p.write_bytes(b"123")

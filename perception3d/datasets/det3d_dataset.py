@@ -70,6 +70,9 @@ class Det3DDataset(BaseDataset):
             by default the usual places are searched (see ``resolve_lidar_path``).
         box_mode: 'lidar' | 'camera' to override the frame of ``bbox_3d`` named by the file's metainfo.
         max_refetch: how many other indices to try after bad frames before giving up.
+        load_interval: use every n-th frame of the info file (mmdet3d's Waymo configs use 5).
+        box_type_3d, modality, backend_args: accepted for mmdet3d config compatibility; ``box_type_3d`` must be
+            'LiDAR', the others are not used (local files, LiDAR only).
     """
 
     METAINFO = dict(classes=("Car", "Pedestrian", "Cyclist"))
@@ -77,7 +80,15 @@ class Det3DDataset(BaseDataset):
     def __init__(self, data_root: str = "", ann_file: str = "", pipeline: Sequence[Union[dict, Callable]] = (),
                  metainfo: Optional[Mapping] = None, load_dim: int = 6, use_dim: Union[int, Sequence[int]] = 5,
                  test_mode: bool = False, filter_empty_gt: bool = True, data_prefix: Optional[dict] = None,
-                 box_mode: Optional[str] = None, max_refetch: int = 20, **kwargs: Any):
+                 box_mode: Optional[str] = None, max_refetch: int = 20, load_interval: int = 1,
+                 box_type_3d: str = "LiDAR", modality: Optional[dict] = None, backend_args: Optional[dict] = None,
+                 **kwargs: Any):
+        if str(box_type_3d).lower() != "lidar":
+            raise ValueError(f"box_type_3d={box_type_3d!r}: Det3DDataset gives LiDAR boxes only (DESIGN §4)")
+        if int(load_interval) < 1:
+            raise ValueError(f"load_interval={load_interval} must be >= 1")
+        self.load_interval = int(load_interval)
+        self.modality = modality or dict(use_lidar=True, use_camera=False)
         self.load_dim = int(load_dim)
         self.use_dim = list(range(use_dim)) if isinstance(use_dim, int) else [int(d) for d in use_dim]
         if not self.use_dim or max(self.use_dim) >= self.load_dim or min(self.use_dim) < 0:
@@ -132,11 +143,13 @@ class Det3DDataset(BaseDataset):
         return data
 
     def filter_data(self) -> List[dict]:
-        """Training with ``filter_empty_gt``: drop frames that have no box of ``classes`` (counted)."""
+        """Every ``load_interval``-th frame; in training with ``filter_empty_gt``, without the frames that have
+        no box of ``classes`` (counted in ``num_filtered_empty``)."""
+        data = self.data_list[:: self.load_interval]
         if self.test_mode or not self.filter_empty_gt:
-            return self.data_list
-        kept = [d for d in self.data_list if len(d["gt_labels_3d"]) > 0]
-        self.num_filtered_empty = len(self.data_list) - len(kept)
+            return data
+        kept = [d for d in data if len(d["gt_labels_3d"]) > 0]
+        self.num_filtered_empty = len(data) - len(kept)
         if self.num_filtered_empty:
             print_log(f"Det3DDataset: {self.num_filtered_empty} of {len(self.data_list)} frames have no boxes of "
                       f"{tuple(self.metainfo['classes'])} and are left out of training (filter_empty_gt=True)",

@@ -214,12 +214,12 @@ def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: 
     result: dict = {"bad": []}
     for split, ids in splits.items():
         split_dir = "testing" if split == "test" else "training"
-        infos = []
+        infos, bad = [], []
         for fid in tqdm(ids, desc=f"kitti {split}", disable=not progress):
             try:
                 fr = read_kitti_frame(root, fid, split_dir, classes)
             except (ValueError, FileNotFoundError) as exc:
-                result["bad"].append((fid, str(exc)))
+                bad.append((fid, str(exc)))
                 continue
             infos.append(dict(
                 sample_idx=int(fid) if fid.isdigit() else fid,
@@ -229,10 +229,11 @@ def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: 
                 instances=[dict(bbox_3d=fr["gt_bboxes_3d"][i].tolist(), bbox_label_3d=int(fr["gt_labels_3d"][i]),
                                 num_lidar_pts=int(fr["num_lidar_pts"][i]), difficulty=int(fr["difficulty"][i]))
                            for i in range(len(fr["gt_labels_3d"]))]))
-        if result["bad"]:
+        if bad:
             import warnings
-            warnings.warn(f"{len(result['bad'])} KITTI frames could not be read and were left out, e.g. "
-                          f"{result['bad'][0]}")
+            warnings.warn(f"kitti {split}: {len(bad)} frames could not be read and are left out of the infos, "
+                          f"e.g. {bad[0]}")
+            result["bad"].extend(bad)
         save_infos(out / f"kitti_infos_{split}.pkl", infos,
                    metainfo=dict(dataset="kitti", classes=tuple(classes), info_version="perception3d-1",
                                  box_mode="lidar", source=str(root)))
