@@ -113,9 +113,10 @@ def test_bad_arguments_and_foreign_data(tmp_path):
 
 @pytest.mark.slow
 def test_default_dataset_size_and_time(tmp_path):
-    """The default dataset: 40 + 10 frames, every class present, generated in under two minutes."""
+    """The default dataset: 40 + 10 frames, every class present, generated in under two minutes of CPU time
+    (wall clock depends on what else runs on the machine)."""
     s = generate_waymo_mini(tmp_path / "mini")
-    assert s["seconds"] < 120
+    assert s["cpu_seconds"] < 120
     tr, va = s["splits"]["train"], s["splits"]["val"]
     assert (tr["frames"], va["frames"], tr["segments"], va["segments"]) == (40, 10, 8, 2)
     for split in (tr, va):

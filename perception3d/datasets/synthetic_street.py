@@ -320,8 +320,9 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
         camera: also render the FRONT camera.
         label_range: label objects whose box centre has |x|, |y| ≤ this (vehicle frame, metres).
     Returns:
-        summary dict: ``frames``, ``segments``, ``points``, ``boxes`` per class per split, ``seconds``,
-        ``skipped`` (True when a complete dataset with these parameters was already there).
+        summary dict: ``splits`` → {``train``, ``val``} → ``frames``, ``segments``, ``points`` (TOP return-1 points),
+        ``boxes`` per class (``total``, ``with_points``, ``level_1``, ``points``); ``seconds`` (wall clock),
+        ``cpu_seconds``, ``skipped`` (True when a complete dataset with these parameters was already there).
     """
     if num_train < 0 or num_val < 0 or frames_per_segment < 1 or lidar_width < 8:
         raise ValueError(f"num_train={num_train}, num_val={num_val} must be >= 0, frames_per_segment="
@@ -338,7 +339,7 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
             raise FileExistsError(f"{root}: holds Waymo v2 files this generator did not write (e.g. {foreign[0]}); "
                                   f"refusing to mix the synthetic mini dataset into it: choose another root")
         _clean(root)
-        start = time.time()
+        start, cpu_start = time.time(), time.process_time()
         lidar_spec = LidarSpec(width=lidar_width)
         cam_spec = CameraSpec() if camera else None
         files: List[str] = []
@@ -362,7 +363,8 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
                 if verbose:
                     print(f"[waymo_mini] {split}/{name}: {nf} frames, {time.time() - start:.1f} s", flush=True)
             summary["splits"][split] = stats
-        summary["seconds"] = round(time.time() - start, 2)
+        summary["seconds"] = round(time.time() - start, 2)                 # wall clock
+        summary["cpu_seconds"] = round(time.process_time() - cpu_start, 2)  # this process's CPU time
         summary["root"] = str(root)
         _write_json_atomic(root / MANIFEST_NAME, dict(params=params, summary=summary, files=sorted(files),
                                                       generator="perception3d.datasets.synthetic_street"))
