@@ -67,3 +67,14 @@ def test_shape_normals_point_outward_on_convex_shapes():
         p = sample_shape(cls, 500, np.random.default_rng(1), noise=0.0)
         outward = ((p[:, 3:] * (p[:, :3] - p[:, :3].mean(0))).sum(1) > 0).mean()
         assert outward > 0.97, cls
+
+
+def test_classification_metrics_by_hand():
+    from perception3d.evaluation.cls_seg import ClsAccuracyMetric, mean_class_accuracy, top1_accuracy
+    pred, gt = [0, 1, 2, 2], [0, 1, 1, 2]
+    assert top1_accuracy(pred, gt) == 0.75
+    assert abs(mean_class_accuracy(pred, gt, 3) - (1 + 0.5 + 1) / 3) < 1e-12   # class 1: 1 of 2
+    m = ClsAccuracyMetric(num_classes=3)
+    m.process(None, [dict(pred_label=p, gt_label=g) for p, g in zip(pred, gt)])
+    res = m.evaluate(4)
+    assert res["cls/top1"] == 75.0 and abs(res["cls/mAcc"] - 250 / 3) < 1e-9

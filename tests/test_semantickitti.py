@@ -44,3 +44,20 @@ def test_written_layout_instance_bits_and_errors(tmp_path):
         read_label(lab / "000000.label", num_points=4)
     with pytest.raises(FileNotFoundError, match="no scans"):
         SemanticKITTIDataset(str(tmp_path), split="train")
+
+
+def test_miou_with_ignore_by_hand():
+    import torch
+    from perception3d.evaluation.cls_seg import SegMIoUMetric, confusion_matrix, mean_iou
+    gt = torch.tensor([0, 0, 1, 1, 2, -1])
+    pred = torch.tensor([0, 1, 1, 1, 0, 2])          # the last prediction sits on an ignored point
+    cm = confusion_matrix(pred, gt, 3, ignore_index=-1)
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    # IoU0 = 1 / (1 + 1 + 1), IoU1 = 2 / (2 + 1), IoU2 = 0 / 1
+    assert abs(mean_iou(pred, gt, 3, ignore_index=-1) - (1 / 3 + 2 / 3 + 0) / 3) < 1e-12
+    m = SegMIoUMetric(num_classes=3, ignore_index=-1)
+    m.process(None, [dict(pred_segment=pred[:3], gt_segment=gt[:3]), dict(pred_segment=pred[3:], gt_segment=gt[3:])])
+    res = m.evaluate(2)
+    assert abs(res["seg/mIoU"] - 100 / 3) < 1e-9 and abs(res["seg/aAcc"] - 60.0) < 1e-9
+    with pytest.raises(ValueError, match="pred has 2 entries, gt has 3"):
+        confusion_matrix([0, 1], [0, 1, 1], 3)
