@@ -70,7 +70,8 @@ def test_legacy_layout(tmp_path):
     meta, (v11,) = load_info_file(MM / "kitti" / "kitti_infos_train.pkl")
     inst = v11["instances"][0]
     b = np.asarray(inst["bbox_3d"])
-    legacy = [dict(image=dict(image_idx=0), point_cloud=dict(num_features=4, velodyne_path="training/velodyne/000000.bin"),
+    legacy = [dict(image=dict(image_idx=0),
+                   point_cloud=dict(num_features=4, velodyne_path="training/velodyne/000000.bin"),
                    calib=dict(R0_rect=np.asarray(v11["images"]["R0_rect"]),
                               Tr_velo_to_cam=np.asarray(v11["lidar_points"]["Tr_velo_to_cam"])),
                    annos=dict(name=np.array(["Pedestrian", "DontCare"]), location=np.array([b[:3], [0, 0, 0]]),

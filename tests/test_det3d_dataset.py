@@ -91,7 +91,8 @@ def test_bad_frames_are_counted_and_skipped(tmp_path):
     with pytest.warns(UserWarning, match=r"trunc.bin: 1000 bytes is not a whole number"):
         r = ds[2]
     assert ds.num_nan_points == 3                   # frame 3 (3 NaN points) stood in for frame 2
-    assert r["sample_idx"] == 3 and r["sample_id"] == 3 and ds.num_skipped == 1 and 2 in ds.bad_frames               # the next frame
+    assert r["sample_idx"] == 3 and r["sample_id"] == 3                    # the next frame stood in
+    assert ds.num_skipped == 1 and 2 in ds.bad_frames
     with pytest.warns(UserWarning, match=r"nan.bin: dropped 3 of 100 points"):
         r = ds[3]
     assert r["points"].shape == (97, 5) and np.isfinite(r["points"]).all() and ds.num_nan_points == 6
