@@ -54,11 +54,13 @@ def _clip_halfplane(poly: torch.Tensor, n: torch.Tensor, a: torch.Tensor, b: tor
     # for edge S->E the outputs are: [intersection if the edge crosses], then [E if E inside]
     out = torch.stack([inter, e], dim=2).reshape(P, 2 * V, 2)
     keep = torch.stack([(s_in != e_in) & valid, e_in & valid], dim=2).reshape(P, 2 * V)
-    # compact: stable sort puts kept entries first, preserving their order
-    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :V]
-    new_poly = torch.gather(out, 1, order[..., None].expand(-1, -1, 2))
+    # compact: scatter kept entries to their running index (cumsum), the others to a dummy slot
+    dest = torch.cumsum(keep, dim=1) - 1
+    dest = torch.where(keep & (dest < V), dest, torch.full_like(dest, V))
+    buf = poly.new_zeros(P, V + 1, 2)
+    buf.scatter_(1, dest[..., None].expand(-1, -1, 2), out)
     new_n = keep.sum(dim=1).clamp(max=V)
-    return new_poly, new_n
+    return buf[:, :V], new_n
 
 
 def polygon_clip_area(subject: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
@@ -139,34 +141,87 @@ def box_iou_3d_aligned(boxes_a, boxes_b) -> torch.Tensor:
     return _aligned(a, b.to(a.device), True).to(a.dtype)
 
 
-def _pairwise(boxes_a, boxes_b, three_d: bool) -> torch.Tensor:
-    a, b = _prep(boxes_a, "boxes_a"), _prep(boxes_b, "boxes_b")
-    b = b.to(a.device)
+def _aabb(boxes: torch.Tensor):
+    """[N, 2] lower and upper BEV bounds of rotated boxes."""
+    c, s = torch.cos(boxes[:, 6]).abs(), torch.sin(boxes[:, 6]).abs()
+    hx = 0.5 * (boxes[:, 3] * c + boxes[:, 4] * s)
+    hy = 0.5 * (boxes[:, 3] * s + boxes[:, 4] * c)
+    half = torch.stack([hx, hy], dim=1) * (1 + 1e-9) + 1e-9
+    return boxes[:, :2] - half, boxes[:, :2] + half
+
+
+def candidate_pairs(a: torch.Tensor, b: torch.Tensor, three_d: bool = False, upper_only: bool = False,
+                    max_pairs: int = 1 << 22):
+    """Index pairs (i, j) whose rotated footprints' axis-aligned bounds overlap (and z ranges, for 3D).
+
+    Boxes of ``b`` are sorted by x; each box of ``a`` scans only the x-window its bounds can reach, so the
+    cost follows the number of near pairs rather than N * M. ``upper_only`` keeps i < j (self-pairs).
+    Returns two [K] long tensors.
+    """
     N, M = a.shape[0], b.shape[0]
-    out = torch.zeros(N, M, dtype=torch.float64, device=a.device)
+    dev = a.device
     if N == 0 or M == 0:
-        return out.to(a.dtype)
-    a64, b64 = a.double(), b.double()
-    # candidate pairs: circumscribed circles overlap (and z ranges overlap for 3D)
-    ra = 0.5 * torch.hypot(a64[:, 3], a64[:, 4])
-    rb = 0.5 * torch.hypot(b64[:, 3], b64[:, 4])
-    cand_rows = []
-    step = max(1, _CHUNK // max(M, 1))
-    for s in range(0, N, step):
-        d = torch.cdist(a64[s:s + step, :2], b64[:, :2])
-        ok = d < (ra[s:s + step, None] + rb[None, :])
+        e = torch.zeros(0, dtype=torch.long, device=dev)
+        return e, e
+    lo_a, hi_a = _aabb(a)
+    lo_b, hi_b = _aabb(b)
+    order = torch.argsort(b[:, 0])
+    bx = b[order, 0].contiguous()
+    reach = (hi_b[:, 0] - b[:, 0]).max()
+    start = torch.searchsorted(bx, (lo_a[:, 0] - reach).contiguous())
+    end = torch.searchsorted(bx, (hi_a[:, 0] + reach).contiguous(), right=True)
+    counts = (end - start).clamp(min=0)
+    cum = torch.cumsum(counts, 0)
+    out_i, out_j = [], []
+    r0 = 0
+    while r0 < N:
+        base = int(cum[r0 - 1]) if r0 > 0 else 0
+        r1 = int(torch.searchsorted(cum, torch.tensor(base + max_pairs, device=dev), right=True))
+        r1 = min(max(r1, r0 + 1), N)
+        c = counts[r0:r1]
+        i = torch.repeat_interleave(torch.arange(r0, r1, device=dev), c)
+        first = torch.cumsum(c, 0) - c
+        offs = torch.arange(int(c.sum()), device=dev) - torch.repeat_interleave(first, c)
+        j = order[start[i] + offs]
+        keep = ((lo_a[i, 0] < hi_b[j, 0]) & (lo_b[j, 0] < hi_a[i, 0])
+                & (lo_a[i, 1] < hi_b[j, 1]) & (lo_b[j, 1] < hi_a[i, 1]))
         if three_d:
-            lo = torch.maximum(a64[s:s + step, None, 2], b64[None, :, 2])
-            hi = torch.minimum(a64[s:s + step, None, 2] + a64[s:s + step, None, 5],
-                               b64[None, :, 2] + b64[None, :, 5])
-            ok &= hi > lo
-        ij = ok.nonzero()
-        ij[:, 0] += s
-        cand_rows.append(ij)
-    ij = torch.cat(cand_rows)
-    if ij.shape[0]:
-        out[ij[:, 0], ij[:, 1]] = _aligned(a64[ij[:, 0]], b64[ij[:, 1]], three_d)
-    return out.to(a.dtype)
+            keep &= (torch.minimum(a[i, 2] + a[i, 5], b[j, 2] + b[j, 5]) > torch.maximum(a[i, 2], b[j, 2]))
+        if upper_only:
+            keep &= i < j
+        out_i.append(i[keep])
+        out_j.append(j[keep])
+        r0 = r1
+    return torch.cat(out_i), torch.cat(out_j)
+
+
+def pairwise_iou_sparse(boxes: torch.Tensor, three_d: bool = False):
+    """Self-IoU of ``boxes`` [N, 7] as sparse pairs: (i [K], j [K], iou [K] float64) with i < j, IoU > 0
+    possible (pairs that cannot overlap are left out). Used by NMS."""
+    b = _prep(boxes, "boxes").double()
+    i, j = candidate_pairs(b, b, three_d, upper_only=True)
+    iou = _aligned(b[i], b[j], three_d) if i.numel() else torch.zeros(0, dtype=torch.float64, device=b.device)
+    return i, j, iou
+
+
+def _pairwise(boxes_a, boxes_b, three_d: bool) -> torch.Tensor:
+    same = boxes_a is boxes_b
+    a = _prep(boxes_a, "boxes_a")
+    b = a if same else _prep(boxes_b, "boxes_b").to(a.device)
+    N, M = a.shape[0], b.shape[0]
+    out = torch.zeros(N, M, dtype=a.dtype, device=a.device)
+    if N == 0 or M == 0:
+        return out
+    a64, b64 = a.double(), b.double()
+    i, j = candidate_pairs(a64, b64, three_d, upper_only=same)
+    if i.numel():
+        v = _aligned(a64[i], b64[j], three_d).to(a.dtype)
+        out[i, j] = v
+        if same:  # self-IoU: computed for i < j only
+            out[j, i] = v
+    if same:
+        out.diagonal().fill_(1.0)
+    return out
 
 
 def box_iou_bev(boxes_a, boxes_b) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from perception3d.ops.iou3d import box_iou_3d, box_iou_bev
+from perception3d.ops.iou3d import pairwise_iou_sparse
 from perception3d.structures.boxes import as_box_tensor
 
 __all__ = ["nms_rotated", "circle_nms"]
@@ -26,18 +26,6 @@ def _scores(scores, n: int, device) -> torch.Tensor:
     if not bool(torch.isfinite(s).all()):
         raise ValueError("scores: contains NaN or infinite values")
     return s
-
-
-def _greedy(iou: np.ndarray, thr: float) -> np.ndarray:
-    n = iou.shape[0]
-    suppressed = np.zeros(n, dtype=bool)
-    keep = []
-    for i in range(n):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= iou[i] > thr
-    return np.asarray(keep, dtype=np.int64)
 
 
 def nms_rotated(boxes, scores, iou_threshold: float, pre_max_size: Optional[int] = None,
@@ -63,12 +51,25 @@ def nms_rotated(boxes, scores, iou_threshold: float, pre_max_size: Optional[int]
     if pre_max_size is not None:
         order = order[:pre_max_size]
     bs = b[order]
-    iou = (box_iou_bev(bs, bs) if mode == "bev" else box_iou_3d(bs, bs)).cpu().numpy()
-    keep = torch.as_tensor(_greedy(iou, float(iou_threshold)), device=b.device)
-    keep = order[keep]
+    # sparse self-IoU over the pairs that can overlap (i < j in score order), then greedy suppression
+    i, j, iou = pairwise_iou_sparse(bs, three_d=(mode == "3d"))
+    hit = (iou > float(iou_threshold)).cpu().numpy()
+    i, j = i.cpu().numpy()[hit], j.cpu().numpy()[hit]
+    srt = np.argsort(i, kind="stable")
+    i, j = i[srt], j[srt]
+    n = bs.shape[0]
+    ptr = np.searchsorted(i, np.arange(n + 1))
+    suppressed = np.zeros(n, dtype=bool)
+    keep = []
+    for k in range(n):
+        if suppressed[k]:
+            continue
+        keep.append(k)
+        suppressed[j[ptr[k]:ptr[k + 1]]] = True
+    keep_t = order[torch.as_tensor(keep, dtype=torch.long, device=b.device)]
     if post_max_size is not None:
-        keep = keep[:post_max_size]
-    return keep
+        keep_t = keep_t[:post_max_size]
+    return keep_t
 
 
 def circle_nms(centers, scores, thresh: float, post_max_size: Optional[int] = None) -> torch.Tensor:

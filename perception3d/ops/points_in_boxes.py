@@ -25,14 +25,47 @@ def _prep(points, boxes):
     return p[:, :3].double(), b.to(p.device).double()
 
 
-def _mask_chunk(p: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    dxy = p[:, None, :2] - b[None, :, :2]  # [N, M, 2]
+def _inside(p: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """[K] bool: point p[k] inside box b[k] (aligned pairs)."""
+    dx, dy = p[:, 0] - b[:, 0], p[:, 1] - b[:, 1]
     c, s = torch.cos(b[:, 6]), torch.sin(b[:, 6])
-    lx = dxy[..., 0] * c + dxy[..., 1] * s
-    ly = -dxy[..., 0] * s + dxy[..., 1] * c
-    dz = p[:, None, 2] - b[None, :, 2]
+    lx = dx * c + dy * s
+    ly = -dx * s + dy * c
+    dz = p[:, 2] - b[:, 2]
     return ((lx.abs() <= b[:, 3] / 2 + eps) & (ly.abs() <= b[:, 4] / 2 + eps)
             & (dz >= -eps) & (dz <= b[:, 5] + eps))
+
+
+def _inside_pairs(p: torch.Tensor, b: torch.Tensor):
+    """(point index [K], box index [K]) of every point-in-box pair.
+
+    Points are sorted by x once; each box only tests the points whose x falls in its footprint's x-range
+    (found by binary search), so the cost follows the points near boxes rather than N * M."""
+    dev = p.device
+    order = torch.argsort(p[:, 0])
+    px = p[order, 0].contiguous()
+    c, s = torch.cos(b[:, 6]).abs(), torch.sin(b[:, 6]).abs()
+    hx = 0.5 * (b[:, 3] * c + b[:, 4] * s) + 1e-5
+    start = torch.searchsorted(px, (b[:, 0] - hx).contiguous())
+    end = torch.searchsorted(px, (b[:, 0] + hx).contiguous(), right=True)
+    counts = (end - start).clamp(min=0)
+    cum = torch.cumsum(counts, 0)
+    pts_out, box_out = [], []
+    j0, M = 0, b.shape[0]
+    while j0 < M:
+        base = int(cum[j0 - 1]) if j0 > 0 else 0
+        j1 = int(torch.searchsorted(cum, torch.tensor(base + _CHUNK, device=dev), right=True))
+        j1 = min(max(j1, j0 + 1), M)
+        cnt = counts[j0:j1]
+        bj = torch.repeat_interleave(torch.arange(j0, j1, device=dev), cnt)
+        first = torch.cumsum(cnt, 0) - cnt
+        offs = torch.arange(int(cnt.sum()), device=dev) - torch.repeat_interleave(first, cnt)
+        pi = order[start[bj] + offs]
+        ok = _inside(p[pi], b[bj])
+        pts_out.append(pi[ok])
+        box_out.append(bj[ok])
+        j0 = j1
+    return torch.cat(pts_out), torch.cat(box_out)
 
 
 def points_in_boxes_mask(points, boxes) -> torch.Tensor:
@@ -42,9 +75,8 @@ def points_in_boxes_mask(points, boxes) -> torch.Tensor:
     out = torch.zeros(N, M, dtype=torch.bool, device=p.device)
     if N == 0 or M == 0:
         return out
-    step = max(1, _CHUNK // M)
-    for s in range(0, N, step):
-        out[s:s + step] = _mask_chunk(p[s:s + step], b)
+    pi, bj = _inside_pairs(p, b)
+    out[pi, bj] = True
     return out
 
 
@@ -52,13 +84,9 @@ def points_in_boxes(points, boxes) -> torch.Tensor:
     """[N] long: index of the first box (lowest index) containing each point, -1 if none."""
     p, b = _prep(points, boxes)
     N, M = p.shape[0], b.shape[0]
-    out = torch.full((N,), -1, dtype=torch.long, device=p.device)
+    out = torch.full((N,), M, dtype=torch.long, device=p.device)
     if N == 0 or M == 0:
-        return out
-    step = max(1, _CHUNK // M)
-    for s in range(0, N, step):
-        m = _mask_chunk(p[s:s + step], b)
-        any_in = m.any(dim=1)
-        first = m.to(torch.uint8).argmax(dim=1)
-        out[s:s + step] = torch.where(any_in, first, torch.full_like(first, -1))
-    return out
+        return torch.full((N,), -1, dtype=torch.long, device=p.device)
+    pi, bj = _inside_pairs(p, b)
+    out.scatter_reduce_(0, pi, bj, reduce="amin")
+    return torch.where(out == M, torch.full_like(out, -1), out)
