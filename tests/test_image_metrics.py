@@ -46,6 +46,8 @@ def test_ssim_vs_skimage_and_pytorch_msssim():
         assert 0.2 < ours < 0.95
         assert abs(ours - sk) < 1e-4, (ours, sk)
         assert abs(ours - ms) < 1e-4, (ours, ms)
+        for padding in ("valid", "same"):  # the torch (GPU) path equals the scipy (CPU) path
+            assert abs(ssim(pred, gt, padding=padding, backend="torch") - ssim(pred, gt, padding=padding)) < 1e-9
     assert abs(ssim(gt, gt) - 1.0) < 1e-9
 
 
