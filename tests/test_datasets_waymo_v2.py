@@ -363,3 +363,26 @@ def test_duplicate_range_image_rows(tmp_path):
     with pytest.raises(ValueError, match=r"lidar/.*parquet: 1 duplicate rows, e.g. 'key.frame_timestamp_micros' = "
                                          rf"{T0} with 'key.laser_name' = 2"):
         WaymoV2Segment(tmp_path / "training", SEG)
+
+
+@pytest.mark.parametrize("component", ["lidar_box", "lidar", "lidar_calibration"])
+def test_damaged_bytes_give_value_errors_naming_the_file(tmp_path, component):
+    """Random byte damage anywhere in a component file: the reader either still reads it or raises a
+    ValueError naming the file — never another exception type, never a silent wrong shape."""
+    make_root(tmp_path)
+    path = tmp_path / "training" / component / f"{SEG}.parquet"
+    data = path.read_bytes()
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        d = bytearray(data)
+        i = int(rng.integers(4, len(d) - 24))
+        d[i:i + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(d))
+        try:
+            seg = WaymoV2Segment(tmp_path / "training", SEG)
+            for ts in seg.timestamps:
+                pts, _, _ = seg.points(ts)
+                assert pts.ndim == 2 and pts.shape[1] == 6
+                seg.boxes(ts)
+        except ValueError as exc:
+            assert str(path) in str(exc)

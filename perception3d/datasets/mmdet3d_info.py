@@ -100,7 +100,9 @@ def load_info_file(path: PathLike) -> Tuple[dict, list]:
     try:
         with open(path, "rb") as f:
             obj = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a damaged pickle can fail in many ways; all mean "not a readable info file"
         raise ValueError(f"{path}: not a readable info pickle: {exc}") from exc
     if isinstance(obj, dict) and "data_list" in obj:
         return dict(obj.get("metainfo", {}) or {}), list(obj["data_list"])

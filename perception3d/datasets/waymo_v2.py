@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from perception3d.datasets.range_image import range_image_to_points, row_inclinations
-from perception3d.io.waymo_parquet import check_columns, fixed_list_column, list_cell, open_parquet, read_columns
+from perception3d.io.waymo_parquet import (check_columns, column_values, fixed_list_column, list_cell, open_parquet,
+                                          read_columns)
 
 __all__ = [
     "LASER_NAMES", "CAMERA_NAMES", "WAYMO_CLASSES", "WAYMO_TYPE_TO_LABEL", "SPLIT_DIRS",
@@ -94,7 +95,7 @@ def read_lidar_calibrations(path: PathLike) -> Dict[int, LidarCalibration]:
                          f"'{_LCAL}.beam_inclination.values')")
     table = read_columns(path, cols, pfile=pf)
     extr = fixed_list_column(path, table, f"{_LCAL}.extrinsic.transform", 16).reshape(-1, 4, 4)
-    lasers = table.column(LASER).to_numpy(zero_copy_only=False)
+    lasers = column_values(path, table, LASER)
     out: Dict[int, LidarCalibration] = {}
     for i, laser in enumerate(lasers):
         values = (list_cell(table, f"{_LCAL}.beam_inclination.values", i)
@@ -112,7 +113,7 @@ def read_vehicle_poses(path: PathLike) -> Dict[int, np.ndarray]:
     """``vehicle_pose/<segment>.parquet`` → {frame_timestamp_micros: world_from_vehicle [4, 4] float64}."""
     table = read_columns(path, {TS: "int", _VPOSE: "float_list"})
     poses = fixed_list_column(path, table, _VPOSE, 16).reshape(-1, 4, 4)
-    stamps = table.column(TS).to_numpy(zero_copy_only=False)
+    stamps = column_values(path, table, TS)
     return {int(t): poses[i] for i, t in enumerate(stamps)}
 
 
@@ -138,8 +139,8 @@ def read_lidar_boxes(path: PathLike) -> Dict[int, dict]:
     Signs and unknown types are dropped.
     """
     table = read_columns(path, _BOX_COLUMNS)
-    col = {k: table.column(k).to_numpy(zero_copy_only=False) for k in _BOX_COLUMNS if k != "key.laser_object_id"}
-    ids = table.column("key.laser_object_id").to_pylist()
+    col = {k: column_values(path, table, k) for k in _BOX_COLUMNS if k != "key.laser_object_id"}
+    ids = column_values(path, table, "key.laser_object_id", as_list=True)
     cx, cy, cz = (col[f"{_BOX}.box.center.{a}"].astype(np.float64) for a in "xyz")
     sx, sy, sz = (col[f"{_BOX}.box.size.{a}"].astype(np.float64) for a in "xyz")
     boxes = np.stack([cx, cy, cz - sz / 2.0, sx, sy, sz, col[f"{_BOX}.box.heading"].astype(np.float64)], 1)
@@ -174,7 +175,7 @@ def read_camera_calibrations(path: PathLike) -> Dict[int, dict]:
     table = read_columns(path, cols)
     extr = fixed_list_column(path, table, f"{_CCAL}.extrinsic.transform", 16).reshape(-1, 4, 4)
     out = {}
-    for i, cam in enumerate(table.column(CAMERA).to_pylist()):
+    for i, cam in enumerate(column_values(path, table, CAMERA, as_list=True)):
         v = {k: float(table.column(f"{_CCAL}.intrinsic.{k}")[i].as_py()) for k in intr}
         cam_to_vehicle = extr[i] @ _OPENCV_TO_WAYMO_CAM
         out[int(cam)] = dict(
@@ -196,8 +197,8 @@ class _RowIndex:
         self.pf = open_parquet(path)
         check_columns(path, self.pf.schema_arrow, columns)
         keys = read_columns(path, {TS: "int", LASER: "int"}, pfile=self.pf)
-        stamps = keys.column(TS).to_numpy(zero_copy_only=False)
-        lasers = keys.column(LASER).to_numpy(zero_copy_only=False)
+        stamps = column_values(path, keys, TS)
+        lasers = column_values(path, keys, LASER)
         rg_sizes = [self.pf.metadata.row_group(i).num_rows for i in range(self.pf.num_row_groups)]
         rg_of_row = np.repeat(np.arange(len(rg_sizes)), rg_sizes)
         row_in_rg = np.concatenate([np.arange(n) for n in rg_sizes]) if rg_sizes else np.zeros(0, int)
@@ -225,8 +226,11 @@ class _RowIndex:
 
 
 def _range_image(path: Path, table: pa.Table, row: int, prefix: str, channels: int) -> Optional[np.ndarray]:
-    values = list_cell(table, f"{prefix}.values", row, dtype=np.float32)
-    shape = list_cell(table, f"{prefix}.shape", row, dtype=np.int64)
+    try:
+        values = list_cell(table, f"{prefix}.values", row, dtype=np.float32)
+        shape = list_cell(table, f"{prefix}.shape", row, dtype=np.int64)
+    except (ValueError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: column '{prefix}.values' / '.shape' cannot be decoded: {exc}") from exc
     if values is None or shape is None or values.size == 0:
         return None
     if shape.size != 3 or int(np.prod(shape)) != values.size or shape[2] < channels:
@@ -388,7 +392,9 @@ class WaymoV2Segment:
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{self._camera_image_path}: failed to read column '{_CIMG}.image': {exc}") from exc
         out: Dict[int, Union[bytes, np.ndarray]] = {}
-        for cam, data in zip(table.column(CAMERA).to_pylist(), table.column(f"{_CIMG}.image").to_pylist()):
+        cams = column_values(self._camera_image_path, table, CAMERA, as_list=True)
+        images = column_values(self._camera_image_path, table, f"{_CIMG}.image", as_list=True)
+        for cam, data in zip(cams, images):
             out[int(cam)] = _decode_jpeg(data, self._camera_image_path, int(cam)) if decode else data
         return out
 

@@ -19,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["COLUMN_KINDS", "open_parquet", "check_columns", "read_columns", "list_cell", "fixed_list_column"]
+__all__ = ["COLUMN_KINDS", "open_parquet", "check_columns", "read_columns", "column_values", "list_cell",
+           "fixed_list_column"]
 
 PathLike = Union[str, Path]
 COLUMN_KINDS = ("string", "int", "float", "float_list", "int_list", "binary")
@@ -31,8 +32,10 @@ def open_parquet(path: PathLike) -> pq.ParquetFile:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such parquet file")
     try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        pf = pq.ParquetFile(path)
+        pf.schema_arrow            # decodes the schema (damaged metadata fails here, not later)
+        return pf
+    except (ValueError, pa.ArrowException, OSError) as exc:
         raise ValueError(f"{path}: not a readable parquet file (truncated or not parquet): {exc}") from exc
 
 
@@ -78,8 +81,20 @@ def read_columns(path: PathLike, columns: Mapping[str, str], row_groups: Optiona
         if row_groups is None:
             return pf.read(columns=list(columns))
         return pf.read_row_groups(list(row_groups), columns=list(columns))
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except (ValueError, pa.ArrowException, OSError) as exc:
         raise ValueError(f"{path}: failed to read columns {list(columns)}: {exc}") from exc
+
+
+def column_values(path: PathLike, table: pa.Table, column: str, as_list: bool = False):
+    """A whole column as a numpy array (or a Python list); ``ValueError`` naming file and column when its data
+    cannot be decoded (damaged pages, invalid UTF-8 …)."""
+    try:
+        col = table.column(column)
+        if col.null_count and not as_list:
+            raise ValueError(f"{col.null_count} null cells")
+        return col.to_pylist() if as_list else col.to_numpy(zero_copy_only=False)
+    except (ValueError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: column '{column}' cannot be decoded: {exc}") from exc
 
 
 def list_cell(table: pa.Table, column: str, row: int, dtype=np.float64) -> Optional[np.ndarray]:
@@ -92,10 +107,14 @@ def list_cell(table: pa.Table, column: str, row: int, dtype=np.float64) -> Optio
 
 def fixed_list_column(path: PathLike, table: pa.Table, column: str, size: int, dtype=np.float64) -> np.ndarray:
     """A list column whose every cell has ``size`` values, as an [N, size] array (ValueError otherwise)."""
-    arr = table.column(column).combine_chunks()
-    if arr.null_count:
-        raise ValueError(f"{path}: column '{column}' has {arr.null_count} null cells")
-    flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=dtype)
+    try:
+        arr = table.column(column).combine_chunks()
+        nulls = arr.null_count
+        flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=dtype)
+    except (ValueError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: column '{column}' cannot be decoded: {exc}") from exc
+    if nulls:
+        raise ValueError(f"{path}: column '{column}' has {nulls} null cells")
     if flat.size != size * len(arr):
         raise ValueError(f"{path}: column '{column}' cells must hold {size} values each "
                          f"({flat.size} values in {len(arr)} rows)")
