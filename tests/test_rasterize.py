@@ -160,7 +160,8 @@ def test_projection_equals_gsplat_torch_reference():
 
 
 # ----------------------------------------------------------------------------------------- (c) gradients
-def test_gradients_match_finite_differences():
+@pytest.mark.parametrize("keep_budget", [1 << 25, 0])  # backward from kept intermediates / recomputed
+def test_gradients_match_finite_differences(keep_budget):
     s = random_scene(n=6, n_cams=1, width=12, height=10, seed=5, sh_degree=1)
     s["means"] = s["means"] * 0.4
     s["scales"] = s["scales"] + 0.1
@@ -170,7 +171,8 @@ def test_gradients_match_finite_differences():
     def loss_fn(*xs):
         kw = dict(s)
         kw.update(zip(names, xs))
-        out, alpha, _ = rasterize(**kw, sh_degree=1, render_mode="RGB+ED", backend="torch")
+        out, alpha, _ = rasterize(**kw, sh_degree=1, render_mode="RGB+ED", backend="torch", segment=4,
+                                  keep_budget=keep_budget)
         return (out * w).sum() + alpha.sum()
 
     inputs = [s[n].clone().requires_grad_(True) for n in names]

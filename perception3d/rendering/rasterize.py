@@ -100,8 +100,8 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
               viewmats: Tensor, Ks: Tensor, width: int, height: int, sh_degree: Optional[int] = None,
               near_plane: float = 0.01, far_plane: float = 1e10, radius_clip: float = 0.0, eps2d: float = 0.3,
               backgrounds: Optional[Tensor] = None, render_mode: str = "RGB", packed: bool = False,
-              tile_size: int = 16, backend: str = "auto", max_pairs_per_chunk: int = 1 << 22,
-              segment: int = 64, checkpoint: Optional[bool] = None):
+              tile_size: int = 16, backend: str = "auto", max_pairs_per_chunk: int = 1 << 20,
+              segment: int = 32, keep_budget: int = 1 << 25):
     """Rasterize N 3D Gaussians into C images (3DGS, Kerbl et al. 2023).
 
     Args:
@@ -115,9 +115,8 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
         render_mode: "RGB", "D" (accumulated depth Σ w z), "ED" (expected depth Σ w z / Σ w), "RGB+D", "RGB+ED".
         packed: passed to gsplat; ignored by the torch backend.
         backend: "auto" | "torch" | "gsplat".
-        max_pairs_per_chunk, segment, checkpoint: memory knobs of the torch backend (see
-            :func:`~perception3d.rendering.rasterize_torch.composite_tiles`; ``checkpoint=None`` turns it on
-            when gradients are needed and the image takes more than one chunk).
+        max_pairs_per_chunk, segment, keep_budget: memory/speed knobs of the torch backend (see
+            :func:`~perception3d.rendering.rasterize_torch.composite_tiles`).
     Returns:
         render_colors [C, H, W, X], render_alphas [C, H, W, 1], meta (dict, gsplat 1.5 names).
     Raises:
@@ -142,15 +141,15 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
         return rc, ra, meta
     return _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
                             near_plane, far_plane, radius_clip, eps2d, backgrounds, render_mode, tile_size,
-                            max_pairs_per_chunk, segment, checkpoint)
+                            max_pairs_per_chunk, segment, keep_budget)
 
 
 def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
                      near_plane, far_plane, radius_clip, eps2d, backgrounds, render_mode, tile_size,
-                     max_pairs_per_chunk, segment, checkpoint):
+                     max_pairs_per_chunk, segment, keep_budget):
     C, N = viewmats.shape[0], means.shape[0]
-    radii, means2d, depths, conics, _ = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
-                                                          eps2d, near_plane, far_plane, radius_clip)
+    radii, means2d, depths, conics, cov2d = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
+                                                              eps2d, near_plane, far_plane, radius_clip)
     # per-camera colours [C, N, D]
     if sh_degree is None:
         feats = colors if colors.dim() == 3 else colors[None].expand(C, N, colors.shape[-1])
@@ -167,13 +166,17 @@ def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, widt
     op = opacities[None].expand(C, N)
 
     tw, th = math.ceil(width / tile_size), math.ceil(height / tile_size)
-    flatten_ids, offsets = bin_tiles(means2d.detach(), radii, depths.detach(), tile_size, tw, th)
-    if checkpoint is None:
-        need_grad = torch.is_grad_enabled() and any(
-            t.requires_grad for t in (means, quats, scales, opacities, colors))
-        checkpoint = need_grad and flatten_ids.numel() * tile_size ** 2 > 2 * max_pairs_per_chunk
+    # Bin with opacity-aware radii (what gsplat's CUDA projection does): alpha ≥ 1/255 needs
+    # σ ≤ ln(255·o), i.e. |dx| ≤ √(2 ln(255·o) Σ'_xx); pixels outside that box are cut anyway, so the image is
+    # unchanged and far fewer (tile, Gaussian) pairs are evaluated. meta["radii"] keeps the 3.33σ radii.
+    with torch.no_grad():
+        ext = torch.sqrt(2.0 * torch.log((255.0 * op).clamp_min(1.0)))[..., None]  # [C, N, 1]
+        sd = torch.stack([cov2d[..., 0, 0], cov2d[..., 1, 1]], -1).sqrt()
+        bin_radii = torch.minimum(radii.to(sd.dtype), torch.ceil(ext * sd + 0.01))
+        bin_radii = torch.where((ext > 0) & (radii > 0), bin_radii, torch.zeros_like(bin_radii)).to(torch.int32)
+    flatten_ids, offsets = bin_tiles(means2d.detach(), bin_radii, depths.detach(), tile_size, tw, th)
     img, T = composite_tiles(means2d, conics, op, feats, radii, flatten_ids, offsets, width, height, tile_size,
-                             C, max_pairs_per_chunk, segment, checkpoint)
+                             C, max_pairs_per_chunk, segment, keep_budget)
     alphas = (1.0 - T)[..., None]
     if render_mode in ("ED", "RGB+ED"):
         img = torch.cat([img[..., :-1], img[..., -1:] / alphas.clamp(min=1e-10)], -1)

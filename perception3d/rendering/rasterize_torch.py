@@ -13,7 +13,8 @@ Follows 3DGS (Kerbl et al., SIGGRAPH 2023) and gsplat's conventions:
    Tiles are processed in chunks, each tile's sorted list padded to the chunk's length and cut into depth
    segments; transmittance within a segment is a cumprod of (1 − α); tiles whose pixels have all terminated
    drop out of later segments (early termination). Peak memory is bounded by ``max_pairs_per_chunk``
-   pixel–Gaussian evaluations at a time (plus, under autograd, what autograd keeps, unless ``checkpoint``).
+   pixel–Gaussian evaluations at a time; under autograd a hand-written backward pass (below) either reuses the
+   forward pass's alpha/transmittance (up to ``keep_budget`` evaluations) or recomputes them per chunk.
 
 One deliberate difference from gsplat's CUDA kernel: a Gaussian contributes only to pixels whose centre lies
 inside its radius box (|dx| < r_x, |dy| < r_y). The tile binning covers that box exactly, so the image does not
@@ -28,7 +29,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint as _checkpoint
 
 __all__ = ["quat_to_rotmat", "covariance_3d", "project_gaussians", "bin_tiles", "composite_tiles",
            "ALPHA_MIN", "ALPHA_MAX", "T_MIN"]
@@ -153,62 +153,150 @@ def bin_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, tile_size: int, ti
     return flatten_ids, offsets
 
 
-def _composite_chunk(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, radii: Tensor,
-                     pix: Tensor, ids: Tensor, counts: Tensor, segment: int):
-    """Blend one chunk of B tiles. pix [B, P, 2] pixel centres; ids [B, L] sorted flattened Gaussian ids
-    (padded), counts [B] valid lengths. Returns colors [B, P, D] and final transmittance [B, P]."""
-    B, P = pix.shape[:2]
-    L = ids.shape[1]
-    D = colors.shape[-1]
-    out = torch.zeros(B, P, D, dtype=colors.dtype, device=colors.device)
-    T = torch.ones(B, P, dtype=means2d.dtype, device=means2d.device)
-    done = torch.zeros(B, P, dtype=torch.bool, device=means2d.device)
-    for s0 in range(0, L, segment):
-        # early termination: only tiles that still have Gaussians left and a pixel that is not done
-        act = ((counts > s0) & ~done.all(1)).nonzero().squeeze(1)
-        if act.numel() == 0:
-            break
-        s1 = min(s0 + segment, L)
-        g = ids[act, s0:s1]  # [A, S]
-        inlist = (torch.arange(s0, s1, device=ids.device)[None] < counts[act, None])
-        g = torch.where(inlist, g, torch.zeros_like(g))
-        mu, con, op, rad = means2d[g], conics[g], opacities[g], radii[g]  # [A, S, ...]
-        p = pix[act]  # [A, P, 2]
-        dx = p[:, :, None, 0] - mu[:, None, :, 0]  # [A, P, S]
-        dy = p[:, :, None, 1] - mu[:, None, :, 1]
-        sigma = (0.5 * (con[:, None, :, 0] * dx * dx + con[:, None, :, 2] * dy * dy)
-                 + con[:, None, :, 1] * dx * dy)
-        alpha = torch.clamp_max(op[:, None, :] * torch.exp(-sigma), ALPHA_MAX)
-        with torch.no_grad():
-            keep = (inlist[:, None, :] & (sigma >= 0) & (alpha >= ALPHA_MIN)
-                    & (dx.abs() < rad[:, None, :, 0]) & (dy.abs() < rad[:, None, :, 1]))
-        alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
-        T0 = T[act] * (~done[act]).to(T.dtype)  # done pixels get T = 0 here, so nothing more contributes
-        T_incl = torch.cumprod(1.0 - alpha, dim=-1) * T0[..., None]  # T after each Gaussian
-        with torch.no_grad():
-            contrib = T_incl > T_MIN  # a prefix: the pixel stops before the Gaussian taking T to <= 1e-4
-        T_excl = torch.cat([T0[..., None], T_incl[..., :-1]], -1)  # T_i of 3DGS Eq. 3
-        w = alpha * T_excl * contrib.to(alpha.dtype)
-        seg_out = torch.einsum("aps,asd->apd", w, colors[g])
-        T_end = T[act] * torch.prod(1.0 - alpha * contrib.to(alpha.dtype), dim=-1)
-        out = out.index_add(0, act, seg_out)
-        T = T.index_copy(0, act, T_end)
-        done = done.index_copy(0, act, done[act] | (T_incl[..., -1] <= T_MIN))
-    return out, T
+_PAD = 1e4  # constant term of a padded slot: alpha = exp(-1e4) = 0
+
+
+def _quad_coeffs(mu: Tensor, conic: Tensor, opac: Tensor) -> Tensor:
+    """Per (tile, Gaussian) coefficients H [..., 6] such that, for a pixel at tile-local (u, v),
+    ``F(u, v) · H = σ − log(o)`` with F = (u², uv, v², u, v, 1) and σ = ½ dᵀ Σ'⁻¹ d, d = (u, v) − μ'.
+
+    So ``alpha = exp(−F·H)`` is ``o · exp(−σ)``: one batched matmul per segment evaluates every pixel
+    against every Gaussian. mu [..., 2] is the mean relative to the tile origin (values stay small, so
+    float32 keeps ~1e-5 absolute accuracy in σ)."""
+    a, b, c = conic.unbind(-1)
+    mx, my = mu.unbind(-1)
+    const = 0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my - torch.log(opac.clamp_min(1e-30))
+    return torch.stack([0.5 * a, b, 0.5 * c, -(a * mx + b * my), -(c * my + b * mx), const], -1)
+
+
+def _pixel_features(tile_size: int, dtype, device) -> Tensor:
+    """F [tile_size², 6] = (u², uv, v², u, v, 1) at the tile's pixel centres (row-major)."""
+    iy, ix = torch.meshgrid(torch.arange(tile_size, device=device), torch.arange(tile_size, device=device),
+                            indexing="ij")
+    u = ix.reshape(-1).to(dtype) + 0.5
+    v = iy.reshape(-1).to(dtype) + 0.5
+    return torch.stack([u * u, u * v, v * v, u, v, torch.ones_like(u)], -1)
+
+
+def _segment_alpha(Fp: Tensor, H: Tensor):
+    """alpha before/after the 3DGS cut-offs for one segment. Fp [A, P, 6], H [A, S, 6] → raw, alpha [A, P, S]."""
+    raw = torch.exp(-torch.bmm(Fp, H.transpose(1, 2)))
+    alpha = torch.clamp_max(raw, ALPHA_MAX)
+    alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
+    return raw, alpha
+
+
+def _segment_blend(alpha: Tensor, T0: Tensor):
+    """Front-to-back blending of one segment (3DGS Eq. 3) from transmittance T0 [A, P] (0 for done pixels).
+    Returns w = α_i T_i · [i contributes], T_excl, contrib, T_incl (all [A, P, S])."""
+    T_incl = torch.cumprod(1.0 - alpha, dim=-1) * T0[..., None]  # T after each Gaussian
+    contrib = T_incl > T_MIN  # a prefix: the pixel stops before the Gaussian taking T to <= 1e-4
+    T_excl = torch.cat([T0[..., None], T_incl[..., :-1]], -1)
+    w = alpha * T_excl * contrib
+    return w, T_excl, contrib, T_incl
+
+
+class _CompositeChunk(torch.autograd.Function):
+    """Blend B tiles. Inputs: H [B, L, 6] (padded with const = _PAD), colors [B, L, D], counts [B],
+    Fp [P, 6] pixel features, segment (int). Outputs: colors [B, P, D], final transmittance [B, P].
+
+    Forward keeps nothing of size B·P·L; backward recomputes each segment and applies the analytic gradient of
+    C = Σ c_i α_i T_i, T_N = Π (1 − α_i):
+        ∂L/∂c_i = α_i T_i g_C,
+        ∂L/∂α_i = T_i (c_i·g_C) − (Σ_{j>i} w_j c_j·g_C + g_T T_N) / (1 − α_i),
+    with Σ_{j>i} = (total) − (prefix up to i), as gsplat's backward kernel does back to front."""
+
+    @staticmethod
+    def _walk(H, colors, counts, Fp, segment, visit):
+        B, L = H.shape[:2]
+        P = Fp.shape[0]
+        T = torch.ones(B, P, dtype=H.dtype, device=H.device)
+        done = torch.zeros(B, P, dtype=torch.bool, device=H.device)
+        for s0 in range(0, L, segment):
+            act = ((counts > s0) & ~done.all(1)).nonzero().squeeze(1)  # early termination of whole tiles
+            if act.numel() == 0:
+                break
+            s1 = min(s0 + segment, L)
+            Hs = H[act, s0:s1]
+            raw, alpha = _segment_alpha(Fp.expand(act.numel(), P, 6), Hs)
+            T0 = T[act] * (~done[act])
+            w, T_excl, contrib, T_incl = _segment_blend(alpha, T0)
+            visit(act, s0, s1, raw, alpha, w, T_excl, contrib)
+            T[act] = T[act] * torch.prod(1.0 - alpha * contrib, dim=-1)
+            done[act] = done[act] | (T_incl[..., -1] <= T_MIN)
+        return T
+
+    @staticmethod
+    def forward(ctx, H, colors, counts, Fp, segment, keep_budget):
+        B, L, D = colors.shape
+        out = torch.zeros(B, Fp.shape[0], D, dtype=colors.dtype, device=colors.device)
+        # Keep the per-segment alpha / transmittance for the backward pass when they fit in the budget
+        # (pixel–Gaussian evaluations); otherwise the backward pass recomputes them.
+        keep = any(ctx.needs_input_grad[:2]) and B * L * Fp.shape[0] <= keep_budget
+        saved = []
+
+        def visit(act, s0, s1, raw, alpha, w, T_excl, contrib):
+            out[act] += torch.bmm(w, colors[act, s0:s1])
+            if keep:
+                saved.append((act, s0, s1, alpha, T_excl * contrib, raw < ALPHA_MAX))
+
+        T = _CompositeChunk._walk(H, colors, counts, Fp, segment, visit)
+        ctx.save_for_backward(H, colors, counts, Fp, out, T)
+        ctx.segment = segment
+        ctx.saved = saved if keep else None
+        ctx.kept = B * L * Fp.shape[0] if keep else 0
+        return out, T
+
+    @staticmethod
+    def backward(ctx, g_out, g_T):
+        H, colors, counts, Fp, out, T_final = ctx.saved_tensors
+        g_out = torch.zeros_like(out) if g_out is None else g_out
+        g_T = torch.zeros_like(T_final) if g_T is None else g_T
+        dH = torch.zeros_like(H)
+        dcol = torch.zeros_like(colors)
+        total = (out * g_out).sum(-1)  # Σ_j w_j c_j·g per pixel
+        prefix = torch.zeros_like(total)
+        tail = g_T * T_final
+
+        def grads(act, s0, s1, alpha, Tc, unclamped):
+            # Tc = T_i · [i contributes]; w = α_i Tc
+            g = g_out[act]  # [A, P, D]
+            cs = colors[act, s0:s1]  # [A, S, D]
+            cg = torch.bmm(g, cs.transpose(1, 2))  # c_i · g per pixel [A, P, S]
+            w = alpha * Tc
+            pre = torch.cumsum(w * cg, -1) + prefix[act, :, None]
+            after = total[act, :, None] - pre  # Σ_{j>i} w_j c_j·g
+            d_alpha = Tc * cg - (Tc > 0) * (after + tail[act, :, None]) / (1.0 - alpha)
+            d_sig = -(alpha * d_alpha) * unclamped  # α = exp(−F·H) unless clamped (cut ones have α = 0)
+            dH[act, s0:s1] += torch.bmm(d_sig.transpose(1, 2), Fp.expand(act.numel(), *Fp.shape))
+            dcol[act, s0:s1] += torch.bmm(w.transpose(1, 2), g)
+            prefix[act] = pre[..., -1]
+
+        if ctx.saved is not None:
+            for item in ctx.saved:
+                grads(*item)
+            ctx.saved = None
+        else:
+            _CompositeChunk._walk(H, colors, counts, Fp, ctx.segment,
+                                  lambda act, s0, s1, raw, alpha, w, T_excl, contrib:
+                                  grads(act, s0, s1, alpha, T_excl * contrib, raw < ALPHA_MAX))
+        return dH, dcol, None, None, None, None
 
 
 def composite_tiles(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, radii: Tensor,
                     flatten_ids: Tensor, tile_offsets: Tensor, width: int, height: int, tile_size: int,
-                    n_cameras: int, max_pairs_per_chunk: int = 1 << 22, segment: int = 64,
-                    checkpoint: bool = False):
+                    n_cameras: int, max_pairs_per_chunk: int = 1 << 20, segment: int = 32,
+                    keep_budget: int = 1 << 25):
     """Alpha-composite binned Gaussians into images (3DGS Eq. 3), tile chunk by tile chunk.
 
     Args:
-        means2d [C, N, 2], conics [C, N, 3], opacities [C, N], colors [C, N, D], radii [C, N, 2];
+        means2d [C, N, 2], conics [C, N, 3], opacities [C, N], colors [C, N, D]; radii [C, N, 2] (unused here:
+        the 1/255 cut already confines a Gaussian to its radius box, since 3.33 > √(2 ln 255) = 3.329 and o ≤ 1);
         flatten_ids, tile_offsets from :func:`bin_tiles`.
-        max_pairs_per_chunk: pixel–Gaussian evaluations held at once (bounds peak memory).
+        max_pairs_per_chunk: pixel–Gaussian evaluations held at once (bounds peak memory, forward and backward).
         segment: Gaussians per tile handled per step (granularity of early termination).
-        checkpoint: recompute each chunk in the backward pass instead of storing it (bounds training memory).
+        keep_budget: pixel–Gaussian evaluations whose alpha/transmittance the forward pass may keep for the
+            backward pass (9 bytes each in float32); beyond it the backward pass recomputes them.
     Returns:
         colors [C, H, W, D] (no background), transmittance [C, H, W] (1 − alpha).
     """
@@ -224,12 +312,9 @@ def composite_tiles(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: 
     if tiles.numel() > 0:
         # longest lists first, so each chunk pads to a similar length
         tiles = tiles[torch.sort(counts[tiles], descending=True, stable=True).indices]
-        flat = (means2d.reshape(-1, 2), conics.reshape(-1, 3), opacities.reshape(-1), colors.reshape(-1, D),
-                radii.reshape(-1, 2).to(dtype))
-        iy, ix = torch.meshgrid(torch.arange(tile_size, device=dev), torch.arange(tile_size, device=dev),
-                                indexing="ij")
-        local = torch.stack([ix.reshape(-1), iy.reshape(-1)], -1).to(dtype) + 0.5  # pixel centres
-        outs, Ts, done_tiles = [], [], []
+        m2, con, op, col = means2d.reshape(-1, 2), conics.reshape(-1, 3), opacities.reshape(-1), colors.reshape(-1, D)
+        Fp = _pixel_features(tile_size, dtype, dev)
+        outs, Ts, chunk_tiles = [], [], []
         i = 0
         while i < tiles.numel():
             L = int(counts[tiles[i]])
@@ -237,21 +322,21 @@ def composite_tiles(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: 
             sel = tiles[i:i + B]
             i += B
             cnt = counts[sel]
-            L = int(cnt.max())
             ar = torch.arange(L, device=dev)
-            pos = (tile_offsets[sel, None] + ar[None]).clamp(max=max(flatten_ids.numel() - 1, 0))
-            ids = flatten_ids[pos]
+            inlist = ar[None] < cnt[:, None]  # [B, L]
+            pos = torch.where(inlist, tile_offsets[sel, None] + ar[None], torch.zeros_like(ar)[None])
+            g = flatten_ids[pos] if flatten_ids.numel() else pos
             t_in_cam = sel % (th * tw)
             org = torch.stack([(t_in_cam % tw) * tile_size, (t_in_cam // tw) * tile_size], -1).to(dtype)
-            pix = org[:, None, :] + local[None]
-            if checkpoint and torch.is_grad_enabled():
-                o, T = _checkpoint(_composite_chunk, *flat, pix, ids, cnt, segment, use_reentrant=False)
-            else:
-                o, T = _composite_chunk(*flat, pix, ids, cnt, segment)
+            H = _quad_coeffs(m2[g] - org[:, None, :], con[g], op[g])
+            H = torch.where(inlist[..., None], H, torch.tensor([0, 0, 0, 0, 0, _PAD], dtype=dtype, device=dev))
+            o, T = _CompositeChunk.apply(H, col[g], cnt, Fp, segment, keep_budget)
+            if torch.is_grad_enabled() and (H.requires_grad or col.requires_grad):
+                keep_budget -= int(sel.numel()) * L * P
             outs.append(o)
             Ts.append(T)
-            done_tiles.append(sel)
-        sel = torch.cat(done_tiles)
+            chunk_tiles.append(sel)
+        sel = torch.cat(chunk_tiles)
         out = out.index_copy(0, sel, torch.cat(outs))
         trans = trans.index_copy(0, sel, torch.cat(Ts))
     img = out.reshape(C, th, tw, tile_size, tile_size, D).permute(0, 1, 3, 2, 4, 5)

@@ -1,0 +1,246 @@
+"""The 3D Gaussian scene model of 3DGS (Kerbl et al. 2023, §4) and its PLY file.
+
+Parameters are stored un-activated, as in the original code and in gsplat's trainers, in a
+``torch.nn.ParameterDict`` (the layout ``gsplat.strategy.DefaultStrategy`` edits in place):
+
+=============  ==============  ==============================================
+key            shape           activation
+=============  ==============  ==============================================
+means          [N, 3]          —
+scales         [N, 3]          exp  (log-scales)
+quats          [N, 4]          normalise (w, x, y, z)
+opacities      [N]             sigmoid (logits)
+sh0            [N, 1, 3]       SH DC coefficient (colour = SH·C0 + 0.5)
+shN            [N, K − 1, 3]   higher SH bands, K = (sh_degree + 1)²
+=============  ==============  ==============================================
+
+PLY layout (the original 3DGS ``save_ply``; readable by the usual viewers): ``x, y, z, nx, ny, nz,
+f_dc_0..2, f_rest_0..3(K−1)−1, opacity (logit), scale_0..2 (log), rot_0..3 (w, x, y, z)``; ``f_rest`` is
+channel-major (all R coefficients, then G, then B), as 3DGS writes ``features_rest.transpose(1, 2)``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .rasterize import rasterize
+from .sh import num_sh_bases, rgb_to_sh
+
+__all__ = ["GaussianModel", "knn_scales", "save_ply", "load_ply"]
+
+PathLike = Union[str, Path]
+
+
+def knn_scales(points: Tensor, k: int = 3) -> Tensor:
+    """Initial isotropic scale per point: √(mean squared distance to its k nearest neighbours), as 3DGS's
+    ``distCUDA2`` initialisation. points [N, 3] → [N]."""
+    from scipy.spatial import cKDTree
+
+    p = points.detach().cpu().double().numpy()
+    if len(p) < 2:
+        return torch.full((len(p),), 0.01, dtype=points.dtype)
+    kk = min(k + 1, len(p))
+    d, _ = cKDTree(p).query(p, k=kk)
+    d2 = np.clip((d[:, 1:] ** 2).mean(1), 1e-7, None)
+    return torch.from_numpy(np.sqrt(d2)).to(points.dtype)
+
+
+class GaussianModel(nn.Module):
+    """N anisotropic 3D Gaussians with SH colour (3DGS §4).
+
+    Args:
+        params: dict of tensors with the keys of the module docstring (un-activated values).
+        sh_degree: the largest SH degree stored (``shN`` holds (sh_degree + 1)² − 1 bands).
+    """
+
+    def __init__(self, params: dict, sh_degree: int = 3):
+        super().__init__()
+        n = params["means"].shape[0]
+        K = num_sh_bases(sh_degree)
+        expect = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "opacities": (n,), "sh0": (n, 1, 3),
+                  "shN": (n, K - 1, 3)}
+        for key, shape in expect.items():
+            if key not in params:
+                raise ValueError(f"GaussianModel: params lacks '{key}'")
+            if tuple(params[key].shape) != shape:
+                raise ValueError(f"GaussianModel: params['{key}'] must be {list(shape)}, "
+                                 f"got {list(params[key].shape)}")
+        self.sh_degree = sh_degree
+        self.params = nn.ParameterDict({k: nn.Parameter(torch.as_tensor(params[k]).float().clone())
+                                        for k in expect})
+
+    # -- construction ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_points(cls, points: Tensor, rgb: Optional[Tensor] = None, sh_degree: int = 3,
+                    init_opacity: float = 0.1, init_scale: float = 1.0) -> "GaussianModel":
+        """Gaussians at ``points`` [N, 3] (colours ``rgb`` [N, 3] in [0, 1], grey if None), isotropic scale
+        ``init_scale`` × kNN distance, identity rotation, opacity ``init_opacity`` (3DGS initialisation)."""
+        points = torch.as_tensor(points, dtype=torch.float32)
+        n = points.shape[0]
+        if rgb is None:
+            rgb = torch.full((n, 3), 0.5)
+        s = knn_scales(points) * init_scale
+        params = {
+            "means": points,
+            "scales": torch.log(s)[:, None].repeat(1, 3),
+            "quats": torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1),
+            "opacities": torch.logit(torch.full((n,), float(init_opacity))),
+            "sh0": rgb_to_sh(torch.as_tensor(rgb, dtype=torch.float32))[:, None, :],
+            "shN": torch.zeros(n, num_sh_bases(sh_degree) - 1, 3),
+        }
+        return cls(params, sh_degree)
+
+    @classmethod
+    def random(cls, n: int, center, extent: float, sh_degree: int = 3, init_opacity: float = 0.1,
+               init_scale: float = 1.0, generator: Optional[torch.Generator] = None) -> "GaussianModel":
+        """``n`` Gaussians uniformly in the cube ``center ± extent`` with random colours (for scenes without
+        SfM points, e.g. NeRF-synthetic, as 3DGS does with 100k points)."""
+        c = torch.as_tensor(center, dtype=torch.float32).reshape(1, 3)
+        pts = (torch.rand(n, 3, generator=generator) * 2 - 1) * extent + c
+        rgb = torch.rand(n, 3, generator=generator)
+        return cls.from_points(pts, rgb, sh_degree, init_opacity, init_scale)
+
+    # -- activated views ------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.params["means"].shape[0])
+
+    @property
+    def means(self) -> Tensor:
+        return self.params["means"]
+
+    @property
+    def scales(self) -> Tensor:
+        """[N, 3] linear scales."""
+        return torch.exp(self.params["scales"])
+
+    @property
+    def quats(self) -> Tensor:
+        return self.params["quats"]
+
+    @property
+    def opacities(self) -> Tensor:
+        """[N] in (0, 1)."""
+        return torch.sigmoid(self.params["opacities"])
+
+    @property
+    def sh(self) -> Tensor:
+        """[N, K, 3] all SH coefficients."""
+        return torch.cat([self.params["sh0"], self.params["shN"]], 1)
+
+    def render(self, viewmats: Tensor, Ks: Tensor, width: int, height: int, sh_degree: Optional[int] = None,
+               background: Optional[Tensor] = None, render_mode: str = "RGB", **kwargs):
+        """Render C views; returns ``rasterize``'s (colors [C, H, W, X], alphas [C, H, W, 1], meta).
+
+        ``background`` is [3] or [C, 3]; ``sh_degree`` defaults to the model's."""
+        C = viewmats.shape[0]
+        bg = None
+        if background is not None:
+            bg = torch.as_tensor(background, dtype=torch.float32, device=viewmats.device)
+            bg = bg.reshape(-1, 3).expand(C, 3)
+        deg = self.sh_degree if sh_degree is None else sh_degree
+        return rasterize(self.means, self.quats, self.scales, self.opacities, self.sh, viewmats, Ks, width,
+                         height, sh_degree=deg, backgrounds=bg, render_mode=render_mode, **kwargs)
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def save_ply(self, path: PathLike) -> None:
+        save_ply(path, {k: v.detach() for k, v in self.params.items()})
+
+    @classmethod
+    def load_ply(cls, path: PathLike) -> "GaussianModel":
+        params, deg = load_ply(path)
+        return cls(params, deg)
+
+    def load_params(self, params: dict) -> None:
+        """Replace all parameters (N may change, e.g. when resuming after densification)."""
+        for k in list(self.params.keys()):
+            self.params[k] = nn.Parameter(torch.as_tensor(params[k]).float().clone())
+
+
+def _ply_fields(K: int) -> list[str]:
+    return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+            + [f"f_rest_{i}" for i in range(3 * (K - 1))]
+            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
+
+
+def save_ply(path: PathLike, params: dict) -> None:
+    """Write Gaussians (un-activated params, see :class:`GaussianModel`) as a binary 3DGS PLY, atomically."""
+    from plyfile import PlyData, PlyElement
+
+    n = params["means"].shape[0]
+    K = params["shN"].shape[1] + 1
+    cols = [
+        params["means"].reshape(n, 3),
+        torch.zeros(n, 3),
+        params["sh0"].reshape(n, 1, 3).transpose(1, 2).reshape(n, 3),
+        params["shN"].reshape(n, K - 1, 3).transpose(1, 2).reshape(n, 3 * (K - 1)),
+        params["opacities"].reshape(n, 1),
+        params["scales"].reshape(n, 3),
+        params["quats"].reshape(n, 4),
+    ]
+    data = torch.cat([c.detach().float().cpu() for c in cols], 1).numpy()
+    names = _ply_fields(K)
+    rec = np.empty(n, dtype=[(nm, "f4") for nm in names])
+    for i, nm in enumerate(names):
+        rec[nm] = data[:, i]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ply.tmp")
+    os.close(fd)
+    try:
+        PlyData([PlyElement.describe(rec, "vertex")]).write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_ply(path: PathLike) -> tuple[dict, int]:
+    """Read a 3DGS PLY → (params dict as in :class:`GaussianModel`, sh_degree)."""
+    from plyfile import PlyData
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"PLY file not found: {path}")
+    try:
+        ply = PlyData.read(str(path))
+        v = ply["vertex"]
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read a 'vertex' element from this PLY ({e})") from e
+    names = [p.name for p in v.properties]
+    need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+            "rot_0", "rot_1", "rot_2", "rot_3"]
+    missing = [nm for nm in need if nm not in names]
+    if missing:
+        raise ValueError(f"{path}: not a 3DGS PLY, missing properties {missing}")
+    n_rest = sum(1 for nm in names if nm.startswith("f_rest_"))
+    if n_rest % 3:
+        raise ValueError(f"{path}: number of f_rest_* properties ({n_rest}) is not a multiple of 3")
+    K = n_rest // 3 + 1
+    deg = int(round(math.sqrt(K))) - 1
+    if num_sh_bases(deg) != K:
+        raise ValueError(f"{path}: {n_rest} f_rest_* properties do not match any SH degree")
+
+    def col(*nms):
+        return torch.from_numpy(np.stack([np.asarray(v[nm], dtype=np.float32) for nm in nms], 1))
+
+    n = len(v["x"])
+    params = {
+        "means": col("x", "y", "z"),
+        "sh0": col("f_dc_0", "f_dc_1", "f_dc_2").reshape(n, 1, 3),
+        "shN": (col(*[f"f_rest_{i}" for i in range(n_rest)]).reshape(n, 3, K - 1).transpose(1, 2).contiguous()
+                if n_rest else torch.zeros(n, 0, 3)),
+        "opacities": col("opacity").reshape(n),
+        "scales": col("scale_0", "scale_1", "scale_2"),
+        "quats": col("rot_0", "rot_1", "rot_2", "rot_3"),
+    }
+    for k, t in params.items():
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{path}: property group '{k}' contains NaN or Inf")
+    return params, deg

@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""Train 3D Gaussian Splatting from a config: ``python tools/train_gs.py CONFIG [--work-dir D] [--seed S]
+[--resume] [--cfg-options key=value ...]``.  See perception3d/rendering/trainer.py for what is written."""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("config")
+    ap.add_argument("--work-dir", default=None, help="default: work_dirs/<config name>")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="continue from WORK_DIR/ckpt_latest.pt")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--cfg-options", nargs="+", default=[], help="override config keys, e.g. train.max_steps=100")
+    args = ap.parse_args(argv)
+
+    from mmengine.config import Config, DictAction  # noqa: F401
+
+    from perception3d.rendering.trainer import GSTrainer
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        opts = {}
+        for kv in args.cfg_options:
+            k, _, v = kv.partition("=")
+            try:
+                opts[k] = json.loads(v)
+            except json.JSONDecodeError:
+                opts[k] = v
+        cfg.merge_from_dict(opts)
+    work_dir = args.work_dir or os.path.join("work_dirs", Path(args.config).stem)
+    trainer = GSTrainer(cfg, work_dir, seed=args.seed, resume=args.resume, progress=not args.no_progress)
+    res = trainer.train()
+    print(json.dumps({k: res[k] for k in ("step", "psnr", "ssim", "num_gaussians", "wall_s", "split")}))
+    return res
+
+
+if __name__ == "__main__":
+    main()
