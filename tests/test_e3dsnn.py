@@ -228,3 +228,35 @@ def _build_centerpoint(MODELS, pcr, vs):
         map_to_bev=dict(type="HeightCompression", num_bev_features=128),
         bbox_head=dict(type="CenterHead", in_channels=128, class_names=["Car", "Pedestrian", "Cyclist"],
                        point_cloud_range=pcr, voxel_size=vs, out_size_factor=8)))
+
+
+def test_lif_neuron_variant_trains():
+    m = E3DSNN(num_classes=4, embed_channels=8, enc_channels=(8, 8, 16, 16), voxel_size=(0.15,) * 3, neuron="lif")
+    out = m(_clouds(2, 200))
+    out.sum().backward()
+    assert out.shape == (2, 4) and m.svc.encode.conv.weight.grad is not None
+
+
+@pytest.mark.slow
+def test_shapes_demo_reaches_90_percent_within_10_cpu_minutes(tmp_path):
+    """The CPU demo: configs/e3dsnn_t_shapes.py through the mmengine Runner (as tools/train.py runs it).
+    Asserts test top-1 >= 90 % and <= 10 min of process CPU time (wall time is printed: on a shared machine
+    it depends on the load)."""
+    import os
+    import time
+    from mmengine.config import Config
+    from perception3d.engine import build_runner, prepare_cfg
+    root = Path(__file__).resolve().parents[1]
+    cfg = Config.fromfile(str(root / "configs" / "e3dsnn_t_shapes.py"))
+    for dl in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        dl.dataset.data_root = str(root / cfg.data_root)
+    cfg = prepare_cfg(cfg, work_dir=str(tmp_path / "work"), seed=0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    runner = build_runner(cfg)
+    runner.train()
+    metrics = runner.val_loop.run()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"shapes demo: top1 {metrics['cls/top1']:.2f} %, mAcc {metrics['cls/mAcc']:.2f} %, "
+          f"wall {wall:.0f} s, CPU {cpu:.0f} s, load {os.getloadavg()}")
+    assert metrics["cls/top1"] >= 90.0
+    assert cpu <= 600
