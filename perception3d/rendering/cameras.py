@@ -109,9 +109,9 @@ class Cameras:
 
     def __getitem__(self, idx) -> "Cameras":
         """Select cameras by int, slice, list or bool mask; always returns a ``Cameras`` batch."""
-        if isinstance(idx, int):
-            idx = [idx]
-        sel = torch.arange(len(self))[idx]
+        if isinstance(idx, (int, np.integer)):
+            idx = [int(idx)]
+        sel = torch.arange(len(self))[idx].reshape(-1)
         names = [self.names[i] for i in sel.tolist()] if self.names is not None else None
         return Cameras(self.viewmats[sel], self.Ks[sel], self.width, self.height, names)
 
