@@ -123,13 +123,15 @@ def sparse_conv(feats: torch.Tensor, weight_krsc: torch.Tensor, kmap: KernelMap,
 
 
 def sparse_pool(feats: torch.Tensor, kmap: KernelMap, mode: str) -> torch.Tensor:
-    """Max or average over the active inputs of every output site (inactive sites do not count)."""
+    """Max or average over the active inputs of every output site (inactive sites do not count).
+
+    The max starts from zero, as spconv's does (its output buffer is zero-initialised): max(0, max_i x_i).
+    """
     if kmap.identity is not None:
         raise ValueError("sparse_pool expects a strided kernel map")
     n_out, c = kmap.n_out, feats.shape[1]
-    if kmap.in_idx.numel() == 0:
-        return feats.new_zeros(n_out, c)
     src = feats.index_select(0, kmap.in_idx)
     index = kmap.out_idx.unsqueeze(1).expand(-1, c)
-    reduce = {"max": "amax", "avg": "mean"}[mode]
-    return feats.new_zeros(n_out, c).scatter_reduce(0, index, src, reduce, include_self=False)
+    if mode == "max":
+        return feats.new_zeros(n_out, c).scatter_reduce(0, index, src, "amax", include_self=True)
+    return feats.new_zeros(n_out, c).scatter_reduce(0, index, src, "mean", include_self=False)

@@ -44,16 +44,21 @@ class _SparsePoolNd(nn.Module):
 
 
 class SparseMaxPool3d(_SparsePoolNd):
-    """Max over the active inputs of each output site."""
+    """max(0, max over the active inputs) at each output site (spconv's semantics; stride defaults to the kernel)."""
     _ndim, mode = 3, "max"
+
+    def __init__(self, kernel_size: IntOrSeq = 3, stride: Optional[IntOrSeq] = None, padding: IntOrSeq = 0,
+                 dilation: IntOrSeq = 1, indice_key: Optional[str] = None) -> None:
+        super().__init__(kernel_size, stride, padding, dilation, indice_key)
 
 
 class SparseAvgPool3d(_SparsePoolNd):
-    """Mean over the active inputs of each output site (divides by the number of active inputs)."""
+    """Mean over the active inputs of each output site (divides by the number of active inputs, not the
+    kernel volume); stride defaults to 1 as in spconv."""
     _ndim, mode = 3, "avg"
 
 
-class SparseMaxPool2d(_SparsePoolNd):
+class SparseMaxPool2d(SparseMaxPool3d):
     _ndim, mode = 2, "max"
 
 

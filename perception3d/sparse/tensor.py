@@ -111,8 +111,8 @@ class SparseTensor:
         self.origin = _tuple(origin, ndim, "SparseTensor.origin", float)
         if check:
             coords = _check(feats, coords, spatial_shape, self.batch_size, allow_duplicates, check_nan)
-        elif coords.dtype != torch.int32:
-            coords = coords.to(torch.int32)
+        elif coords.dtype != torch.int32 or not coords.is_contiguous():
+            coords = coords.to(torch.int32).contiguous()
         self.feats = feats
         self.coords = coords
         if coord_set is None:
@@ -293,4 +293,5 @@ def _check(feats: torch.Tensor, coords: torch.Tensor, spatial_shape: tuple, batc
         if check_nan and not bool(torch.isfinite(feats).all()):
             bad = (~torch.isfinite(feats)).any(dim=1).sum().item()
             raise ValueError(f"SparseTensor.feats has non-finite values in {bad} rows")
-    return coords.to(torch.int32)
+    # contiguous: spconv reads indices by raw pointer and silently misreads a strided view (e.g. nonzero()'s)
+    return coords.to(torch.int32).contiguous()
