@@ -110,6 +110,10 @@ def _hungarian(iou: np.ndarray, thr: float) -> np.ndarray:
     cols = np.nonzero(ok.any(0))[0]
     if rows.size == 0:
         return out
+    sub = ok[np.ix_(rows, cols)]
+    if (sub.sum(1) <= 1).all() and (sub.sum(0) <= 1).all():  # no competition: the matching is forced
+        out[rows] = cols[sub.argmax(1)]
+        return out
     w = np.where(ok, np.round(iou * _QUANT), 0.0)[np.ix_(rows, cols)]
     r, c = linear_sum_assignment(w, maximize=True)
     good = ok[rows[r], cols[c]]
@@ -219,35 +223,32 @@ def waymo_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mappi
             # predictions with no ground truth above the threshold never change the assignment, so the
             # matching of a score prefix only depends on how many "edge" predictions it holds
             edge_rows = np.nonzero((iou >= float(iou_thresholds[c])).any(1))[0]
-            match_cache: Dict[int, np.ndarray] = {}
-            cache: Dict[int, tuple] = {}
-            for k, cut in enumerate(cutoffs):
-                n_keep = int((p_scores >= cut).sum())  # sorted descending: the subset is a prefix
-                if n_keep not in cache:
-                    e = int((edge_rows < n_keep).sum())
-                    if e not in match_cache:
-                        match_cache[e] = _hungarian(iou[edge_rows[:e]], float(iou_thresholds[c]))
-                    m = np.full(n_keep, -1, dtype=np.int64)
-                    m[edge_rows[:e]] = match_cache[e]
-                    res = []
-                    matched_p = m >= 0
-                    gi = np.where(matched_p, m, 0)
-                    h = ha_all[np.arange(n_keep), gi] if len(g_idx) else np.zeros(n_keep)
-                    is_tp = matched_p & ~g_ignored[gi] & (h > min_heading_accuracy) if len(g_idx) \
-                        else np.zeros(n_keep, dtype=bool)
-                    t, f, s = int(is_tp.sum()), int((~matched_p).sum()), float(h[is_tp].sum())
-                    matched = np.zeros(len(g_idx), dtype=bool)
-                    matched[m[matched_p]] = True
-                    for lv in (1, 2):
-                        n_fn = int(((~matched) & (~g_ignored) & (g_level <= lv)).sum())
-                        res.append((t, f, n_fn, s))
-                    cache[n_keep] = res
+            # predictions are sorted by score, so each cutoff keeps a prefix. Predictions without any ground
+            # truth above the threshold never change the matching, so the matching of a prefix depends only on
+            # how many "edge" predictions it holds (e); its FPs are the prefix length minus the matches.
+            n_keep_all = (p_scores[None, :] >= cutoffs[:, None]).sum(axis=1)  # [K]
+            e_all = np.searchsorted(edge_rows, n_keep_all, side="left")          # edge rows inside each prefix
+            uniq_e, inv = np.unique(e_all, return_inverse=True)
+            stats = np.zeros((len(uniq_e), 2, 3))  # [e, level, (tp, fn, sum_ha)]
+            n_matched = np.zeros(len(uniq_e))
+            for u, e in enumerate(uniq_e):
+                rows = edge_rows[:e]
+                m = _hungarian(iou[rows], float(iou_thresholds[c]))
+                ok = m >= 0
+                gi = m[ok]
+                h = ha_all[rows[ok], gi]
+                is_tp = ~g_ignored[gi] & (h > min_heading_accuracy)
+                matched = np.zeros(len(g_idx), dtype=bool)
+                matched[gi] = True
+                unmatched_gt = (~matched) & (~g_ignored)
+                n_matched[u] = ok.sum()
                 for lv in range(2):
-                    t, f, n_fn, s = cache[n_keep][lv]
-                    tp[c, lv, k] += t
-                    fp[c, lv, k] += f
-                    fn[c, lv, k] += n_fn
-                    sha[c, lv, k] += s
+                    stats[u, lv] = (is_tp.sum(), (unmatched_gt & (g_level <= lv + 1)).sum(), h[is_tp].sum())
+            per_cut = stats[inv]  # [K, level, 3]
+            tp[c] += per_cut[:, :, 0].T
+            fn[c] += per_cut[:, :, 1].T
+            sha[c] += per_cut[:, :, 2].T
+            fp[c] += (n_keep_all - n_matched[inv])[None, :]
 
     out: Dict[str, float] = {}
     overall = {(lv, kind): [] for lv in range(2) for kind in ("mAP", "mAPH")}
