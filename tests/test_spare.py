@@ -12,7 +12,7 @@ import torch
 
 from perception3d.evaluation.image_metrics import psnr, psnr_masked, ssim, ssim_masked
 from perception3d.evaluation.spare import (check_submission, evaluate_submission, format_table, load_split,
-                                           read_png, view_filename, write_submission)
+                                           read_png, read_spare_scene, view_filename, write_submission)
 from perception3d.rendering.scenes import read_dtu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +94,15 @@ def test_split_and_names(layout, tmp_path):
     assert torch.allclose(scene.cameras.centers[scene.test_ids[1]], torch.tensor([-1.3, 0.0, -3.0]), atol=1e-5)
     syn = read_dtu(gt / "Amplifier", train_ids=[1, 2, 3], test_ids=[4, 9], dataset="SpaRe")
     assert syn.names[0] == "cam_002_3_0000" and syn.image(0).shape == (48, 64, 3)
+    # as in the challenge data: test images absent -> their cameras are still read, images are None
+    for i in SPLIT["Amplifier"]["test_views"]:
+        (gt / "Amplifier" / view_filename("SpaRe", i)).unlink()
+    sc = read_spare_scene(gt, "Amplifier", split_path)
+    assert sc.train_ids == [0, 1, 2] and sc.test_ids == [3, 4] and sc.image_paths[3] is None
+    assert sc.test_cameras.names == ["cam_005_3_0000", "cam_010_3_0000"]
+    with pytest.raises(FileNotFoundError, match="cam_002_3_0000.png"):
+        (gt / "Amplifier" / "cam_002_3_0000.png").unlink()
+        read_spare_scene(gt, "Amplifier", split_path)
 
 
 def test_evaluate_and_submission(layout, tmp_path):

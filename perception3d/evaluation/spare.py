@@ -32,7 +32,7 @@ import numpy as np
 from .image_metrics import LPIPS, lpips, psnr, psnr_masked, ssim, ssim_masked
 
 __all__ = [
-    "SPARE_SIZE", "LIGHTING", "SplitEntry", "load_split", "is_dtu", "view_filename", "write_submission",
+    "read_spare_scene", "SPARE_SIZE", "LIGHTING", "SplitEntry", "load_split", "is_dtu", "view_filename", "write_submission",
     "check_submission", "evaluate_submission", "summarize", "format_table", "find_mask", "read_png",
 ]
 
@@ -110,6 +110,21 @@ def _split(split: Union[PathLike, Mapping]) -> dict[str, SplitEntry]:
     if isinstance(split, Mapping) and split and all(isinstance(v, SplitEntry) for v in split.values()):
         return dict(split)
     return load_split(split)
+
+
+def read_spare_scene(root: PathLike, scene: str, split: Union[PathLike, Mapping], **kwargs):
+    """The :class:`~perception3d.rendering.scenes.Scene` of one split scene: ``root/<scene>`` read with
+    :func:`~perception3d.rendering.scenes.read_dtu`, ``train_ids`` = its input views, ``test_ids`` = its test
+    views (cameras only when the test images are not there, as in the challenge data). ``kwargs`` go to
+    ``read_dtu`` (e.g. ``calib_dir``, ``downscale``)."""
+    from ..rendering.scenes import read_dtu
+
+    sp = _split(split)
+    if scene not in sp:
+        raise KeyError(f"scene {scene!r} is not in the split (scenes: {sorted(sp)})")
+    e = sp[scene]
+    return read_dtu(Path(root) / scene, train_ids=e.input_views, test_ids=e.test_views, dataset=e.dataset,
+                    **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -67,7 +67,8 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
         train_ids / test_ids: view indices of the split (SpaRe's ``input_views`` / ``test_views``).
         mask_dir: optional folder of object masks named like the images or ``{i:03d}.png`` (IDR style).
         image_size: (W, H) the projection matrices refer to, when images are absent (default 1600 × 1200).
-        require_images: raise if an image file is missing (False: test views without images are allowed).
+        require_images: raise if the image of a view that is not a test view is missing (test views may lack
+            images: SpaRe gives only the input views); False: allow any view without an image.
     """
     scene_dir = Path(scene_dir)
     root = scene_dir.parent
@@ -100,7 +101,7 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
         K, R, t = decompose_projection(read_projection_matrix(cf))
         p = scene_dir / pattern.format(i + 1, lighting)
         if not p.is_file():
-            if require_images:
+            if require_images and not (test_ids is not None and i in set(test_ids)):
                 raise FileNotFoundError(f"{scene_dir}: image for view {i} not found: {p}")
             p = None
         elif wh is None:
