@@ -3,15 +3,28 @@
 Pillars 0.32 × 0.32 m over [-74.88, 74.88]² × [-2, 4] m → a 468 × 468 × 1 grid; dynamic pillar VFE [192, 192];
 DSVT: one stage, 4 blocks × 2 layers (y-major then x-major sets), window 12 × 12 (shifted configuration
 24 × 24, shift 6), set size 36, d_model 192, 8 heads, FFN 384, GELU; BEV ResNet [1, 2, 2] / [1, 2, 2] /
-[128, 128, 256], up-sampled to 3 × 128; CenterHead at stride 1 with the IoU branch and IoU-rectified scores.
-"""
-default_scope = "perception3d"
+[128, 128, 256], up-sampled to 3 × 128; CenterHead at stride 1 with the IoU branch and IoU-rectified scores
+(rectifier 0.68 / 0.71 / 0.65, per-class NMS 0.7 / 0.6 / 0.55). Schedule: Adam one-cycle, lr 0.003, wd 0.05,
+24 epochs, batch 3 per GPU, grad clip 10. Augmentation: GT sampling (15 / 10 / 10), flips, ±45°, ×0.95–1.05.
 
-class_names = ["Vehicle", "Pedestrian", "Cyclist"]
+Data: ``python tools/create_data.py waymo --root data/waymo --gt-database`` (infos in data/waymo/processed/).
+Without it the run stops at once and says so; ``configs/dsvt_waymo_mini.py`` runs on the built-in mini set.
+"""
+_base_ = ["./_base_/default_runtime.py", "./_base_/schedules/adamw_onecycle.py",
+          "./_base_/datasets/waymo_3class.py"]
+
+class_names = ["Car", "Pedestrian", "Cyclist"]          # mmdet3d's Waymo names (Vehicle in the metric)
 point_cloud_range = [-74.88, -74.88, -2.0, 74.88, 74.88, 4.0]
 voxel_size = [0.32, 0.32, 6.0]
 grid_size = [468, 468, 1]          # (X, Y, Z) = range / voxel
 d_model = 192
+data_root = "data/waymo/processed/"
+
+# Stop before anything is built when the Waymo infos are missing (see DSVT's require_prepared_data).
+prepare_data = dict(type="require_prepared_data", data_root=data_root,
+                    files=["waymo_infos_train.pkl", "waymo_infos_val.pkl", "waymo_dbinfos_train.pkl"],
+                    how="python tools/create_data.py waymo --root data/waymo --gt-database",
+                    mini_config="configs/dsvt_waymo_mini.py")
 
 model = dict(
     type="CenterPoint",
@@ -26,12 +39,42 @@ model = dict(
     backbone_2d=dict(type="BaseBEVResBackbone", in_channels=d_model, layer_nums=[1, 2, 2], layer_strides=[1, 2, 2],
                      num_filters=[128, 128, 256], upsample_strides=[1, 2, 4], num_upsample_filters=[128, 128, 128]),
     bbox_head=dict(
-        type="CenterHead", in_channels=384, class_names=class_names, point_cloud_range=point_cloud_range,
-        voxel_size=voxel_size[:2], out_size_factor=1, shared_conv_channels=64, head_conv_channels=64,
-        num_head_convs=2, common_heads=dict(center=2, center_z=1, dim=3, rot=2), with_iou=True,
+        type="CenterHead", in_channels=384, class_names=class_names, tasks=[class_names],
+        point_cloud_range=point_cloud_range, voxel_size=voxel_size[:2], out_size_factor=1,
+        shared_conv_channels=64, head_conv_channels=64, num_head_convs=2,
+        common_heads=dict(center=2, center_z=1, dim=3, rot=2), with_iou=True,
         gaussian_overlap=0.1, min_radius=2, max_objs=500, loss_cls_weight=1.0, loss_reg_weight=2.0,
         code_weights=[1.0] * 8,
         test_cfg=dict(score_thresh=0.1, topk=500, nms_type="rotate", nms_thr=[0.7, 0.6, 0.55], nms_per_class=True,
                       pre_max_size=4096, post_max_size=500, post_center_limit_range=[-80, -80, -10, 80, 80, 10],
                       iou_rectifier=[0.68, 0.71, 0.65])),
 )
+
+db_sampler = dict(info_path=data_root + "waymo_dbinfos_train.pkl", data_root=data_root, classes=class_names,
+                  sample_groups=dict(Car=15, Pedestrian=10, Cyclist=10),
+                  min_points=dict(Car=5, Pedestrian=10, Cyclist=10))
+train_pipeline = [
+    dict(type="ObjectSample", db_sampler=db_sampler),
+    dict(type="RandomFlip3D", flip_ratio_bev_horizontal=0.5, flip_ratio_bev_vertical=0.5),
+    dict(type="GlobalRotScaleTrans", rot_range=[-0.78539816, 0.78539816], scale_ratio_range=[0.95, 1.05],
+         translation_std=[0.5, 0.5, 0.5]),
+    dict(type="PointsRangeFilter", point_cloud_range=point_cloud_range),
+    dict(type="ObjectRangeFilter", point_cloud_range=point_cloud_range),
+    dict(type="PointShuffle"),
+    dict(type="Pack3DDetInputs", keys=["points", "gt_bboxes_3d", "gt_labels_3d"]),
+]
+test_pipeline = [
+    dict(type="PointsRangeFilter", point_cloud_range=point_cloud_range),
+    dict(type="Pack3DDetInputs", keys=["points", "gt_bboxes_3d", "gt_labels_3d"]),
+]
+train_dataloader = dict(batch_size=3, dataset=dict(dataset=dict(data_root=data_root, pipeline=train_pipeline)))
+val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+lr = 0.003
+max_epochs = 24
+optim_wrapper = dict(optimizer=dict(type="AdamW", lr=lr, betas=(0.95, 0.99), weight_decay=0.05),
+                     clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [dict(type="OneCycleLR", eta_max=lr, pct_start=0.1, div_factor=100, final_div_factor=1e4,
+                        by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True)]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
