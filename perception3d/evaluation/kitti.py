@@ -191,7 +191,7 @@ class _Frame:
             if filter_out_of_image:
                 keep = valid
         else:
-            pbbox = None
+            pbbox = np.zeros((0, 4)) if N == 0 else None  # a frame without predictions needs no 2D boxes
         if "alpha" in pred:
             palpha = _arr(pred, "alpha", pw).reshape(-1)
             if len(palpha) != N:
