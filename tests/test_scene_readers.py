@@ -243,3 +243,36 @@ def test_barn_real():
         p, z = cams[[b]].project(cams[[a]].unproject(torch.tensor([[[256.0, 144.0]]]),
                                                      torch.tensor([[float(depth[144, 256])]]))[0])
         assert 0 <= p[0, 0, 0] < 512 and 0 <= p[0, 0, 1] < 288 and z[0, 0] > 0
+
+
+def test_colmap_text_as_colmap_writes_it(tmp_path):
+    """cameras.txt / images.txt / points3D.txt written by hand the way COLMAP exports them (comment headers,
+    a POINTS2D line after each image line, one of them empty), independent of write_colmap_model."""
+    from scipy.spatial.transform import Rotation
+
+    truth = _truth()
+    cam_lines, img_lines = [], []
+    for i in range(3):
+        K = truth.Ks[i].double().numpy()
+        cam_lines.append(f"{i + 1} PINHOLE {W} {H} {K[0, 0]} {K[1, 1]} {K[0, 2]} {K[1, 2]}")
+        vm = truth.viewmats[i].double().numpy()
+        qx, qy, qz, qw = Rotation.from_matrix(vm[:3, :3]).as_quat()  # scipy: (x, y, z, w)
+        tx, ty, tz = vm[:3, 3]
+        img_lines.append(f"{i + 1} {qw} {qx} {qy} {qz} {tx} {ty} {tz} {i + 1} frame {i}.png")
+        img_lines.append("" if i == 1 else "12.5 3.25 1 -1.0 -1.0 -1")
+        _png(tmp_path / "images" / f"frame {i}.png")
+    sparse = tmp_path / "sparse" / "0"
+    sparse.mkdir(parents=True)
+    (sparse / "cameras.txt").write_text("# Camera list with one line of data per camera:\n"
+                                        "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n# Number of cameras: 3\n"
+                                        + "\n".join(cam_lines) + "\n")
+    (sparse / "images.txt").write_text("# Image list with two lines of data per image:\n"
+                                       "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n"
+                                       "#   POINTS2D[] as (X, Y, POINT3D_ID)\n# Number of images: 3\n"
+                                       + "\n".join(img_lines) + "\n")
+    (sparse / "points3D.txt").write_text("# 3D point list\n1 0.1 0.2 0.3 255 0 10 0.5 1 0\n"
+                                         "2 -1 -2 -3 0 0 0 0.1 2 1 3 0\n")
+    scene = read_colmap(tmp_path)
+    assert scene.names == ["frame 0", "frame 1", "frame 2"]
+    _check(scene, truth)
+    assert scene.points3d.shape == (2, 3) and torch.allclose(scene.points3d[1], torch.tensor([-1.0, -2.0, -3.0]))
