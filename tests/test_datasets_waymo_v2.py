@@ -386,3 +386,20 @@ def test_damaged_bytes_give_value_errors_naming_the_file(tmp_path, component):
                 seg.boxes(ts)
         except ValueError as exc:
             assert str(path) in str(exc)
+
+
+def test_streaming_equals_random_access_on_shuffled_row_groups(tmp_path):
+    """Rows in any order and split over many row groups: iter_points (streaming) = points (random access)."""
+    make_root(tmp_path)
+    for comp in ("lidar", "lidar_pose"):
+        path = tmp_path / "training" / comp / f"{SEG}.parquet"
+        t = pq.read_table(path)
+        t = t.take(pa.array(np.random.default_rng(3).permutation(t.num_rows)))
+        pq.write_table(t, path, row_group_size=1)
+    seg = WaymoV2Segment(tmp_path / "training", SEG)
+    streamed = dict(seg.iter_points())
+    assert sorted(streamed) == [T0, T1]
+    for ts in (T0, T1):
+        np.testing.assert_array_equal(streamed[ts][0], seg.points(ts)[0])
+    np.testing.assert_allclose(streamed[T0][0], expected_points(T0), rtol=1e-6, atol=1e-5)
+    assert [t for t, _ in seg.iter_points([T1])] == [T1]

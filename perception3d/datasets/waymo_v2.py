@@ -215,6 +215,30 @@ class _RowIndex:
         self.timestamps = sorted({int(t) for t in stamps})
         self._cache: Tuple[int, Optional[pa.Table]] = (-1, None)
 
+    def stream(self, batch_size: int = 8) -> Iterator[Tuple[int, Dict[int, Tuple[pa.Table, int]]]]:
+        """Frames in file order as (timestamp, {laser: (table, row)}), reading ``batch_size`` rows at a time so
+        that memory stays bounded however large the row groups are (a frame is yielded once all its rows are
+        seen)."""
+        expected: Dict[int, int] = {}
+        for ts, _ in self.index:
+            expected[ts] = expected.get(ts, 0) + 1
+        cols = list(dict.fromkeys([TS, LASER, *self.columns]))
+        pending: Dict[int, Dict[int, Tuple[pa.Table, int]]] = {}
+        try:
+            batches = self.pf.iter_batches(batch_size=batch_size, columns=cols)
+            for batch in batches:
+                table = pa.Table.from_batches([batch])
+                for i, (ts, laser) in enumerate(zip(column_values(self.path, table, TS).tolist(),
+                                                    column_values(self.path, table, LASER).tolist())):
+                    rows = pending.setdefault(int(ts), {})
+                    rows[int(laser)] = (table, i)
+                    if len(rows) == expected.get(int(ts), 0):
+                        yield int(ts), pending.pop(int(ts))
+        except (pa.ArrowException, OSError) as exc:
+            raise ValueError(f"{self.path}: failed to read columns {cols}: {exc}") from exc
+        for ts, rows in pending.items():         # only if the key columns disagreed with a second read
+            yield ts, rows
+
     def row(self, ts: int, laser: int) -> Optional[Tuple[pa.Table, int]]:
         hit = self.index.get((ts, laser))
         if hit is None:
@@ -316,12 +340,51 @@ class WaymoV2Segment:
             laser_ids [N] int8 (1 TOP … 5 REAR), return_ids [N] int8 (1 or 2).
         """
         ts = int(ts)
+        return self._points(ts, lambda laser: self._lidar.row(ts, laser),
+                            lambda: self._pose.row(ts, 1) if self._pose is not None else None)
+
+    def iter_points(self, timestamps: Optional[Sequence[int]] = None
+                    ) -> Iterator[Tuple[int, Union[Tuple[np.ndarray, np.ndarray, np.ndarray], ValueError]]]:
+        """Stream the frames' points in file order with bounded memory (for converting whole segments).
+
+        Args:
+            timestamps: only these frames (default all).
+        Yields:
+            (timestamp, (points, laser_ids, return_ids)) as :meth:`points` returns them, or
+            (timestamp, ValueError) for a frame whose data is bad (the stream goes on).
+        """
+        wanted = None if timestamps is None else {int(t) for t in timestamps}
+        pose_stream = self._pose.stream() if self._pose is not None else None
+        pose_buf: Dict[int, Dict[int, Tuple[pa.Table, int]]] = {}
+
+        def pose_row(ts: int):
+            nonlocal pose_stream
+            while ts not in pose_buf and pose_stream is not None:
+                try:
+                    t2, rows = next(pose_stream)
+                except StopIteration:
+                    pose_stream = None
+                    break
+                if wanted is None or t2 in wanted:
+                    pose_buf[t2] = rows
+            return pose_buf.pop(ts, {}).get(1)
+
+        for ts, rows in self._lidar.stream():
+            if wanted is not None and ts not in wanted:
+                continue
+            try:
+                yield ts, self._points(ts, rows.get, lambda: pose_row(ts))
+            except ValueError as exc:
+                yield ts, exc
+
+    def _points(self, ts: int, lidar_row, pose_row) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Points of frame ``ts`` given ``lidar_row(laser) -> (table, row) | None`` and ``pose_row()``."""
         chunks, laser_ids, return_ids = [], [], []
         pixel_pose = frame_pose = None
         for r in self.returns:
             prefix = f"{_LIDAR}.range_image_return{r}"
             for laser in self.lasers:
-                hit = self._lidar.row(ts, laser)
+                hit = lidar_row(laser)
                 if hit is None:
                     continue
                 image = _range_image(self._lidar.path, hit[0], hit[1], prefix, 3)
@@ -331,7 +394,7 @@ class WaymoV2Segment:
                 pp = fp = None
                 if laser == 1:
                     if pixel_pose is None:
-                        pixel_pose, frame_pose = self._top_pixel_pose(ts, image.shape[:2])
+                        pixel_pose, frame_pose = self._top_pixel_pose(ts, image.shape[:2], pose_row())
                     pp, fp = pixel_pose, frame_pose
                     if pp is False:
                         pp = fp = None
@@ -348,10 +411,9 @@ class WaymoV2Segment:
             return np.zeros((0, 6), np.float32), np.zeros(0, np.int8), np.zeros(0, np.int8)
         return (np.concatenate(chunks).astype(np.float32), np.concatenate(laser_ids), np.concatenate(return_ids))
 
-    def _top_pixel_pose(self, ts: int, hw: Tuple[int, int]):
-        """(lidar_pose range image [H, W, 6], frame_pose [4, 4]) of the TOP lidar, or (False, False) when
-        unavailable."""
-        hit = self._pose.row(ts, 1) if self._pose is not None else None
+    def _top_pixel_pose(self, ts: int, hw: Tuple[int, int], hit: Optional[Tuple[pa.Table, int]]):
+        """(lidar_pose range image [H, W, 6], frame_pose [4, 4]) of the TOP lidar from its ``lidar_pose`` row,
+        or (False, False) when unavailable."""
         pose_image = (_range_image(self._pose.path, hit[0], hit[1], f"{_LPOSE}.range_image_return1", 6)
                       if hit is not None else None)
         if pose_image is None or ts not in self.vehicle_poses:
@@ -415,55 +477,71 @@ class WaymoV2Segment:
 # conversion to a points cache + mmdet3d-layout info pkls (tools/create_data.py waymo)
 # ----------------------------------------------------------------------------------------------------------------
 _SPLIT_PREFIX = {"train": 0, "val": 1, "test": 2}
-_worker_segment: Dict[Tuple[str, str], WaymoV2Segment] = {}
+_POINT_BYTES = 6 * 4
 
 
-def _segment_cached(split_dir: str, segment: str, filter_nlz: bool) -> WaymoV2Segment:
-    key = (split_dir, segment)
-    if key not in _worker_segment:
-        _worker_segment.clear()          # one open segment per process: frames come grouped by segment
-        _worker_segment[key] = WaymoV2Segment(split_dir, segment, filter_no_label_zone=filter_nlz)
-    return _worker_segment[key]
+def _complete_bin(path: Path) -> bool:
+    """A points file is complete when it exists with a whole number of points (files are renamed into place)."""
+    return path.is_file() and path.stat().st_size % _POINT_BYTES == 0
 
 
-def _convert_frame(task: tuple) -> dict:
-    """Convert one frame (in a worker): write its points .bin unless a complete one exists; return its info."""
-    split_dir, segment, ts, out_dir, rel_path, sample_idx, filter_nlz = task
-    try:
-        return _convert_frame_unchecked(split_dir, segment, ts, out_dir, rel_path, sample_idx, filter_nlz)
-    except ValueError as exc:       # bad data in this frame: reported by the caller, never silently lost
-        return dict(error=f"{segment} frame {ts}: {exc}")
+def _convert_segment(task: tuple) -> dict:
+    """Convert one segment (in a worker): stream its frames, write the missing points .bin files, return infos.
 
-
-def _convert_frame_unchecked(split_dir, segment, ts, out_dir, rel_path, sample_idx, filter_nlz) -> dict:
+    Returns:
+        dict(infos=[...], bad=[reason, ...], converted=int, existed=int).
+    """
     from perception3d.datasets.mmdet3d_info import atomic_write_bytes
-    seg = _segment_cached(split_dir, segment, filter_nlz)
-    bin_path = Path(out_dir) / rel_path
-    existed = bin_path.is_file() and bin_path.stat().st_size % (6 * 4) == 0
-    if existed:
-        num_points = bin_path.stat().st_size // 24
-    else:
-        points, _, _ = seg.points(ts)
-        atomic_write_bytes(bin_path, points.astype(np.float32).tobytes())
-        num_points = points.shape[0]
-    boxes = seg.boxes(ts)
-    pose = seg.vehicle_poses.get(int(ts))
-    instances = [dict(bbox_3d=boxes["gt_bboxes_3d"][i].tolist(), bbox_label_3d=int(boxes["gt_labels_3d"][i]),
-                      num_lidar_pts=int(boxes["num_lidar_pts"][i]), difficulty=int(boxes["difficulty"][i]),
-                      obj_id=boxes["obj_ids"][i]) for i in range(len(boxes["gt_labels_3d"]))]
-    info = dict(sample_idx=sample_idx, context_name=segment, timestamp=int(ts),
-                ego2global=None if pose is None else pose.tolist(),
-                lidar_points=dict(lidar_path=rel_path, num_pts_feats=6, num_points=int(num_points)),
-                instances=instances)
-    return dict(info=info, existed=existed)
+    split_dir, segment, seg_index, split_prefix, out_dir, filter_nlz = task
+    out_dir = Path(out_dir)
+    rel = lambda ts: f"points/{segment}_{ts}.bin"  # noqa: E731
+    res = dict(infos=[], bad=[], converted=0, existed=0)
+    try:
+        seg = WaymoV2Segment(split_dir, segment, filter_no_label_zone=filter_nlz)
+    except ValueError as exc:
+        res["bad"].append(f"{segment}: {exc}")
+        return res
+    missing = [ts for ts in seg.timestamps if not _complete_bin(out_dir / rel(ts))]
+    failed: Dict[int, str] = {}
+    if missing:
+        try:
+            for ts, got in seg.iter_points(missing):
+                if isinstance(got, ValueError):
+                    failed[ts] = str(got)
+                    continue
+                atomic_write_bytes(out_dir / rel(ts), got[0].astype(np.float32).tobytes())
+                res["converted"] += 1
+        except ValueError as exc:          # the stream itself broke (damaged pages): the rest of the segment
+            for ts in missing:
+                if not _complete_bin(out_dir / rel(ts)):
+                    failed.setdefault(ts, str(exc))
+    for fi, ts in enumerate(seg.timestamps):
+        if ts in failed or not _complete_bin(out_dir / rel(ts)):
+            res["bad"].append(f"{segment} frame {ts}: {failed.get(ts, 'no points were produced')}")
+            continue
+        if ts not in missing:
+            res["existed"] += 1
+        boxes = seg.boxes(ts)
+        pose = seg.vehicle_poses.get(int(ts))
+        instances = [dict(bbox_3d=boxes["gt_bboxes_3d"][i].tolist(), bbox_label_3d=int(boxes["gt_labels_3d"][i]),
+                          num_lidar_pts=int(boxes["num_lidar_pts"][i]), difficulty=int(boxes["difficulty"][i]),
+                          obj_id=boxes["obj_ids"][i]) for i in range(len(boxes["gt_labels_3d"]))]
+        res["infos"].append(dict(
+            sample_idx=split_prefix * 1_000_000 + seg_index * 1000 + fi, context_name=segment, timestamp=int(ts),
+            ego2global=None if pose is None else pose.tolist(),
+            lidar_points=dict(lidar_path=rel(ts), num_pts_feats=6,
+                              num_points=(out_dir / rel(ts)).stat().st_size // _POINT_BYTES),
+            instances=instances))
+    return res
 
 
 def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("train", "val"), workers: int = 0,
                      filter_no_label_zone: bool = False, progress: bool = True) -> dict:
     """Waymo v2 root → ``<out>/points/<segment>_<timestamp>.bin`` (float32 × 6) + ``waymo_infos_<split>.pkl``.
 
-    Resumable: a frame whose .bin exists with a whole number of points is not converted again (every file is
-    written to a temporary name and renamed, so an existing file is complete).  Infos follow mmdet3d's
+    Segments are converted one per task (``workers`` processes), each streamed frame by frame so memory stays
+    bounded.  Resumable: a frame whose .bin exists with a whole number of points is not converted again (every
+    file is written to a temporary name and renamed, so an existing file is complete).  Infos follow mmdet3d's
     ``{metainfo, data_list}`` layout with LiDAR-frame boxes (z at the bottom); ``sample_idx`` is
     ``split_prefix * 1e6 + segment_index * 1000 + frame_index`` as in mmdet3d.
 
@@ -472,6 +550,8 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
         out: output folder.
         splits: which splits to convert; a split absent from ``root`` is skipped with a warning.
         workers: processes for the conversion (0 = in this process).
+        filter_no_label_zone: drop no-label-zone points (see :class:`WaymoV2Segment`).
+        progress: show a tqdm bar per split (advanced as segments finish).
     Returns:
         dict with the frame count per split, ``converted``, ``skipped_existing`` and ``bad`` (a list of
         "segment frame ts: reason" for frames whose data could not be converted; they are warned about and
@@ -491,27 +571,26 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
             except FileNotFoundError as exc:
                 warnings.warn(f"skipping split '{split}': {exc}")
                 continue
-            tasks = []
-            for si, segment in enumerate(list_segments(split_dir)):
-                seg = WaymoV2Segment(split_dir, segment)     # opens the files: bad input fails here, early
-                for fi, ts in enumerate(seg.timestamps):
-                    tasks.append((str(split_dir), segment, ts, str(out), f"points/{segment}_{ts}.bin",
-                                  _SPLIT_PREFIX.get(split, 9) * 1_000_000 + si * 1000 + fi, filter_no_label_zone))
-            results = []
-            it = pool.imap(_convert_frame, tasks, chunksize=4) if pool is not None else map(_convert_frame, tasks)
-            for r in tqdm(it, total=len(tasks), desc=f"waymo {split}", disable=not progress):
-                results.append(r)
-            _worker_segment.clear()
-            bad = [r["error"] for r in results if "error" in r]
-            results = [r for r in results if "error" not in r]
+            segments = list_segments(split_dir)
+            tasks = [(str(split_dir), name, si, _SPLIT_PREFIX.get(split, 9), str(out), filter_no_label_zone)
+                     for si, name in enumerate(segments)]
+            n_frames = sum(len(_RowIndex(split_dir / "lidar" / f"{name}.parquet", {}).timestamps)
+                           for name in segments)
+            it = pool.imap(_convert_segment, tasks) if pool is not None else map(_convert_segment, tasks)
+            infos, bad = [], []
+            with tqdm(total=n_frames, desc=f"waymo {split}", unit="frame", disable=not progress) as bar:
+                for r in it:
+                    infos.extend(r["infos"])
+                    bad.extend(r["bad"])
+                    result["converted"] += r["converted"]
+                    result["skipped_existing"] += r["existed"]
+                    bar.update(len(r["infos"]) + len(r["bad"]))
             if bad:
                 result["bad"].extend(bad)
                 warnings.warn(f"waymo {split}: {len(bad)} frames could not be converted and are left out of the "
                               f"infos, e.g. {bad[0]}")
-            for r in results:
-                result["skipped_existing" if r["existed"] else "converted"] += 1
-            save_infos(out / f"waymo_infos_{split}.pkl", [r["info"] for r in results],
+            save_infos(out / f"waymo_infos_{split}.pkl", infos,
                        metainfo=dict(dataset="waymo", classes=WAYMO_CLASSES, info_version="perception3d-1",
                                      box_mode="lidar", source=str(root)))
-            result[split] = len(results)
+            result[split] = len(infos)
     return result
