@@ -413,28 +413,50 @@ class LidarSpec:
 
 
 def simulate_lidar(prims: Primitives, world_from_vehicle: np.ndarray, spec: LidarSpec, rng: np.random.Generator,
-                   layout: "StreetLayout | None" = None) -> Tuple[np.ndarray, np.ndarray]:
-    """One instantaneous sweep.
+                   layout: "StreetLayout | None" = None, column_poses: Optional[np.ndarray] = None
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """One sweep of the lidar.
 
+    Args:
+        prims: the scene (world frame), static during the sweep.
+        world_from_vehicle: [4, 4] vehicle pose (used for every column when ``column_poses`` is None).
+        column_poses: optional [K, 4, 4] vehicle poses of K equal, contiguous groups of columns (K divides W):
+            the vehicle moving while the sensor spins (rolling shutter).  Write them into the ``lidar_pose``
+            range image so that readers undo the motion.
     Returns:
         range image [H, W, 4] float32 (range, intensity, elongation, no-label-zone; -1 everywhere for no
         return, no-label-zone = -1 (not in a zone) for returns), and the agent index hit by each pixel [H, W]
         (-1 static / none).
     """
     h, w = spec.height, spec.width
-    world_from_sensor = world_from_vehicle @ spec.extrinsic
-    origin = world_from_sensor[:3, 3]
-    dirs = spec.sensor_dirs().reshape(-1, 3) @ world_from_sensor[:3, :3].T
-    hits = ray_cast(origin, dirs, prims, max_t=spec.max_range)
-    valid = np.isfinite(hits.t)
-    pts = origin[None, :] + dirs * np.where(valid, hits.t, 0.0)[:, None]
-    refl, _, drop = _surface_attrs(prims, hits, pts, layout)
-    cos_inc = np.abs((hits.normal * dirs).sum(1))
+    poses = np.asarray(world_from_vehicle, np.float64)[None] if column_poses is None else np.asarray(column_poses)
+    if w % poses.shape[0]:
+        raise ValueError(f"column_poses: {poses.shape[0]} groups do not divide the {w} columns")
+    cw = w // poses.shape[0]
+    sensor_dirs = spec.sensor_dirs()
+    t = np.empty((h, w))
+    normal, dirs = np.empty((h, w, 3)), np.empty((h, w, 3))
+    refl, drop, obj = np.empty((h, w)), np.empty((h, w)), np.empty((h, w), np.int64)
+    for k, pose in enumerate(poses):
+        cols = slice(k * cw, (k + 1) * cw)
+        world_from_sensor = pose @ spec.extrinsic
+        origin = world_from_sensor[:3, 3]
+        d = sensor_dirs[:, cols].reshape(-1, 3) @ world_from_sensor[:3, :3].T
+        hits = ray_cast(origin, d, prims, max_t=spec.max_range)
+        p = origin[None, :] + d * np.where(np.isfinite(hits.t), hits.t, 0.0)[:, None]
+        r, _, dr = _surface_attrs(prims, hits, p, layout)
+        for arr, val in ((t, hits.t), (normal, hits.normal), (dirs, d), (refl, r), (drop, dr),
+                         (obj, hits.obj)):
+            arr[:, cols] = val.reshape((h, cw) + arr.shape[2:])
+    t, normal, dirs, refl, drop, obj = (a.reshape((h * w,) + a.shape[2:]) for a in (t, normal, dirs, refl, drop,
+                                                                                      obj))
+    valid = np.isfinite(t)
+    cos_inc = np.abs((normal * dirs).sum(1))
     rng_noise = rng.normal(0.0, spec.range_noise, h * w)
     u = rng.random(h * w)
-    p_drop = spec.dropout + drop + 0.25 * (hits.t / spec.max_range) ** 2 * (refl < 0.1)
+    p_drop = spec.dropout + drop + 0.25 * (t / spec.max_range) ** 2 * (refl < 0.1)
     valid &= u >= p_drop
-    rnge = hits.t + rng_noise
+    rnge = t + rng_noise
     valid &= (rnge > 0.1) & (rnge < spec.max_range)
     inten = refl * (0.35 + 0.65 * cos_inc) * np.exp(rng.normal(0.0, 0.15, h * w))
     elong = 0.02 + 0.4 * (1.0 - cos_inc) ** 2 + np.abs(rng.normal(0.0, 0.01, h * w))
@@ -442,7 +464,7 @@ def simulate_lidar(prims: Primitives, world_from_vehicle: np.ndarray, spec: Lida
     out[valid, 0] = rnge[valid]
     out[valid, 1] = inten[valid]
     out[valid, 2] = elong[valid]
-    obj = np.where(valid, hits.obj, -1)
+    obj = np.where(valid, obj, -1)
     return out.reshape(h, w, 4), obj.reshape(h, w)
 
 
@@ -587,13 +609,15 @@ class Agent:
 
 @dataclass
 class StreetSegment:
-    """A segment: static scene, agents, ego poses [F, 4, 4] (world_from_vehicle), frame times [F] s."""
+    """A segment: static scene, agents, ego poses [F, 4, 4] (world_from_vehicle), ego velocity [3] (world, m/s,
+    constant), frame times [F] s."""
     layout: StreetLayout
     static: SceneBuilder
     agents: List[Agent]
     ego_poses: np.ndarray
     times: np.ndarray
     sun: np.ndarray
+    ego_velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
 
 def _add_agent_shape(sb: SceneBuilder, ag: Agent, f: int, idx: int) -> None:
@@ -922,4 +946,5 @@ def sample_street_segment(rng: np.random.Generator, num_frames: int = 5, frame_d
         ag.name = f"{name_prefix}{ag.cls[:3]}_{i:03d}"
     sun_az, sun_el = u(-np.pi, np.pi), u(0.5, 1.2)
     sun = np.array([np.cos(sun_az) * np.cos(sun_el), np.sin(sun_az) * np.cos(sun_el), np.sin(sun_el)])
-    return StreetSegment(layout, sb, kept, ego_poses, times, sun)
+    ego_velocity = np.array([ego_speed * np.cos(ego_yaw), ego_speed * np.sin(ego_yaw), 0.0])
+    return StreetSegment(layout, sb, kept, ego_poses, times, sun, ego_velocity)

@@ -9,8 +9,9 @@
                        written (same shape) but holds no returns.
 ``lidar_calibration``  extrinsic (sensor → vehicle, row-major 4×4), ``beam_inclination.values`` (lowest beam
                        first, as Waymo stores them; row 0 of the image is the highest beam) and min/max.
-``lidar_pose``         per-pixel vehicle pose ``[H, W, 6]`` (roll, pitch, yaw, x, y, z); a sweep is simulated as
-                       instantaneous, so every pixel carries the frame's ``vehicle_pose``.
+``lidar_pose``         per-pixel vehicle pose ``[H, W, 6]`` (roll, pitch, yaw, x, y, z): the ego keeps moving during
+                       the 0.1 s sweep (rolling shutter, 16 steps; the middle column = the frame's
+                       ``vehicle_pose``); the scene's objects are frozen at the frame time.
 ``vehicle_pose``       world_from_vehicle (row-major 4×4).
 ``lidar_box``          vehicles (type 1), pedestrians (2), cyclists (4) whose box centre lies within
                        ``label_range`` of the vehicle origin (|x|, |y|); centre = box centre, heading in the vehicle
@@ -55,7 +56,7 @@ __all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "MANIFEST_N
 PathLike = Union[str, Path]
 MANIFEST_NAME = "waymo_mini_manifest.json"
 SPLITS = {"train": "training", "val": "validation"}
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2          # bump whenever the generated data change, so that old datasets are regenerated
 TOP, FRONT = 1, 1
 
 _F32, _F64, _I8, _I32, _I64, _STR = pa.float32(), pa.float64(), pa.int8(), pa.int32(), pa.int64(), pa.string()
@@ -105,6 +106,7 @@ V2_SCHEMAS: Dict[str, pa.Schema] = {
                             + _ri_fields("LiDARPoseComponent", returns=(1,))),
 }
 _GLOBAL_SHUTTER = 5            # RollingShutterReadOutDirection.GLOBAL_SHUTTER
+_SWEEP_S = 0.1                 # one revolution of the TOP lidar (10 Hz)
 
 
 def write_parquet_atomic(path: Path, rows: Dict[str, list], schema: pa.Schema) -> None:
@@ -136,7 +138,7 @@ def _flat(m: np.ndarray) -> list:
 
 def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt: float, t0_us: int,
                   lidar: LidarSpec, camera: Optional[CameraSpec], label_range: float, jpeg_quality: int,
-                  stats: dict) -> Dict[str, Dict[str, list]]:
+                  stats: dict, rolling_shutter: bool = True) -> Dict[str, Dict[str, list]]:
     """Simulate one segment; returns {component: {column: [values per row]}}."""
     import cv2
 
@@ -166,10 +168,18 @@ def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt
         ts = int(t0_us + round(seg.times[f] * 1e6))
         pose = seg.ego_poses[f]
         prims, boxes_w, _ = frame_scene(seg, f)
-        ri, _ = simulate_lidar(prims, pose, lidar, rng, seg.layout)
+        # rolling shutter: column j fires at frame time + ((j + 0.5) / W - 0.5) * sweep (the middle column,
+        # looking forward, at the frame time); the ego moves on meanwhile, in K steps of W / K columns
+        k_groups = 16 if (rolling_shutter and w % 16 == 0) else 1
+        taus = ((np.arange(k_groups) + 0.5) / k_groups - 0.5) * _SWEEP_S if k_groups > 1 else np.zeros(1)
+        col_poses = np.repeat(pose[None], k_groups, 0)
+        col_poses[:, :3, 3] += taus[:, None] * seg.ego_velocity[None, :]
+        ri, _ = simulate_lidar(prims, pose, lidar, rng, seg.layout, column_poses=col_poses)
         roll, pitch, yaw = rpy_from_rotation(pose[:3, :3])
         pose_img = np.empty((h, w, 6), np.float32)
-        pose_img[...] = np.array([roll, pitch, yaw, *pose[:3, 3]], np.float32)
+        for k, cp in enumerate(col_poses):
+            pose_img[:, k * (w // k_groups):(k + 1) * (w // k_groups)] = np.array([roll, pitch, yaw, *cp[:3, 3]],
+                                                                                  np.float32)
         no_return = np.full((h, w, 4), -1.0, np.float32)
         r = rows["lidar"]
         for k, v in (("key.segment_context_name", name), ("key.frame_timestamp_micros", ts), ("key.laser_name", TOP),
@@ -246,11 +256,11 @@ def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt
 
 
 def _params(num_train, num_val, seed, frames_per_segment, frame_interval_s, lidar_width, camera, label_range,
-            jpeg_quality) -> dict:
+            jpeg_quality, rolling_shutter) -> dict:
     return dict(version=GENERATOR_VERSION, num_train=int(num_train), num_val=int(num_val), seed=int(seed),
                 frames_per_segment=int(frames_per_segment), frame_interval_s=float(frame_interval_s),
                 lidar_width=int(lidar_width), camera=bool(camera), label_range=float(label_range),
-                jpeg_quality=int(jpeg_quality))
+                jpeg_quality=int(jpeg_quality), rolling_shutter=bool(rolling_shutter))
 
 
 def _read_manifest(root: Path) -> Optional[dict]:
@@ -307,7 +317,7 @@ def _lock(root: Path):
 def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, seed: int = 0,
                         frames_per_segment: int = 5, frame_interval_s: float = 0.5, lidar_width: int = 1024,
                         camera: bool = True, label_range: float = 32.0, jpeg_quality: int = 90,
-                        verbose: bool = False) -> dict:
+                        rolling_shutter: bool = True, verbose: bool = False) -> dict:
     """Write the mini dataset (see the module docstring) and return its summary.
 
     Args:
@@ -319,6 +329,8 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
         lidar_width: range-image columns of the 64-beam TOP lidar.
         camera: also render the FRONT camera.
         label_range: label objects whose box centre has |x|, |y| ≤ this (vehicle frame, metres).
+        rolling_shutter: the ego keeps moving during the 0.1 s sweep (16 pose steps, written per pixel into
+            ``lidar_pose``); False: every pixel at the frame's pose.
     Returns:
         summary dict: ``splits`` → {``train``, ``val``} → ``frames``, ``segments``, ``points`` (TOP return-1 points),
         ``boxes`` per class (``total``, ``with_points``, ``level_1``, ``points``); ``seconds`` (wall clock),
@@ -329,7 +341,7 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
                          f"{frames_per_segment} >= 1 and lidar_width={lidar_width} >= 8")
     root = Path(root)
     params = _params(num_train, num_val, seed, frames_per_segment, frame_interval_s, lidar_width, camera,
-                     label_range, jpeg_quality)
+                     label_range, jpeg_quality, rolling_shutter)
     with _lock(root):
         manifest = _read_manifest(root)
         if _complete(root, manifest, params):
@@ -353,7 +365,7 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
                 rng = np.random.default_rng([seed, split_id, idx])
                 t0_us = 1_600_000_000_000_000 + (split_id * 1000 + idx) * 60_000_000
                 rows = _segment_rows(name, rng, nf, frame_interval_s, t0_us, lidar_spec, cam_spec, label_range,
-                                     jpeg_quality, stats)
+                                     jpeg_quality, stats, rolling_shutter)
                 for comp, schema in V2_SCHEMAS.items():
                     if comp.startswith("camera") and cam_spec is None:
                         continue
@@ -374,14 +386,15 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
 def ensure_waymo_mini(root: PathLike = "data/waymo_mini", **kwargs) -> Path:
     """Make sure the mini dataset exists at ``root`` (generate it when missing or incomplete); returns ``root``.
 
-    Without ``kwargs`` any complete dataset already at ``root`` is accepted (e.g. one made with another
-    ``--seed``); with ``kwargs`` (passed to :func:`generate_waymo_mini`) it must have been made with exactly
+    Without ``kwargs`` any complete dataset of this generator version already at ``root`` is accepted (e.g. one
+    made with another ``--seed``); with ``kwargs`` (passed to :func:`generate_waymo_mini`) it must have been made with exactly
     those parameters, else it is regenerated.
     """
     root = Path(root)
     if not kwargs:
         manifest = _read_manifest(root)
-        if manifest is not None and _complete(root, manifest, manifest.get("params")):
+        params = (manifest or {}).get("params") or {}
+        if params.get("version") == GENERATOR_VERSION and _complete(root, manifest, params):
             return root
     generate_waymo_mini(root, **kwargs)
     return root
