@@ -210,3 +210,34 @@ def test_bad_inputs():
         ObjectNameFilter(classes=["Car"])(s)
     with pytest.raises(FileNotFoundError, match="db info file"):
         DataBaseSampler("/nonexistent/x.pkl", ["Car"], {"Car": 1})
+
+
+SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "kitti_demo").is_dir() or not (SHARED / "mmdet3d_tests").is_dir(),
+                    reason="../shared/data is absent")
+def test_real_kitti_frame_augment_and_paste_mmdet3d_database():
+    """KITTI frame 000008 (6 cars, mmdet3d's point counts) through flip / rot-scale-trans, then GT sampling from
+    mmdet3d's own GT database (one Pedestrian): counts are kept and the pasted object brings its points."""
+    from perception3d.datasets.kitti_raw import read_velodyne
+    from perception3d.datasets.mmdet3d_info import load_mmdet3d_infos
+
+    _, (e,) = load_mmdet3d_infos(SHARED / "kitti_demo" / "000008.pkl", classes=("Car", "Pedestrian", "Cyclist"))
+    pts = read_velodyne(e["lidar_path"], e["num_pts_feats"])
+    res = {"points": pts, "gt_bboxes_3d": e["gt_bboxes_3d"], "gt_labels_3d": e["gt_labels_3d"],
+           "num_lidar_pts": e["num_lidar_pts"]}
+    expected = [1325, 1900, 881, 659, 55, 162]
+    assert _counts(res).tolist() == expected
+    pipe = [RandomFlip3D(1.0, 1.0), GlobalRotScaleTrans(rot_range=[-0.785, 0.785], scale_ratio_range=[0.95, 1.05],
+                                                        translation_std=[0.2, 0.2, 0.2], seed=0)]
+    for t in pipe:
+        res = t(res)
+    assert _counts(res).tolist() == expected
+    db = SHARED / "mmdet3d_tests" / "kitti" / "kitti_dbinfos_train.pkl"
+    sampler = DataBaseSampler(db, classes=["Car", "Pedestrian", "Cyclist"], sample_groups={"Pedestrian": 1},
+                              load_dim=4, use_dim=4)
+    res = ObjectSample(sampler, seed=0)(res)
+    assert res["num_sampled_objects"] == 1 and res["gt_labels_3d"].tolist()[-1] == 1
+    counts = _counts(res)
+    assert counts[:6].tolist() == expected and counts[6] == res["num_lidar_pts"][6] > 0
