@@ -403,3 +403,31 @@ def test_streaming_equals_random_access_on_shuffled_row_groups(tmp_path):
         np.testing.assert_array_equal(streamed[ts][0], seg.points(ts)[0])
     np.testing.assert_allclose(streamed[T0][0], expected_points(T0), rtol=1e-6, atol=1e-5)
     assert [t for t, _ in seg.iter_points([T1])] == [T1]
+
+
+def test_rolling_shutter_correction_recovers_a_static_wall():
+    """A vehicle that drives and turns during one sweep sees the static wall x_world = 20 from a different pose
+    at every column.  Range image built by ray casting from each column's pose; converted with the per-pixel
+    pose and the frame pose, every point must lie on the wall again (without the correction it is smeared)."""
+    h, w = 4, 32
+    incl = np.array([0.1, 0.03, -0.03, -0.1])                               # row 0 = highest
+    az = ((w - np.arange(w) - 0.5) / w * 2 - 1) * np.pi                      # official column azimuths
+    t = np.linspace(0, 0.1, w)                                               # firing time per column
+    yaw, tx, ty = 0.3 * t, 2.0 + 15.0 * t, -1.0 + 2.0 * t                    # vehicle pose per column
+    frame_pose = rz(0.3 * 0.05, (2.0 + 15.0 * 0.05, -1.0 + 2.0 * 0.05, 0.0))  # pose at the frame time
+    rng_img = np.zeros((h, w, 4), np.float32)
+    pose_img = np.zeros((h, w, 6), np.float32)
+    for i in range(h):
+        for j in range(w):
+            d = np.array([math.cos(az[j]) * math.cos(incl[i]), math.sin(az[j]) * math.cos(incl[i]), math.sin(incl[i])])
+            wd = rz(yaw[j])[:3, :3] @ d
+            pose_img[i, j] = (0.0, 0.0, yaw[j], tx[j], ty[j], 0.0)
+            if wd[0] > 0.2:
+                rng_img[i, j, 0] = (20.0 - tx[j]) / wd[0]
+    xyz, _, mask = ri.range_image_to_points(rng_img, np.eye(4), incl, pose_img, frame_pose)
+    assert mask.sum() > 20
+    world = xyz.astype(np.float64) @ frame_pose[:3, :3].T + frame_pose[:3, 3]
+    np.testing.assert_allclose(world[:, 0], 20.0, atol=2e-4)
+    naive, _, _ = ri.range_image_to_points(rng_img, np.eye(4), incl)          # no correction: smeared
+    naive_world = naive.astype(np.float64) @ frame_pose[:3, :3].T + frame_pose[:3, 3]
+    assert np.abs(naive_world[:, 0] - 20.0).max() > 0.3

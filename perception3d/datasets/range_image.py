@@ -16,7 +16,7 @@ The geometry of the official conversion (waymo-open-dataset ``utils/range_image_
    (``lidar_pose`` range image, [H, W, 6] = roll, pitch, yaw, x, y, z, vehicle → world at the instant the pixel
    was fired).  ``p = T_frame^-1 · T_pixel · p``: to the world with the pixel's pose, back to the vehicle frame
    of the frame's pose (``vehicle_pose``).
-5. Keep pixels with range > 0.
+5. Keep pixels with range > 0 (and finite).
 
 Everything is computed in float64 and returned as float32, like the official code (which casts to float64
 inside and back to the range image's float32).
@@ -179,7 +179,7 @@ def range_image_to_points(range_image: np.ndarray, extrinsic: np.ndarray, inclin
     inclination = np.asarray(inclination, dtype=np.float64).reshape(-1)
     if inclination.shape[0] != h:
         raise ValueError(f"{inclination.shape[0]} inclinations for a range image of {h} rows")
-    mask = range_image[..., 0] > 0
+    mask = (range_image[..., 0] > 0) & np.isfinite(range_image[..., 0])   # (official: range > 0; inf is junk)
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
         return (np.zeros((0, 3), np.float32), np.zeros((0, range_image.shape[-1] - 1), np.float32), mask)
