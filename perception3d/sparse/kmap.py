@@ -79,17 +79,6 @@ def conv_output_shape(spatial_shape, kernel_size, stride, padding, dilation) -> 
     return tuple(out)
 
 
-def _lookup(cs: CoordSet, query: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Row index in `cs.coords` of each query coordinate [M, 1 + D] (−1 where absent or not `valid`)."""
-    sorted_keys, perm = cs.sorted_keys()
-    keys = linearize(query, cs.spatial_shape)
-    if sorted_keys.numel() == 0:
-        return torch.full_like(keys, -1)
-    pos = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
-    found = valid & (sorted_keys[pos] == keys)
-    return torch.where(found, perm[pos], torch.full_like(pos, -1))
-
-
 def subm_kmap(cs: CoordSet, kernel_size: Sequence[int], dilation: Sequence[int]) -> KernelMap:
     """Submanifold map: output sites = input sites; odd kernels only (centre-aligned).
 
@@ -102,33 +91,46 @@ def subm_kmap(cs: CoordSet, kernel_size: Sequence[int], dilation: Sequence[int])
         return hit
     if any(k % 2 == 0 for k in kernel_size):
         raise ValueError(f"SubMConv needs odd kernel sizes, got {tuple(kernel_size)}")
-    coords = cs.coords
-    n, ndim = coords.shape[0], len(kernel_size)
-    device = coords.device
+    device = cs.coords.device
+    n = cs.coords.shape[0]
     offsets = kernel_offsets(kernel_size, device)
     half = torch.tensor([(k - 1) // 2 for k in kernel_size], device=device)
     disp = (offsets - half) * torch.tensor(list(dilation), device=device)  # [K, D]
     K = offsets.shape[0]
     centre = K // 2
+    first = disp[:centre]                                                   # the half searched for
+    # In linear-key space a displacement is a constant: key(c + d) = key(c) + Σ_a d_a · stride_a, valid while
+    # every axis stays inside the grid. One batched binary search over the sorted keys finds all pairs.
+    strides, acc = [], 1
+    for size in reversed(cs.spatial_shape):
+        strides.append(acc)
+        acc *= size
+    axis_stride = torch.tensor(list(reversed(strides)), device=device)
+    sorted_keys, perm = cs.sorted_keys()
+    c_sorted = cs.coords[perm, 1:].long()                                   # [N, D] in key order
+    shifted = c_sorted.unsqueeze(0) + first.unsqueeze(1)                    # [K/2, N, D]
     shape = torch.tensor(cs.spatial_shape, device=device)
-    rows = torch.arange(n, device=device)
-    c_long = coords.long()
-    first_in, first_out = [], []
-    for k in range(centre):
-        q = c_long.clone()
-        q[:, 1:] += disp[k]
-        valid = ((q[:, 1:] >= 0) & (q[:, 1:] < shape)).all(dim=1)
-        idx = _lookup(cs, q, valid)
-        hit_rows = (idx >= 0).nonzero().squeeze(1)
-        first_in.append(idx[hit_rows])      # neighbour at +d feeds ...
-        first_out.append(rows[hit_rows])    # ... the site it was searched from
-    in_parts = first_in + [t for t in reversed(first_out)]
-    out_parts = first_out + [t for t in reversed(first_in)]
-    counts = [int(t.numel()) for t in in_parts]
-    counts = counts[:centre] + [0] + counts[centre:]
-    empty = torch.zeros(0, dtype=torch.long, device=device)
-    kmap = KernelMap(torch.cat(in_parts) if in_parts else empty, torch.cat(out_parts) if out_parts else empty,
-                     counts, n, identity=centre)
+    valid = ((shifted >= 0) & (shifted < shape)).all(dim=2)                 # [K/2, N]
+    query = sorted_keys.unsqueeze(0) + (first * axis_stride).sum(1, keepdim=True)
+    if n:
+        pos = torch.searchsorted(sorted_keys, query.reshape(-1)).clamp_(max=n - 1).view_as(query)
+        found = valid & (sorted_keys[pos] == query)
+    else:
+        pos, found = query, valid
+    k_idx, row = found.nonzero(as_tuple=True)                               # k-major, as nonzero is row-major
+    nb = perm[pos[k_idx, row]]                                              # the neighbour at +d ...
+    me = perm[row]                                                          # ... feeds the site searched from
+    half_counts = torch.bincount(k_idx, minlength=centre).tolist() if centre else []
+    # mirror offsets K-1-k take the same pairs swapped, in reverse offset order
+    mirrored_in, mirrored_out = [], []
+    for k in reversed(range(centre)):
+        s0 = sum(half_counts[:k])
+        mirrored_in.append(me[s0:s0 + half_counts[k]])
+        mirrored_out.append(nb[s0:s0 + half_counts[k]])
+    in_idx = torch.cat([nb] + mirrored_in)
+    out_idx = torch.cat([me] + mirrored_out)
+    counts = half_counts + [0] + half_counts[::-1]
+    kmap = KernelMap(in_idx, out_idx, counts, n, identity=centre)
     cs.kmaps[key] = kmap
     return kmap
 

@@ -60,7 +60,7 @@ class CoordSet:
         """(sorted keys, permutation into coords); computed once per coordinate set."""
         if self._sorted is None:
             keys = self.keys()
-            sorted_keys, perm = torch.sort(keys)
+            sorted_keys, perm = torch.sort(keys, stable=True)
             self._sorted = (sorted_keys, perm)
         return self._sorted
 

@@ -84,14 +84,22 @@ def voxelize(points: PointsLike, voxel_size: Sequence[float], point_range: Seque
         meta = dict(voxel_size=tuple(voxel_size[1::-1]), origin=tuple(point_range[1::-1]))
     sel = inside.nonzero().squeeze(1)
     keys = linearize(grid[sel], spatial_shape)
-    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    # stable sort + run-length is several times faster than torch.unique(return_inverse=True) on CPU
+    sorted_keys, order = torch.sort(keys, stable=True)
+    uniq, run_of_sorted, counts = torch.unique_consecutive(sorted_keys, return_inverse=True, return_counts=True)
+    inverse = torch.empty_like(run_of_sorted)
+    inverse[order] = run_of_sorted
     coords = _delinearize(uniq, spatial_shape)
     point2voxel = torch.full((pts.shape[0],), -1, dtype=torch.long, device=device)
     point2voxel[sel] = inverse
     if reduce == "none":
         feats = pts.new_zeros(uniq.numel(), 0)
+    elif reduce == "max":
+        feats = scatter_reduce(pts[sel], inverse, uniq.numel(), "max")
     else:
-        feats = scatter_reduce(pts[sel], inverse, uniq.numel(), "max" if reduce == "max" else reduce)
+        feats = pts.new_zeros(uniq.numel(), pts.shape[1]).index_add_(0, inverse, pts[sel])
+        if reduce == "mean":
+            feats /= counts.unsqueeze(1).to(feats.dtype)
     tensor = SparseTensor(feats, coords, spatial_shape, len(clouds), check=False, **meta)
     if return_stats:
         stats = dict(num_points=int(pts.shape[0]), num_voxels=int(uniq.numel()), num_non_finite=num_non_finite,
