@@ -117,6 +117,10 @@ def test_lpips_against_lpips_package(tmp_path):
     mask = np.zeros(gt.shape[:2], bool)
     mask[20:80, 10:90] = True
     assert abs(lpips(pred, gt, net, mask=mask) - lpips(pred[20:80, 10:90], gt[20:80, 10:90], net)) < 1e-7
+    # a box thinner than 32 px grows about its centre to 32 px: rows 40-50 -> 29-61
+    thin = np.zeros(gt.shape[:2], bool)
+    thin[40:50, 10:90] = True
+    assert abs(lpips(pred, gt, net, mask=thin) - lpips(pred[29:61, 10:90], gt[29:61, 10:90], net)) < 1e-7
 
     # Reference: the lpips package (pip `lpips`, not a dependency) with its AlexNet trunk built from our files.
     # lpips imports torchvision only for `models.alexnet(...).features`; give it a stand-in with the same layers.

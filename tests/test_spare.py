@@ -163,6 +163,35 @@ def test_evaluate_and_submission(layout, tmp_path):
     assert sorted(zipfile.ZipFile(z2).namelist()) == sorted(names)
 
 
+def test_submission_from_renderer_and_lpips(layout, tmp_path):
+    """A renderer that projects a known world point paints one pixel: the submission has it where the
+    test camera (pos_XXX.txt at the image size) says, and LPIPS columns appear when weights are given."""
+    from perception3d.evaluation.image_metrics import LPIPS
+    from perception3d.evaluation.spare import submission_from_renderer
+
+    gt, split_path = layout
+    seen = []
+
+    def render(name, scene, idx, cam):
+        seen.append((name, idx, len(scene.train_ids), cam.width))
+        uv, _ = cam.project([[0.0, 0.0, 5.0]])
+        img = np.zeros((cam.height, cam.width, 3), np.float32)
+        u, v = (int(x) for x in uv[0, 0].floor().tolist())
+        img[v, u] = 1.0
+        return img
+
+    zp = tmp_path / "r.zip"
+    submission_from_renderer(gt, split_path, render, zp, size=SIZE)
+    assert seen == [("scan63", 0, 3, 64), ("scan63", 13, 3, 64), ("Amplifier", 4, 3, 64), ("Amplifier", 9, 3, 64)]
+    img = read_png(zipfile.ZipFile(zp).read("scan63/rect_014_3_r5000.png"))
+    # P = K [I | (1.3, 0, 3)] with f = 60, c = (32, 24): X = (0, 0, 5) -> (60 * 1.3 / 8 + 32, 24) = (41.75, 24)
+    assert img[24, 41].sum() == 3.0 and img.sum() == 3.0
+    net = LPIPS()  # untrained weights: only checks that the columns are filled
+    res = evaluate_submission(zp, gt, split_path, lpips_net=net)
+    assert all(r["lpips"] is not None and r["lpips_m"] is not None for r in res["images"])
+    assert "LPIPS: not computed" not in format_table(res)
+
+
 def test_write_submission_refuses_bad_input(layout, tmp_path):
     gt, split_path = layout
     renders = _renders(gt)

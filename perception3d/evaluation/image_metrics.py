@@ -252,6 +252,20 @@ def _load_state(path: Union[str, Path]) -> dict:
 
 
 _LPIPS_CACHE: dict = {}
+LPIPS_MIN_SIZE = 32
+
+
+def _grow_box(box: tuple[int, int, int, int], H: int, W: int, min_size: int) -> tuple[int, int, int, int]:
+    """Grow each side of ``(y0, y1, x0, x1)`` shorter than ``min_size`` about its centre, kept inside H × W."""
+    def grow(a: int, b: int, n: int) -> tuple[int, int]:
+        if b - a >= min_size or n <= min_size:
+            return (a, b) if b - a >= min_size else (0, n)
+        a = max(0, (a + b) // 2 - min_size // 2)
+        a = min(a, n - min_size)
+        return a, a + min_size
+
+    (y0, y1), (x0, x1) = grow(box[0], box[1], H), grow(box[2], box[3], W)
+    return y0, y1, x0, x1
 
 
 def load_lpips(lin_path: Optional[Union[str, Path]], alexnet_path: Optional[Union[str, Path]]) -> Optional[LPIPS]:
@@ -266,14 +280,17 @@ def load_lpips(lin_path: Optional[Union[str, Path]], alexnet_path: Optional[Unio
 
 def lpips(pred: ImageLike, gt: ImageLike, net: Optional[LPIPS], mask: Optional[ImageLike] = None) -> Optional[float]:
     """LPIPS distance of one image pair ([H, W, 3] in [0, 1]); with ``mask`` the crop to the mask's tight
-    bounding box (LPIPS-M). Returns None (not computed) when ``net`` is None."""
+    bounding box (LPIPS-M; a box side under ``LPIPS_MIN_SIZE`` = 32 px, too small for AlexNet's pooling, is
+    grown about its centre to 32 px within the image). Returns None (not computed) when ``net`` is None."""
     if net is None:
         return None
     p, g = _pair(pred, gt)
     if mask is not None:
         _mask(mask, p.shape[1:3])
-        box = mask_bbox(mask)
+        box = _grow_box(mask_bbox(mask), p.shape[1], p.shape[2], LPIPS_MIN_SIZE)
         p, g = _crop(p, box), _crop(g, box)
+    if min(p.shape[1:3]) < LPIPS_MIN_SIZE:
+        raise ValueError(f"lpips: image {tuple(p.shape[1:3])} is smaller than {LPIPS_MIN_SIZE} px")
     dev = next(net.parameters()).device
     with torch.no_grad():
         out = net(p.permute(0, 3, 1, 2).float().to(dev), g.permute(0, 3, 1, 2).float().to(dev))

@@ -32,7 +32,7 @@ import numpy as np
 from .image_metrics import LPIPS, lpips, psnr, psnr_masked, ssim, ssim_masked
 
 __all__ = [
-    "read_spare_scene", "SPARE_SIZE", "LIGHTING", "SplitEntry", "load_split", "is_dtu", "view_filename", "write_submission",
+    "read_spare_scene", "submission_from_renderer", "SPARE_SIZE", "LIGHTING", "SplitEntry", "load_split", "is_dtu", "view_filename", "write_submission",
     "check_submission", "evaluate_submission", "summarize", "format_table", "find_mask", "read_png",
 ]
 
@@ -240,6 +240,25 @@ def write_submission(renders: Mapping[str, Mapping[int, object]], split: Union[P
         if os.path.exists(tmp):
             os.unlink(tmp)
     return names
+
+
+def submission_from_renderer(root: PathLike, split: Union[PathLike, Mapping], render_fn, zip_path: PathLike,
+                             size: tuple[int, int] = SPARE_SIZE, **reader_kwargs) -> list[str]:
+    """Render every test view of every split scene and write the submission ZIP.
+
+    ``render_fn(scene_name, scene, view_index, camera)`` gets the scene read by :func:`read_spare_scene`
+    (input views with images; test views as cameras) and the test view's :class:`Cameras` (one view, resized to
+    ``size``), and returns the image [H, W, 3] in [0, 1]. Views are rendered lazily while the ZIP is written.
+    """
+    sp = _split(split)
+    renders: dict = {}
+    for name, e in sp.items():
+        scene = read_spare_scene(root, name, sp, **reader_kwargs)
+        renders[name] = {}
+        for k, idx in zip(scene.test_ids, e.test_views):
+            cam = scene.cameras[k].resize(*size)
+            renders[name][idx] = (lambda n=name, s=scene, i=idx, c=cam: render_fn(n, s, i, c))
+    return write_submission(renders, sp, zip_path, size=size)
 
 
 def check_submission(zip_path: PathLike, split: Union[PathLike, Mapping],
