@@ -431,3 +431,19 @@ def test_rolling_shutter_correction_recovers_a_static_wall():
     naive, _, _ = ri.range_image_to_points(rng_img, np.eye(4), incl)          # no correction: smeared
     naive_world = naive.astype(np.float64) @ frame_pose[:3, :3].T + frame_pose[:3, 3]
     assert np.abs(naive_world[:, 0] - 20.0).max() > 0.3
+
+
+def test_column_constant_pose_fast_path_equals_general_path():
+    rng = np.random.default_rng(5)
+    img = np.zeros((6, 40, 4), np.float32)
+    img[..., 0] = rng.uniform(-5, 60, (6, 40))
+    col = np.concatenate([rng.normal(0, 0.2, (40, 3)), rng.normal(0, 50, (40, 3))], 1).astype(np.float32)
+    pose = np.broadcast_to(col, (6, 40, 6)).copy()
+    ext, fp = rz(0.4, (1.0, 0.5, 2.0)), rz(-0.2, (10.0, 3.0, 1.0))
+    incl = ri.row_inclinations(6, -0.3, 0.1)
+    fast, _, m1 = ri.range_image_to_points(img, ext, incl, pose, fp)                          # [H, W, 6]
+    general, _, m2 = ri.range_image_to_points(img, ext, incl, ri.pixel_pose_transforms(pose), fp)  # [H, W, 4, 4]
+    dense = ri.range_image_to_cartesian(img[..., 0], ext, incl, ri.pixel_pose_transforms(pose), fp)[m1]
+    assert (m1 == m2).all() and m1.sum() > 100
+    np.testing.assert_allclose(fast, general, atol=1e-4)
+    np.testing.assert_allclose(fast, dense, atol=1e-4)

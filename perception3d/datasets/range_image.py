@@ -196,11 +196,18 @@ def range_image_to_points(range_image: np.ndarray, extrinsic: np.ndarray, inclin
         pixel_pose = np.asarray(pixel_pose)
         if pixel_pose.shape[:2] != (h, w) or pixel_pose.shape[2:] not in ((4, 4), (6,)):
             raise ValueError(f"pixel pose is {list(pixel_pose.shape)}, expected [{h}, {w}, 4, 4] or [{h}, {w}, 6]")
-        sel = pixel_pose[rows, cols].astype(np.float64)
-        if sel.shape[1:] == (6,):
-            rot, trans = rotation_from_rpy(sel[:, 0], sel[:, 1], sel[:, 2]), sel[:, 3:6]
+        if pixel_pose.shape[2:] == (6,) and (pixel_pose == pixel_pose[:1]).all():
+            # all beams of a column fire together, so Waymo's pixel poses are usually constant down a column:
+            # build the W column rotations once (exact; the general path below gives the same numbers)
+            col_pose = pixel_pose[0].astype(np.float64)
+            rot = rotation_from_rpy(col_pose[:, 0], col_pose[:, 1], col_pose[:, 2])[cols]
+            trans = col_pose[cols, 3:6]
         else:
-            rot, trans = sel[:, :3, :3], sel[:, :3, 3]
+            sel = pixel_pose[rows, cols].astype(np.float64)
+            if sel.shape[1:] == (6,):
+                rot, trans = rotation_from_rpy(sel[:, 0], sel[:, 1], sel[:, 2]), sel[:, 3:6]
+            else:
+                rot, trans = sel[:, :3, :3], sel[:, :3, 3]
         pts = np.einsum("nij,nj->ni", rot, pts) + trans
         world_to_vehicle = np.linalg.inv(np.asarray(frame_pose, dtype=np.float64).reshape(4, 4))
         pts = pts @ world_to_vehicle[:3, :3].T + world_to_vehicle[:3, 3]
