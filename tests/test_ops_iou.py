@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.ops import (box_iou_3d, box_iou_3d_aligned, box_iou_bev, box_iou_bev_aligned, circle_nms,
-                              nms_rotated, points_in_boxes, points_in_boxes_mask)
+from perception3d.ops import (batched_nms_rotated, box_iou_3d, box_iou_3d_aligned, box_iou_bev, box_iou_bev_aligned,
+                              circle_nms, nms_rotated, points_in_boxes, points_in_boxes_mask)
 from perception3d.structures.boxes import bev_corners
 
 shapely = pytest.importorskip("shapely.geometry")
@@ -200,3 +200,14 @@ def test_nms_matches_dense_greedy_reference():
                 ref.append(int(order[k]))
                 suppressed |= full[k] > thr
         assert nms_rotated(boxes, scores, thr, mode=mode).tolist() == ref
+
+
+def test_batched_nms_keeps_classes_apart():
+    boxes = torch.tensor([[0.0, 0, 0, 4, 2, 1.5, 0], [0.1, 0, 0, 4, 2, 1.5, 0], [0.2, 0, 0, 4, 2, 1.5, 0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    # labels 0, 1, 0: box 1 survives (other class), box 2 is suppressed by box 0
+    assert batched_nms_rotated(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [0, 1]
+    assert batched_nms_rotated(boxes, scores, torch.tensor([0, 1, 2]), 0.5).tolist() == [0, 1, 2]
+    assert batched_nms_rotated(boxes, scores, torch.tensor([0, 1, 2]), 0.5, post_max_size=2).tolist() == [0, 1]
+    with pytest.raises(ValueError, match="labels: expected 3"):
+        batched_nms_rotated(boxes, scores, torch.tensor([0, 1]), 0.5)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from perception3d.registry import TRANSFORMS
-from perception3d.structures.boxes import check_boxes, limit_period
+from perception3d.structures.boxes import limit_period
 
 __all__ = ["RandomFlip3D", "GlobalRotScaleTrans", "PointShuffle", "PointsRangeFilter", "ObjectRangeFilter",
            "ObjectNameFilter", "ObjectSample", "Pack3DDetInputs", "INSTANCE_KEYS", "filter_instances"]

@@ -35,7 +35,6 @@ before matching, as the official command-line tool does (a prediction on such a 
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np

@@ -15,7 +15,7 @@ import torch
 from perception3d.ops.iou3d import pairwise_iou_sparse
 from perception3d.structures.boxes import as_box_tensor
 
-__all__ = ["nms_rotated", "circle_nms"]
+__all__ = ["nms_rotated", "batched_nms_rotated", "circle_nms"]
 
 
 def _scores(scores, n: int, device) -> torch.Tensor:
@@ -91,17 +91,39 @@ def circle_nms(centers, scores, thresh: float, post_max_size: Optional[int] = No
     if c.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=c.device)
     order = torch.sort(s, descending=True, stable=True).indices
-    xy = c[order, :2].double()
-    d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1).cpu().numpy()
-    n = d2.shape[0]
+    xy = c[order, :2].double().cpu().numpy()
+    n = xy.shape[0]
     suppressed = np.zeros(n, dtype=bool)
     keep = []
-    for i in range(n):
+    for i in range(n):  # distances only from kept boxes: O(kept * N) time, O(N) memory
         if suppressed[i]:
             continue
         keep.append(i)
-        suppressed |= d2[i] <= thresh
-    keep_t = order[torch.as_tensor(keep, dtype=torch.long, device=c.device)]
-    if post_max_size is not None:
-        keep_t = keep_t[:post_max_size]
-    return keep_t
+        if post_max_size is not None and len(keep) >= post_max_size:
+            break
+        d2 = ((xy[i + 1:] - xy[i]) ** 2).sum(axis=1)
+        suppressed[i + 1:] |= d2 <= thresh
+    return order[torch.as_tensor(keep, dtype=torch.long, device=c.device)]
+
+
+def batched_nms_rotated(boxes, scores, labels, iou_threshold: float, pre_max_size: Optional[int] = None,
+                        post_max_size: Optional[int] = None, mode: str = "bev") -> torch.Tensor:
+    """Class-aware rotated NMS: :func:`nms_rotated` within each label, kept indices merged by descending score.
+
+    ``pre_max_size`` / ``post_max_size`` apply per class before / to the merged list after NMS.
+    """
+    b = as_box_tensor(boxes, "boxes")
+    s = _scores(scores, b.shape[0], b.device)
+    lab = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+    lab = lab.reshape(-1).to(b.device)
+    if lab.shape[0] != b.shape[0]:
+        raise ValueError(f"labels: expected {b.shape[0]} values (one per box), got {lab.shape[0]}")
+    kept = []
+    for c in torch.unique(lab):
+        idx = (lab == c).nonzero().reshape(-1)
+        kept.append(idx[nms_rotated(b[idx], s[idx], iou_threshold, pre_max_size, None, mode)])
+    if not kept:
+        return torch.zeros(0, dtype=torch.long, device=b.device)
+    k = torch.cat(kept)
+    k = k[torch.sort(s[k], descending=True, stable=True).indices]
+    return k[:post_max_size] if post_max_size is not None else k
