@@ -857,12 +857,15 @@ def sample_street_segment(rng: np.random.Generator, num_frames: int = 5, frame_d
         x = ax_lo + u(0, 5)
         while x < ax_hi:
             st, size, paint, refl, params = vehicle(str(rng.choice(["car"] * 10 + ["van"])))
-            step = (size[1] + 1.2) if diagonal else size[0] + u(0.6, 2.5)
+            yaw = (np.pi / 2 - side * 0.5 if diagonal else (0.0 if side < 0 else np.pi)) + u(-0.06, 0.06)
+            ext_x = abs(size[0] * np.cos(yaw)) + abs(size[1] * np.sin(yaw))     # footprint along / across the kerb
+            ext_y = abs(size[0] * np.sin(yaw)) + abs(size[1] * np.cos(yaw))
+            step = ext_x + (u(0.4, 1.0) if diagonal else u(0.6, 2.5))
             if rng.random() < occ and not in_crossing(x, 3.0 + size[0] / 2):
-                yaw = (np.pi / 2 - side * 0.5 if diagonal else (0.0 if side < 0 else np.pi)) + u(-0.06, 0.06)
                 if rng.random() < 0.15 and not diagonal:
                     yaw += np.pi
-                y = side * (road_half - park_w / 2 + u(-0.15, 0.1))
+                # diagonal bays reach into the outer lane (vehicles driving there are dropped on overlap)
+                y = side * (road_half - max(park_w, ext_y + 0.3) / 2 + u(-0.15, 0.1))
                 poses, vel = track(x, y, yaw, 0.0)
                 add("vehicle", st, size, 0.0, poses, vel, paint, refl, params)
             x += step
