@@ -164,7 +164,8 @@ class Cameras:
         return uv1[..., :2], depth
 
     def unproject(self, pixels: ArrayLike, depth: ArrayLike) -> torch.Tensor:
-        """Inverse of :meth:`project`: pixels [C, N, 2] with camera z-depth [C, N] → world points [C, N, 3]."""
+        """Inverse of :meth:`project`: pixels [C, N, 2] with camera z-depth [C, N] → world points [C, N, 3]
+        ([N, 2] / [N] are taken as one camera's, for a single-camera batch)."""
         uv = _t(pixels)
         d = _t(depth)
         if uv.ndim == 2:
@@ -254,7 +255,7 @@ def decompose_projection(P: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, torc
     if P.shape != (3, 4):
         raise ValueError(f"decompose_projection: P must be 3 x 4, got {P.shape}")
     M = P[:, :3]
-    if abs(np.linalg.det(M)) < 1e-12:
+    if not np.all(np.isfinite(P)) or np.linalg.cond(M) > 1e12:
         raise ValueError("decompose_projection: the left 3 x 3 block of P is singular")
     if np.linalg.det(M) < 0:  # P ~ −P; make det(M) > 0 so R ends up a proper rotation with K diag > 0
         P = -P
@@ -270,7 +271,7 @@ def decompose_projection(P: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, torc
     scale = K[2, 2]
     K = K / scale
     # K·scale·[R|t]: with det(M) > 0 and K diag > 0, scale > 0 and det(R) = +1.
-    return (torch.from_numpy(K).float(), torch.from_numpy(R).float(), torch.from_numpy(t / 1.0).float())
+    return torch.from_numpy(K).float(), torch.from_numpy(R).float(), torch.from_numpy(t).float()
 
 
 def focal_from_fov(fov: Union[float, torch.Tensor], size: int):
