@@ -59,12 +59,16 @@ def test_blender_reader(tmp_path):
     frames = [{"file_path": f"./train/r_{i}", "transform_matrix": c2w_gl[i].tolist()} for i in range(3)]
     (tmp_path / "transforms_train.json").write_text(json.dumps({"camera_angle_x": fov, "frames": frames[:2]}))
     (tmp_path / "transforms_test.json").write_text(json.dumps({"camera_angle_x": fov, "frames": frames[2:]}))
+    (tmp_path / "transforms_val.json").write_text(json.dumps({"camera_angle_x": fov, "frames": frames[1:2]}))
     for i in range(3):
         _png(tmp_path / "train" / f"r_{i}.png", rgba=True)
     scene = read_blender(tmp_path)
     _check(scene, truth)
     assert scene.train_ids == [0, 1] and scene.test_ids == [2]
     assert scene.names == ["train/r_0", "train/r_1", "train/r_2"]
+    with_val = read_blender(tmp_path, splits=("train", "val", "test"))  # val: in neither train nor test
+    assert len(with_val) == 4 and with_val.train_ids == [0, 1] and with_val.test_ids == [3]
+    assert with_val.extras["split_ids"] == {"train": [0, 1], "val": [2], "test": [3]}
     # RGBA composited on white: rgb*a + (1 - a)
     raw = iio.imread(tmp_path / "train" / "r_0.png").astype(np.float32) / 255
     want = raw[..., :3] * raw[..., 3:] + (1 - raw[..., 3:])

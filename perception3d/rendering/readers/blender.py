@@ -15,8 +15,8 @@ from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 __all__ = ["read_blender"]
 
 
-def read_blender(root: PathLike, splits: Sequence[str] = ("train", "val", "test"),
-                 test_splits: Sequence[str] = ("test",), background: Optional[Sequence[float]] = (1.0, 1.0, 1.0),
+def read_blender(root: PathLike, splits: Sequence[str] = ("train", "test"),
+                 train_splits: Sequence[str] = ("train",), test_splits: Sequence[str] = ("test",), background: Optional[Sequence[float]] = (1.0, 1.0, 1.0),
                  downscale: Optional[float] = None, size: Optional[tuple[int, int]] = None,
                  only_existing: bool = False) -> Scene:
     """Read a NeRF-synthetic / Blender scene: ``root/transforms_{split}.json``.
@@ -27,8 +27,10 @@ def read_blender(root: PathLike, splits: Sequence[str] = ("train", "val", "test"
     camera → world pose with OpenGL camera axes, converted to OpenCV here.
 
     Args:
-        splits: splits to read; those without a JSON are skipped (at least one must exist).
-        test_splits: which of them form ``test_ids``; the rest form ``train_ids``.
+        splits: splits to read; those without a JSON are skipped (at least one must exist). Add "val" to
+            read ``transforms_val.json`` too.
+        train_splits / test_splits: which splits form ``train_ids`` / ``test_ids`` (NeRF / 3DGS protocol: train
+            on "train", test on "test"; a split in neither, like "val", is in ``extras["split_ids"]`` only).
         background: RGB colour RGBA images are composited on (white by default, as in NeRF); None = raw RGB.
         downscale / size: deliver images (and K) shrunk by this factor / at this (width, height).
         only_existing: drop frames whose image file is missing instead of raising ``FileNotFoundError``.
@@ -86,7 +88,8 @@ def read_blender(root: PathLike, splits: Sequence[str] = ("train", "val", "test"
     if (tw, th) != wh:
         cams = cams.resize(tw, th)
     test_ids = [i for i, s in enumerate(split_of) if s in test_splits]
-    train_ids = [i for i, s in enumerate(split_of) if s not in test_splits]
+    train_ids = [i for i, s in enumerate(split_of) if s in train_splits]
+    split_ids = {s: [i for i, t in enumerate(split_of) if t == s] for s in dict.fromkeys(split_of)}
     return Scene(cams, paths, names, train_ids, test_ids,
                  background=tuple(background) if background is not None else None,
-                 extras={"splits": split_of})
+                 extras={"splits": split_of, "split_ids": split_ids})
