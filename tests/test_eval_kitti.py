@@ -207,3 +207,37 @@ def test_kitti_metric_mmengine():
     res = metric.evaluate(len(preds))
     assert res["Kitti metric/Car/3D_R40_moderate"] == pytest.approx(100.0)
     assert res["Kitti metric/Car/AOS_R40_hard"] == pytest.approx(100.0)
+
+
+_SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (_SHARED / "mmdet3d_tests" / "kitti").is_dir(), reason="../shared/data is absent")
+def test_matches_mmdet3d_kitti_metric_test_case():
+    """mmdet3d's own KittiMetric test: its KITTI frame 000000 (one Pedestrian) and its prediction
+    [8.7314, -1.8559, -1.5997, 0.48, 1.2, 1.89, 0.01] (score 0.9), 2D box projected with the frame's calibration.
+    mmdet3d expects Overall 3D/BEV/2D AP11 = 3.0303 for easy/moderate/hard, i.e. 100/11 for Pedestrian averaged
+    with 0 for its two classes without ground truth. AP|R40 of a single object is 0 (one threshold, see above)."""
+    import pickle
+
+    from perception3d.datasets.mmdet3d_info import load_mmdet3d_infos
+
+    root = _SHARED / "mmdet3d_tests" / "kitti"
+    _, (e,) = load_mmdet3d_infos(root / "kitti_infos_train.pkl", classes=("Car", "Pedestrian", "Cyclist"))
+    raw = pickle.load(open(root / "kitti_infos_train.pkl", "rb"))["data_list"][0]
+    inst = raw["instances"]
+    cam = raw["images"]["CAM2"]
+    calib = {"P2": cam["cam2img"], "R0_rect": raw["images"]["R0_rect"],
+             "Tr_velo_to_cam": raw["lidar_points"]["Tr_velo_to_cam"], "image_shape": (cam["height"], cam["width"])}
+    gt = {"boxes_3d": e["gt_bboxes_3d"], "labels_3d": e["gt_labels_3d"], "names": ["Pedestrian"],
+          "bbox": [i["bbox"] for i in inst], "truncated": [i["truncated"] for i in inst],
+          "occluded": [i["occluded"] for i in inst], "alpha": [i["alpha"] for i in inst], "calib": calib}
+    pred = {"boxes_3d": [[8.7314, -1.8559, -1.5997, 0.4800, 1.2000, 1.8900, 0.0100]], "scores_3d": [0.9],
+            "labels_3d": [1]}
+    res = kitti_evaluate([pred], [gt], include_r11=True)
+    for m in ("3D", "BEV", "2D"):
+        for d in ("easy", "moderate", "hard"):
+            assert res[f"Pedestrian/{m}_R11_{d}"] == pytest.approx(100.0 / 11.0), (m, d)
+            assert res[f"Pedestrian/{m}_R40_{d}"] == 0.0
+    assert np.mean([res["Car/3D_R11_easy"], res["Pedestrian/3D_R11_easy"], res["Cyclist/3D_R11_easy"]]) == \
+        pytest.approx(3.0303030303030307)

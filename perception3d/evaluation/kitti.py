@@ -327,11 +327,16 @@ def _ap_r40(prec: np.ndarray) -> float:
     return float(prec[1:_N_SAMPLE].sum() / 40.0 * 100.0)
 
 
+def _ap_r11(prec: np.ndarray) -> float:
+    """The devkit's older 11-point AP: precision at threshold indices 0, 4, ..., 40, in percent."""
+    return float(prec[0:_N_SAMPLE:4].sum() / 11.0 * 100.0)
+
+
 def kitti_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mapping],
                    classes: Sequence[str] = KITTI_CLASSES,
                    min_overlaps: Optional[Mapping[str, float]] = None,
                    calibs: Optional[Sequence[Optional[Mapping]]] = None,
-                   filter_out_of_image: bool = True) -> Dict[str, float]:
+                   filter_out_of_image: bool = True, include_r11: bool = False) -> Dict[str, float]:
     """KITTI AP|R40 (percent) for 2D box, BEV, 3D and AOS at easy / moderate / hard.
 
     Args:
@@ -344,6 +349,7 @@ def kitti_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mappi
         min_overlaps: per-class IoU threshold (default 0.7 Car, 0.5 Pedestrian / Cyclist).
         calibs: per-frame calibration dicts (``P2``, ``R0_rect``, ``Tr_velo_to_cam``, ``image_shape``) used to
             project predictions without ``bbox``; default: ``ground_truths[i]['calib']`` when present.
+        include_r11: also report the 11-point AP (``"<Class>/<Metric>_R11_<difficulty>"``).
 
     Returns:
         ``{"<Class>/<Metric>_R40_<difficulty>": AP}`` with Metric in 2D, BEV, 3D, AOS (2D and AOS only when
@@ -368,11 +374,13 @@ def kitti_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mappi
         for d, dname in enumerate(DIFFICULTIES):
             for metric, mname in metrics:
                 prec, _, aos, num_gt = _eval_class(frames, cls.lower(), d, metric, thr)
-                keys = [(mname, _ap_r40(prec))] + ([("AOS", _ap_r40(aos))] if metric == "bbox" else [])
-                for name, val in keys:
-                    out[f"{cls}/{name}_R40_{dname}"] = val
-                    if num_gt > 0:
-                        overall.setdefault(f"Overall/{name}_R40_{dname}", []).append(val)
+                keys = [(mname, prec)] + ([("AOS", aos)] if metric == "bbox" else [])
+                for name, curve in keys:
+                    for tag, fn in (("R40", _ap_r40), ("R11", _ap_r11))[:2 if include_r11 else 1]:
+                        val = fn(curve)
+                        out[f"{cls}/{name}_{tag}_{dname}"] = val
+                        if num_gt > 0:
+                            overall.setdefault(f"Overall/{name}_{tag}_{dname}", []).append(val)
     for k, v in overall.items():
         out[k] = float(np.mean(v))
     return out
