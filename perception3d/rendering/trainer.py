@@ -162,6 +162,7 @@ class GSTrainer:
         self.strategy.check_sanity(self.model.params, self.optimizers)
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         self.step = 0
+        self.order: list[int] = []  # train views left in the current epoch (popped from the end)
         self.history: list[dict] = []
         self.ckpt_path = self.work_dir / "ckpt_latest.pt"
         if resume and self.ckpt_path.is_file():
@@ -231,22 +232,25 @@ class GSTrainer:
                 "psnr": float(-10 * torch.log10(mse.clamp_min(1e-12)))}
 
     # -- loop ---------------------------------------------------------------------------------------------------
-    def train(self) -> dict:
+    def train(self, until: Optional[int] = None) -> dict:
+        """Run to ``train.max_steps`` (or to step ``until``, or until ``train.max_minutes``); returns the last
+        evaluation's metrics."""
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
         writer = SummaryWriter(str(self.work_dir / "tb"))
         t0 = time.time()
-        order: list[int] = []
+        order = self.order
+        stop = self.max_steps if until is None else min(until, self.max_steps)
         bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.progress, dynamic_ncols=True)
         last = None
         try:
-            while self.step < self.max_steps:
+            while self.step < stop:
                 if self.max_minutes is not None and time.time() - t0 > 60 * float(self.max_minutes):
                     break
                 if not order:
                     perm = torch.randperm(len(self.scene.train_ids), generator=self.gen).tolist()
-                    order = [self.scene.train_ids[k] for k in perm]
+                    order[:] = [self.scene.train_ids[k] for k in perm]
                 stats = self.train_step(order.pop())
                 self.step += 1
                 bar.update(1)
@@ -300,6 +304,7 @@ class GSTrainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy_state": self.strategy_state,
             "history": self.history,
+            "order": list(self.order),
             "config": self.cfg,
             "seed": self.seed,
             "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(), "numpy": np.random.get_state(),
@@ -316,6 +321,7 @@ class GSTrainer:
         self.strategy_state = ck["strategy_state"]
         self.step = int(ck["step"])
         self.history = list(ck.get("history", []))
+        self.order[:] = list(ck.get("order", []))
         rng = ck.get("rng", {})
         if rng:
             torch.set_rng_state(rng["torch"])

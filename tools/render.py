@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Render a trained Gaussian scene (trainer checkpoint ``.pt`` or 3DGS ``.ply``).
+
+    python tools/render.py CKPT_or_PLY [--cameras test|train|orbit|path.json] [--out DIR]
+                           [--width W --height H] [--video out.mp4|out.gif] [--config CFG]
+
+Writes ``DIR/rgb/NNNN.png``, ``DIR/depth/NNNN.png`` (expected depth, colour-mapped, near = bright),
+``DIR/alpha/NNNN.png``, optionally a video (MP4 through imageio's ffmpeg plugin; a GIF when no ffmpeg is
+available), and for views with ground truth prints PSNR / SSIM and writes ``DIR/metrics.json``.
+``--cameras test|train`` needs the dataset: taken from the checkpoint's config, or ``--config`` for a PLY.
+"""
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def colormap_depth(depth: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
+    """[H, W] depth + [H, W] alpha → uint8 [H, W, 3] (turbo colour map over the 1–99 % range of the
+    covered pixels, near = warm; uncovered pixels black)."""
+    import matplotlib
+
+    m = alpha > 0.5
+    d = depth.clone()
+    if m.any():
+        lo, hi = torch.quantile(d[m], 0.01), torch.quantile(d[m], 0.99)
+        x = ((hi - d) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
+    else:
+        x = torch.zeros_like(d)
+    rgb = matplotlib.colormaps["turbo"](x.numpy())[..., :3]
+    rgb[~m.numpy()] = 0
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def write_video(frames: list, path: Path, fps: int = 15) -> Path:
+    """Write uint8 [H, W, 3] frames as MP4 (imageio + ffmpeg) or, failing that, GIF; returns the path written."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi"):
+        try:
+            iio.imwrite(path, np.stack(frames), fps=fps, codec="libx264", macro_block_size=1)
+            return path
+        except Exception as e:  # no ffmpeg backend here
+            gif = path.with_suffix(".gif")
+            print(f"[render] cannot write {path.suffix} ({type(e).__name__}: {e}); writing {gif} instead")
+            path = gif
+    iio.imwrite(path, np.stack(frames), duration=1000 / fps, loop=0)
+    return path
+
+
+def select_cameras(args, model, cfg):
+    """→ (Cameras, list of gt images or None, scene or None)."""
+    from perception3d.rendering.cameras import Cameras, focal_from_fov, load_camera_path, orbit_path
+    from perception3d.rendering.trainer import build_scene
+
+    scene = None
+    if cfg.get("data"):
+        scene = build_scene(cfg["data"])
+    if args.cameras in ("test", "train"):
+        if scene is None:
+            raise SystemExit(f"--cameras {args.cameras} needs the dataset: pass --config (a PLY has no config)")
+        ids = scene.test_ids if args.cameras == "test" else scene.train_ids
+        if not ids:
+            raise SystemExit(f"the dataset has no {args.cameras} views")
+        cams = scene.cameras[ids]
+        gts = [scene.image(i) for i in ids]
+        if args.width or args.height:
+            cams = cams.resize(args.width or cams.width, args.height or cams.height)
+            gts = None  # no ground truth at another size
+        return cams, gts, scene
+    if args.cameras == "orbit":
+        W, H = args.width or (scene.width if scene else 256), args.height or (scene.height if scene else 256)
+        if scene is not None:
+            center = scene.scene_center
+            radius = float((scene.cameras.centers - center).norm(dim=-1).mean())
+            fov = float(scene.cameras.fov_y[0])
+        else:
+            m = model.means.detach()
+            center = m.median(0).values
+            radius = 2.5 * float((m - center).norm(dim=-1).quantile(0.9))
+            fov = math.radians(40.0)
+        c2w = orbit_path(center, radius, args.n_frames, elevation=args.elevation, up=tuple(args.up))
+        f = focal_from_fov(fov, H)
+        K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
+        return Cameras.from_camtoworlds(c2w, K, W, H), None, scene
+    p = Path(args.cameras)
+    if p.suffix.lower() != ".json" or not p.is_file():
+        raise SystemExit(f"--cameras must be test, train, orbit or an existing camera-path .json, got {args.cameras}")
+    cams = load_camera_path(p)
+    if args.width or args.height:
+        cams = cams.resize(args.width or cams.width, args.height or cams.height)
+    return cams, None, scene
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="trainer checkpoint (.pt) or 3DGS .ply")
+    ap.add_argument("--cameras", default="test", help="test | train | orbit | camera-path .json")
+    ap.add_argument("--out", default=None, help="default: <model folder>/render_<cameras>")
+    ap.add_argument("--width", type=int, default=None)
+    ap.add_argument("--height", type=int, default=None)
+    ap.add_argument("--video", default=None, help="also write a video (.mp4, or .gif)")
+    ap.add_argument("--fps", type=int, default=15)
+    ap.add_argument("--config", default=None, help="config whose data section gives the dataset")
+    ap.add_argument("--n-frames", type=int, default=60, help="orbit frames")
+    ap.add_argument("--elevation", type=float, default=30.0, help="orbit elevation (degrees)")
+    ap.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), help="world up for the orbit")
+    ap.add_argument("--background", type=float, nargs=3, default=None)
+    ap.add_argument("--tile-size", type=int, default=16)
+    args = ap.parse_args(argv)
+
+    import imageio.v3 as iio
+
+    from perception3d.evaluation.image_metrics import psnr, ssim
+    from perception3d.rendering.trainer import load_model
+
+    model, cfg = load_model(args.model)
+    if args.config:
+        from mmengine.config import Config
+
+        c = Config.fromfile(args.config)
+        cfg = {k: dict(c[k]) for k in ("data", "model", "train") if k in c}
+    bg = args.background
+    if bg is None:
+        bg = (cfg.get("train", {}).get("background") or cfg.get("data", {}).get("background") or (1.0, 1.0, 1.0))
+    bg = torch.tensor(bg, dtype=torch.float32)
+    cams, gts, _ = select_cameras(args, model, cfg)
+    out = Path(args.out) if args.out else Path(args.model).parent / f"render_{Path(args.cameras).stem}"
+    for sub in ("rgb", "depth", "alpha"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    frames, ps, ss = [], [], []
+    with torch.no_grad():
+        for i in range(len(cams)):
+            c = cams[i]
+            img, alpha, _ = model.render(c.viewmats, c.Ks, c.width, c.height, background=bg,
+                                         render_mode="RGB+ED", tile_size=args.tile_size)
+            rgb = img[0, ..., :3].clamp(0, 1)
+            a = alpha[0, ..., 0]
+            rgb8 = (rgb * 255).round().byte().numpy()
+            iio.imwrite(out / "rgb" / f"{i:04d}.png", rgb8)
+            iio.imwrite(out / "depth" / f"{i:04d}.png", colormap_depth(img[0, ..., 3], a))
+            iio.imwrite(out / "alpha" / f"{i:04d}.png", (a.clamp(0, 1) * 255).round().byte().numpy())
+            frames.append(rgb8)
+            if gts is not None:
+                ps.append(psnr(rgb, gts[i]))
+                ss.append(ssim(rgb, gts[i]))
+                print(f"view {i:3d}: PSNR {ps[-1]:.2f} dB  SSIM {ss[-1]:.4f}")
+    result = {"n_views": len(cams), "out": str(out)}
+    if ps:
+        result.update(psnr=float(np.mean(ps)), ssim=float(np.mean(ss)), psnr_per_view=ps, ssim_per_view=ss)
+        print(f"mean over {len(ps)} views: PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}")
+        with open(out / "metrics.json", "w") as f:
+            json.dump(result, f, indent=1)
+    if args.video:
+        result["video"] = str(write_video(frames, Path(args.video), args.fps))
+        print(f"video: {result['video']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
