@@ -203,3 +203,28 @@ def test_hungarian_matches_brute_force_optimum():
             s = sum(round(iou[p, perm[p]] * 1e6) for p in range(P) if perm[p] < G and iou[p, perm[p]] >= thr)
             best = max(best, s)
         assert got == best
+
+
+def test_ap_integration_matches_official_test_vectors():
+    """The official ``MetricsUtilsTest.ComputeMeanAveragePrecision`` cases (precisions, recalls, delta) -> AP."""
+    assert mean_average_precision([], [], 0.05) == pytest.approx(0.0, abs=1e-6)
+    assert mean_average_precision([0.1], [0.2], 0.05) == pytest.approx(0.2 * 0.1, abs=1e-6)
+    assert mean_average_precision([0.1, 0.05], [0.2, 1.0], 0.05) == pytest.approx(
+        0.05 * 0.8 + 0.1 * 0.2 + (0.1 - 0.05) * 0.5 * 0.05, abs=1e-6)
+    assert mean_average_precision([0.1, 0.05], [0.2, 1.0], 1.0) == pytest.approx(
+        0.2 * 0.1 + 0.5 * (0.1 + 0.05) * 0.8, abs=1e-6)
+    assert mean_average_precision([0.1, 0.0, 0.05], [0.2, 0.4, 1.0], 0.05) == pytest.approx(
+        0.05 * 0.8 + 0.1 * 0.2 + (0.1 - 0.05) * 0.5 * 0.05, abs=1e-6)
+
+
+def test_official_one_shard_case():
+    """The official ``DetectionMetricsTest.OneShard``: GT box length 100 (1 x 1 cross-section), predictions of length
+    90 (IoU 0.9, score 0.0) and 60 (IoU 0.6, score 0.5), cutoffs {0, 0.5, 1}, two identical frames:
+    mAP = mAPH = 1 (p(r=1) = 0.5 at cutoff 0, 1.0 at cutoff 0.5)."""
+    def box(length):
+        return [0.0, 0.0, -0.5, length, 1.0, 1.0, 0.0]
+    gt = _gt([box(100.0)], [0])
+    pred = _pred([box(90.0), box(60.0)], [0, 0], [0.0, 0.5])
+    res = waymo_evaluate([pred, pred], [gt, gt], iou_thresholds=(0.5, 0.5, 0.5), score_cutoffs=[0.0, 0.5, 1.0])
+    assert res["Vehicle/L2 mAP"] == pytest.approx(1.0, abs=1e-6)
+    assert res["Vehicle/L2 mAPH"] == pytest.approx(1.0, abs=1e-6)
