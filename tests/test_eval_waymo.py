@@ -228,3 +228,14 @@ def test_official_one_shard_case():
     res = waymo_evaluate([pred, pred], [gt, gt], iou_thresholds=(0.5, 0.5, 0.5), score_cutoffs=[0.0, 0.5, 1.0])
     assert res["Vehicle/L2 mAP"] == pytest.approx(1.0, abs=1e-6)
     assert res["Vehicle/L2 mAPH"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_waymo_metric_requires_point_counts():
+    import torch
+
+    from perception3d.evaluation.det_metrics import WaymoMetric
+
+    with pytest.raises(KeyError, match="num_lidar_pts"):
+        WaymoMetric().process({}, [{"pred_instances_3d": {"bboxes_3d": torch.zeros(0, 7), "scores_3d": torch.zeros(0),
+                                                          "labels_3d": torch.zeros(0)},
+                                    "gt_bboxes_3d": torch.zeros(0, 7), "gt_labels_3d": torch.zeros(0)}])

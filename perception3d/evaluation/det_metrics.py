@@ -76,6 +76,7 @@ class _DetMetric(BaseMetric):
     """Shared ``process``: turns each frame's dict into numpy prediction / ground-truth dicts."""
 
     gt_extra_keys: Sequence[str] = ()
+    require_num_points: bool = False  # Waymo levels need the point counts; KITTI does not use them
 
     def __init__(self, result_file: Optional[str] = None, collect_device: str = "cpu",
                  prefix: Optional[str] = None, **kwargs):
@@ -97,7 +98,8 @@ class _DetMetric(BaseMetric):
             gb = _np(_field(s, "gt_bboxes_3d", i)).astype(np.float32)
             g = {"boxes_3d": gb if gb.ndim == 2 else gb.reshape(-1, 7),
                  "labels_3d": _np(_field(s, "gt_labels_3d", i)).astype(np.int64).reshape(-1),
-                 "num_points": _np(s.get("num_lidar_pts", np.full(len(gb), 100))).astype(np.int64).reshape(-1),
+                 "num_points": _np(_field(s, "num_lidar_pts", i) if self.require_num_points
+                                   else s.get("num_lidar_pts", np.full(len(gb), 100))).astype(np.int64).reshape(-1),
                  "difficulty": _np(s.get("difficulty", np.zeros(len(gb)))).astype(np.int64).reshape(-1)}
             for k in self.gt_extra_keys:
                 g[k] = _np(_field(s, k, i))
@@ -131,6 +133,7 @@ class WaymoMetric(_DetMetric):
     """
 
     default_prefix = "Waymo metric"
+    require_num_points = True
 
     def __init__(self, classes: Sequence[str] = WAYMO_CLASSES, iou_thresholds: Sequence[float] = (0.7, 0.5, 0.5),
                  zero_point_gt: str = "ignore", result_file: Optional[str] = None, **kwargs):
