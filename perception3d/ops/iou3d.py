@@ -11,8 +11,9 @@ as x = 70 m lose precision in float32); results are returned in the input's floa
 3D IoU = BEV intersection * z-overlap / (vol_a + vol_b - intersection volume), with z the bottom
 (as Waymo's and KITTI's evaluators, which both use upright boxes).
 
-Pairwise functions first discard pairs whose circumscribed circles do not overlap and clip only
-the rest, in chunks, so that NMS over thousands of boxes stays cheap in memory.
+Pairwise functions only clip the pairs whose rotated footprints' axis-aligned bounds overlap, found by
+an x-sorted window search (:func:`candidate_pairs`), so cost and memory follow the number of near pairs
+rather than N * M; NMS uses the sparse pairs directly (:func:`pairwise_iou_sparse`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 from perception3d.structures.boxes import as_box_tensor, bev_corners, check_boxes
 
 __all__ = ["bev_intersection_aligned", "box_iou_bev", "box_iou_3d", "box_iou_bev_aligned",
-           "box_iou_3d_aligned", "polygon_clip_area"]
+           "box_iou_3d_aligned", "polygon_clip_area", "candidate_pairs", "pairwise_iou_sparse"]
 
 _MAX_V = 8  # a quad clipped by 4 half-planes has at most 8 vertices
 _CHUNK = 1 << 17  # pairs clipped at once
