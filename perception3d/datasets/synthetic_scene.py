@@ -892,9 +892,12 @@ def sample_street_segment(rng: np.random.Generator, num_frames: int = 5, frame_d
             yv = side * (road_half + 1.0 + size[0] / 2 + u(0.0, 25.0))
             poses, vel = track(crossing_x + lane_off, yv, yaw + u(-0.05, 0.05), 0.0)   # waiting
             add("vehicle", st, size, 0.0, poses, vel, paint, refl, params)
+    # cyclists and pedestrians draw from their own streams: changing one group's sampling leaves the rest alone
+    rng_cyc, rng_ped, rng_end = rng.spawn(3)
+    rng, u = rng_cyc, rng_cyc.uniform
     # cyclists near the kerb
     for side in (-1, 1):
-        for _ in range(rng.integers(0, 4)):
+        for _ in range(rng.integers(1, 6)):
             yaw = (0.0 if side < 0 else np.pi) + u(-0.1, 0.1)
             y = side * (lanes * lane_w - 0.8 + u(-0.3, 0.2))
             poses, vel = track(u(ax_lo, ax_hi), y, yaw, u(2.5, 7.0))
@@ -914,8 +917,9 @@ def sample_street_segment(rng: np.random.Generator, num_frames: int = 5, frame_d
                  legs=np.clip(u(0.05, 0.5) * u(0.7, 1.3, 3), 0, 1)))
 
     # pedestrians on the sidewalks (some in pairs), a few on the zebra crossing
+    rng, u = rng_ped, rng_ped.uniform
     for side in (-1, 1):
-        n = int(rng.integers(3, 16))
+        n = int(rng.integers(5, 18))
         for _ in range(n):
             x = u(ax_lo, ax_hi)
             y = side * (road_half + u(0.5, sidewalk - 0.4))
@@ -947,6 +951,7 @@ def sample_street_segment(rng: np.random.Generator, num_frames: int = 5, frame_d
             kept.append(ag)
     for i, ag in enumerate(kept):                                       # stable, dense ids
         ag.name = f"{name_prefix}{ag.cls[:3]}_{i:03d}"
+    rng, u = rng_end, rng_end.uniform
     sun_az, sun_el = u(-np.pi, np.pi), u(0.5, 1.2)
     sun = np.array([np.cos(sun_az) * np.cos(sun_el), np.sin(sun_az) * np.cos(sun_el), np.sin(sun_el)])
     ego_velocity = np.array([ego_speed * np.cos(ego_yaw), ego_speed * np.sin(ego_yaw), 0.0])
