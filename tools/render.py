@@ -45,13 +45,17 @@ def write_video(frames: list, path: Path, fps: int = 15) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in (".mp4", ".mov", ".mkv", ".avi"):
-        try:
-            iio.imwrite(path, np.stack(frames), fps=fps, codec="libx264", macro_block_size=1)
+        import importlib.util
+
+        if importlib.util.find_spec("imageio_ffmpeg") is not None:
+            iio.imwrite(path, np.stack(frames), fps=fps, plugin="FFMPEG", macro_block_size=1)
             return path
-        except Exception as e:  # no ffmpeg backend here
-            gif = path.with_suffix(".gif")
-            print(f"[render] cannot write {path.suffix} ({type(e).__name__}: {e}); writing {gif} instead")
-            path = gif
+        if importlib.util.find_spec("av") is not None:
+            iio.imwrite(path, np.stack(frames), fps=fps, plugin="pyav", codec="libx264")
+            return path
+        gif = path.with_suffix(".gif")
+        print(f"[render] no ffmpeg backend for imageio (imageio-ffmpeg / av not installed); writing {gif} instead")
+        path = gif
     iio.imwrite(path, np.stack(frames), duration=1000 / fps, loop=0)
     return path
 
