@@ -14,19 +14,21 @@ prepare_data = dict(_delete_=True, type="prepare_waymo_mini", root="{{fileDirnam
 
 class_names = ["Car", "Pedestrian", "Cyclist"]
 point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]
-voxel_size = [0.32, 0.32, 6.0]
-d_model = 64
-max_epochs = 30
+voxel_size = [0.4, 0.4, 6.0]
+d_model = 32
+out_size_factor = 2
+max_epochs = 10
 lr = 0.003
 
 model = dict(
-    voxel_encoder=dict(voxel_size=voxel_size, point_cloud_range=point_cloud_range, num_filters=[64, 64]),
-    backbone_3d=dict(grid_size=[200, 200, 1], set_info=[[36, 2]], d_model=[d_model], nhead=[4],
-                     dim_feedforward=[128]),
+    voxel_encoder=dict(voxel_size=voxel_size, point_cloud_range=point_cloud_range, num_filters=[32, 32]),
+    backbone_3d=dict(grid_size=[160, 160, 1], set_info=[[36, 2]], d_model=[d_model], nhead=[4],
+                     dim_feedforward=[64]),
     map_to_bev=dict(num_bev_features=d_model),
-    backbone_2d=dict(in_channels=d_model, layer_nums=[1, 1, 1], layer_strides=[1, 2, 2], num_filters=[64, 64, 128],
-                     upsample_strides=[1, 2, 4], num_upsample_filters=[64, 64, 64]),
-    bbox_head=dict(in_channels=192, point_cloud_range=point_cloud_range, voxel_size=voxel_size[:2],
+    backbone_2d=dict(in_channels=d_model, layer_nums=[1, 1], layer_strides=[2, 2], num_filters=[64, 128],
+                     upsample_strides=[1, 2], num_upsample_filters=[64, 64]),
+    bbox_head=dict(in_channels=128, point_cloud_range=point_cloud_range, voxel_size=voxel_size[:2],
+                   out_size_factor=out_size_factor, shared_conv_channels=32, head_conv_channels=32,
                    test_cfg=dict(post_center_limit_range=point_cloud_range)))
 
 db_sampler = dict(info_path=data_root + "waymo_dbinfos_train.pkl", data_root=data_root, classes=class_names,
