@@ -10,7 +10,12 @@ Readers (each converts its format's camera convention at the reader, DESIGN.md �
   "intrinsic" at 512 × 288, rescaled to the real image size).
 * :func:`read_scene` — picks one of the above from what is in the folder.
 
-Images are loaded lazily (``scene.image(i)``) and cached; ``scene.images`` loads all of them.
+Images are loaded lazily (``scene.image(i)``) and cached; ``scene.images`` loads all of them. Typical use::
+
+    scene = read_blender("data/nerf_synthetic/lego", downscale=2)
+    cams = scene.train_cameras                      # viewmats [N, 4, 4] w2c OpenCV, Ks [N, 3, 3], as gsplat
+    gt = scene.stack_images(scene.train_ids)        # [N, H, W, 3] float32 in [0, 1]
+    masks = [scene.mask(i) for i in scene.train_ids]  # alpha > 0.5 (RGBA) or mask files, else None
 """
 
 
