@@ -4,3 +4,4 @@ from .cameras import (Cameras, decompose_projection, interpolate_path, load_came
 from .scenes import (Scene, load_image, read_blender, read_colmap, read_dtu, read_lmgaussian,  # noqa: F401
                      read_scene)
 from .rasterize import rasterize  # noqa: F401,E402
+from .gaussians import GaussianModel, load_ply, save_ply  # noqa: F401,E402

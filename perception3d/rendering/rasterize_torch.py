@@ -2,6 +2,9 @@
 
 Follows 3DGS (Kerbl et al., SIGGRAPH 2023) and gsplat's conventions:
 
+Differentiable w.r.t. means, quats, scales, opacities and colours (autograd through the projection; a
+hand-written backward pass for the blending).
+
 1. :func:`project_gaussians` — EWA splatting (Zwicker et al. 2001): ``Σ = R S Sᵀ Rᵀ`` (3DGS Eq. 6), camera-space
    ``Σ' = J W Σ Wᵀ Jᵀ`` (3DGS Eq. 5) with J the Jacobian of the pinhole projection at the (x/z, y/z-clipped)
    mean, ``+ eps2d · I`` low-pass filter, conic = ``Σ'⁻¹``, radius = ``ceil(3.33 √Σ'_ii)`` per axis.
@@ -9,23 +12,24 @@ Follows 3DGS (Kerbl et al., SIGGRAPH 2023) and gsplat's conventions:
    (tile, Gaussian) pairs are sorted by tile, then by depth (3DGS §6, the radix-sort key "tile | depth").
 3. :func:`composite_tiles` — front-to-back alpha blending (3DGS Eq. 3): ``C = Σ_i c_i α_i T_i``,
    ``T_i = Π_{j<i}(1 − α_j)``, ``α_i = min(0.999, o_i exp(−σ_i))``, ``σ = ½ dᵀ Σ'⁻¹ d``; Gaussians with
-   α < 1/255 (or σ < 0) are skipped; a pixel stops before the Gaussian that would take T to ≤ 1e-4.
+   α < 1/255 are skipped; a pixel stops before the Gaussian that would take T to ≤ 1e-4.
    Tiles are processed in chunks, each tile's sorted list padded to the chunk's length and cut into depth
    segments; transmittance within a segment is a cumprod of (1 − α); tiles whose pixels have all terminated
    drop out of later segments (early termination). Peak memory is bounded by ``max_pairs_per_chunk``
    pixel–Gaussian evaluations at a time; under autograd a hand-written backward pass (below) either reuses the
    forward pass's alpha/transmittance (up to ``keep_budget`` evaluations) or recomputes them per chunk.
 
-One deliberate difference from gsplat's CUDA kernel: a Gaussian contributes only to pixels whose centre lies
-inside its radius box (|dx| < r_x, |dy| < r_y). The tile binning covers that box exactly, so the image does not
-depend on the tile size; gsplat instead evaluates a Gaussian on every pixel of every touched tile (the extra
-contributions are ≲ 1/255 · opacity and mostly fall under the 1/255 cut).
+σ is evaluated as one batched matmul of per-pixel features (u², uv, v², u, v, 1) with per-(tile, Gaussian)
+coefficients that also fold in −log(o) (:func:`_quad_coeffs`), so ``α = exp(−F·H)``.
+
+Tile-size independence: with o ≤ 1, α ≥ 1/255 implies σ ≤ ln 255, i.e. |dx| ≤ √(2 ln 255 · Σ'_xx) =
+3.329 √Σ'_xx < r_x (and likewise in y), so every pixel a Gaussian can reach lies inside its radius box, which
+the tile binning covers exactly. The image therefore does not depend on the tile size, and binning may use the
+tighter opacity-aware box √(2 ln(255·o) Σ'_ii) (as gsplat's CUDA projection does) without changing a pixel.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
