@@ -280,3 +280,16 @@ def test_colmap_text_as_colmap_writes_it(tmp_path):
     assert scene.names == ["frame 0", "frame 1", "frame 2"]
     _check(scene, truth)
     assert scene.points3d.shape == (2, 3) and torch.allclose(scene.points3d[1], torch.tensor([-1.0, -2.0, -3.0]))
+
+
+def test_decode_jet_depth_inverts_opencv_colormap(tmp_path):
+    import cv2
+
+    # written the way LM-Gaussian writes dust3r_depth: normalise, ×255, GRAY2BGR, applyColorMap(JET), imwrite
+    depth = np.linspace(0.3, 7.0, 40 * 30).reshape(30, 40)
+    norm = (depth - depth.min()) / (depth.max() - depth.min())
+    gray = cv2.cvtColor((norm * 255).astype(np.float32), cv2.COLOR_GRAY2BGR).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "depth_map_0.png"), cv2.applyColorMap(gray, cv2.COLORMAP_JET))
+    dec = decode_jet_depth(tmp_path / "depth_map_0.png").numpy()
+    assert np.array_equal(np.round(dec * 255).astype(np.uint8), gray[..., 0])
+    assert np.abs(dec - norm).max() < 1.01 / 255
