@@ -108,7 +108,7 @@ def test_event_driven_network_identical_and_firing_recorded():
     set_recording(m, True)
     with torch.no_grad():
         a = m(pts)
-        set_event_driven(m, True)
+        set_event_driven(m, True, max_active=1.0)       # always the event path (no plain fallback)
         b = m(pts)
     assert (a - b).abs().max() <= 1e-5
     st = conv_stats(m)

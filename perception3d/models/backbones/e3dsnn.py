@@ -80,16 +80,20 @@ def _pair_offsets(kmap) -> Tensor:
 
 
 @torch.no_grad()
-def event_driven_conv(conv: nn.Module, s: SparseTensor) -> SparseTensor:
+def event_driven_conv(conv: nn.Module, s: SparseTensor, max_active: float = 1.0) -> SparseTensor:
     """``conv(s)`` computed from the active (non-zero) input sites only — inference, no autograd.
 
     ``out[o] = Σ_k Σ_{(i→o) ∈ map_k, s_i ≠ 0} s_i W_k (+ bias)``: pairs whose input site is silent are dropped
     before the gather, so the gather/GEMM/scatter work is proportional to the number of active sites.
+    When more than ``max_active`` of the sites are active, filtering the pairs costs more than it saves, and
+    the plain path (same result) runs instead.
     """
-    kmap, wrap = conv_kmap(conv, s)
     feats = s.feats
     active = (feats != 0).any(dim=1)
     idx = active.nonzero().squeeze(1)
+    if idx.numel() > max_active * feats.shape[0]:
+        return conv(s)
+    kmap, wrap = conv_kmap(conv, s)
     c_out, c_in = conv.out_channels, conv.in_channels
     w = conv.weight.reshape(c_out, -1, c_in).permute(1, 2, 0).to(feats.dtype).contiguous()   # [K, C_in, C_out]
     out = feats.new_zeros(kmap.n_out, c_out)
@@ -117,7 +121,8 @@ class SpikeSparseConv(nn.Module):
         spike: put a spiking neuron before the conv (False: an encoding layer on real-valued input).
         norm: append BatchNorm1d(eps=1e-3, momentum=0.01).
         neuron: ``"multispike"`` (integer spikes 0…max_spike) or ``"lif"`` (T = max_spike steps).
-    Attribute ``event_driven`` (off by default): in eval mode run :func:`event_driven_conv`.
+    Attribute ``event_driven`` (off by default): in eval mode run :func:`event_driven_conv` (which falls back to
+    the plain path when more than ``event_max_active`` of the input sites fire).
     When ``record`` is on, ``stats`` sums ``sops`` (Σ_i s_i·fan-out_i·C_out), ``macs`` (pairs·C_in·C_out, the
     equivalent ANN), ``pairs``, ``sites_in``, ``active_sites_in``.
     """
@@ -141,6 +146,7 @@ class SpikeSparseConv(nn.Module):
             raise ValueError(f"SpikeSparseConv: conv_type must be 'subm', 'spconv' or 'inverse', got {conv_type!r}")
         self.bn = _bn(out_channels) if norm else None
         self.event_driven = False
+        self.event_max_active = 0.8       # above this active-site fraction the plain path is cheaper
         self.record = False
         self.reset_stats()
 
@@ -170,7 +176,7 @@ class SpikeSparseConv(nn.Module):
         if self.record:
             self._record(s)
         if self.event_driven and self.spike is not None and not self.training and not torch.is_grad_enabled():
-            y = event_driven_conv(self.conv, s)
+            y = event_driven_conv(self.conv, s, self.event_max_active)
         else:
             y = self.conv(s)
         return y.replace(feats=self.bn(y.feats)) if self.bn is not None else y
@@ -441,11 +447,14 @@ def _init_weights(m: nn.Module) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ switches
-def set_event_driven(model: nn.Module, on: bool = True) -> None:
-    """Turn the event-driven inference path of every SSC in ``model`` on or off."""
+def set_event_driven(model: nn.Module, on: bool = True, max_active: Optional[float] = None) -> None:
+    """Turn the event-driven inference path of every SSC in ``model`` on or off (optionally set the
+    active-site fraction above which an SSC uses the plain path)."""
     for m in model.modules():
         if isinstance(m, SpikeSparseConv):
             m.event_driven = on
+            if max_active is not None:
+                m.event_max_active = max_active
 
 
 def set_recording(model: nn.Module, on: bool = True) -> None:
