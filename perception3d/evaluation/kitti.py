@@ -24,8 +24,9 @@ Inputs are LiDAR boxes (``perception3d`` convention); BEV / 3D IoU are computed 
 which equals the devkit's camera-frame IoU for upright boxes. 2D boxes of predictions are taken from
 ``"bbox"`` when given, else projected from the 3D box with the frame's calibration (``"calib"`` with
 ``P2``, ``R0_rect``, ``Tr_velo_to_cam`` and optionally ``image_shape`` (H, W)) as mmdet3d's
-``bbox2result_kitti`` does (8 corners, min/max, clipped to the image; predictions whose box lies behind
-the camera or wholly outside the image are dropped, as mmdet3d does). Without either, the detection
+``bbox2result_kitti`` does (8 corners, min/max, clipped to the image; predictions whose 2D box misses the
+image are dropped as there; where mmdet3d also drops boxes whose centre is outside its range
+[0, -40, -3, 70.4, 40, 0], we drop those whose centre is behind the camera). Without either, the detection
 height filter is skipped and the 2D-box / AOS metrics are not reported (their keys are absent).
 Prediction ``alpha`` defaults to mmdet3d's ``-arctan2(-y, x) + rotation_y``.
 """
