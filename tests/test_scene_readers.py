@@ -293,3 +293,24 @@ def test_decode_jet_depth_inverts_opencv_colormap(tmp_path):
     dec = decode_jet_depth(tmp_path / "depth_map_0.png").numpy()
     assert np.array_equal(np.round(dec * 255).astype(np.uint8), gray[..., 0])
     assert np.abs(dec - norm).max() < 1.01 / 255
+
+
+def test_dtu_idr_npz_layout(tmp_path):
+    """IDR / NeuS / pixelNeRF DTU: cameras.npz world_mat_i (+ scale_mat_i), image/{i:06d}.png, mask/{i:03d}.png."""
+    truth = _truth()
+    S = np.diag([2.0, 2.0, 2.0, 1.0])
+    S[:3, 3] = [0.1, -0.2, 0.3]  # unit-sphere coordinates -> world
+    npz = {}
+    for i in range(3):
+        P = np.eye(4)
+        P[:3] = 3.0 * truth.Ks[i].double().numpy() @ truth.viewmats[i].double().numpy()[:3]
+        npz[f"world_mat_{i}"], npz[f"scale_mat_{i}"] = P, S
+        _png(tmp_path / "image" / f"{i:06d}.png")
+        _png(tmp_path / "mask" / f"{i:03d}.png")
+    np.savez(tmp_path / "cameras.npz", **npz)
+    scene = read_scene(tmp_path)
+    assert scene.names == ["000000", "000001", "000002"] and scene.mask(1).shape == (H, W)
+    _check(scene, truth)
+    norm = read_dtu(tmp_path, normalize=True)
+    Xn = (torch.cat([X, torch.ones(2, 1)], 1).double() @ torch.linalg.inv(torch.from_numpy(S)).T)[:, :3].float()
+    assert torch.allclose(norm.cameras.project(Xn)[0], truth.project(X)[0], atol=1e-3)

@@ -4,8 +4,8 @@ Readers (each converts its format's camera convention at the reader, DESIGN.md �
 
 * :func:`read_blender` — NeRF-synthetic / Blender ``transforms_{split}.json`` (OpenGL c2w → OpenCV).
 * :func:`read_colmap` — COLMAP sparse model, text or binary (``cameras``, ``images``, ``points3D``).
-* :func:`read_dtu` — DTU / SpaRe: per-view 3 × 4 projection matrices (``pos_XXX.txt`` or ``*_cam.txt``)
-  decomposed into K, R, t.
+* :func:`read_dtu` — DTU / SpaRe: per-view 3 × 4 projection matrices (``pos_XXX.txt``, or IDR's
+  ``cameras.npz``) decomposed into K, R, t.
 * :func:`read_lmgaussian` — LM-Gaussian's ``cams/<name>_cam.txt`` ("extrinsic" is camera → world,
   "intrinsic" at 512 × 288, rescaled to the real image size).
 * :func:`read_scene` — picks one of the above from what is in the folder.
@@ -50,7 +50,8 @@ def read_scene(root: PathLike, **kwargs) -> Scene:
         return read_colmap(root, **kwargs)
     if (root / "cams").is_dir() and (root / "images").is_dir():
         return read_lmgaussian(root, **kwargs)
-    if any(root.glob("pos_*.txt")) or any(root.glob("rect_*_r5000.png")) or any(root.glob("cam_*_0000.png")):
+    if any(root.glob("pos_*.txt")) or any(root.glob("rect_*_r5000.png")) or any(root.glob("cam_*_0000.png")) \
+            or (root / "cameras.npz").is_file() or (root / "cameras_sphere.npz").is_file():
         if "dataset" not in kwargs and any(root.glob("cam_*_0000.png")):
             kwargs["dataset"] = "Synthetic"
         return read_dtu(root, **kwargs)

@@ -48,7 +48,7 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
              dataset: str = "DTU", lighting: int = 3, calib_dir: Optional[PathLike] = None,
              mask_dir: Optional[PathLike] = None, downscale: Optional[float] = None,
              size: Optional[tuple[int, int]] = None, image_size: Optional[tuple[int, int]] = None,
-             require_images: bool = True) -> Scene:
+             require_images: bool = True, normalize: bool = False) -> Scene:
     """Read a DTU / SpaRe scene folder with per-view 3 × 4 projection matrices.
 
     Layout (SpaRe's, which follows DTU / RegNeRF): view index ``i`` ↔ file number ``i + 1``;
@@ -58,9 +58,14 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
     ``root/Calibration/cal18/``, ``root/Calibration/``, ``root/Cameras/``, ``root/cams/`` with ``root`` the
     parent of ``scene_dir``. Each ``P = K [R | t]`` is decomposed (:func:`decompose_projection`).
 
-    DTU projection matrices come from a calibration with the pixel-centre-at-integer convention (OpenCV /
-    Matlab); here ``cx, cy`` are used as they are (the ±0.5 px difference is within DTU's calibration error and
-    matches what RegNeRF / pixelNeRF / the SpaRe baselines do).
+    The IDR / NeuS / pixelNeRF DTU layout is read too: ``scene_dir/cameras.npz`` (or ``cameras_sphere.npz``)
+    with ``world_mat_{i}`` (P in its top 3 rows) and ``scale_mat_{i}``, images ``scene_dir/image/{i:06d}.png``
+    and masks ``scene_dir/mask/{i:03d}.png``; with ``normalize`` the cameras use ``P · scale_mat`` (the
+    object's bounding sphere becomes the unit sphere, as IDR / NeuS train).
+
+    DTU's calibration does not state its pixel-centre convention; ``cx, cy`` are used as they are (as RegNeRF,
+    pixelNeRF and the SpaRe baselines do; :func:`~perception3d.rendering.cameras.shift_principal_point` moves
+    them by half a pixel if needed).
 
     Args:
         view_ids: views to read (default: all ``pos_XXX.txt`` found next to the images, or train ∪ test).
@@ -70,17 +75,21 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
         require_images: raise if the image of a view that is not a test view is missing (test views may lack
             images: SpaRe gives only the input views); False: allow any view without an image.
     """
+    import re
+
     scene_dir = Path(scene_dir)
     root = scene_dir.parent
     is_dtu = "dtu" in dataset.lower()
     pattern = DTU_IMAGE if is_dtu else SPARE_IMAGE
+    npz_path = next((p for p in (scene_dir / "cameras.npz", scene_dir / "cameras_sphere.npz") if p.is_file()), None)
+    npz = dict(np.load(npz_path)) if npz_path is not None else {}
+    if mask_dir is None and (scene_dir / "mask").is_dir():
+        mask_dir = scene_dir / "mask"
     if view_ids is None:
         if train_ids is not None or test_ids is not None:
             view_ids = sorted(set(train_ids or []) | set(test_ids or []))
         else:
-            import re
-
-            found = set()
+            found = {int(m.group(1)) for k in npz if (m := re.fullmatch(r"world_mat_(\d+)", k))}
             for d in [scene_dir, scene_dir / "cams"] + ([Path(calib_dir)] if calib_dir else []):
                 if d.is_dir():
                     found |= {int(m.group(1)) - 1 for f in d.iterdir()
@@ -96,10 +105,22 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
     wh = None
     for i in view_ids:
         cf = _dtu_calib_file(root, scene_dir, i, calib_dir)
-        if cf is None:
-            raise FileNotFoundError(f"{scene_dir}: no projection matrix pos_{i + 1:03d}.txt for view {i}")
-        K, R, t = decompose_projection(read_projection_matrix(cf))
+        if cf is not None:
+            P = read_projection_matrix(cf)
+        elif f"world_mat_{i}" in npz:
+            P = np.asarray(npz[f"world_mat_{i}"], dtype=np.float64)
+            if normalize:
+                if f"scale_mat_{i}" not in npz:
+                    raise ValueError(f"{npz_path}: normalize=True but no scale_mat_{i}")
+                P = P @ np.asarray(npz[f"scale_mat_{i}"], dtype=np.float64)
+            P = P[:3, :4]
+        else:
+            raise FileNotFoundError(f"{scene_dir}: no projection matrix pos_{i + 1:03d}.txt "
+                                    f"(nor world_mat_{i} in a cameras.npz) for view {i}")
+        K, R, t = decompose_projection(P)
         p = scene_dir / pattern.format(i + 1, lighting)
+        if not p.is_file() and (scene_dir / "image" / f"{i:06d}.png").is_file():
+            p = scene_dir / "image" / f"{i:06d}.png"
         if not p.is_file():
             if require_images and not (test_ids is not None and i in set(test_ids)):
                 raise FileNotFoundError(f"{scene_dir}: image for view {i} not found: {p}")
@@ -111,7 +132,7 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
         viewmats.append(vm)
         Ks.append(K)
         paths.append(p)
-        names.append(pattern.format(i + 1, lighting)[:-4])
+        names.append(p.stem if p is not None and p.parent.name == "image" else pattern.format(i + 1, lighting)[:-4])
         if mask_dir is not None:
             cands = [Path(mask_dir) / pattern.format(i + 1, lighting), Path(mask_dir) / f"{i:03d}.png"]
             mpaths.append(next((c for c in cands if c.is_file()), None))
