@@ -327,3 +327,11 @@ def test_matches_naive_per_cutoff_loop_on_random_scenes():
     for key, v in ref.items():
         assert ours[key] == pytest.approx(v, abs=1e-9), key
     assert max(ref.values()) > 0.2  # a non-trivial case
+
+
+def test_unknown_point_count_is_kept():
+    # num_points = -1 (the dataset reader's "not in the file"): neither ignored nor forced to LEVEL_2
+    gts = [_gt([CAR, _shift(CAR, 10)], [0, 0], points=[-1, -1], difficulty=[0, 2])]
+    res = waymo_evaluate([_pred([CAR], [0], [0.9])], gts)
+    assert res["Vehicle/L1 mAP"] == pytest.approx(1.0, abs=1e-6)   # the detected box is L1, the other L2
+    assert res["Vehicle/L2 mAP"] == pytest.approx(0.5, abs=1e-6)   # the L2 box counts as a miss at L2

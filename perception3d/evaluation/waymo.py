@@ -165,7 +165,8 @@ def waymo_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mappi
         predictions: one dict per frame: ``boxes_3d`` [N, 7] LiDAR boxes, ``scores_3d`` [N],
             ``labels_3d`` [N] (0 vehicle, 1 pedestrian, 2 cyclist; other labels are skipped).
         ground_truths: one dict per frame (same order): ``boxes_3d`` [M, 7], ``labels_3d`` [M],
-            ``num_points`` [M] (LiDAR points in the box), ``difficulty`` [M] (labelled detection
+            ``num_points`` [M] (LiDAR points in the box; a negative value means "unknown": the box is kept
+            and its level comes from ``difficulty`` alone), ``difficulty`` [M] (labelled detection
             difficulty, 2 = LEVEL_2; optional, default 0).
         classes / iou_thresholds: class names (index = label id) and their 3D IoU thresholds.
         score_cutoffs: default ``[0.00, 0.01, ..., 0.99, 1.0]``.
@@ -204,11 +205,11 @@ def waymo_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mappi
         for c in range(C):
             gmask = gl == c
             if zero_point_gt == "drop":
-                gmask &= gn > 0
+                gmask &= gn != 0
             g_idx = np.nonzero(gmask)[0]
             p_idx = np.nonzero(pl == c)[0]
-            g_ignored = gn[g_idx] <= 0
-            g_level = np.where((gd[g_idx] == 2) | (gn[g_idx] <= level2_max_points), 2, 1)
+            g_ignored = gn[g_idx] == 0  # negative = count unknown: kept, level from the label only
+            g_level = np.where((gd[g_idx] == 2) | ((gn[g_idx] >= 0) & (gn[g_idx] <= level2_max_points)), 2, 1)
             n_gt[c, 0] += int(((g_level == 1) & ~g_ignored).sum())
             n_gt[c, 1] += int((~g_ignored).sum())
             if len(p_idx) == 0 and len(g_idx) == 0:
