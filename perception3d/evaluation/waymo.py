@@ -3,7 +3,8 @@
 A re-implementation of the official C++ metric (``waymo_open_dataset/metrics``: ``detection_metrics.cc``,
 ``matcher.cc``, ``metrics_utils.cc`` and the config of ``tools/compute_detection_metrics_main.cc``):
 
-1. **Ground truth levels.** A box with 0 LiDAR points is left out (see ``zero_point_gt``). A box is
+1. **Ground truth levels.** A box with 0 LiDAR points is left out (see ``zero_point_gt``; a negative count
+   means "unknown" and keeps the box, its level then coming from the label alone). A box is
    LEVEL_2 when it is labelled difficulty 2 or has ``<= 5`` points, else LEVEL_1 (the official tool applies
    the point rule only to boxes whose label difficulty is unset; Waymo labels carry 0 = unset or 2, so the
    two agree on real data).
