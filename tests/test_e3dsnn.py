@@ -260,3 +260,42 @@ def test_shapes_demo_reaches_90_percent_within_10_cpu_minutes(tmp_path):
           f"wall {wall:.0f} s, CPU {cpu:.0f} s, load {os.getloadavg()}")
     assert metrics["cls/top1"] >= 90.0
     assert cpu <= 600
+
+
+def test_sops_and_macs_counted_by_hand():
+    # two neighbouring sites: with a 3x3x3 SubM each site feeds itself and its neighbour (fan-out 2)
+    coords = torch.tensor([[0, 1, 1, 1], [0, 1, 1, 2]], dtype=torch.int32)
+    x = SparseTensor(torch.tensor([[1.2, 2.0], [-1.0, 3.1]]), coords, (4, 4, 4), 1)   # spikes [[1, 2], [0, 3]]
+    ssc = SpikeSparseConv(2, 4, 3, padding=1).eval()
+    set_recording(ssc, True)
+    with torch.no_grad():
+        ssc(x)
+    st = ssc.stats
+    assert st["pairs"] == 4 and st["macs"] == 4 * 2 * 4                   # ANN: pairs x C_in x C_out
+    assert st["sops"] == (1 + 2) * 2 * 4 + (0 + 3) * 2 * 4                # Σ_i spikes_i x fan-out_i x C_out
+
+
+def test_energy_tool_measure_on_a_small_model(tmp_path):
+    import importlib.util
+    from mmengine.dataset import pseudo_collate
+    from perception3d.datasets.synthetic_shapes import SyntheticShapesDataset
+    from perception3d.models.classifiers import PointClassifier
+    spec = importlib.util.spec_from_file_location("snn_energy", Path(__file__).resolve().parents[1] / "tools" / "snn_energy.py")
+    se = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(se)
+    ds = SyntheticShapesDataset(str(tmp_path / "s"), "test", num_train=1, num_test=1, gen_points=200)
+    torch.manual_seed(0)
+    model = PointClassifier(dict(type="E3DSNN", num_classes=12, voxel_size=(0.15,) * 3, embed_channels=8,
+                                 enc_channels=(8, 8, 16, 16)))
+    _excite(model)
+    res = se.measure(model.eval(), ds, pseudo_collate, batch_size=4, max_samples=8)
+    assert res["samples"] == 8
+    spk = [l for l in res["layers"] if l["spiking"]]
+    ann = [l for l in res["layers"] if not l["spiking"]]
+    assert {l["layer"] for l in ann} == {"backbone.svc.encode", "backbone.final"}
+    for l in spk:
+        assert abs(l["e_snn_uj"] - 0.9e-6 * l["sops"]) < 1e-9 and abs(l["e_ann_uj"] - 4.6e-6 * l["macs"]) < 1e-9
+    assert abs(res["total"]["e_snn_uj"] - sum(l["e_snn_uj"] for l in res["layers"])) < 1e-9
+    assert "TOTAL per sample" in se.format_table(res)
+    se.plot(res, str(tmp_path / "e.png"))
+    assert (tmp_path / "e.png").stat().st_size > 1000
