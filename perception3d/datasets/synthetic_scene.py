@@ -124,8 +124,12 @@ class SceneBuilder:
         self._p["sph"].append((cx, cy, cz, r))
         self._attrs("sph", refl, rgb, obj, drop)
 
-    def material(self, name: str) -> Tuple[float, Tuple[float, float, float]]:
-        return _MAT[name]
+    def copy(self) -> "SceneBuilder":
+        """A builder holding the same primitives (new lists: adding to the copy leaves this one alone)."""
+        out = SceneBuilder(self.ground)
+        out._p = {k: list(v) for k, v in self._p.items()}
+        out._a = {k: {n: list(v) for n, v in a.items()} for k, a in self._a.items()}
+        return out
 
     def finish(self) -> Primitives:
         box = np.asarray(self._p["box"], np.float64).reshape(-1, 7)
@@ -688,11 +692,7 @@ def _add_agent_shape(sb: SceneBuilder, ag: Agent, f: int, idx: int) -> None:
 
 def frame_scene(seg: StreetSegment, f: int) -> Tuple[Primitives, np.ndarray, List[int]]:
     """Primitives of frame f, the agents' label boxes (world, centre) [A, 7] and their indices."""
-    sb = SceneBuilder()
-    for kind in ("box", "cyl", "sph"):
-        sb._p[kind] = list(seg.static._p[kind])
-        for key in sb._a[kind]:
-            sb._a[kind][key] = list(seg.static._a[kind][key])
+    sb = seg.static.copy()
     boxes = []
     for i, ag in enumerate(seg.agents):
         _add_agent_shape(sb, ag, f, i)
