@@ -15,16 +15,17 @@ sidewalks are 0.15 m slabs.  Scene content is made of three primitive kinds:
 
 :func:`ray_cast` returns the first hit along each ray (occlusion), using the fact that every ray of one sensor
 shares one origin: the primitives are culled per 5° azimuth bin by their bounding circle in the xy plane, so
-that each ray is only tested against the few primitives in its direction.  The slope the brief asks for comes
-from the ego vehicle: its pose carries a small roll/pitch, so in the vehicle frame the ground is a slightly
+that each ray is only tested against the few primitives in its direction.  The ground's slope comes from the
+ego vehicle: its pose carries a small roll/pitch (≤ 0.7° / 1°), so in the vehicle frame the ground is a slightly
 tilted plane, as on a real cambered road.
 
 Sensors
 -------
-* :class:`LidarSpec`: the TOP lidar in Waymo's range-image convention (row 0 = highest beam; column j looks
-  at vehicle-frame azimuth ``(1 - (2 j + 1) / W) * pi``, i.e. the official
-  ``((W - j - 0.5) / W * 2 - 1) * pi - yaw_correction`` in the sensor frame).  Range noise, dropouts,
-  max range, per-material intensity with an incidence fall-off, elongation growing at grazing incidence.
+* :class:`LidarSpec`: the TOP lidar in Waymo's range-image convention (row 0 = highest beam; column j looks at
+  sensor-frame azimuth ``((W - j - 0.5) / W * 2 - 1) * pi - atan2(E[1, 0], E[0, 0])``, i.e. vehicle-frame
+  azimuth ``(1 - (2 j + 1) / W) * pi`` for a sensor that is only yawed).  Range noise, dropouts, max range,
+  per-material intensity with an incidence fall-off, elongation growing at grazing incidence; optionally the
+  vehicle moves during the sweep (per column-group poses, the ``lidar_pose`` range image).
 * :class:`CameraSpec`: Waymo camera frame (x forward, y left, z up); pixel (i, j) is the ray through
   ``u = i, v = j`` with ``u = c_u - f_u * y / x``, ``v = c_v - f_v * z / x`` (pixel centres on integers, the
   OpenCV convention once axes are swapped).  Lambertian shading, sky gradient, light haze.

@@ -387,8 +387,11 @@ def ensure_waymo_mini(root: PathLike = "data/waymo_mini", **kwargs) -> Path:
     """Make sure the mini dataset exists at ``root`` (generate it when missing or incomplete); returns ``root``.
 
     Without ``kwargs`` any complete dataset of this generator version already at ``root`` is accepted (e.g. one
-    made with another ``--seed``); with ``kwargs`` (passed to :func:`generate_waymo_mini`) it must have been made with exactly
-    those parameters, else it is regenerated.
+    made with another ``--seed``); with ``kwargs`` (passed to :func:`generate_waymo_mini`) it must have been
+    made with exactly those parameters, else it is regenerated.
+
+    Data derived from the dataset elsewhere (e.g. converted points) are not tracked here: compare the manifest
+    (``waymo_mini_manifest.json``) to know when to convert again.
     """
     root = Path(root)
     if not kwargs:
