@@ -314,3 +314,13 @@ def test_dtu_idr_npz_layout(tmp_path):
     norm = read_dtu(tmp_path, normalize=True)
     Xn = (torch.cat([X, torch.ones(2, 1)], 1).double() @ torch.linalg.inv(torch.from_numpy(S)).T)[:, :3].float()
     assert torch.allclose(norm.cameras.project(Xn)[0], truth.project(X)[0], atol=1e-3)
+
+
+@pytest.mark.skipif(not BARN.is_dir(), reason="../shared/data/tnt_barn_3view absent")
+def test_scene_subset_keeps_per_view_extras():
+    scene = read_lmgaussian(BARN, downscale=7.5)
+    sub = scene.subset([2, 0])
+    assert sub.names == ["000061", "000057"] and sub.train_ids == [0, 1]
+    assert [p.name for p in sub.extras["dust3r_depth_paths"]] == ["depth_map_2.png", "depth_map_0.png"]
+    assert torch.equal(read_lmgaussian_depth(sub, 0), read_lmgaussian_depth(scene, 2))
+    assert torch.allclose(sub.cameras.viewmats, scene.cameras.viewmats[[2, 0]])

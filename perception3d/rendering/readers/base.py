@@ -192,7 +192,7 @@ class Scene:
         return [self.mask(i) for i in range(len(self))]
 
     def subset(self, ids: Sequence[int]) -> "Scene":
-        """A scene of the views ``ids`` only (train/test ids re-indexed)."""
+        """A scene of the views ``ids`` only (train/test ids re-indexed; cached images are not carried over)."""
         ids = list(ids)
         pos = {j: k for k, j in enumerate(ids)}
         return Scene(
@@ -202,7 +202,9 @@ class Scene:
             points_rgb=self.points_rgb, scene_center=self.scene_center, scene_scale=self.scene_scale,
             bounds=self.bounds, background=self.background,
             mask_paths=[self.mask_paths[i] for i in ids] if self.mask_paths is not None else None,
-            extras=dict(self.extras),
+            # per-view lists in extras (depth-map paths, split names …) follow the selection
+            extras={k: [v[i] for i in ids] if isinstance(v, list) and len(v) == len(self) else v
+                    for k, v in self.extras.items()},
         )
 
     def __repr__(self) -> str:
