@@ -128,6 +128,17 @@ def test_raw_kitti_reader_matches_mmdet3d(tmp_path):
     _, (e,) = load_mmdet3d_infos(tmp_path / "kitti_infos_train.pkl")
     assert e["lidar_path"] == tmp_path / "training" / "velodyne" / "000008.bin"
     np.testing.assert_allclose(e["gt_bboxes_3d"], ref["gt_bboxes_3d"], atol=1e-5)
+    # evaluation view (test mode): the same objects, names and 2D annotations as mmdet3d's infos give
+    from perception3d.datasets.det3d_dataset import Det3DDataset
+    ours = Det3DDataset(data_root=str(tmp_path), ann_file="kitti_infos_train.pkl", load_dim=4, use_dim=4,
+                        test_mode=True)[0]
+    theirs = Det3DDataset(data_root=str(DEMO), ann_file="000008.pkl", load_dim=4, use_dim=4, test_mode=True)[0]
+    assert ours["gt_names"] == theirs["gt_names"] and ours["gt_labels_3d"].tolist() == theirs["gt_labels_3d"].tolist()
+    for k in ("bbox", "truncated", "occluded", "alpha"):
+        np.testing.assert_allclose(ours[k], theirs[k], atol=1e-5, err_msg=k)
+    np.testing.assert_allclose(ours["gt_bboxes_3d"][:6], theirs["gt_bboxes_3d"][:6], atol=1e-5)
+    for k in ("P2", "R0_rect", "Tr_velo_to_cam"):
+        np.testing.assert_allclose(ours["calib"][k], theirs["calib"][k], atol=1e-6, err_msg=k)
 
 
 def test_difficulty_levels():

@@ -167,3 +167,42 @@ def test_mini_waymo_to_dataset(tmp_path):
     assert got == expected and res["num_skipped"] == 0
     e = max((e for v in res["dbinfos"].values() for e in v), key=lambda e: e["num_points_in_gt"])
     assert np.fromfile(tmp_path / "out" / e["path"], np.float32).size == 5 * e["num_points_in_gt"]
+
+
+@pytest.mark.skipif(not DEMO.is_dir(), reason="../shared/data/kitti_demo is absent")
+def test_kitti_eval_annotations_and_metric():
+    """Test mode on KITTI infos keeps DontCare with its 2D annotations and calib; KittiMetric then scores the
+    ground truth itself as a perfect detector.  (With one frame the devkit's R40 sampling has only as many
+    thresholds as true positives: 4 moderate cars → precision 1 at recall positions 0..3 → AP = 3/40 = 7.5.)"""
+    ds = Det3DDataset(data_root=str(DEMO), ann_file="000008.pkl", load_dim=4, use_dim=4, test_mode=True)
+    r = ds[0]
+    assert r["gt_labels_3d"].tolist() == [0] * 6 + [-1] * 4 and r["gt_names"] == ["Car"] * 6 + ["DontCare"] * 4
+    assert r["bbox"].shape == (10, 4) and r["occluded"].tolist()[:2] == [3, 1]
+    assert r["calib"]["image_shape"] == (375, 1242) and r["calib"]["P2"].shape == (4, 4)
+    train = Det3DDataset(data_root=str(DEMO), ann_file="000008.pkl", load_dim=4, use_dim=4)[0]
+    assert train["gt_labels_3d"].tolist() == [0] * 6 and "calib" in train
+    import torch
+    try:
+        from perception3d.evaluation.det_metrics import KittiMetric
+        from perception3d.registry import TRANSFORMS
+        import perception3d.datasets.transforms  # noqa: F401
+        pack = TRANSFORMS.build(dict(type="Pack3DDetInputs"))
+    except (ImportError, KeyError) as exc:
+        pytest.skip(f"metric or transforms not available: {exc}")
+    sample = pack(r)["data_samples"]
+    car = sample["gt_labels_3d"] == 0
+    sample["pred_instances_3d"] = dict(bboxes_3d=sample["gt_bboxes_3d"][car], labels_3d=sample["gt_labels_3d"][car],
+                                       scores_3d=np.linspace(0.9, 0.5, int(car.sum())).astype(np.float32))
+    metric = KittiMetric(classes=("Car", "Pedestrian", "Cyclist"))
+    metric.process(None, [sample])
+    res = metric.compute_metrics(metric.results)
+    for m in ("3D", "BEV", "2D", "AOS"):                   # projected 2D boxes and headings match too
+        assert res[f"Car/{m}_R40_moderate"] == pytest.approx(7.5, abs=1e-3), m
+    assert res["Car/3D_R40_easy"] == 0.0                   # one easy car: a single threshold, index 0 only
+    # a detector that misses a moderate car scores lower
+    metric2 = KittiMetric(classes=("Car", "Pedestrian", "Cyclist"))
+    keep = torch.arange(6) != 3
+    s2 = dict(sample, pred_instances_3d={k: v[keep.numpy()] if isinstance(v, np.ndarray) else v[keep]
+                                         for k, v in sample["pred_instances_3d"].items()})
+    metric2.process(None, [s2])
+    assert metric2.compute_metrics(metric2.results)["Car/3D_R40_moderate"] == pytest.approx(5.0)

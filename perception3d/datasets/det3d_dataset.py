@@ -18,7 +18,9 @@ gt_bboxes_3d   float32 [M, 7]
 gt_labels_3d   int64 [M]
 num_lidar_pts  int64 [M] (-1 where the file does not say)
 difficulty     int64 [M]
-gt_names       list[str] [M] (``classes[label]``)
+gt_names       list[str] [M] (the class names; other classes' names for label -1 in evaluation, see below)
+bbox, truncated, occluded, alpha   [M] KITTI 2D annotations, when the info has them;  calib: dict(P2, R0_rect,
+               Tr_velo_to_cam, image_shape) when the info has them (what KittiMetric needs)
 sample_idx     the index in this dataset (mmengine sets it);  sample_id: the entry's own ``sample_idx``;
                lidar_path: str;  box_mode_3d: "lidar";  classes; plus ``timestamp`` / ``ego2global`` /
                ``context_name`` when the entry has them
@@ -42,8 +44,8 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from perception3d.datasets.mmdet3d_info import (info_box_mode, info_classes, load_info_file, parse_instances,
-                                                resolve_lidar_path)
+from perception3d.datasets.mmdet3d_info import (KITTI_2D_KEYS, info_box_mode, info_classes, kitti_calib,
+                                                load_info_file, parse_instances, resolve_lidar_path)
 from perception3d.registry import DATASETS
 
 __all__ = ["Det3DDataset", "BadFrameError", "create_gt_database_from_infos"]
@@ -71,6 +73,9 @@ class Det3DDataset(BaseDataset):
         box_mode: 'lidar' | 'camera' to override the frame of ``bbox_3d`` named by the file's metainfo.
         max_refetch: how many other indices to try after bad frames before giving up.
         load_interval: use every n-th frame of the info file (mmdet3d's Waymo configs use 5).
+        eval_all_instances: in test mode, keep the instances of other classes too (label -1, named in
+            ``gt_names``: KITTI's DontCare / Van / … that its evaluation needs).  Default: when every instance
+            carries KITTI's 2D annotations (``bbox``, ``truncated``, ``occluded``, ``alpha``).
         box_type_3d, modality, backend_args: accepted for mmdet3d config compatibility; ``box_type_3d`` must be
             'LiDAR', the others are not used (local files, LiDAR only).
     """
@@ -82,7 +87,8 @@ class Det3DDataset(BaseDataset):
                  test_mode: bool = False, filter_empty_gt: bool = True, data_prefix: Optional[dict] = None,
                  box_mode: Optional[str] = None, max_refetch: int = 20, load_interval: int = 1,
                  box_type_3d: str = "LiDAR", modality: Optional[dict] = None, backend_args: Optional[dict] = None,
-                 **kwargs: Any):
+                 eval_all_instances: Optional[bool] = None, **kwargs: Any):
+        self.eval_all_instances = eval_all_instances
         if str(box_type_3d).lower() != "lidar":
             raise ValueError(f"box_type_3d={box_type_3d!r}: Det3DDataset gives LiDAR boxes only (DESIGN §4)")
         if int(load_interval) < 1:
@@ -132,14 +138,19 @@ class Det3DDataset(BaseDataset):
                              f"the files' point width")
         prefix = None if self._search_pts else self.data_prefix["pts"]
         root = self.data_root or str(Path(self.ann_file).parent)
-        ann = parse_instances(info, self._src_classes, tuple(self.metainfo["classes"]), self._file_box_mode)
+        insts = info.get("instances", []) or []
+        keep_all = self.test_mode and (self.eval_all_instances if self.eval_all_instances is not None else
+                                       bool(insts) and all(all(k in i for k in KITTI_2D_KEYS) for i in insts))
+        ann = parse_instances(info, self._src_classes, tuple(self.metainfo["classes"]), self._file_box_mode,
+                              keep_all=keep_all)
         data = dict(sample_id=info.get("sample_idx", info.get("sample_id")),
-                    lidar_path=str(resolve_lidar_path(lp["lidar_path"], root, prefix)), num_pts_feats=feats,
-                    gt_bboxes_3d=ann["gt_bboxes_3d"], gt_labels_3d=ann["gt_labels_3d"],
-                    num_lidar_pts=ann["num_lidar_pts"], difficulty=ann["difficulty"])
+                    lidar_path=str(resolve_lidar_path(lp["lidar_path"], root, prefix)), num_pts_feats=feats, **ann)
         for key in ("timestamp", "context_name", "ego2global"):
             if key in info:
                 data[key] = info[key]
+        calib = kitti_calib(info)
+        if calib is not None:
+            data["calib"] = calib
         return data
 
     def filter_data(self) -> List[dict]:
@@ -185,8 +196,8 @@ class Det3DDataset(BaseDataset):
                        sample_idx=info["sample_idx"], sample_id=info["sample_id"], lidar_path=info["lidar_path"],
                        box_mode_3d="lidar",
                        classes=tuple(self.metainfo["classes"]))
-        results["gt_names"] = [results["classes"][int(l)] for l in results["gt_labels_3d"]]
-        for key in ("timestamp", "context_name", "ego2global"):
+        results["gt_names"] = list(info["gt_names"])
+        for key in ("timestamp", "context_name", "ego2global", "calib", *KITTI_2D_KEYS):
             if key in info:
                 results[key] = copy.deepcopy(info[key])
         return results
@@ -248,7 +259,8 @@ def create_gt_database_from_infos(ann_file: Union[str, Path], data_root: Union[s
     """
     from perception3d.datasets.gt_database import create_gt_database
     ds = Det3DDataset(data_root=str(data_root), ann_file=str(ann_file), metainfo=dict(classes=tuple(classes)),
-                      load_dim=load_dim, use_dim=use_dim, test_mode=True, filter_empty_gt=False)
+                      load_dim=load_dim, use_dim=use_dim, test_mode=True, filter_empty_gt=False,
+                      eval_all_instances=False)
     dbinfos = create_gt_database(ds.iter_results(), out_dir, tuple(classes), info_prefix=info_prefix,
                                  min_points=min_points)
     return dict(dbinfos=dbinfos, num_skipped=ds.num_skipped)

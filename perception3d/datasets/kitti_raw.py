@@ -156,13 +156,29 @@ def points_in_boxes_count(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return points_in_boxes_mask(np.asarray(points)[:, :3], boxes).sum(0).numpy().astype(np.int64)
 
 
+def _png_size(path: Path) -> Optional[tuple]:
+    """(H, W) from a PNG header, or None when the file is absent or not a PNG."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
 def read_kitti_frame(root: PathLike, frame_id: str, split_dir: str = "training",
-                     classes: Sequence[str] = KITTI_CLASSES) -> dict:
+                     classes: Sequence[str] = KITTI_CLASSES, all_objects: bool = False) -> dict:
     """One KITTI frame: points [N, 4], calibration, and LiDAR boxes of ``classes``.
 
+    Args:
+        all_objects: also return the other objects of the label file (Van, DontCare, …) with label -1, as
+            KITTI's evaluation needs them; their ``num_lidar_pts`` is counted too (-1 for DontCare).
     Returns:
-        dict(points, calib, gt_bboxes_3d [M, 7] float32, gt_labels_3d [M] int64, gt_names, difficulty [M],
-        num_lidar_pts [M] (points inside each box), lidar_path).
+        dict(points, calib, lidar_path, image_shape (H, W) | None, gt_bboxes_3d [M, 7] float32,
+        gt_labels_3d [M] int64, gt_names [M], difficulty [M], num_lidar_pts [M] (points inside each box),
+        bbox [M, 4], truncated [M], occluded [M], alpha [M]).
     """
     base = Path(root) / split_dir
     lidar_path = base / "velodyne" / f"{frame_id}.bin"
@@ -170,21 +186,28 @@ def read_kitti_frame(root: PathLike, frame_id: str, split_dir: str = "training",
     calib = read_calib(base / "calib" / f"{frame_id}.txt")
     out = dict(points=points, calib=calib, lidar_path=lidar_path, gt_bboxes_3d=np.zeros((0, 7), np.float32),
                gt_labels_3d=np.zeros(0, np.int64), gt_names=[], difficulty=np.zeros(0, np.int64),
-               num_lidar_pts=np.zeros(0, np.int64))
+               num_lidar_pts=np.zeros(0, np.int64), bbox=np.zeros((0, 4), np.float32),
+               truncated=np.zeros(0, np.float32), occluded=np.zeros(0, np.int64), alpha=np.zeros(0, np.float32),
+               image_shape=_png_size(base / "image_2" / f"{frame_id}.png"))
     label_path = base / "label_2" / f"{frame_id}.txt"
     if not label_path.is_file():
         return out
     lab = read_label(label_path)
-    keep = np.array([n in classes for n in lab.names], dtype=bool)
+    keep = np.array([all_objects or n in classes for n in lab.names], dtype=bool)
     if not keep.any():
         return out
     boxes_cam = np.concatenate([lab.location, lab.dimensions_hwl[:, [2, 0, 1]], lab.rotation_y[:, None]], 1)[keep]
     boxes = camera_to_lidar_boxes(boxes_cam, calib["R0_rect"] @ calib["Tr_velo_to_cam"])
+    names = [n for n, k in zip(lab.names, keep) if k]
+    counted = (np.array(names) != "DontCare") & (boxes[:, 3:6] > 0).all(1)
+    counts = np.full(len(names), -1, np.int64)
+    counts[counted] = points_in_boxes_count(points, boxes[counted])
     out.update(gt_bboxes_3d=boxes.astype(np.float32),
-               gt_labels_3d=np.array([classes.index(n) for n, k in zip(lab.names, keep) if k], np.int64),
-               gt_names=[n for n, k in zip(lab.names, keep) if k],
-               difficulty=kitti_difficulty(lab.bbox, lab.occluded, lab.truncated)[keep],
-               num_lidar_pts=points_in_boxes_count(points, boxes))
+               gt_labels_3d=np.array([list(classes).index(n) if n in classes else -1 for n in names], np.int64),
+               gt_names=names, difficulty=kitti_difficulty(lab.bbox, lab.occluded, lab.truncated)[keep],
+               num_lidar_pts=counts,
+               bbox=lab.bbox[keep].astype(np.float32), truncated=lab.truncated[keep].astype(np.float32),
+               occluded=lab.occluded[keep], alpha=lab.alpha[keep].astype(np.float32))
     return out
 
 
@@ -217,7 +240,7 @@ def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: 
         infos, bad = [], []
         for fid in tqdm(ids, desc=f"kitti {split}", disable=not progress):
             try:
-                fr = read_kitti_frame(root, fid, split_dir, classes)
+                fr = read_kitti_frame(root, fid, split_dir, classes, all_objects=True)
             except (ValueError, FileNotFoundError) as exc:
                 bad.append((fid, str(exc)))
                 continue
@@ -225,9 +248,15 @@ def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: 
                 sample_idx=int(fid) if fid.isdigit() else fid,
                 lidar_points=dict(lidar_path=str(Path(split_dir) / "velodyne" / f"{fid}.bin"), num_pts_feats=4,
                                   Tr_velo_to_cam=fr["calib"]["Tr_velo_to_cam"].tolist()),
-                images=dict(R0_rect=fr["calib"]["R0_rect"].tolist(), CAM2=dict(cam2img=fr["calib"]["P2"].tolist())),
+                images=dict(R0_rect=fr["calib"]["R0_rect"].tolist(),
+                            CAM2=dict(cam2img=fr["calib"]["P2"].tolist(),
+                                      **(dict(height=fr["image_shape"][0], width=fr["image_shape"][1])
+                                         if fr["image_shape"] else {}))),
                 instances=[dict(bbox_3d=fr["gt_bboxes_3d"][i].tolist(), bbox_label_3d=int(fr["gt_labels_3d"][i]),
-                                num_lidar_pts=int(fr["num_lidar_pts"][i]), difficulty=int(fr["difficulty"][i]))
+                                name=fr["gt_names"][i], num_lidar_pts=int(fr["num_lidar_pts"][i]),
+                                difficulty=int(fr["difficulty"][i]), bbox=fr["bbox"][i].tolist(),
+                                truncated=float(fr["truncated"][i]), occluded=int(fr["occluded"][i]),
+                                alpha=float(fr["alpha"][i]))
                            for i in range(len(fr["gt_labels_3d"]))]))
         if bad:
             import warnings

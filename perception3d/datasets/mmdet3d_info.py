@@ -32,7 +32,8 @@ from perception3d.datasets.kitti_raw import camera_to_lidar_boxes
 
 __all__ = [
     "MMDET3D_KITTI_CLASSES", "MMDET3D_WAYMO_CLASSES", "atomic_write_bytes", "save_infos", "load_info_file",
-    "info_box_mode", "info_classes", "resolve_lidar_path", "parse_instances", "load_mmdet3d_infos",
+    "info_box_mode", "info_classes", "resolve_lidar_path", "parse_instances", "kitti_calib", "load_mmdet3d_infos",
+    "KITTI_2D_KEYS",
 ]
 
 PathLike = Union[str, Path]
@@ -174,33 +175,67 @@ def _lidar2cam(entry: dict) -> np.ndarray:
     return r04 @ tr4
 
 
-def parse_instances(entry: dict, src_classes: Sequence[str], dst_classes: Sequence[str], box_mode: str) -> dict:
+KITTI_2D_KEYS = ("bbox", "truncated", "occluded", "alpha")
+
+
+def parse_instances(entry: dict, src_classes: Sequence[str], dst_classes: Sequence[str], box_mode: str,
+                    keep_all: bool = False) -> dict:
     """The instances of one entry as arrays, LiDAR frame, labels mapped by name to ``dst_classes``.
 
+    Args:
+        keep_all: also keep the instances of other classes (label -1; KITTI's DontCare, Van, … which its
+            evaluation needs), named by the instance's ``name`` or the file's class (``DontCare`` for label -1).
     Returns:
         dict(gt_bboxes_3d [M, 7] float32, gt_labels_3d [M] int64, num_lidar_pts [M] int64, difficulty [M] int64,
-        gt_names list[str]).
+        gt_names list[str]); plus bbox [M, 4], truncated [M], occluded [M], alpha [M] when every instance has
+        them (KITTI's 2D annotations).
     """
-    boxes, labels, npts, diff, names = [], [], [], [], []
+    boxes, labels, npts, diff, names, kept = [], [], [], [], [], []
+    dst = list(dst_classes)
     for inst in entry.get("instances", []) or []:
         src = int(inst.get("bbox_label_3d", inst.get("bbox_label", -1)))
-        if src < 0 or src >= len(src_classes) or src_classes[src] not in dst_classes:
+        src_name = src_classes[src] if 0 <= src < len(src_classes) else "DontCare"
+        name = str(inst.get("name", src_name))
+        if name not in dst and not keep_all:
             continue
         box = np.asarray(inst["bbox_3d"], dtype=np.float64).reshape(-1)
         if box.shape[0] < 7:
             raise ValueError(f"sample {entry.get('sample_idx')}: bbox_3d has {box.shape[0]} values, expected 7")
         boxes.append(box[:7])
-        labels.append(list(dst_classes).index(src_classes[src]))
+        labels.append(dst.index(name) if name in dst else -1)
         npts.append(int(inst.get("num_lidar_pts", -1)))
         diff.append(int(inst.get("difficulty", 0)))
-        names.append(src_classes[src])
+        names.append(name)
+        kept.append(inst)
     arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
     if box_mode == "camera" and len(arr):
         arr = camera_to_lidar_boxes(arr, _lidar2cam(entry))
     elif box_mode not in ("camera", "lidar"):
         raise ValueError(f"unknown box_mode {box_mode!r} (expected 'lidar' or 'camera')")
-    return dict(gt_bboxes_3d=arr.astype(np.float32), gt_labels_3d=np.asarray(labels, np.int64),
-                num_lidar_pts=np.asarray(npts, np.int64), difficulty=np.asarray(diff, np.int64), gt_names=names)
+    out = dict(gt_bboxes_3d=arr.astype(np.float32), gt_labels_3d=np.asarray(labels, np.int64),
+               num_lidar_pts=np.asarray(npts, np.int64), difficulty=np.asarray(diff, np.int64), gt_names=names)
+    if kept and all(all(k in inst for k in KITTI_2D_KEYS) for inst in kept):
+        out["bbox"] = np.asarray([inst["bbox"] for inst in kept], np.float32).reshape(-1, 4)
+        for k in ("truncated", "occluded", "alpha"):
+            out[k] = np.asarray([inst[k] for inst in kept], np.float32 if k != "occluded" else np.int64)
+    return out
+
+
+def kitti_calib(entry: dict) -> Optional[dict]:
+    """``dict(P2, R0_rect, Tr_velo_to_cam [4, 4], image_shape (H, W) | None)`` of an mmdet3d KITTI entry, or
+    None when the entry lacks them (what KITTI evaluation needs to project boxes into the image)."""
+    images = entry.get("images", {}) or {}
+    cam2 = images.get("CAM2", {}) or {}
+    tr = (entry.get("lidar_points", {}) or {}).get("Tr_velo_to_cam")
+    if "cam2img" not in cam2 or "R0_rect" not in images or tr is None:
+        return None
+
+    def m4(m):
+        a, out = np.asarray(m, np.float64), np.eye(4)
+        out[: a.shape[0], : a.shape[1]] = a
+        return out
+    shape = (int(cam2["height"]), int(cam2["width"])) if "height" in cam2 and "width" in cam2 else None
+    return dict(P2=m4(cam2["cam2img"]), R0_rect=m4(images["R0_rect"]), Tr_velo_to_cam=m4(tr), image_shape=shape)
 
 
 def load_mmdet3d_infos(path: PathLike, data_root: Optional[PathLike] = None,
