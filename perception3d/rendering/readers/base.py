@@ -197,8 +197,8 @@ class Scene:
         pos = {j: k for k, j in enumerate(ids)}
         return Scene(
             cameras=self.cameras[ids], image_paths=[self.image_paths[i] for i in ids],
-            names=[self.names[i] for i in ids], train_ids=[pos[i] for i in self.train_ids if i in pos],
-            test_ids=[pos[i] for i in self.test_ids if i in pos], points3d=self.points3d,
+            names=[self.names[i] for i in ids], train_ids=sorted(pos[i] for i in self.train_ids if i in pos),
+            test_ids=sorted(pos[i] for i in self.test_ids if i in pos), points3d=self.points3d,
             points_rgb=self.points_rgb, scene_center=self.scene_center, scene_scale=self.scene_scale,
             bounds=self.bounds, background=self.background,
             mask_paths=[self.mask_paths[i] for i in ids] if self.mask_paths is not None else None,
