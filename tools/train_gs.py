@@ -20,7 +20,7 @@ def main(argv=None):
     ap.add_argument("--cfg-options", nargs="+", default=[], help="override config keys, e.g. train.max_steps=100")
     args = ap.parse_args(argv)
 
-    from mmengine.config import Config, DictAction  # noqa: F401
+    from mmengine.config import Config
 
     from perception3d.rendering.trainer import GSTrainer
 
