@@ -153,6 +153,23 @@ def test_mini_waymo_to_dataset(tmp_path):
         assert r["points"].shape[1] == 5
         np.testing.assert_array_equal(points_in_boxes_count(r["points"], r["gt_bboxes_3d"]), r["num_lidar_pts"])
     assert total == summary["splits"]["train"]["points"]
+    try:   # the ground truth itself as predictions: Waymo mAP / mAPH 1.0 at both levels
+        from perception3d.evaluation.det_metrics import WaymoMetric
+        from perception3d.registry import TRANSFORMS
+        import perception3d.datasets.transforms  # noqa: F401
+        pack = TRANSFORMS.build(dict(type="Pack3DDetInputs"))
+    except (ImportError, KeyError):
+        pass
+    else:
+        metric = WaymoMetric()
+        for i in range(len(ds)):
+            s = pack(ds[i])["data_samples"]
+            n = len(s["gt_labels_3d"])
+            s["pred_instances_3d"] = dict(bboxes_3d=s["gt_bboxes_3d"], labels_3d=s["gt_labels_3d"],
+                                          scores_3d=np.linspace(0.9, 0.1, n).astype(np.float32))
+            metric.process(None, [s])
+        res = metric.compute_metrics(metric.results)
+        assert res["Vehicle/L1 mAP"] == pytest.approx(1.0) and res["Vehicle/L2 mAPH"] == pytest.approx(1.0)
     infos = pickle.load(open(tmp_path / "out" / "waymo_infos_val.pkl", "rb"))
     assert len(infos["data_list"]) == 1 and infos["metainfo"]["dataset"] == "waymo"
     if importlib.util.find_spec("perception3d.datasets.gt_database") is None:
