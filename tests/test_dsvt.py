@@ -341,3 +341,21 @@ def test_mini_config_reaches_vehicle_l1_ap(tmp_path):
     assert aps, "no Waymo metric in the log"
     assert float(aps[-1]) >= 0.60, f"vehicle L1 AP {aps[-1]} after {wall:.0f} s"
     assert wall <= 20 * 60, f"took {wall:.0f} s"
+
+
+def test_dsvt_v_from_points_to_bev():
+    """DynamicVoxelPFN (3-D voxels, z kept) → DSVT-V (z pooled 8 → 2 → 1) → BEV scatter, on a small range."""
+    from perception3d.models.backbones.bev import PointPillarScatter
+    from perception3d.models.backbones.dsvt_input_layer import DynamicVoxelPFN
+    torch.manual_seed(0)
+    pc_range, voxel = [0.0, 0.0, -2.0, 9.6, 9.6, 4.0], [0.32, 0.32, 0.75]         # 30 × 30 × 8
+    vfe = DynamicVoxelPFN(voxel, pc_range, num_point_features=5, num_filters=[16, 16]).eval()
+    pts = torch.rand(3000, 5) * torch.tensor([9.6, 9.6, 6.0, 1, 1]) + torch.tensor([0, 0, -2.0, 0, 0])
+    with torch.no_grad():
+        x = vfe(pts)
+        assert x.spatial_shape == (8, 30, 30) and x.coords.shape[1] == 4
+        y = small_dsvt_v()(x)
+        bev = PointPillarScatter()(y)
+    assert y.spatial_shape == (1, 30, 30) and bev.shape == (1, 16, 30, 30)
+    bev_cells = set(map(tuple, x.coords[:, [2, 3]].tolist()))                      # every occupied (y, x) column
+    assert set(map(tuple, y.coords[:, [2, 3]].tolist())) == bev_cells
