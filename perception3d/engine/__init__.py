@@ -5,3 +5,4 @@ from perception3d.engine.data import ResumableSampler, SeededDataset, det3d_coll
 from perception3d.engine.hooks import ProgressHook, RNGStateHook
 from perception3d.engine.loops import ExactEpochBasedTrainLoop
 from perception3d.engine.runner import Det3DRunner, build_runner, merge_cfg_options, prepare_cfg
+from perception3d.engine.prepare import prepare_waymo_mini

@@ -102,6 +102,7 @@ class SeededDataset:
         n = len(self.dataset)
         epoch, index = divmod(int(encoded), n)
         states = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        inner_before = int(getattr(self.dataset, "num_skipped", 0) or 0)  # datasets that skip on their own
         try:
             skipped = 0
             while True:
@@ -126,6 +127,7 @@ class SeededDataset:
             random.setstate(states[0])
             np.random.set_state(states[1])
             torch.set_rng_state(states[2])
+        skipped += int(getattr(self.dataset, "num_skipped", 0) or 0) - inner_before
         if skipped and isinstance(item, dict):
             ds = item.get("data_samples")
             if isinstance(ds, dict):

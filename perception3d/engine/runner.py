@@ -42,7 +42,7 @@ class Det3DRunner(Runner):
 
     def setup_env(self, env_cfg: dict) -> None:
         if self.distributed and not torch.cuda.is_available():
-            init_cpu_distributed(env_cfg.get("dist_cfg", {}).get("backend", "gloo") if env_cfg else "gloo")
+            init_cpu_distributed("gloo")  # nccl needs CUDA
         super().setup_env(env_cfg)
 
     def set_randomness(self, seed, diff_rank_seed: bool = False, deterministic: bool = False) -> None:
@@ -71,12 +71,13 @@ class Det3DRunner(Runner):
 # ---------------------------------------------------------------------------------------------- cfg options
 def _ctor_params(type_name: Any) -> Optional[set]:
     """Constructor argument names of a registered type (None if it takes **kwargs or cannot be found)."""
-    from perception3d.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
-    from mmengine.registry import DefaultScope
+    from mmengine.registry import (LOOPS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS, DefaultScope)
+    from perception3d.registry import DATA_SAMPLERS, DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
     cls = type_name if inspect.isclass(type_name) else None
     if cls is None:
         with DefaultScope.overwrite_default_scope("perception3d"):
-            for reg in (MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS):
+            for reg in (MODELS, DATASETS, TRANSFORMS, METRICS, HOOKS, DATA_SAMPLERS, OPTIMIZERS, OPTIM_WRAPPERS,
+                        PARAM_SCHEDULERS, LOOPS):
                 try:
                     cls = reg.get(type_name)
                 except Exception:

@@ -5,7 +5,7 @@
 - ``DynamicPillarVFE``: PointPillars' PFN on dynamic pillars (OpenPCDet ``DynamicPillarVFE``): each point gets
   [its features, xyz − cluster mean, xyz − pillar centre] (+ ‖xyz‖), then ``PFNLayer`` s (Linear → BN → ReLU,
   max over the pillar; every layer but the last concatenates the pillar max back onto each point).
-  Output a 2D SparseTensor (b, y, x) with ``num_filters[-1]`` channels.
+  Output a 2D SparseTensor (b, y, x) with ``num_filters[-1]`` channels (pillars from ``voxelize(ndim=2)``).
 """
 from __future__ import annotations
 
@@ -106,30 +106,26 @@ class DynamicPillarVFE(nn.Module):
         self.num_out_features = filters[-1]
 
     def forward(self, points: Points):
-        from perception3d.sparse import SparseTensor, scatter_reduce, voxelize
+        from perception3d.sparse import scatter_reduce, voxelize
         pts = _as_list(points, self.num_point_features)
-        st, p2v = voxelize(pts, voxel_size=self.voxel_size, point_range=self.point_cloud_range, reduce="none")
+        st, p2v = voxelize(pts, voxel_size=self.voxel_size, point_range=self.point_cloud_range, reduce="none",
+                           ndim=2)
         allp = torch.cat(pts, dim=0)
         keep = p2v >= 0
         allp, inv = allp[keep], p2v[keep]
-        n_vox = st.coords.shape[0]
+        n_pillars = st.coords.shape[0]
         xyz = allp[:, :3]
-        mean = scatter_reduce(xyz, inv, n_vox, reduce="mean")
-        f_cluster = xyz - mean[inv]
-        # pillar centre (metres) from its (z, y, x) coordinates, coords columns are (b, z, y, x)
-        zyx = st.coords[inv, 1:].to(xyz.dtype)
+        f_cluster = xyz - scatter_reduce(xyz, inv, n_pillars, reduce="mean")[inv]
+        # offset to the pillar centre: coords are (b, y, x); z relative to the middle of the z range
+        yx = st.coords[inv, 1:].to(xyz.dtype)
         vs = torch.tensor(self.voxel_size, dtype=xyz.dtype, device=xyz.device)
-        origin = torch.tensor(self.point_cloud_range[:3], dtype=xyz.dtype, device=xyz.device)
-        centre = (zyx.flip(1) + 0.5) * vs + origin
-        f_center = xyz - centre
+        lo = torch.tensor(self.point_cloud_range[:3], dtype=xyz.dtype, device=xyz.device)
+        centre_xy = (yx.flip(1) + 0.5) * vs[:2] + lo[:2]
+        f_center = torch.cat([xyz[:, :2] - centre_xy, xyz[:, 2:3] - (lo[2] + vs[2] / 2)], dim=1)
         feats = [allp if self.use_absolute_xyz else allp[:, 3:], f_cluster, f_center]
         if self.with_distance:
             feats.append(xyz.norm(dim=1, keepdim=True))
         x = torch.cat(feats, dim=1)
         for pfn in self.pfn_layers:
-            x = pfn(x, inv, n_vox)
-        # pillars: drop the z axis (one level) → (b, y, x)
-        coords2d = st.coords[:, [0, 2, 3]]
-        return SparseTensor(x, coords2d, st.spatial_shape[1:], st.batch_size,
-                            voxel_size=self.voxel_size[1::-1], origin=self.point_cloud_range[1::-1],
-                            check=False)
+            x = pfn(x, inv, n_pillars)
+        return st.replace(feats=x)

@@ -59,11 +59,16 @@ def _down(cin: int, cout: int, kernel, stride, padding) -> SparseSequential:
 @MODELS.register_module()
 class VoxelResBackBone8x(nn.Module):
     """CenterPoint-Voxel's 3D backbone. Args: in_channels (voxel feature C), base_channels (16),
-    out_channels (128), blocks_per_stage (2), last_pad (z padding of conv_out, 0)."""
+    out_channels (128), blocks_per_stage (2), last_pad (z padding of conv_out, 0), z_pad_one (add one z level).
+
+    BEV channels after ``HeightCompression`` = out_channels · Z_out with
+    Z_out = ((((Z + 1 + 1) // 2 + 1) // 2 − 3) // 2 + 1 − 3 + 2·last_pad) // 2 + 1 (Z = 40 → 2, Z = 24 → 1).
+    """
 
     def __init__(self, in_channels: int, base_channels: int = 16, out_channels: int = 128,
-                 blocks_per_stage: Sequence[int] | int = 2, last_pad: int = 0) -> None:
+                 blocks_per_stage: Sequence[int] | int = 2, last_pad: int = 0, z_pad_one: bool = True) -> None:
         super().__init__()
+        self.z_pad_one = z_pad_one
         from perception3d.sparse import SubMConv3d
         c = [base_channels, base_channels * 2, base_channels * 4, base_channels * 8]
         nb = [blocks_per_stage] * 4 if isinstance(blocks_per_stage, int) else list(blocks_per_stage)
@@ -78,7 +83,16 @@ class VoxelResBackBone8x(nn.Module):
         self.num_out_features = out_channels
 
     def forward(self, x):
-        """SparseTensor (b, z, y, x), C = in_channels → SparseTensor at stride (16, 8, 8), C = out_channels."""
+        """SparseTensor (b, z, y, x), C = in_channels → SparseTensor at stride (16, 8, 8), C = out_channels.
+
+        As OpenPCDet (``sparse_shape = grid_size[::-1] + [1, 0, 0]``), the z extent gets one extra empty level
+        (41 for 40 voxels) so that the z strides end at 2 levels for the official grid.
+        """
+        from perception3d.sparse import SparseTensor
+        if self.z_pad_one:
+            z, y, w = x.spatial_shape
+            x = SparseTensor(x.feats, x.coords, (z + 1, y, w), x.batch_size, stride=x.stride,
+                             voxel_size=x.voxel_size, origin=x.origin, check=False)
         x = self.conv_input(x)
         x = self.conv1(x)
         x = self.conv2(x)

@@ -1,0 +1,52 @@
+"""Evaluate a checkpoint on a config's test split; prints the metric table.
+
+    python tools/test.py CONFIG CKPT [--out results.pkl] [--work-dir DIR] [--cfg-options k=v ...]
+                         [--launcher none|pytorch]
+
+``--out`` saves the predictions in mmdet3d's result layout (a pickle list, one dict per frame with
+``bboxes_3d``, ``scores_3d``, ``labels_3d``, ``sample_idx``), written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from perception3d.engine import build_runner, merge_cfg_options, prepare_cfg  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Test (evaluate) a perception3d model")
+    p.add_argument("config")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", help="save predictions (mmdet3d result layout) to this .pkl")
+    p.add_argument("--work-dir")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction)
+    p.add_argument("--launcher", choices=["none", "pytorch"], default="none")
+    p.add_argument("--local-rank", "--local_rank", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cfg = merge_cfg_options(Config.fromfile(args.config), args.cfg_options)
+    cfg = prepare_cfg(cfg, work_dir=args.work_dir, launcher=args.launcher, amp=False)
+    if not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.out:
+        ev = cfg.test_evaluator
+        (ev[0] if isinstance(ev, list) else ev)["result_file"] = args.out
+    metrics = build_runner(cfg).test()
+    print(json.dumps({k: round(float(v), 4) for k, v in metrics.items()}, indent=1))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
