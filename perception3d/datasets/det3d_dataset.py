@@ -8,7 +8,9 @@ see :mod:`perception3d.datasets.mmdet3d_info`), each entry::
                     "difficulty": 1}, ...]}
 
 Boxes are LiDAR boxes (z at the bottom) after loading: mmdet3d KITTI infos' camera boxes are converted at load.
-Labels are mapped by class name from the file's classes to ``metainfo["classes"]``; other instances are dropped.
+Labels are mapped by class name from the file's classes to ``metainfo["classes"]``; instances of other classes
+are dropped, except in test mode with ``eval_all_instances`` (default: for KITTI-style infos), where they stay
+with label -1 and their own name, as KITTI's evaluation needs (DontCare regions, Van next to Car).
 
 A frame's results dict, before the pipeline:
 
@@ -18,7 +20,7 @@ gt_bboxes_3d   float32 [M, 7]
 gt_labels_3d   int64 [M]
 num_lidar_pts  int64 [M] (-1 where the file does not say)
 difficulty     int64 [M]
-gt_names       list[str] [M] (the class names; other classes' names for label -1 in evaluation, see below)
+gt_names       list[str] [M] (the class names; other classes' names for label -1 in evaluation, see above)
 bbox, truncated, occluded, alpha   [M] KITTI 2D annotations, when the info has them;  calib: dict(P2, R0_rect,
                Tr_velo_to_cam, image_shape) when the info has them (what KittiMetric needs)
 sample_idx     the index in this dataset (mmengine sets it);  sample_id: the entry's own ``sample_idx``;
