@@ -246,6 +246,13 @@ def test_bad_zips_each_get_their_message(layout, tmp_path):
     e = dict(entries, **{a5: small})
     assert chk(_zip(tmp_path / "size.zip", e)) == [f"{a5}: wrong size 20x10 (expected 64x48)"]
 
+    rgba = cv2.imencode(".png", np.zeros((48, 64, 4), np.uint8))[1].tobytes()
+    deep = cv2.imencode(".png", np.zeros((48, 64, 3), np.uint16))[1].tobytes()
+    assert chk(_zip(tmp_path / "rgba.zip", dict(entries, **{a5: rgba}))) == [
+        f"{a5}: 8-bit PNG with 4 channel(s) (expected 8-bit RGB)"]
+    assert chk(_zip(tmp_path / "deep.zip", dict(entries, **{a5: deep}))) == [
+        f"{a5}: 16-bit PNG with 3 channel(s) (expected 8-bit RGB)"]
+
     e = dict(entries)
     e["scan63/rect_014_3_r5000.PNG.png"] = e.pop("scan63/rect_014_3_r5000.png")
     probs = chk(_zip(tmp_path / "name.zip", e))
@@ -291,3 +298,21 @@ def test_bad_zips_each_get_their_message(layout, tmp_path):
     assert rc == 1
     for p in probs:
         assert p in buf.getvalue()
+
+
+def test_png_paths_are_normalised_to_8bit_rgb(tmp_path):
+    import cv2
+
+    split = {"scan8": {"input_views": [0], "test_views": [1], "dataset": "DTU"}}
+    rgba16 = np.zeros((48, 64, 4), np.uint16)
+    rgba16[..., 2] = 65535  # red in BGR(A) order
+    rgba16[..., 3] = 65535
+    cv2.imwrite(str(tmp_path / "r.png"), rgba16)
+    zp = tmp_path / "s.zip"
+    write_submission({"scan8": {1: tmp_path / "r.png"}}, split, zp, size=SIZE)
+    assert check_submission(zp, split, size=SIZE) == []
+    img = read_png(zipfile.ZipFile(zp).read("scan8/rect_002_3_r5000.png"))
+    assert np.allclose(img[0, 0], [1.0, 0.0, 0.0])
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bad.png"):
+        write_submission({"scan8": {1: tmp_path / "bad.png"}}, split, zp, size=SIZE)

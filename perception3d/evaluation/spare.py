@@ -152,17 +152,23 @@ def _encode_png(rgb8: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def read_png(data: Union[bytes, PathLike]) -> np.ndarray:
-    """Decode a PNG (bytes or file) → float32 RGB [H, W, 3] in [0, 1]; raises ValueError if unreadable."""
+def _decode_raw_png(data: bytes) -> np.ndarray:
+    """Decode PNG bytes as stored (uint8 / uint16, 1, 3 or 4 channels, BGR order); ValueError if unreadable."""
     import cv2
 
-    if not isinstance(data, (bytes, bytearray)):
-        data = Path(data).read_bytes()
     if not bytes(data[:8]) == PNG_SIGNATURE:
         raise ValueError("not a PNG file (bad signature)")
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ValueError("PNG data cannot be decoded")
+    return arr
+
+
+def read_png(data: Union[bytes, PathLike]) -> np.ndarray:
+    """Decode a PNG (bytes or file) → float32 RGB [H, W, 3] in [0, 1]; raises ValueError if unreadable."""
+    if not isinstance(data, (bytes, bytearray)):
+        data = Path(data).read_bytes()
+    arr = _decode_raw_png(data)
     scale = 65535.0 if arr.dtype == np.uint16 else 255.0
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, -1)
@@ -217,17 +223,15 @@ def write_submission(renders: Mapping[str, Mapping[int, object]], split: Union[P
                     if callable(item):
                         item = item()
                     if isinstance(item, (str, Path)):
-                        data = Path(item).read_bytes()
-                        rgb = read_png(data)  # validates
-                        h, w = rgb.shape[:2]
-                    else:
-                        rgb8 = _to_uint8(item, where)
-                        h, w = rgb8.shape[:2]
-                        data = None
+                        try:
+                            item = read_png(item)  # re-encoded below as 8-bit RGB whatever the file was
+                        except (OSError, ValueError) as err:
+                            raise ValueError(f"{where}: cannot read {item} ({err})") from err
+                    rgb8 = _to_uint8(item, where)
+                    h, w = rgb8.shape[:2]
                     if (w, h) != tuple(size):
                         raise ValueError(f"{where}: image is {w}x{h}, the benchmark needs {size[0]}x{size[1]}")
-                    if data is None:
-                        data = _encode_png(rgb8)
+                    data = _encode_png(rgb8)
                     name = f"{scene}/{view_filename(e.dataset, idx)}"
                     zf.writestr(name, data)
                     names.append(name)
@@ -316,13 +320,17 @@ def check_submission(zip_path: PathLike, split: Union[PathLike, Mapping],
             seen.add(name)
             try:
                 data = zf.read(info)
-                rgb = read_png(data)
+                raw = _decode_raw_png(data)
             except Exception as err:  # noqa: BLE001 - any decoding failure is reported
                 problems.append(f"{info.filename}: unreadable PNG ({err})")
                 continue
-            h, w = rgb.shape[:2]
+            h, w = raw.shape[:2]
             if (w, h) != tuple(size):
                 problems.append(f"{info.filename}: wrong size {w}x{h} (expected {size[0]}x{size[1]})")
+            channels = 1 if raw.ndim == 2 else raw.shape[2]
+            if raw.dtype != np.uint8 or channels != 3:
+                problems.append(f"{info.filename}: {8 * raw.dtype.itemsize}-bit PNG with {channels} channel(s) "
+                                f"(expected 8-bit RGB)")
         for name in sorted(set(expected) - seen):
             s, i = expected[name]
             problems.append(f"{name}: missing (test view {i} of scene {s!r})")
