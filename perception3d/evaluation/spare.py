@@ -269,7 +269,7 @@ def check_submission(zip_path: PathLike, split: Union[PathLike, Mapping],
                      size: tuple[int, int] = SPARE_SIZE) -> list[str]:
     """Validate a submission ZIP against a split. Returns a list of problems (empty = valid), one message each:
     not a zip, enclosing folder, non-PNG file, unexpected file/folder, wrong file name, missing view, extra view,
-    unreadable PNG, wrong size."""
+    unreadable PNG, wrong size, not 8-bit RGB (RGBA, grey or 16-bit)."""
     split = _split(split)
     zip_path = Path(zip_path)
     if not zip_path.is_file():
