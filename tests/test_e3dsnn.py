@@ -178,7 +178,7 @@ def test_spiking_voxel_backbone_contract():
     from perception3d.models.backbones.subm_resnet import VoxelResBackBone8x
     g = torch.Generator().manual_seed(0)
     pts = torch.rand(3000, 4, generator=g) * torch.tensor([40.0, 40.0, 6.0, 1.0]) + torch.tensor([0, -20.0, -3, 0])
-    x, _ = voxelize([pts[:1500], pts[1500:]], (0.4, 0.4, 0.15), (0, -20, -3, 40, 20, 3))   # z: 40 -> 1 at the out
+    x, _ = voxelize([pts[:1500], pts[1500:]], (0.4, 0.4, 0.15), (0, -20, -3, 40, 20, 3))   # z: 40 (+1) -> 2 at the out
     ref = VoxelResBackBone8x(4)(x)
     snn = SpikingVoxelBackBone8x(4, return_multiscale=True)
     out, ms = snn(x)
@@ -225,8 +225,8 @@ def _build_centerpoint(MODELS, pcr, vs):
         type="CenterPoint",
         voxel_encoder=dict(type="DynamicVFE", voxel_size=vs, point_cloud_range=pcr, num_point_features=5),
         backbone_3d=dict(type="SpikingVoxelBackBone8x", in_channels=5),
-        map_to_bev=dict(type="HeightCompression", num_bev_features=128),
-        bbox_head=dict(type="CenterHead", in_channels=128, class_names=["Car", "Pedestrian", "Cyclist"],
+        map_to_bev=dict(type="HeightCompression", num_bev_features=256),    # 128 x 2 z levels (Z = 40 + 1)
+        bbox_head=dict(type="CenterHead", in_channels=256, class_names=["Car", "Pedestrian", "Cyclist"],
                        point_cloud_range=pcr, voxel_size=vs, out_size_factor=8)))
 
 

@@ -388,7 +388,8 @@ class SpikingVoxelBackBone8x(nn.Module):
     conv_input: SubM3³ → C (encoding, real-valued input) · conv1: SSC SubM(C) · conv2: SSC SparseConv3³/2 → 2C,
     2 × SSC SubM · conv3: → 4C, 2 × SubM · conv4: SparseConv3³/2 (z padding 0) → 4C, 2 × SubM ·
     conv_out: SSC SparseConv (3, 1, 1)/(2, 1, 1) → out_channels. With ``residual=True`` the SubM SSCs of a
-    stage add their input (E-3DSNN's residual-before-spike rule).
+    stage add their input (E-3DSNN's residual-before-spike rule). ``z_pad_one`` adds OpenPCDet's extra empty z
+    level (Z = 40 → 2 output levels, so ``HeightCompression`` gives out_channels × 2 BEV channels).
 
     Same contract as ``VoxelResBackBone8x``: SparseTensor (b, z, y, x) in, SparseTensor at stride (16, 8, 8) out,
     ``num_out_features``; the multi-scale features of the last call are kept in ``multi_scale_3d_features``
@@ -396,9 +397,10 @@ class SpikingVoxelBackBone8x(nn.Module):
     """
 
     def __init__(self, in_channels: int, base_channels: int = 16, out_channels: int = 128, last_pad: int = 0,
-                 residual: bool = True, return_multiscale: bool = False, neuron: str = "multispike",
-                 max_spike: float = 4.0) -> None:
+                 residual: bool = True, return_multiscale: bool = False, z_pad_one: bool = True,
+                 neuron: str = "multispike", max_spike: float = 4.0) -> None:
         super().__init__()
+        self.z_pad_one = z_pad_one
         kw = dict(neuron=neuron, max_spike=max_spike)
         c = [base_channels, base_channels * 2, base_channels * 4, base_channels * 4]
         self.residual, self.return_multiscale = residual, return_multiscale
@@ -425,6 +427,10 @@ class SpikingVoxelBackBone8x(nn.Module):
         return x
 
     def forward(self, x: SparseTensor):
+        if self.z_pad_one:     # OpenPCDet: sparse_shape = grid_size[::-1] + [1, 0, 0] (one extra empty z level)
+            z, y, w = x.spatial_shape
+            x = SparseTensor(x.feats, x.coords, (z + 1, y, w), x.batch_size, stride=x.stride,
+                             voxel_size=x.voxel_size, origin=x.origin, check=False)
         x = self.conv_input(x)
         feats = {}
         for name in ("conv1", "conv2", "conv3", "conv4"):
