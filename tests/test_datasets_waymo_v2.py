@@ -286,11 +286,13 @@ def test_create_data_waymo(tmp_path):
     # resumable: a second run converts nothing new and gives the same infos; a missing .bin is redone
     bins = sorted((out / "points").glob("*.bin"))
     assert len(bins) == 4 and not list((out / "points").glob("*.tmp*"))
+    (out / "points" / f"{bins[0].name}.abc123.tmp").write_bytes(b"half")     # left by a killed run
     mtimes = {b: b.stat().st_mtime_ns for b in bins}
     bins[0].unlink()
     res2 = convert_waymo_v2(tmp_path / "waymo", out, workers=0)
     assert res2["converted"] == 1 and res2["skipped_existing"] == 3
     assert all(b.stat().st_mtime_ns == mtimes[b] for b in bins[1:])
+    assert not list((out / "points").glob("*.tmp"))
     assert pickle.load(open(out / "waymo_infos_train.pkl", "rb"))["data_list"] == infos["data_list"]
 
 
@@ -447,3 +449,12 @@ def test_column_constant_pose_fast_path_equals_general_path():
     assert (m1 == m2).all() and m1.sum() > 100
     np.testing.assert_allclose(fast, general, atol=1e-4)
     np.testing.assert_allclose(fast, dense, atol=1e-4)
+
+
+def test_convert_top_first_return_only(tmp_path):
+    from perception3d.datasets.waymo_v2 import convert_waymo_v2
+    make_root(tmp_path / "waymo")
+    convert_waymo_v2(tmp_path / "waymo", tmp_path / "out", splits=("train",), lasers=(1,), returns=(1,),
+                     progress=False)
+    pts = np.fromfile(tmp_path / "out" / "points" / f"{SEG}_{T0}.bin", np.float32).reshape(-1, 6)
+    np.testing.assert_allclose(pts, expected_points(T0)[:2], rtol=1e-6, atol=1e-5)

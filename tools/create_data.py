@@ -31,6 +31,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     w.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to convert")
     w.add_argument("--filter-no-label-zone", action="store_true",
                    help="drop points in no-label zones (as mmdet3d's converter does)")
+    w.add_argument("--lasers", type=int, nargs="+", default=[1, 2, 3, 4, 5],
+                   help="lidars to include: 1 TOP, 2 FRONT, 3 SIDE_LEFT, 4 SIDE_RIGHT, 5 REAR (default all)")
+    w.add_argument("--returns", type=int, nargs="+", default=[1, 2], help="returns to include (default 1 2)")
     w.add_argument("--gt-database", action="store_true", help="also build the GT database of the train split")
     k = sub.add_parser("kitti", help="raw KITTI object-detection root")
     k.add_argument("--root", required=True, help="root holding training/{velodyne,label_2,calib}")
@@ -56,7 +59,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         from perception3d.datasets.waymo_v2 import convert_waymo_v2
         out = Path(args.out) if args.out else root / "processed"
         result = convert_waymo_v2(root, out, splits=args.splits, workers=args.workers,
-                                  filter_no_label_zone=args.filter_no_label_zone)
+                                  filter_no_label_zone=args.filter_no_label_zone, lasers=args.lasers,
+                                  returns=args.returns)
         if args.gt_database and "train" in result:
             _gt_database(out, "waymo_infos_train.pkl", out, "waymo", load_dim=6, use_dim=5)
     else:

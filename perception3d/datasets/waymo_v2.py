@@ -492,12 +492,12 @@ def _convert_segment(task: tuple) -> dict:
         dict(infos=[...], bad=[reason, ...], converted=int, existed=int).
     """
     from perception3d.datasets.mmdet3d_info import atomic_write_bytes
-    split_dir, segment, seg_index, split_prefix, out_dir, filter_nlz = task
+    split_dir, segment, seg_index, split_prefix, out_dir, filter_nlz, lasers, returns = task
     out_dir = Path(out_dir)
     rel = lambda ts: f"points/{segment}_{ts}.bin"  # noqa: E731
     res = dict(infos=[], bad=[], converted=0, existed=0)
     try:
-        seg = WaymoV2Segment(split_dir, segment, filter_no_label_zone=filter_nlz)
+        seg = WaymoV2Segment(split_dir, segment, lasers=lasers, returns=returns, filter_no_label_zone=filter_nlz)
     except ValueError as exc:
         res["bad"].append(f"{segment}: {exc}")
         return res
@@ -536,7 +536,8 @@ def _convert_segment(task: tuple) -> dict:
 
 
 def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("train", "val"), workers: int = 0,
-                     filter_no_label_zone: bool = False, progress: bool = True) -> dict:
+                     filter_no_label_zone: bool = False, progress: bool = True,
+                     lasers: Sequence[int] = (1, 2, 3, 4, 5), returns: Sequence[int] = (1, 2)) -> dict:
     """Waymo v2 root → ``<out>/points/<segment>_<timestamp>.bin`` (float32 × 6) + ``waymo_infos_<split>.pkl``.
 
     Segments are converted one per task (``workers`` processes), each streamed frame by frame so memory stays
@@ -552,6 +553,8 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
         workers: processes for the conversion (0 = in this process).
         filter_no_label_zone: drop no-label-zone points (see :class:`WaymoV2Segment`).
         progress: show a tqdm bar per split (advanced as segments finish).
+        lasers, returns: which lidars (1 TOP … 5 REAR) and returns go into the points (default all).
+            Changing them does not redo frames already converted: use a new ``out``.
     Returns:
         dict with the frame count per split, ``converted``, ``skipped_existing`` and ``bad`` (a list of
         "segment frame ts: reason" for frames whose data could not be converted; they are warned about and
@@ -563,6 +566,9 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
     from perception3d.datasets.mmdet3d_info import save_infos
     root, out = Path(root), Path(out)
     result: dict = {"converted": 0, "skipped_existing": 0, "bad": []}
+    # temporary files of an interrupted earlier run (never complete; the .bin files themselves always are)
+    for stale in (out / "points").glob("*.bin.*.tmp") if (out / "points").is_dir() else ():
+        stale.unlink(missing_ok=True)
     with contextlib.ExitStack() as stack:
         pool = (stack.enter_context(mp.get_context("spawn").Pool(workers)) if workers and workers > 0 else None)
         for split in splits:
@@ -572,8 +578,8 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
                 warnings.warn(f"skipping split '{split}': {exc}")
                 continue
             segments = list_segments(split_dir)
-            tasks = [(str(split_dir), name, si, _SPLIT_PREFIX.get(split, 9), str(out), filter_no_label_zone)
-                     for si, name in enumerate(segments)]
+            tasks = [(str(split_dir), name, si, _SPLIT_PREFIX.get(split, 9), str(out), filter_no_label_zone,
+                      tuple(lasers), tuple(returns)) for si, name in enumerate(segments)]
             n_frames = sum(len(_RowIndex(split_dir / "lidar" / f"{name}.parquet", {}).timestamps)
                            for name in segments)
             it = pool.imap(_convert_segment, tasks) if pool is not None else map(_convert_segment, tasks)
