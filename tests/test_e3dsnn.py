@@ -204,10 +204,16 @@ def test_spiking_backbone_in_centerpoint_learns_on_real_waymo_frames():
     samples = [dict(gt_bboxes_3d=torch.from_numpy(e["gt_bboxes_3d"]), gt_labels_3d=torch.from_numpy(e["gt_labels_3d"]))
                for e in frames]
     pcr, vs = [-75.52, -75.52, -2.0, 75.52, 75.52, 4.0], [0.32, 0.32, 0.15]
+    from mmengine.config import Config
     from mmengine.registry import DefaultScope
+    cfg_path = Path(__file__).resolve().parents[1] / "configs" / "e3dsnn_voxel_waymo_mini.py"
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope("perception3d"):
-        model = _build_centerpoint(MODELS, pcr, vs)
+        if (cfg_path.parent / "centerpoint_voxel_waymo_mini.py").is_file():   # the detector config of the repo
+            model = MODELS.build(Config.fromfile(str(cfg_path)).model)
+        else:
+            model = _build_centerpoint(MODELS, pcr, vs)
+    assert type(model.backbone_3d).__name__ == "SpikingVoxelBackBone8x"
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(6):
