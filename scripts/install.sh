@@ -11,3 +11,6 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || ! ldconfig -p 2>/dev
 fi
 python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python -m pip install -q --disable-pip-version-check -e ".[${EXTRAS:-dev}]"
+# lpips is only the reference implementation for our LPIPS test; --no-deps keeps it from pulling torchvision
+# (whose registry build drags in a CUDA torch).
+python -m pip install -q --disable-pip-version-check --no-deps "lpips==0.1.4"
