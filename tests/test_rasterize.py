@@ -126,6 +126,17 @@ def test_sh_and_depth_modes_equal_naive():
     torch.testing.assert_close(d, ref_d, atol=1e-5, rtol=0)
 
 
+def test_per_camera_colors_and_batching():
+    s = random_scene(n=40, n_cams=2, width=20, height=16, seed=7)
+    per_cam = torch.stack([s["colors"], 1.0 - s["colors"]])  # [C, N, 3]
+    out, alpha, _ = rasterize(**{**s, "colors": per_cam})
+    for c in range(2):
+        one = {**s, "viewmats": s["viewmats"][c:c + 1], "Ks": s["Ks"][c:c + 1], "colors": per_cam[c]}
+        o, a, _ = rasterize(**one)
+        torch.testing.assert_close(out[c:c + 1], o, atol=1e-10, rtol=0)
+        torch.testing.assert_close(alpha[c:c + 1], a, atol=1e-10, rtol=0)
+
+
 def test_float32_matches_float64():
     s = random_scene(n=80, n_cams=1, width=32, height=32)
     out64, a64, _ = rasterize(**s)
