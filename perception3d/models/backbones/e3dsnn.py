@@ -2,9 +2,9 @@
 
 The paper's parts, as named there:
 
-* **Spike Voxel Coding (SVC)** (§3.2) — points → voxels (mean of the point features in a voxel) → an encoding
+* **Spike Voxel Coding (SVC)** — points → voxels (mean of the point features in a voxel) → an encoding
   layer (SubM conv + BN on the real-valued voxel features) → spikes. :class:`SpikeVoxelCoding`.
-* **Spike Sparse Convolution (SSC)** (§3.3, Eq. 5–6) — ``y = BN(SparseConv(SN(u)))`` where ``SN`` is the
+* **Spike Sparse Convolution (SSC)** — ``y = BN(SparseConv(SN(u)))`` where ``SN`` is the
   integer multi-spike neuron (``layers/spiking.py``); residuals are added to the membrane potential *before*
   the next spike (``u_{l+1} = SSC(u_l) + u_l``). :class:`SpikeSparseConv`.
 * **Event-driven execution** — at inference a spike is an event: an SSC gathers only the input sites whose
@@ -114,7 +114,7 @@ def event_driven_conv(conv: nn.Module, s: SparseTensor, max_active: float = 1.0)
 
 # ------------------------------------------------------------------------------------------------ SSC layers
 class SpikeSparseConv(nn.Module):
-    """Spike Sparse Convolution: ``spike → sparse conv → BN`` (Eq. 5–6).
+    """Spike Sparse Convolution: ``spike → sparse conv → BN`` (the paper's SSC; the authors' layer order).
 
     Args:
         conv_type: ``"subm"`` (SubMConv3d), ``"spconv"`` (strided SparseConv3d) or ``"inverse"``.

@@ -2,7 +2,7 @@
 
 Two neurons are provided:
 
-* :class:`MultiSpike` — the integer multi-spike neuron of E-3DSNN (Qiu et al., AAAI 2025, Eq. 3–4):
+* :class:`MultiSpike` — the integer multi-spike neuron of E-3DSNN (Qiu et al., AAAI 2025, the neuron of its SVC/SSC sections, as the authors code it):
   ``s = floor(clamp(u, 0, D) + 0.5)`` with ``D = 4`` (spikes take the integers 0 … D), trained with a
   straight-through surrogate gradient ``ds/du = 1`` on ``0 < u < D`` and ``0`` elsewhere.
   At inference an integer spike ``s`` is ``s`` binary spikes, so a following conv needs only additions.
