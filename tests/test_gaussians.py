@@ -166,7 +166,8 @@ def test_lego_psnr_rises():
         tr = GSTrainer(cfg, d, seed=0, progress=False)
         before = tr.evaluate()["psnr"]
         res = tr.train()
+    print(f"lego slow test: test PSNR {before:.2f} -> {res['psnr']:.2f} dB in {res['step']} steps")
     assert res["psnr"] > LEGO_BAR_DB and res["psnr"] > before + 3.0, (before, res["psnr"])
 
 
-LEGO_BAR_DB = 17.0  # measured: see the report (150 steps at 100 × 100)
+LEGO_BAR_DB = 19.0  # measured 14.9 → 20.7 dB (seed 0, 150 steps at 100 × 100, CPU); bar leaves 1.7 dB margin
