@@ -192,12 +192,12 @@ def _segment_alpha(Fp: Tensor, H: Tensor):
 
 def _segment_blend(alpha: Tensor, T0: Tensor):
     """Front-to-back blending of one segment (3DGS Eq. 3) from transmittance T0 [A, P] (0 for done pixels).
-    Returns w = α_i T_i · [i contributes], T_excl, contrib, T_incl (all [A, P, S])."""
+    Returns w = α_i T_i · [i contributes], Tc = T_i · [i contributes], contrib, T_incl (all [A, P, S])."""
     T_incl = torch.cumprod(1.0 - alpha, dim=-1) * T0[..., None]  # T after each Gaussian
     contrib = T_incl > T_MIN  # a prefix: the pixel stops before the Gaussian taking T to <= 1e-4
     T_excl = torch.cat([T0[..., None], T_incl[..., :-1]], -1)
-    w = alpha * T_excl * contrib
-    return w, T_excl, contrib, T_incl
+    Tc = torch.where(contrib, T_excl, 0.0)
+    return alpha * Tc, Tc, contrib, T_incl
 
 
 class _CompositeChunk(torch.autograd.Function):
@@ -218,15 +218,17 @@ class _CompositeChunk(torch.autograd.Function):
         done = torch.zeros(B, P, dtype=torch.bool, device=H.device)
         for s0 in range(0, L, segment):
             act = ((counts > s0) & ~done.all(1)).nonzero().squeeze(1)  # early termination of whole tiles
-            if act.numel() == 0:
+            n = act.numel()
+            if n == 0:
                 break
+            if n == B:
+                act = slice(None)  # all tiles still active: views instead of gathers
             s1 = min(s0 + segment, L)
-            Hs = H[act, s0:s1]
-            raw, alpha = _segment_alpha(Fp.expand(act.numel(), P, 6), Hs)
-            T0 = T[act] * (~done[act])
-            w, T_excl, contrib, T_incl = _segment_blend(alpha, T0)
-            visit(act, s0, s1, raw, alpha, w, T_excl, contrib)
-            T[act] = T[act] * torch.prod(1.0 - alpha * contrib, dim=-1)
+            raw, alpha = _segment_alpha(Fp.expand(n, P, 6), H[act, s0:s1])
+            T0 = torch.where(done[act], 0.0, T[act])
+            w, Tc, contrib, T_incl = _segment_blend(alpha, T0)
+            visit(act, s0, s1, raw, alpha, w, Tc, contrib)
+            T[act] = T[act] * torch.prod(torch.where(contrib, 1.0 - alpha, 1.0), dim=-1)
             done[act] = done[act] | (T_incl[..., -1] <= T_MIN)
         return T
 
@@ -239,10 +241,10 @@ class _CompositeChunk(torch.autograd.Function):
         keep = any(ctx.needs_input_grad[:2]) and B * L * Fp.shape[0] <= keep_budget
         saved = []
 
-        def visit(act, s0, s1, raw, alpha, w, T_excl, contrib):
+        def visit(act, s0, s1, raw, alpha, w, Tc, contrib):
             out[act] += torch.bmm(w, colors[act, s0:s1])
             if keep:
-                saved.append((act, s0, s1, alpha, T_excl * contrib, raw < ALPHA_MAX))
+                saved.append((act, s0, s1, alpha, Tc, raw < ALPHA_MAX))
 
         T = _CompositeChunk._walk(H, colors, counts, Fp, segment, visit)
         ctx.save_for_backward(H, colors, counts, Fp, out, T)
@@ -270,9 +272,9 @@ class _CompositeChunk(torch.autograd.Function):
             w = alpha * Tc
             pre = torch.cumsum(w * cg, -1) + prefix[act, :, None]
             after = total[act, :, None] - pre  # Σ_{j>i} w_j c_j·g
-            d_alpha = Tc * cg - (Tc > 0) * (after + tail[act, :, None]) / (1.0 - alpha)
-            d_sig = -(alpha * d_alpha) * unclamped  # α = exp(−F·H) unless clamped (cut ones have α = 0)
-            dH[act, s0:s1] += torch.bmm(d_sig.transpose(1, 2), Fp.expand(act.numel(), *Fp.shape))
+            d_alpha = Tc * cg - torch.where(Tc > 0, (after + tail[act, :, None]) / (1.0 - alpha), 0.0)
+            d_sig = torch.where(unclamped, -(alpha * d_alpha), 0.0)  # α = exp(−F·H) unless clamped / cut (α = 0)
+            dH[act, s0:s1] += torch.bmm(d_sig.transpose(1, 2), Fp.expand(g.shape[0], *Fp.shape))
             dcol[act, s0:s1] += torch.bmm(w.transpose(1, 2), g)
             prefix[act] = pre[..., -1]
 
@@ -282,8 +284,8 @@ class _CompositeChunk(torch.autograd.Function):
             ctx.saved = None
         else:
             _CompositeChunk._walk(H, colors, counts, Fp, ctx.segment,
-                                  lambda act, s0, s1, raw, alpha, w, T_excl, contrib:
-                                  grads(act, s0, s1, alpha, T_excl * contrib, raw < ALPHA_MAX))
+                                  lambda act, s0, s1, raw, alpha, w, Tc, contrib:
+                                  grads(act, s0, s1, alpha, Tc, raw < ALPHA_MAX))
         return dH, dcol, None, None, None, None
 
 
