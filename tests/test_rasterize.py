@@ -235,6 +235,7 @@ def test_bad_inputs_raise_value_error_naming_argument():
         "quats": dict(quats=torch.zeros(9, 4)),
         "scales": dict(scales=torch.zeros(10, 3, dtype=torch.float64)),
         "opacities": dict(opacities=torch.full((10,), float("nan"))),
+        "opacities must lie": dict(opacities=torch.full((10,), 1.5)),
         "colors": dict(colors=torch.zeros(11, 3)),
         "viewmats": dict(viewmats=torch.zeros(2, 3, 4)),
         "Ks": dict(Ks=torch.zeros(3, 3, 3)),

@@ -63,6 +63,9 @@ def _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     _check_tensor("quats", quats, (N, 4), dt, dev)
     _check_tensor("scales", scales, (N, 3), dt, dev)
     _check_tensor("opacities", opacities, (N,), dt, dev)
+    if N and (opacities.min() < 0 or opacities.max() > 1):
+        raise ValueError("opacities must lie in [0, 1] (activated values, e.g. sigmoid of the logits), got "
+                         f"range [{float(opacities.min()):.4g}, {float(opacities.max()):.4g}]")
     _check_tensor("viewmats", viewmats, (None, 4, 4), dt, dev)
     C = viewmats.shape[0]
     _check_tensor("Ks", Ks, (C, 3, 3), dt, dev)
@@ -158,7 +161,6 @@ def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, widt
         dirs = means[None] - campos[:, None]  # [C, N, 3]
         shs = colors if colors.dim() == 4 else colors[None].expand((C,) + colors.shape)
         feats = torch.clamp_min(eval_sh(sh_degree, dirs, shs) + 0.5, 0.0)
-    D = feats.shape[-1]
     if render_mode in ("RGB+D", "RGB+ED"):
         feats = torch.cat([feats, depths[..., None]], -1)
     elif render_mode in ("D", "ED"):
@@ -193,5 +195,4 @@ def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, widt
         "width": width, "height": height, "tile_size": tile_size, "n_batches": 1, "n_cameras": C,
         "backend": "torch",
     }
-    del D
     return img, alphas, meta
