@@ -82,12 +82,14 @@ def make_msg(ts, msgtype: str, **fields: Any):
     A field name the type does not have raises ``KeyError`` naming it."""
     if msgtype not in ts.fielddefs:
         raise KeyError(f"message type {msgtype!r} is not in the typestore")
-    names = [n for n, _ in ts.fielddefs[msgtype][1]]
-    unknown = set(fields) - set(names)
-    if unknown:
-        raise KeyError(f"{msgtype} has no field(s) {sorted(unknown)} (fields: {names})")
-    values = {n: fields[n] if n in fields else _default(ts, node) for n, node in ts.fielddefs[msgtype][1]}
-    return ts.types[msgtype](**values)
+    defs = ts.fielddefs[msgtype][1]
+    if len(fields) != len(defs):
+        names = [n for n, _ in defs]
+        unknown = set(fields) - set(names)
+        if unknown:
+            raise KeyError(f"{msgtype} has no field(s) {sorted(unknown)} (fields: {names})")
+        fields = {n: fields[n] if n in fields else _default(ts, node) for n, node in defs}
+    return ts.types[msgtype](**fields)
 
 
 def make_header(ts, stamp_ns: int, frame_id: str, seq: int = 0):
@@ -201,8 +203,9 @@ def boxes_to_markers(ts, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarr
         name = str(class_names[label]) if label < len(class_names) else str(label)
         if style == "line_list":
             corners = box_corners(box)
-            pts = [make_msg(ts, "geometry_msgs/msg/Point", x=float(corners[i, 0]), y=float(corners[i, 1]),
-                            z=float(corners[i, 2])) for e in _EDGES for i in e]
+            P = ts.types["geometry_msgs/msg/Point"]
+            c = corners.tolist()
+            pts = [P(x=c[i][0], y=c[i][1], z=c[i][2]) for e in _EDGES for i in e]
             markers.append(make_msg(
                 ts, "visualization_msgs/msg/Marker", header=header, ns="boxes", id=k, type=M.LINE_LIST,
                 action=M.ADD, pose=ident, points=pts,
