@@ -82,11 +82,14 @@ class CenterPoint(BaseModel):
         backbone_3d: SparseTensor → SparseTensor (``VoxelResBackBone8x``, DSVT, ...), optional.
         map_to_bev: SparseTensor → dense [B, C, H, W] (``HeightCompression`` / ``PointPillarScatter``).
         backbone_2d: dense BEV → dense BEV (``BaseBEVBackbone`` / ``BaseBEVResBackbone``), optional.
+        bn_momentum: if set, the momentum of every BatchNorm (OpenPCDet uses 0.01, too slow for a few hundred
+            iterations).
     """
 
     def __init__(self, voxel_encoder: dict, bbox_head: dict, backbone_3d: Optional[dict] = None,
                  map_to_bev: Optional[dict] = None, backbone_2d: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+                 bn_momentum: Optional[float] = None, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
             data_preprocessor = dict(type="Det3DDataPreprocessor")
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -95,6 +98,10 @@ class CenterPoint(BaseModel):
         self.map_to_bev = MODELS.build(map_to_bev if map_to_bev is not None else dict(type="HeightCompression"))
         self.backbone_2d = MODELS.build(backbone_2d) if backbone_2d is not None else None
         self.bbox_head = MODELS.build(bbox_head)
+        if bn_momentum is not None:  # short CPU schedules: BN running stats must converge in few steps
+            for m in self.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.momentum = float(bn_momentum)
 
     @property
     def class_names(self) -> list[str]:
