@@ -277,16 +277,21 @@ def _prepare(msg, index: int, t_ns: int, columns: list, state: dict, target_fram
     frame = str(msg.header.frame_id)
     if state["ref_frame"] is None:
         state["ref_frame"] = frame
-    out_frame = frame
-    if target_frame is not None and frame == target_frame:
-        pass                                              # already in the model's frame
-    elif frame != state["ref_frame"] or (target_frame is not None and T is None):
+    ref = state["ref_frame"]
+    if target_frame is not None:
+        usable = frame == target_frame or (T is not None and frame == ref)
+        why = (f"is not the target frame {target_frame!r}" + (f" nor the extrinsic's source frame {ref!r}"
+                                                             if T is not None else " and no extrinsic is given"))
+    else:
+        usable = frame == ref
+        why = f"differs from the first scan's frame {ref!r} and no extrinsic maps it"
+    if not usable:
         if not state["warned_frame"]:
             state["warned_frame"] = True
-            expect = state["ref_frame"] if target_frame is None else f"{target_frame!r} or {state['ref_frame']!r}"
-            warnings.warn(f"scan {index}: frame {frame!r} differs from {expect} and no extrinsic maps it; "
-                          f"such scans are skipped (warned once, counted in the summary)")
+            warnings.warn(f"scan {index}: frame {frame!r} {why}; such scans are skipped (warned once, counted in "
+                          f"the summary)")
         return f"frame {frame!r} without extrinsic"
+    out_frame = frame
     try:
         dec = pointcloud2_to_points(msg, extra=columns[3:])
     except PointCloud2Error as exc:
