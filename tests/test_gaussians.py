@@ -159,6 +159,8 @@ def test_lego_psnr_rises():
     cfg.data.root = str(lego)
     cfg.data.size = (100, 100)
     cfg.train.max_steps = 150
+    cfg.train.sh_degree_interval = 100
+    cfg.strategy.refine_stop_iter = 300
     cfg.train.max_minutes = None
     cfg.train.eval_every = 1000
     cfg.model.init_num = 30_000
