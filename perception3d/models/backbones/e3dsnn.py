@@ -69,14 +69,13 @@ def conv_kmap(conv: nn.Module, x: SparseTensor):
     return kmap, (lambda f: x.with_coords(f, out_cs, stride))
 
 
-def _pair_offsets(kmap) -> Tensor:
-    """Kernel-offset index of every stored pair (cached on the map)."""
-    k_ids = getattr(kmap, "_e3d_k_ids", None)
-    if k_ids is None:
-        k_ids = torch.repeat_interleave(torch.arange(len(kmap.counts), device=kmap.in_idx.device),
-                                        torch.tensor(kmap.counts, device=kmap.in_idx.device))
-        kmap._e3d_k_ids = k_ids
-    return k_ids
+def _pair_bounds(kmap) -> Tensor:
+    """[K + 1] start of each offset's pairs in the map's pair arrays, then the total (cached on the map)."""
+    b = getattr(kmap, "_e3d_bounds", None)
+    if b is None:
+        b = torch.tensor([0] + list(kmap.counts), device=kmap.in_idx.device).cumsum(0)
+        kmap._e3d_bounds = b
+    return b
 
 
 @torch.no_grad()
@@ -104,9 +103,11 @@ def event_driven_conv(conv: nn.Module, s: SparseTensor, max_active: float = 1.0)
         if kmap.identity is not None:                      # SubM centre: the identity pairs of the active sites
             out.index_copy_(0, idx, feats_a @ w[kmap.identity])
         if kmap.in_idx.numel():
-            keep = active.index_select(0, kmap.in_idx)
-            counts = torch.bincount(_pair_offsets(kmap)[keep], minlength=len(kmap.counts)).tolist()
-            _accumulate(out, feats_a, w, remap[kmap.in_idx[keep]], kmap.out_idx[keep], counts, kmap.identity)
+            pos = active.index_select(0, kmap.in_idx).nonzero().squeeze(1)      # pairs fed by an active site
+            bounds = torch.searchsorted(pos, _pair_bounds(kmap))                 # pairs stay grouped by offset
+            counts = (bounds[1:] - bounds[:-1]).tolist()
+            _accumulate(out, feats_a, w, remap.index_select(0, kmap.in_idx.index_select(0, pos)),
+                        kmap.out_idx.index_select(0, pos), counts, kmap.identity)
     if conv.bias is not None:
         out += conv.bias.to(out.dtype)
     return wrap(out)
