@@ -76,6 +76,7 @@ def test_sigkill_resume_is_exact(tmp_path):
         assert torch.equal(wa[k], wb[k]), k
 
 
+@pytest.mark.slow  # three processes (~40 s CPU): run with -m slow
 def test_ddp_gloo_matches_single_process(tmp_path):
     """2 processes × batch 1 (gloo DDP, gradients averaged) == 1 process × batch 1 with 2-step gradient
     accumulation (loss/2 each): the same sample pairs (DefaultSampler gives rank r the indices r::2 of the

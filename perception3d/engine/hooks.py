@@ -66,6 +66,7 @@ class ProgressHook(Hook):
 
     def before_train(self, runner) -> None:
         self._t0 = time.time()
+        self._cpu0 = time.process_time()
         self._it0 = runner.iter
         self.skipped = int(runner.message_hub.get_info("num_skipped_frames", 0) or 0)
 
@@ -96,13 +97,21 @@ class ProgressHook(Hook):
             print(("\r" + msg) if tty else msg, end="" if tty else "\n", flush=True)
 
     def after_train(self, runner) -> None:
+        from mmengine.dist import all_reduce, get_world_size
+        skipped = self.skipped
+        if get_world_size() > 1:  # each rank counted the frames it loaded
+            t = torch.tensor([float(skipped)])
+            all_reduce(t, op="sum")
+            skipped = int(t.item())
         if not is_main_process():
             return
         el = time.time() - (self._t0 or time.time())
-        msg = (f"\ntraining done: {runner.iter - self._it0} iterations in {el / 60:.1f} min; "
-               f"bad frames skipped: {self.skipped}")
+        cpu = time.process_time() - getattr(self, "_cpu0", 0.0)
+        msg = (f"\ntraining done: {runner.iter - self._it0} iterations in {el / 60:.1f} min wall "
+               f"({cpu / 60:.1f} min CPU of this process); bad frames skipped: {skipped}")
         print(msg, flush=True)
         runner.logger.info(msg.strip())
-        summary = dict(iters=runner.iter, epochs=runner.epoch, train_seconds=el, skipped_frames=self.skipped)
+        summary = dict(iters=runner.iter, epochs=runner.epoch, train_seconds=el, cpu_seconds=cpu,
+                       skipped_frames=skipped)
         with open(osp.join(runner.work_dir, "train_summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
