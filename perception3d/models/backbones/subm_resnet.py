@@ -61,8 +61,9 @@ class VoxelResBackBone8x(nn.Module):
     """CenterPoint-Voxel's 3D backbone. Args: in_channels (voxel feature C), base_channels (16),
     out_channels (128), blocks_per_stage (2), last_pad (z padding of conv_out, 0), z_pad_one (add one z level).
 
-    BEV channels after ``HeightCompression`` = out_channels · Z_out with
-    Z_out = ((((Z + 1 + 1) // 2 + 1) // 2 − 3) // 2 + 1 − 3 + 2·last_pad) // 2 + 1 (Z = 40 → 2, Z = 24 → 1).
+    BEV channels after ``HeightCompression`` = out_channels · Z_out: the z extent (with the extra level) goes
+    Z+1 → ⌈(Z+1)/2⌉ → ⌈·/2⌉ → (· − 3)//2 + 1 (conv4, no z padding) → (· − 3 + 2·last_pad)//2 + 1 (conv_out);
+    Z = 40 → 2 (official: 128 · 2 = 256), Z = 24 or 30 → 1. Z must leave ≥ 3 levels before conv_out.
     """
 
     def __init__(self, in_channels: int, base_channels: int = 16, out_channels: int = 128,
