@@ -4,7 +4,6 @@ hand with ``struct``), writing and reading ROS1 / rosbag2-sqlite3 / rosbag2-mcap
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np

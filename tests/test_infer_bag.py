@@ -45,7 +45,8 @@ def _scene(rng, n=1500):
     ground = np.c_[rng.uniform(-30, 30, (n, 2)), rng.normal(0, 0.05, n)]
     parts = [ground]
     for cx, cy in rng.uniform(-20, 20, (3, 2)):
-        parts.append(np.c_[rng.uniform(cx - 2, cx + 2, 150), rng.uniform(cy - 1, cy + 1, 150), rng.uniform(0, 1.6, 150)])
+        parts.append(np.c_[rng.uniform(cx - 2, cx + 2, 150), rng.uniform(cy - 1, cy + 1, 150),
+                           rng.uniform(0, 1.6, 150)])
     xyz = np.concatenate(parts).astype(np.float32)
     return np.c_[xyz, rng.integers(0, 256, len(xyz)), rng.uniform(0, 0.3, len(xyz))].astype(np.float32)
 
@@ -307,3 +308,24 @@ def test_cli_lists_topics_and_matches_package(model, tmp_path, capsys):
     a = [json.loads(s) for s in (tmp_path / "cli.bag.jsonl").read_text().splitlines()]
     b = [json.loads(s) for s in (tmp_path / "pkg.bag.jsonl").read_text().splitlines()]
     assert a == b and res.processed == pkg.processed == 2
+
+
+def test_make_demo_bag_matches_dataset(tmp_path):
+    root = ROOT / "data" / "waymo_mini"
+    if not (root / "waymo_mini_manifest.json").is_file():
+        pytest.skip("the built-in mini dataset is not generated (data/waymo_mini); make_demo_bag would generate it")
+    from perception3d.apis.bag_inference import make_demo_bag
+    from perception3d.datasets.waymo_v2 import WaymoV2Segment, find_split_dir, list_segments
+    info = make_demo_bag(tmp_path / "demo.bag", scans=2, root=root)
+    assert info["format"] == "ros1" and info["scans"] == 2
+    split = find_split_dir(root, "val")
+    seg = WaymoV2Segment(split, list_segments(split)[0], lasers=(1,), returns=(1,))
+    with BagReader(tmp_path / "demo.bag") as bag:
+        msgs = list(bag.messages(["/points"]))
+    assert len(msgs) == 2
+    for i, (_, t, m) in enumerate(msgs):
+        want = seg.points(seg.timestamps[i])[0][:, :5]
+        got = pointcloud2_to_points(m, extra=("intensity", "elongation")).points
+        np.testing.assert_array_equal(got, want)
+        assert m.header.frame_id == "base_link" and stamp_to_ns(m.header.stamp) == t
+    assert stamp_to_ns(msgs[0][2].header.stamp) == seg.timestamps[0] * 1000

@@ -86,4 +86,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from perception3d.io.bags import BagError
+    try:
+        main()
+    except (BagError, FileExistsError, FileNotFoundError, ValueError) as exc:   # user errors: one clear line
+        sys.exit(f"infer_bag: error: {exc}")

@@ -43,8 +43,8 @@ from perception3d.io.pointcloud2 import PointCloud2Error, pointcloud2_to_points
 from perception3d.io.ros_msgs import (POINTCLOUD2, boxes_to_markers, convert_msg, detections_to_msg,
                                       stamp_to_ns)
 
-__all__ = ["BagInferenceResult", "infer_bag", "make_demo_bag", "list_pointcloud_topics", "model_point_columns", "parse_extrinsic",
-           "default_output_path", "WAYMO_POINT_COLUMNS"]
+__all__ = ["BagInferenceResult", "infer_bag", "make_demo_bag", "list_pointcloud_topics", "model_point_columns",
+           "parse_extrinsic", "default_output_path", "WAYMO_POINT_COLUMNS"]
 
 PathLike = Union[str, Path]
 #: column order of the Waymo-style point features the mini / Waymo configs are trained on (DESIGN.md §4)
@@ -297,9 +297,9 @@ def _prepare(msg, index: int, t_ns: int, columns: list, state: dict, target_fram
     except PointCloud2Error as exc:
         return f"bad PointCloud2 ({exc})"
     result.invalid_points += dec.num_invalid
+    result.missing_columns += [c for c in dec.missing if c not in result.missing_columns]
     if dec.missing and not state["warned_cols"]:
         state["warned_cols"] = True
-        result.missing_columns = list(dec.missing)
         warnings.warn(f"scan {index}: the cloud has no field for {dec.missing} (fields: "
                       f"{[f.name for f in msg.fields]}); the model gets 0 there")
     pts = dec.points
