@@ -54,5 +54,5 @@ optim_wrapper = dict(optimizer=dict(lr=lr))
 param_scheduler = [dict(type="OneCycleLR", eta_max=lr, pct_start=0.4, div_factor=10, final_div_factor=1e4,
                         by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-default_hooks = dict(checkpoint=dict(interval=100), logger=dict(interval=10))
+default_hooks = dict(checkpoint=dict(interval=20), logger=dict(interval=10))
 custom_hooks = [dict(type="RNGStateHook"), dict(type="ProgressHook", interval=10)]
