@@ -296,3 +296,22 @@ def test_visualize_tool_writes_bev_png(tmp_path):
     # box outline geometry: a yaw-0 box 4 × 2 at (1, 2) has corners (3, 3), (-1, 3), (-1, 1), (3, 1)
     c = vis.bev_corners(np.array([[1.0, 2.0, 0, 4.0, 2.0, 1.0, 0.0]]))
     assert np.allclose(c[0, :4], [[3, 3], [-1, 3], [-1, 1], [3, 1]])
+
+
+@pytest.mark.parametrize("name", ["centerpoint_voxel_waymo.py", "centerpoint_voxel_waymo_mini.py"])
+def test_configs_build(name):
+    from pathlib import Path
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from perception3d.registry import MODELS
+    cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / "configs" / name))
+    with DefaultScope.overwrite_default_scope("perception3d"):
+        model = MODELS.build(cfg.model)
+    n = sum(p.numel() for p in model.parameters())
+    head = model.bbox_head
+    assert head.class_names == ["Car", "Pedestrian", "Cyclist"] and len(head.tasks) == 1
+    if name == "centerpoint_voxel_waymo.py":  # the official grid: 1504 × 1504 × 40, BEV 188 × 188 × 256
+        assert cfg.model.voxel_encoder.voxel_size == [0.1, 0.1, 0.15] and head.out_size_factor == 8
+        assert 7e6 < n < 1e7, n
+    else:
+        assert cfg.prepare_data.type == "prepare_waymo_mini" and n < 3e6
