@@ -9,7 +9,7 @@ then times
 The checkpoint is the newest ``work_dirs/**/*.pth`` whose config is the CenterPoint mini config, or
 ``--checkpoint``; without one the model has random weights (said in the table and the JSON).  Boxes are kept
 at score ≥ 0.3 (``--score-thr``); the number written is reported (each box costs ~1 ms of message building).
-Prints a table and writes bench/results/infer_bag.json.
+Prints a table and adds its row to bench/results/infer_bag.json (a list, one row per setting).
 """
 from __future__ import annotations
 
@@ -89,7 +89,16 @@ def main(argv=None) -> dict:
           f"{row['overhead_pct']} %")
     out = ROOT / "bench" / "results" / "infer_bag.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(row, indent=1) + "\n")
+    rows = []
+    if out.is_file():
+        try:
+            old = json.loads(out.read_text())
+            rows = [r for r in (old if isinstance(old, list) else [old])
+                    if (r.get("threads"), r.get("batch_size"), r.get("checkpoint"), r.get("scans")) !=
+                    (row["threads"], row["batch_size"], row["checkpoint"], row["scans"])]
+        except (json.JSONDecodeError, AttributeError):
+            rows = []
+    out.write_text(json.dumps(rows + [row], indent=1) + "\n")   # one row per (threads, batch, weights, scans)
     return row
 
 

@@ -329,3 +329,12 @@ def test_make_demo_bag_matches_dataset(tmp_path):
         np.testing.assert_array_equal(got, want)
         assert m.header.frame_id == "base_link" and stamp_to_ns(m.header.stamp) == t
     assert stamp_to_ns(msgs[0][2].header.stamp) == seg.timestamps[0] * 1000
+
+
+def test_cli_user_error_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "infer_bag.py"), str(CONFIG), "none", "--in",
+                        str(tmp_path / "nope.mcap")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == f"infer_bag: error: bag not found: {tmp_path / 'nope.mcap'}"

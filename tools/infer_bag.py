@@ -5,6 +5,7 @@
         [--format ros1|ros2-mcap|ros2-sqlite3] [--score-thr 0.3] [--batch-size 2] [--device cpu]
         [--keep-input | --no-keep-input] [--target-frame base_link --extrinsic 16 numbers | extrinsic.yaml]
         [--source-frame lidar] [--range x0 y0 z0 x1 y1 z1] [--markers line_list|cube] [--jsonl PATH]
+        [--det-topic /perception3d/detections] [--marker-topic /perception3d/markers]
         [--overwrite] [--max-scans N] [--seed 0]
 
 CKPT ``none`` runs the config's model with random weights (for trying the pipeline; boxes are meaningless).
@@ -41,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--range", nargs=6, type=float, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
                    help="crop the points to this box (after the transform)")
     p.add_argument("--markers", choices=["line_list", "cube"], default="line_list")
+    p.add_argument("--det-topic", default="/perception3d/detections")
+    p.add_argument("--marker-topic", default="/perception3d/markers")
     p.add_argument("--jsonl", help="detections as JSON lines (default <out>.jsonl)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
     p.add_argument("--max-scans", type=int)
@@ -79,7 +82,8 @@ def main(argv=None):
     result = infer_bag(model, args.inp, args.topic, out=args.out, fmt=args.format, score_thr=args.score_thr,
                        batch_size=args.batch_size, keep_input=args.keep_input, target_frame=args.target_frame,
                        extrinsic=extrinsic, source_frame=args.source_frame, point_range=args.range,
-                       jsonl=args.jsonl or True, marker_style=args.markers, overwrite=args.overwrite,
+                       jsonl=args.jsonl or True, marker_style=args.markers, det_topic=args.det_topic,
+                       marker_topic=args.marker_topic, overwrite=args.overwrite,
                        progress=True, max_scans=args.max_scans)
     print(result.summary())
     return result
