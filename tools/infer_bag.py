@@ -54,9 +54,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from perception3d.apis.bag_inference import infer_bag, list_pointcloud_topics
-    if not args.topic:
-        topics = list_pointcloud_topics(args.inp)
+    if not args.topic:                       # list only: no torch / model import needed
+        from perception3d.io.bags import BagReader
+        with BagReader(args.inp) as bag:
+            counts = bag.topics()
+            topics = {t: counts[t][1] for t in bag.pointcloud_topics()}
         print(f"PointCloud2 topics in {args.inp}:" if topics else f"no PointCloud2 topic in {args.inp}")
         for t, n in topics.items():
             print(f"  {t}  ({n} messages)")
@@ -69,6 +71,7 @@ def main(argv=None):
     from mmengine.config import DictAction
 
     from perception3d.apis import init_model
+    from perception3d.apis.bag_inference import infer_bag
     torch.manual_seed(args.seed)
     opts = None
     if args.cfg_options:
