@@ -22,9 +22,14 @@ def _chunk_rows(device: torch.device, channels: int, total: int) -> int:
     return max(1024, _CPU_CHUNK_BYTES // (4 * max(channels, 1)))
 
 
-def _accumulate(dst: torch.Tensor, src: torch.Tensor, w: torch.Tensor, gather_idx: torch.Tensor,
+def gather_gemm_scatter(dst: torch.Tensor, src: torch.Tensor, w: torch.Tensor, gather_idx: torch.Tensor,
                 scatter_idx: torch.Tensor, counts: list, skip: int | None) -> None:
-    """dst[scatter_idx[p]] += src[gather_idx[p]] @ w[k(p)] for every pair p (w: [K, C_src, C_dst])."""
+    """dst[scatter_idx[p]] += src[gather_idx[p]] @ w[k(p)] for every pair p (w: [K, C_src, C_dst]), in place.
+
+    Pairs of offset k are the k-th run of `counts` in the index arrays (the `KernelMap` layout); offset `skip`
+    (the identity of a SubM map) is left out. Public so that other layers can run a conv over a subset of pairs
+    (E-3DSNN's event-driven path does).
+    """
     c_src, c_dst = w.shape[1], w.shape[2]
     max_count = max(counts) if counts else 0
     if max_count == 0:
@@ -83,7 +88,7 @@ class SparseConvFunction(torch.autograd.Function):
             out = torch.mm(feats, weight[kmap.identity])
         else:
             out = feats.new_zeros(kmap.n_out, c_out)
-        _accumulate(out, feats, weight, kmap.in_idx, kmap.out_idx, kmap.counts, kmap.identity)
+        gather_gemm_scatter(out, feats, weight, kmap.in_idx, kmap.out_idx, kmap.counts, kmap.identity)
         ctx.save_for_backward(feats, weight)
         ctx.kmap = kmap
         return out
@@ -100,7 +105,7 @@ class SparseConvFunction(torch.autograd.Function):
                 grad_feats = torch.mm(grad_out, w_t[kmap.identity])
             else:
                 grad_feats = grad_out.new_zeros(feats.shape[0], feats.shape[1])
-            _accumulate(grad_feats, grad_out, w_t, kmap.out_idx, kmap.in_idx, kmap.counts, kmap.identity)
+            gather_gemm_scatter(grad_feats, grad_out, w_t, kmap.out_idx, kmap.in_idx, kmap.counts, kmap.identity)
         if ctx.needs_input_grad[1]:
             grad_w = torch.zeros_like(weight)
             if kmap.identity is not None:

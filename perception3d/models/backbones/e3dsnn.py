@@ -31,7 +31,7 @@ from perception3d.models.layers.spiking import LIFNeuron, MultiSpike, SpikingNeu
 from perception3d.registry import MODELS
 from perception3d.sparse import (SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d, inverse_kmap,
                                  strided_kmap, subm_kmap, voxelize)
-from perception3d.sparse.functional import _accumulate
+from perception3d.sparse import gather_gemm_scatter
 
 __all__ = ["SpikeSparseConv", "SpikeLinear", "SpikeResBlock", "SpikeDownBlock", "SpikeUpBlock",
            "SpikeVoxelCoding", "E3DSNN", "E3DSNNUNet", "SpikingVoxelBackBone8x", "event_driven_conv",
@@ -106,7 +106,7 @@ def event_driven_conv(conv: nn.Module, s: SparseTensor, max_active: float = 1.0)
             pos = active.index_select(0, kmap.in_idx).nonzero().squeeze(1)      # pairs fed by an active site
             bounds = torch.searchsorted(pos, _pair_bounds(kmap))                 # pairs stay grouped by offset
             counts = (bounds[1:] - bounds[:-1]).tolist()
-            _accumulate(out, feats_a, w, remap.index_select(0, kmap.in_idx.index_select(0, pos)),
+            gather_gemm_scatter(out, feats_a, w, remap.index_select(0, kmap.in_idx.index_select(0, pos)),
                         kmap.out_idx.index_select(0, pos), counts, kmap.identity)
     if conv.bias is not None:
         out += conv.bias.to(out.dtype)
