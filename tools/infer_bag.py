@@ -64,6 +64,10 @@ def main(argv=None):
             print(f"  {t}  ({n} messages)")
         print("pass one with --topic")
         return topics
+    from perception3d.io.bags import BagReader
+    from perception3d.io.ros_msgs import POINTCLOUD2
+    with BagReader(args.inp) as bag:         # a bad bag / topic fails before the model is built
+        bag.check_topic(args.topic, POINTCLOUD2)
     extrinsic = None
     if args.extrinsic:
         extrinsic = args.extrinsic[0] if len(args.extrinsic) == 1 else [float(v) for v in args.extrinsic]
