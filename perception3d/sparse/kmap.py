@@ -100,23 +100,46 @@ def subm_kmap(cs: CoordSet, kernel_size: Sequence[int], dilation: Sequence[int])
     centre = K // 2
     first = disp[:centre]                                                   # the half searched for
     # In linear-key space a displacement is a constant: key(c + d) = key(c) + Σ_a d_a · stride_a, valid while
-    # every axis stays inside the grid. One batched binary search over the sorted keys finds all pairs.
+    # every axis stays inside the grid. Offsets that differ only along the last axis (x) are searched together:
+    # one binary search finds where the smallest x lands, and since keys are distinct integers the match for an
+    # x displacement larger by j lies at most j places further on (a few gathers instead of another search).
     strides, acc = [], 1
     for size in reversed(cs.spatial_shape):
         strides.append(acc)
         acc *= size
-    axis_stride = torch.tensor(list(reversed(strides)), device=device)
+    strides = strides[::-1]
     sorted_keys, perm = cs.sorted_keys()
-    c_sorted = cs.coords[perm, 1:].long()                                   # [N, D] in key order
-    shifted = c_sorted.unsqueeze(0) + first.unsqueeze(1)                    # [K/2, N, D]
-    shape = torch.tensor(cs.spatial_shape, device=device)
-    valid = ((shifted >= 0) & (shifted < shape)).all(dim=2)                 # [K/2, N]
-    query = sorted_keys.unsqueeze(0) + (first * axis_stride).sum(1, keepdim=True)
-    if n:
-        pos = torch.searchsorted(sorted_keys, query.reshape(-1)).clamp_(max=n - 1).view_as(query)
-        found = valid & (sorted_keys[pos] == query)
-    else:
-        pos, found = query, valid
+    c_sorted = cs.coords[perm, 1:]                                          # [N, D] in key order
+    bounds: dict = {}
+
+    def inside(axis: int, d: int) -> Optional[torch.Tensor]:
+        if d == 0:
+            return None
+        if (axis, d) not in bounds:
+            col = c_sorted[:, axis]
+            bounds[(axis, d)] = (col >= -d) if d < 0 else (col < cs.spatial_shape[axis] - d)
+        return bounds[(axis, d)]
+
+    groups: dict = {}
+    for k, d in enumerate(first.tolist()):
+        groups.setdefault(tuple(d[:-1]), []).append((k, d[-1]))
+    pos = torch.zeros((centre, n), dtype=torch.long, device=device)
+    found = torch.zeros((centre, n), dtype=torch.bool, device=device)
+    for prefix, members in groups.items() if n else ():
+        base = sum(p * st for p, st in zip(prefix, strides[:-1]))
+        dx_min = min(dx for _, dx in members)
+        start = torch.searchsorted(sorted_keys, sorted_keys + (base + dx_min))
+        for k, dx in members:
+            target = sorted_keys + (base + dx)
+            for m in range(dx - dx_min + 1):
+                cand = (start + m).clamp_(max=n - 1)
+                eq = sorted_keys[cand] == target
+                pos[k] = torch.where(eq, cand, pos[k])
+                found[k] |= eq
+            for axis, d in enumerate(prefix + (dx,)):
+                ok = inside(axis, d)
+                if ok is not None:
+                    found[k] &= ok
     k_idx, row = found.nonzero(as_tuple=True)                               # k-major, as nonzero is row-major
     nb = perm[pos[k_idx, row]]                                              # the neighbour at +d ...
     me = perm[row]                                                          # ... feeds the site searched from
