@@ -54,8 +54,10 @@ def gather_gemm_scatter(dst: torch.Tensor, src: torch.Tensor, w: torch.Tensor, g
         start += count
 
 
-def _weight_grad(grad_w: torch.Tensor, feats: torch.Tensor, grad_out: torch.Tensor, kmap: KernelMap) -> None:
-    """grad_w[k] += feats[in_k]^T @ grad_out[out_k] for every offset."""
+def _backward_pairs(grad_feats: torch.Tensor | None, grad_w: torch.Tensor | None, feats: torch.Tensor,
+                    weight: torch.Tensor, grad_out: torch.Tensor, kmap: KernelMap) -> None:
+    """One pass over the pairs for both gradients, gathering grad_out rows once per chunk:
+    grad_feats[in] += grad_out[out] @ W_k^T and grad_w[k] += feats[in]^T @ grad_out[out]."""
     c_in, c_out = feats.shape[1], grad_out.shape[1]
     counts = kmap.counts
     max_count = max(counts) if counts else 0
@@ -64,15 +66,25 @@ def _weight_grad(grad_w: torch.Tensor, feats: torch.Tensor, grad_out: torch.Tens
     rows = min(max_count, _chunk_rows(feats.device, max(c_in, c_out), max_count))
     abuf = feats.new_empty(rows, c_in)
     bbuf = grad_out.new_empty(rows, c_out)
+    pbuf = feats.new_empty(rows, c_in)
     start = 0
     for k, count in enumerate(counts):
+        if k == kmap.identity or count == 0:
+            start += count
+            continue
+        w_t = weight[k].t()
         for s in range(start, start + count, rows):
             e = min(s + rows, start + count)
             n = e - s
-            a, b = abuf[:n], bbuf[:n]
-            torch.index_select(feats, 0, kmap.in_idx[s:e], out=a)
+            b = bbuf[:n]
             torch.index_select(grad_out, 0, kmap.out_idx[s:e], out=b)
-            grad_w[k].addmm_(a.t(), b)
+            if grad_feats is not None:
+                torch.mm(b, w_t, out=pbuf[:n])
+                grad_feats.index_add_(0, kmap.in_idx[s:e], pbuf[:n])
+            if grad_w is not None:
+                a = abuf[:n]
+                torch.index_select(feats, 0, kmap.in_idx[s:e], out=a)
+                grad_w[k].addmm_(a.t(), b)
         start += count
 
 
@@ -99,18 +111,17 @@ class SparseConvFunction(torch.autograd.Function):
         kmap: KernelMap = ctx.kmap
         grad_out = grad_out.contiguous()
         grad_feats = grad_w = None
+        centre = kmap.identity
         if ctx.needs_input_grad[0]:
-            w_t = weight.transpose(1, 2).contiguous()
-            if kmap.identity is not None:
-                grad_feats = torch.mm(grad_out, w_t[kmap.identity])
+            if centre is not None:
+                grad_feats = torch.mm(grad_out, weight[centre].t())
             else:
                 grad_feats = grad_out.new_zeros(feats.shape[0], feats.shape[1])
-            gather_gemm_scatter(grad_feats, grad_out, w_t, kmap.out_idx, kmap.in_idx, kmap.counts, kmap.identity)
         if ctx.needs_input_grad[1]:
             grad_w = torch.zeros_like(weight)
-            if kmap.identity is not None:
-                grad_w[kmap.identity] = feats.t() @ grad_out
-            _weight_grad(grad_w, feats, grad_out, kmap)
+            if centre is not None:
+                grad_w[centre] = feats.t() @ grad_out
+        _backward_pairs(grad_feats, grad_w, feats, weight, grad_out, kmap)
         return grad_feats, grad_w, None
 
 
