@@ -47,7 +47,9 @@ def _gt_database(out: Path, info_name: str, data_root: Path, prefix: str, load_d
         print("perception3d.datasets.gt_database is not available: GT database skipped", file=sys.stderr)
         return
     from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
-    res = create_gt_database_from_infos(out / info_name, data_root, out, prefix, load_dim=load_dim, use_dim=use_dim)
+    # absolute paths: the dataset joins a relative ann_file onto data_root
+    res = create_gt_database_from_infos((out / info_name).resolve(), data_root.resolve(), out.resolve(), prefix,
+                                        load_dim=load_dim, use_dim=use_dim)
     counts = {k: len(v) for k, v in res["dbinfos"].items()}
     print(f"GT database {out / (prefix + '_gt_database')}: {counts}; {res['num_skipped']} bad frames skipped")
 

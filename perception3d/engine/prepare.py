@@ -1,11 +1,15 @@
 """Data preparation that a config can ask for before the run starts (``prepare_data = dict(type=...)``).
 
-``prepare_waymo_mini(root, out)``: when ``<out>/waymo_infos_{train,val}.pkl`` are missing, generate the built-in
-mini dataset at ``root`` (``ensure_waymo_mini``) and convert it (the same calls as ``tools/create_data.py waymo
---gt-database``). Idempotent and cheap when the data is there.
+``prepare_waymo_mini(root, out)``: generate the built-in mini dataset at ``root`` if needed (``ensure_waymo_mini``)
+and convert it (the same calls as ``tools/create_data.py waymo --gt-database``) unless ``<out>`` already holds a
+conversion of exactly that dataset (the generator's manifest is fingerprinted into ``<out>/source_manifest.sha256``,
+written last). Idempotent and cheap when the data is there; a stale conversion is redone.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -25,15 +29,29 @@ def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None,
     need = [out_p / "waymo_infos_train.pkl", out_p / "waymo_infos_val.pkl"]
     if gt_database:
         need.append(out_p / "waymo_dbinfos_train.pkl")
-    if all(p.is_file() for p in need):
-        return out_p
-    print_log(f"prepare_waymo_mini: preparing the mini dataset at {root_p} → {out_p} (first run only)",
-              logger="current")
     ensure_waymo_mini(root_p)
+    manifest = root_p / "waymo_mini_manifest.json"
+    fingerprint = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "none"
+    marker = out_p / "source_manifest.sha256"
+    if all(p.is_file() for p in need) and marker.is_file() and marker.read_text().strip() == fingerprint:
+        return out_p
+    if out_p.exists():
+        print_log(f"prepare_waymo_mini: {out_p} was converted from another version of the data; converting again",
+                  logger="current")
+        for child in out_p.iterdir():          # only what a conversion writes; anything else is left alone
+            if child.name in ("points", "waymo_gt_database"):
+                shutil.rmtree(child)
+            elif child.name.startswith(("waymo_infos_", "waymo_dbinfos_", "source_manifest")):
+                child.unlink()
+    print_log(f"prepare_waymo_mini: converting the mini dataset at {root_p} → {out_p} (first run only)",
+              logger="current")
     result = convert_waymo_v2(root_p, out_p, splits=["train", "val"])
     print_log(f"prepare_waymo_mini: converted; bad frames left out: {len(result.get('bad', []))}", logger="current")
     if gt_database:
         from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
         create_gt_database_from_infos(out_p / "waymo_infos_train.pkl", out_p, out_p, "waymo", classes=classes,
                                       load_dim=6, use_dim=5)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(fingerprint)
+    os.replace(tmp, marker)
     return out_p
