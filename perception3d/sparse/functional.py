@@ -22,6 +22,21 @@ def _chunk_rows(device: torch.device, channels: int, total: int) -> int:
     return max(1024, _CPU_CHUNK_BYTES // (4 * max(channels, 1)))
 
 
+def _chunks(counts: list, skip: int | None, device: torch.device, channels: int):
+    """(rows per chunk, iterator of (offset k, start, end)) over the pairs of every offset but `skip`."""
+    max_count = max(counts) if counts else 0
+    rows = min(max_count, _chunk_rows(device, channels, max_count))
+
+    def spans():
+        start = 0
+        for k, count in enumerate(counts):
+            if k != skip:
+                for s in range(start, start + count, rows):
+                    yield k, s, min(s + rows, start + count)
+            start += count
+    return rows, spans()
+
+
 def gather_gemm_scatter(dst: torch.Tensor, src: torch.Tensor, w: torch.Tensor, gather_idx: torch.Tensor,
                 scatter_idx: torch.Tensor, counts: list, skip: int | None) -> None:
     """dst[scatter_idx[p]] += src[gather_idx[p]] @ w[k(p)] for every pair p (w: [K, C_src, C_dst]), in place.
@@ -31,27 +46,16 @@ def gather_gemm_scatter(dst: torch.Tensor, src: torch.Tensor, w: torch.Tensor, g
     (E-3DSNN's event-driven path does).
     """
     c_src, c_dst = w.shape[1], w.shape[2]
-    max_count = max(counts) if counts else 0
-    if max_count == 0:
+    rows, spans = _chunks(counts, skip, src.device, max(c_src, c_dst))
+    if rows == 0:
         return
-    rows = min(max_count, _chunk_rows(src.device, max(c_src, c_dst), max_count))
     gbuf = src.new_empty(rows, c_src)
     pbuf = src.new_empty(rows, c_dst)
-    start = 0
-    for k, count in enumerate(counts):
-        if k == skip or count == 0:
-            start += count
-            continue
-        wk = w[k]
-        for s in range(start, start + count, rows):
-            e = min(s + rows, start + count)
-            n = e - s
-            g = gbuf[:n]
-            torch.index_select(src, 0, gather_idx[s:e], out=g)
-            p = pbuf[:n]
-            torch.mm(g, wk, out=p)
-            dst.index_add_(0, scatter_idx[s:e], p)
-        start += count
+    for k, s, e in spans:
+        g, p = gbuf[:e - s], pbuf[:e - s]
+        torch.index_select(src, 0, gather_idx[s:e], out=g)
+        torch.mm(g, w[k], out=p)
+        dst.index_add_(0, scatter_idx[s:e], p)
 
 
 def _backward_pairs(grad_feats: torch.Tensor | None, grad_w: torch.Tensor | None, feats: torch.Tensor,
@@ -59,33 +63,23 @@ def _backward_pairs(grad_feats: torch.Tensor | None, grad_w: torch.Tensor | None
     """One pass over the pairs for both gradients, gathering grad_out rows once per chunk:
     grad_feats[in] += grad_out[out] @ W_k^T and grad_w[k] += feats[in]^T @ grad_out[out]."""
     c_in, c_out = feats.shape[1], grad_out.shape[1]
-    counts = kmap.counts
-    max_count = max(counts) if counts else 0
-    if max_count == 0:
+    rows, spans = _chunks(kmap.counts, kmap.identity, feats.device, max(c_in, c_out))
+    if rows == 0:
         return
-    rows = min(max_count, _chunk_rows(feats.device, max(c_in, c_out), max_count))
     abuf = feats.new_empty(rows, c_in)
     bbuf = grad_out.new_empty(rows, c_out)
     pbuf = feats.new_empty(rows, c_in)
-    start = 0
-    for k, count in enumerate(counts):
-        if k == kmap.identity or count == 0:
-            start += count
-            continue
-        w_t = weight[k].t()
-        for s in range(start, start + count, rows):
-            e = min(s + rows, start + count)
-            n = e - s
-            b = bbuf[:n]
-            torch.index_select(grad_out, 0, kmap.out_idx[s:e], out=b)
-            if grad_feats is not None:
-                torch.mm(b, w_t, out=pbuf[:n])
-                grad_feats.index_add_(0, kmap.in_idx[s:e], pbuf[:n])
-            if grad_w is not None:
-                a = abuf[:n]
-                torch.index_select(feats, 0, kmap.in_idx[s:e], out=a)
-                grad_w[k].addmm_(a.t(), b)
-        start += count
+    for k, s, e in spans:
+        n = e - s
+        b = bbuf[:n]
+        torch.index_select(grad_out, 0, kmap.out_idx[s:e], out=b)
+        if grad_feats is not None:
+            torch.mm(b, weight[k].t(), out=pbuf[:n])
+            grad_feats.index_add_(0, kmap.in_idx[s:e], pbuf[:n])
+        if grad_w is not None:
+            a = abuf[:n]
+            torch.index_select(feats, 0, kmap.in_idx[s:e], out=a)
+            grad_w[k].addmm_(a.t(), b)
 
 
 class SparseConvFunction(torch.autograd.Function):
