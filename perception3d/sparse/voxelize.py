@@ -12,7 +12,7 @@ from typing import Sequence, Union
 import torch
 
 from .scatter import scatter_reduce
-from .tensor import SparseTensor, linearize
+from .tensor import SparseTensor
 from .kmap import _delinearize
 
 PointsLike = Union[torch.Tensor, Sequence[torch.Tensor]]
@@ -62,44 +62,60 @@ def voxelize(points: PointsLike, voxel_size: Sequence[float], point_range: Seque
     batch = torch.cat([torch.full((p.shape[0],), b, dtype=torch.long, device=device) for b, p in enumerate(clouds)]) \
         if clouds else torch.zeros(0, dtype=torch.long)
 
-    finite = torch.isfinite(pts).all(dim=1)
-    num_non_finite = int(pts.shape[0] - finite.sum())
-    if num_non_finite:
-        warnings.warn(f"voxelize: dropped {num_non_finite} of {pts.shape[0]} points with NaN/inf values",
+    n_pts = pts.shape[0]
+    finite = None
+    num_non_finite = 0
+    if not bool(torch.isfinite(pts).all()):
+        finite = torch.isfinite(pts).all(dim=1)
+        num_non_finite = int(n_pts - finite.sum())
+        warnings.warn(f"voxelize: dropped {num_non_finite} of {n_pts} points with NaN/inf values",
                       RuntimeWarning, stacklevel=2)
-    lo = torch.tensor(point_range[:3], dtype=pts.dtype, device=device)
-    vs = torch.tensor(voxel_size, dtype=pts.dtype, device=device)
-    cell = torch.floor((pts[:, :3] - lo) / vs).long()             # (x, y, z) cell indices
-    dims = torch.tensor([nx, ny, nz], device=device)
-    inside = finite & ((cell >= 0) & (cell < dims)).all(dim=1)
-    num_out_of_range = int(finite.sum() - inside.sum())
-
+    # cell index per axis; a point is kept when every axis is inside the grid (NaN compares false)
+    keys = batch.clone()
+    inside = None
+    axes = (2, 1, 0) if ndim == 3 else (1, 0)
+    sizes = {0: nx, 1: ny, 2: nz}
+    for a in axes:
+        f = torch.floor((pts[:, a] - point_range[a]) / voxel_size[a])
+        ok = (f >= 0) & (f < sizes[a])
+        inside = ok if inside is None else inside & ok
+        keys = keys * sizes[a] + f.clamp_(0, sizes[a] - 1).long()
+    if ndim == 2:   # pillars still drop points outside the z range
+        f = (pts[:, 2] - point_range[2]) / voxel_size[2]
+        inside &= (f >= 0) & (f < nz)
+    if finite is not None:
+        inside &= finite
+    num_in = int(inside.sum())
+    num_out_of_range = n_pts - num_non_finite - num_in
     if ndim == 3:
         spatial_shape = (nz, ny, nx)
-        grid = torch.stack([batch, cell[:, 2], cell[:, 1], cell[:, 0]], dim=1)
         meta = dict(voxel_size=tuple(voxel_size[::-1]), origin=tuple(point_range[:3][::-1]))
     else:
         spatial_shape = (ny, nx)
-        grid = torch.stack([batch, cell[:, 1], cell[:, 0]], dim=1)
         meta = dict(voxel_size=tuple(voxel_size[1::-1]), origin=tuple(point_range[1::-1]))
-    sel = inside.nonzero().squeeze(1)
-    keys = linearize(grid[sel], spatial_shape)
-    # stable sort + run-length is several times faster than torch.unique(return_inverse=True) on CPU
+    # dropped points get a key past every real one, so after a (stable, radix) sort the kept points come
+    # first; run-length encoding of the sorted keys gives the voxels: no boolean indexing, no torch.unique
+    if num_in < n_pts:
+        keys.masked_fill_(~inside, torch.iinfo(torch.int64).max)
+    total = len(clouds) * nx * ny * (nz if ndim == 3 else 1)
+    if total < 2**31 - 1:        # a 32-bit radix sort is about twice as fast
+        keys = keys.clamp_(max=2**31 - 1).to(torch.int32)
     sorted_keys, order = torch.sort(keys, stable=True)
-    uniq, run_of_sorted, counts = torch.unique_consecutive(sorted_keys, return_inverse=True, return_counts=True)
-    inverse = torch.empty_like(run_of_sorted)
-    inverse[order] = run_of_sorted
-    coords = _delinearize(uniq, spatial_shape)
-    point2voxel = torch.full((pts.shape[0],), -1, dtype=torch.long, device=device)
-    point2voxel[sel] = inverse
+    order = order[:num_in]
+    uniq, run, counts = torch.unique_consecutive(sorted_keys[:num_in], return_inverse=True, return_counts=True)
+    coords = _delinearize(uniq.long(), spatial_shape)
+    point2voxel = torch.full((n_pts,), -1, dtype=torch.long, device=device)
+    point2voxel[order] = run
     if reduce == "none":
         feats = pts.new_zeros(uniq.numel(), 0)
-    elif reduce == "max":
-        feats = scatter_reduce(pts[sel], inverse, uniq.numel(), "max")
     else:
-        feats = pts.new_zeros(uniq.numel(), pts.shape[1]).index_add_(0, inverse, pts[sel])
-        if reduce == "mean":
-            feats /= counts.unsqueeze(1).to(feats.dtype)
+        kept = pts.index_select(0, order)
+        if reduce == "max":
+            feats = scatter_reduce(kept, run, uniq.numel(), "max")
+        else:
+            feats = pts.new_zeros(uniq.numel(), pts.shape[1]).index_add_(0, run, kept)
+            if reduce == "mean":
+                feats /= counts.unsqueeze(1).to(feats.dtype)
     tensor = SparseTensor(feats, coords, spatial_shape, len(clouds), check=False, **meta)
     if return_stats:
         stats = dict(num_points=int(pts.shape[0]), num_voxels=int(uniq.numel()), num_non_finite=num_non_finite,
