@@ -11,12 +11,12 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from mmengine.logging import print_log
 from mmengine.registry import FUNCTIONS
 
-__all__ = ["prepare_waymo_mini"]
+__all__ = ["prepare_waymo_mini", "require_prepared_data"]
 
 
 @FUNCTIONS.register_module(force=True)
@@ -55,3 +55,14 @@ def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None,
     tmp.write_text(fingerprint)
     os.replace(tmp, marker)
     return out_p
+
+
+@FUNCTIONS.register_module(force=True)
+def require_prepared_data(data_root: str, files: Sequence[str], how: str, mini_config: Optional[str] = None) -> None:
+    """``prepare_data`` of configs on real datasets (e.g. ``configs/dsvt_waymo.py``): stop at once, before anything
+    is built, saying how to prepare the data and which config runs without it, when a prepared file is missing."""
+    missing = [f for f in files if not (Path(data_root) / f).is_file()]
+    if missing:
+        hint = f"; or train on the built-in mini dataset: python tools/train.py {mini_config}" if mini_config else ""
+        raise FileNotFoundError(f"{Path(data_root) / missing[0]} not found ({len(missing)} of {len(files)} "
+                                f"prepared files missing). Prepare Waymo first: {how}{hint}")

@@ -218,25 +218,3 @@ class DSVT(nn.Module):
         return SparseTensor(feats, out.int(), (oz, oy, ox), x.batch_size, stride=stride3,
                             voxel_size=x.voxel_size if len(x.spatial_shape) == 3 else None,
                             origin=x.origin if len(x.spatial_shape) == 3 else None, check=False)
-
-
-def require_prepared_data(data_root: str, files: Sequence[str], how: str, mini_config: str | None = None) -> None:
-    """``prepare_data`` hook of ``configs/dsvt_waymo.py`` (run by ``engine.build_runner`` before anything is built):
-    stop at once, saying how to prepare the data and which config runs without it, if a file is missing.
-
-    (Lives here until the engine owner takes it into ``perception3d/engine/prepare.py``; only configs use it.)
-    """
-    from pathlib import Path
-    missing = [f for f in files if not (Path(data_root) / f).is_file()]
-    if missing:
-        hint = f"; or train on the built-in mini dataset: python tools/train.py {mini_config}" if mini_config else ""
-        raise FileNotFoundError(f"{Path(data_root) / missing[0]} not found ({len(missing)} of {len(files)} "
-                                f"prepared files missing). Prepare Waymo first: {how}{hint}")
-
-
-def _register_functions() -> None:
-    from mmengine.registry import FUNCTIONS
-    FUNCTIONS.register_module(name="require_prepared_data", force=True, module=require_prepared_data)
-
-
-_register_functions()
