@@ -47,7 +47,10 @@ def _point_dims(model) -> tuple[int, Union[int, list]]:
 
 
 def load_points(p: PointsLike, load_dim: int = 6, use_dim: Union[int, Sequence[int]] = 5) -> torch.Tensor:
-    """A cloud as float32 [N, F]: a tensor / array as is, a ``.bin`` file read as float32 × load_dim."""
+    """A cloud as float32 [N, len(use_dim)]: a ``.bin`` file read as float32 × load_dim, then its ``use_dim`` columns;
+    a tensor / array with exactly the model's columns as is, or with ``load_dim`` columns (the raw layout) cut the
+    same way as a file. Any other width is an error naming both widths."""
+    cols = list(range(use_dim)) if isinstance(use_dim, int) else list(use_dim)
     if isinstance(p, (str, Path)):
         path = Path(p)
         if not path.is_file():
@@ -55,12 +58,16 @@ def load_points(p: PointsLike, load_dim: int = 6, use_dim: Union[int, Sequence[i
         raw = np.fromfile(path, dtype=np.float32)
         if raw.size % load_dim:
             raise ValueError(f"{path}: {raw.size} floats is not a whole number of {load_dim}-float points")
-        cols = list(range(use_dim)) if isinstance(use_dim, int) else list(use_dim)
         return torch.from_numpy(raw.reshape(-1, load_dim)[:, cols].copy())
     t = p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p))
     if t.dim() != 2 or t.shape[1] < 3:
         raise ValueError(f"points: expected [N, F >= 3], got shape {tuple(t.shape)}")
-    return t.float()
+    if t.shape[1] == len(cols):
+        return t.float()
+    if t.shape[1] == load_dim:
+        return t[:, cols].float()
+    raise ValueError(f"points have {t.shape[1]} columns; the model reads {len(cols)} (use_dim) of the {load_dim} "
+                     f"raw columns (load_dim): pass [N, {len(cols)}] or [N, {load_dim}]")
 
 
 @torch.no_grad()
