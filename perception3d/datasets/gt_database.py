@@ -12,32 +12,18 @@ interrupted build leaves no half-written file behind.
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from perception3d.fileio import atomic_write_bytes
 from perception3d.ops.iou3d import box_iou_bev
 from perception3d.ops.points_in_boxes import points_in_boxes_mask
 
 __all__ = ["create_gt_database", "DataBaseSampler"]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _np(v) -> np.ndarray:
@@ -89,13 +75,13 @@ def create_gt_database(frames: Iterable[Mapping[str, Any]], data_root: Union[str
             obj[:, :3] -= boxes[j, :3]
             name = classes[labels[j]]
             rel = f"{info_prefix}_gt_database/{sample_idx}_{name}_{j}.bin"
-            _atomic_write_bytes(root / rel, obj.tobytes())
+            atomic_write_bytes(root / rel, obj.tobytes())
             infos[name].append({"name": name, "path": rel, "sample_idx": sample_idx, "image_idx": sample_idx,
                                 "gt_idx": j, "box3d_lidar": boxes[j, :7].copy(), "num_points_in_gt": int(len(obj)),
                                 "difficulty": int(diff[j]) if j < len(diff) else 0, "group_id": group,
                                 "num_point_features": int(pts.shape[1])})
             group += 1
-    _atomic_write_bytes(root / f"{info_prefix}_dbinfos_train.pkl", pickle.dumps(infos))
+    atomic_write_bytes(root / f"{info_prefix}_dbinfos_train.pkl", pickle.dumps(infos))
     return infos
 
 

@@ -20,15 +20,14 @@ label -1) are dropped.
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from perception3d.datasets.kitti_raw import camera_to_lidar_boxes
+from perception3d.fileio import atomic_write_bytes  # re-exported: public name of this module
 
 __all__ = [
     "MMDET3D_KITTI_CLASSES", "MMDET3D_WAYMO_CLASSES", "atomic_write_bytes", "save_infos", "load_info_file",
@@ -40,21 +39,6 @@ PathLike = Union[str, Path]
 MMDET3D_KITTI_CLASSES = ("Pedestrian", "Cyclist", "Car", "Van", "Truck", "Person_sitting", "Tram", "Misc")
 MMDET3D_WAYMO_CLASSES = ("Car", "Pedestrian", "Cyclist")
 _DEFAULT_PTS_PREFIXES = ("", "training/velodyne", "velodyne", "training/velodyne_reduced", "testing/velodyne")
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_infos(path: PathLike, data_list: List[dict], metainfo: dict) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from perception3d.fileio import atomic_write_text
 from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
 from perception3d.datasets.synthetic_scene import (CLASS_TO_WAYMO_TYPE, CameraSpec, LidarSpec, count_points_in_boxes,
                                                    frame_scene, render_camera, rpy_from_rotation,
@@ -124,12 +125,6 @@ def write_parquet_atomic(path: Path, rows: Dict[str, list], schema: pa.Schema) -
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _flat(m: np.ndarray) -> list:
@@ -378,8 +373,8 @@ def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, 
         summary["seconds"] = round(time.time() - start, 2)                 # wall clock
         summary["cpu_seconds"] = round(time.process_time() - cpu_start, 2)  # this process's CPU time
         summary["root"] = str(root)
-        _write_json_atomic(root / MANIFEST_NAME, dict(params=params, summary=summary, files=sorted(files),
-                                                      generator="perception3d.datasets.synthetic_street"))
+        atomic_write_text(root / MANIFEST_NAME, json.dumps(dict(params=params, summary=summary, files=sorted(files),
+                           generator="perception3d.datasets.synthetic_street"), indent=1, sort_keys=True))
         return dict(summary, skipped=False)
 
 

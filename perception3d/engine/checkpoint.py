@@ -1,6 +1,6 @@
 """Checkpoint helpers: atomic writes, finding the newest complete checkpoint, strict key checks.
 
-- ``atomic_write_bytes`` / ``AtomicLocalBackend``: write to ``<name>.tmp.<pid>`` in the same folder, fsync,
+- ``atomic_write_bytes`` / ``AtomicLocalBackend``: write to ``.<name>.<random>.tmp`` in the same folder, fsync,
   ``os.replace`` onto the final name. A SIGKILL at any moment leaves either the old file or the new one,
   never a torn one. Registered as mmengine file backend ``'atomic_local'``; the configs give
   ``default_hooks.checkpoint.backend_args=dict(backend='atomic_local')``.
@@ -20,25 +20,15 @@ from typing import Any, Union
 import torch
 from mmengine.fileio import LocalBackend, register_backend
 
+from perception3d import fileio
+
 __all__ = ["atomic_write_bytes", "AtomicLocalBackend", "find_latest_checkpoint", "check_state_dict_keys",
            "load_state_dict_strict", "state_dict_of"]
 
 
 def atomic_write_bytes(data: bytes, path: Union[str, os.PathLike]) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + fsync + os.replace)."""
-    path = os.fspath(path)
-    d = osp.dirname(osp.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = osp.join(d, f".{osp.basename(path)}.tmp.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    """Write ``data`` to ``path`` atomically and fsync'd (checkpoints must survive a power cut, not only a kill)."""
+    fileio.atomic_write_bytes(path, data, fsync=True)
 
 
 @register_backend("atomic_local", force=True)

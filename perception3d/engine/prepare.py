@@ -8,13 +8,14 @@ written last). Idempotent and cheap when the data is there; a stale conversion i
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
 from mmengine.logging import print_log
 from mmengine.registry import FUNCTIONS
+
+from perception3d.fileio import atomic_write_text
 
 __all__ = ["prepare_waymo_mini", "require_prepared_data"]
 
@@ -51,9 +52,7 @@ def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None,
         from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
         create_gt_database_from_infos(out_p / "waymo_infos_train.pkl", out_p, out_p, "waymo", classes=classes,
                                       load_dim=6, use_dim=5)
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(fingerprint)
-    os.replace(tmp, marker)
+    atomic_write_text(marker, fingerprint)
     return out_p
 
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+from ..fileio import atomic_write_text
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 
@@ -439,11 +439,7 @@ def save_camera_path(path: Union[str, Path], camtoworlds: ArrayLike, width: int,
         "camera_path": [{"camera_to_world": c2w[i].reshape(-1).tolist(), "fov": fovs[i],
                          "aspect": width / height} for i in range(n)],
     }
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def load_camera_path(path: Union[str, Path]) -> Cameras:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Union
 
 import torch
 
+from ..fileio import atomic_write_text
 from .cameras import focal_from_fov, look_at, opencv_to_opengl
 from .gaussians import GaussianModel
 from .sh import rgb_to_sh
@@ -86,13 +85,6 @@ def default_cameras(n: int, radius: float = 3.2, seed: int = 0, elevation_range=
     return look_at(eyes, torch.zeros(3), (0.0, 0.0, 1.0))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 @torch.no_grad()
 def make_default_scene(root: Union[str, Path], n_train: int = 40, n_test: int = 8, size: int = 96,
                        fov_deg: float = 40.0, seed: int = 0) -> Path:
@@ -123,7 +115,7 @@ def make_default_scene(root: Union[str, Path], n_train: int = 40, n_test: int = 
         metas[split] = {"camera_angle_x": fov, "frames": frames}
     model.save_ply(root / "gt_gaussians.ply")
     for split, meta in metas.items():
-        _atomic_write_text(root / f"transforms_{split}.json", json.dumps(meta, indent=1))
+        atomic_write_text(root / f"transforms_{split}.json", json.dumps(meta, indent=1))
     return root
 
 
