@@ -105,27 +105,30 @@ class DynamicPillarVFE(nn.Module):
             PFNLayer(filters[i], filters[i + 1], last_layer=(i == len(filters) - 2)) for i in range(len(filters) - 1))
         self.num_out_features = filters[-1]
 
+    _ndim = 2   # pillars: (b, y, x); the 3-D subclass keeps z
+
     def forward(self, points: Points):
         from perception3d.sparse import scatter_reduce, voxelize
         pts = _as_list(points, self.num_point_features)
         st, p2v = voxelize(pts, voxel_size=self.voxel_size, point_range=self.point_cloud_range, reduce="none",
-                           ndim=2)
+                           ndim=self._ndim)
         allp = torch.cat(pts, dim=0)
         keep = p2v >= 0
         allp, inv = allp[keep], p2v[keep]
-        n_pillars = st.coords.shape[0]
+        n_cells = st.coords.shape[0]
         xyz = allp[:, :3]
-        f_cluster = xyz - scatter_reduce(xyz, inv, n_pillars, reduce="mean")[inv]
-        # offset to the pillar centre: coords are (b, y, x); z relative to the middle of the z range
-        yx = st.coords[inv, 1:].to(xyz.dtype)
+        f_cluster = xyz - scatter_reduce(xyz, inv, n_cells, reduce="mean")[inv]
+        # offset to the cell centre; a pillar's z index is 0, so its z centre is the middle of the z range
+        cell = st.coords[inv, 1:].to(xyz.dtype).flip(1)                   # (x, y[, z])
+        if self._ndim == 2:
+            cell = torch.cat([cell, cell.new_zeros(cell.shape[0], 1)], dim=1)
         vs = torch.tensor(self.voxel_size, dtype=xyz.dtype, device=xyz.device)
         lo = torch.tensor(self.point_cloud_range[:3], dtype=xyz.dtype, device=xyz.device)
-        centre_xy = (yx.flip(1) + 0.5) * vs[:2] + lo[:2]
-        f_center = torch.cat([xyz[:, :2] - centre_xy, xyz[:, 2:3] - (lo[2] + vs[2] / 2)], dim=1)
+        f_center = xyz - ((cell + 0.5) * vs + lo)
         feats = [allp if self.use_absolute_xyz else allp[:, 3:], f_cluster, f_center]
         if self.with_distance:
             feats.append(xyz.norm(dim=1, keepdim=True))
         x = torch.cat(feats, dim=1)
         for pfn in self.pfn_layers:
-            x = pfn(x, inv, n_pillars)
+            x = pfn(x, inv, n_cells)
         return st.replace(feats=x)

@@ -27,7 +27,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from perception3d.models.voxel_encoders import DynamicPillarVFE, _as_list
+from perception3d.models.voxel_encoders import DynamicPillarVFE
 from perception3d.registry import MODELS
 
 __all__ = ["window_partition", "dynamic_set_partition", "SetPartition", "pooling_index", "PoolingIndex",
@@ -298,32 +298,13 @@ class DynamicVoxelPFN(DynamicPillarVFE):
 
     Same features per point ([point, xyz − voxel mean, xyz − voxel centre]) and layers; the voxel centre
     includes z and the output keeps the z axis: SparseTensor (b, z, y, x), spatial_shape (Z, Y, X).
-    (To fold into ``DynamicPillarVFE`` as a ``keep_z`` flag; see the DSVT report.)
+    (The forward is ``DynamicPillarVFE``'s with ``_ndim = 3``.)
     """
+
+    _ndim = 3
 
     def __init__(self, voxel_size: Sequence[float], point_cloud_range: Sequence[float], **kwargs) -> None:
         pillar = (voxel_size[0], voxel_size[1], float(point_cloud_range[5]) - float(point_cloud_range[2]))
         super().__init__(pillar, point_cloud_range, **kwargs)
         self.voxel_size = tuple(float(v) for v in voxel_size)
 
-    def forward(self, points):
-        from perception3d.sparse import SparseTensor, scatter_reduce, voxelize
-        pts = _as_list(points, self.num_point_features)
-        st, p2v = voxelize(pts, voxel_size=self.voxel_size, point_range=self.point_cloud_range, reduce="none")
-        allp = torch.cat(pts, dim=0)
-        keep = p2v >= 0
-        allp, inv = allp[keep], p2v[keep]
-        n_vox = st.coords.shape[0]
-        xyz = allp[:, :3]
-        f_cluster = xyz - scatter_reduce(xyz, inv, n_vox, reduce="mean")[inv]
-        vs = torch.tensor(self.voxel_size, dtype=xyz.dtype, device=xyz.device)
-        origin = torch.tensor(self.point_cloud_range[:3], dtype=xyz.dtype, device=xyz.device)
-        f_center = xyz - ((st.coords[inv, 1:].to(xyz.dtype).flip(1) + 0.5) * vs + origin)
-        feats = [allp if self.use_absolute_xyz else allp[:, 3:], f_cluster, f_center]
-        if self.with_distance:
-            feats.append(xyz.norm(dim=1, keepdim=True))
-        x = torch.cat(feats, dim=1)
-        for pfn in self.pfn_layers:
-            x = pfn(x, inv, n_vox)
-        return SparseTensor(x, st.coords, st.spatial_shape, st.batch_size, voxel_size=self.voxel_size[::-1],
-                            origin=self.point_cloud_range[2::-1], check=False)
