@@ -102,7 +102,23 @@ def _check_lists(layer_nums, layer_strides, num_filters, upsample_strides, num_u
 
 
 class _BEVBase(nn.Module):
-    """Shared deblock (FPN) part: level i is resampled by upsample_strides[i] and all levels concatenated."""
+    """Shared structure: per level a block from ``_level`` (the subclass's kind of block), then the deblock (FPN)
+    part: level i is resampled by upsample_strides[i] and all levels concatenated."""
+
+    def __init__(self, in_channels: int, layer_nums: Sequence[int], layer_strides: Sequence[int],
+                 num_filters: Sequence[int], upsample_strides: Sequence[float] = (),
+                 num_upsample_filters: Sequence[int] = ()) -> None:
+        super().__init__()
+        _check_lists(layer_nums, layer_strides, num_filters, upsample_strides, num_upsample_filters)
+        self.blocks = nn.ModuleList()
+        c_in = in_channels
+        for n, s, f in zip(layer_nums, layer_strides, num_filters):
+            self.blocks.append(self._level(c_in, f, s, n))
+            c_in = f
+        self._build_deblocks(num_filters, upsample_strides, num_upsample_filters)
+
+    def _level(self, c_in: int, c_out: int, stride: int, num_extra: int) -> nn.Module:
+        raise NotImplementedError
 
     def _build_deblocks(self, num_filters, upsample_strides, num_upsample_filters) -> None:
         self.deblocks = nn.ModuleList()
@@ -148,35 +164,16 @@ class BaseBEVBackbone(_BEVBase):
             bringing it to the common resolution, and its width. Output channels = sum(num_upsample_filters).
     """
 
-    def __init__(self, in_channels: int, layer_nums: Sequence[int], layer_strides: Sequence[int],
-                 num_filters: Sequence[int], upsample_strides: Sequence[float] = (),
-                 num_upsample_filters: Sequence[int] = ()) -> None:
-        super().__init__()
-        _check_lists(layer_nums, layer_strides, num_filters, upsample_strides, num_upsample_filters)
-        self.blocks = nn.ModuleList()
-        c_in = in_channels
-        for n, s, f in zip(layer_nums, layer_strides, num_filters):
-            layers = [nn.ZeroPad2d(1), *_conv_bn_relu(c_in, f, 3, s, 0)]
-            for _ in range(n):
-                layers += _conv_bn_relu(f, f)
-            self.blocks.append(nn.Sequential(*layers))
-            c_in = f
-        self._build_deblocks(num_filters, upsample_strides, num_upsample_filters)
+    def _level(self, c_in: int, c_out: int, stride: int, num_extra: int) -> nn.Module:
+        layers = [nn.ZeroPad2d(1), *_conv_bn_relu(c_in, c_out, 3, stride, 0)]
+        for _ in range(num_extra):
+            layers += _conv_bn_relu(c_out, c_out)
+        return nn.Sequential(*layers)
 
 
 @MODELS.register_module()
 class BaseBEVResBackbone(_BEVBase):
     """DSVT's BEV ResNet: per level a strided ``BasicBlock2d`` + ``layer_nums[i]`` more; same FPN as above."""
 
-    def __init__(self, in_channels: int, layer_nums: Sequence[int], layer_strides: Sequence[int],
-                 num_filters: Sequence[int], upsample_strides: Sequence[float] = (),
-                 num_upsample_filters: Sequence[int] = ()) -> None:
-        super().__init__()
-        _check_lists(layer_nums, layer_strides, num_filters, upsample_strides, num_upsample_filters)
-        self.blocks = nn.ModuleList()
-        c_in = in_channels
-        for n, s, f in zip(layer_nums, layer_strides, num_filters):
-            layers = [BasicBlock2d(c_in, f, s)] + [BasicBlock2d(f, f) for _ in range(n)]
-            self.blocks.append(nn.Sequential(*layers))
-            c_in = f
-        self._build_deblocks(num_filters, upsample_strides, num_upsample_filters)
+    def _level(self, c_in: int, c_out: int, stride: int, num_extra: int) -> nn.Module:
+        return nn.Sequential(BasicBlock2d(c_in, c_out, stride), *[BasicBlock2d(c_out, c_out) for _ in range(num_extra)])
