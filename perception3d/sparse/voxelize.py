@@ -58,33 +58,41 @@ def voxelize(points: PointsLike, voxel_size: Sequence[float], point_range: Seque
             raise ValueError(f"voxelize: cloud {i} has {p.shape[1]} features, cloud 0 has {clouds[0].shape[1]}")
     nx, ny, nz = grid_shape(voxel_size, point_range)
     device = clouds[0].device if clouds else torch.device("cpu")
-    pts = torch.cat(clouds) if clouds else torch.zeros(0, 3)
-    batch = torch.cat([torch.full((p.shape[0],), b, dtype=torch.long, device=device) for b, p in enumerate(clouds)]) \
-        if clouds else torch.zeros(0, dtype=torch.long)
-
+    pts = clouds[0] if len(clouds) == 1 else (torch.cat(clouds) if clouds else torch.zeros(0, 3))
     n_pts = pts.shape[0]
-    finite = None
+    # one contiguous row per axis: the column views of an [N, F] cloud are strided, and every pass over a
+    # strided column costs several times a pass over a contiguous one
+    xyz = pts[:, :3].t().contiguous()
+    # cell index per axis (the same division as mmdet3d's), linearised as ((b·nz + z)·ny + y)·nx + x; a point
+    # is kept when every axis is inside the grid (NaN and ±inf compare false)
+    total = len(clouds) * nx * ny * (nz if ndim == 3 else 1)
+    key_dtype = torch.int32 if total < 2**31 - 1 else torch.int64   # a 32-bit radix sort is about twice as fast
+    sizes = {0: nx, 1: ny, 2: nz}
+    keys = inside = None
+    if len(clouds) > 1:
+        keys = torch.cat([torch.full((p.shape[0],), b, dtype=key_dtype, device=device)
+                          for b, p in enumerate(clouds)])
+    for a in ((2, 1, 0) if ndim == 3 else (1, 0)):
+        f = xyz[a].sub(point_range[a]).div_(voxel_size[a]).floor_()
+        ok = (f >= 0).logical_and_(f < sizes[a])
+        inside = ok if inside is None else inside.logical_and_(ok)
+        cell = f.clamp_(0, sizes[a] - 1).to(key_dtype)
+        keys = cell if keys is None else keys.mul_(sizes[a]).add_(cell)
+    if ndim == 2:   # pillars still drop points outside the z range
+        f = xyz[2].sub(point_range[2]).div_(voxel_size[2])
+        inside.logical_and_(f >= 0).logical_and_(f < nz)
+    if inside is None:
+        inside = torch.zeros(0, dtype=torch.bool)
+    # non-finite values: a finite total rules them out (an overflowing total only takes the exact check)
     num_non_finite = 0
-    if not bool(torch.isfinite(pts).all()):
+    if n_pts and not (bool(torch.isfinite(xyz.sum())) and
+                      (pts.shape[1] == 3 or bool(torch.isfinite(pts[:, 3:].sum())))):
         finite = torch.isfinite(pts).all(dim=1)
         num_non_finite = int(n_pts - finite.sum())
-        warnings.warn(f"voxelize: dropped {num_non_finite} of {n_pts} points with NaN/inf values",
-                      RuntimeWarning, stacklevel=2)
-    # cell index per axis; a point is kept when every axis is inside the grid (NaN compares false)
-    keys = batch.clone()
-    inside = None
-    axes = (2, 1, 0) if ndim == 3 else (1, 0)
-    sizes = {0: nx, 1: ny, 2: nz}
-    for a in axes:
-        f = torch.floor((pts[:, a] - point_range[a]) / voxel_size[a])
-        ok = (f >= 0) & (f < sizes[a])
-        inside = ok if inside is None else inside & ok
-        keys = keys * sizes[a] + f.clamp_(0, sizes[a] - 1).long()
-    if ndim == 2:   # pillars still drop points outside the z range
-        f = (pts[:, 2] - point_range[2]) / voxel_size[2]
-        inside &= (f >= 0) & (f < nz)
-    if finite is not None:
-        inside &= finite
+        if num_non_finite:
+            inside &= finite
+            warnings.warn(f"voxelize: dropped {num_non_finite} of {n_pts} points with NaN/inf values",
+                          RuntimeWarning, stacklevel=2)
     num_in = int(inside.sum())
     num_out_of_range = n_pts - num_non_finite - num_in
     if ndim == 3:
@@ -93,32 +101,29 @@ def voxelize(points: PointsLike, voxel_size: Sequence[float], point_range: Seque
     else:
         spatial_shape = (ny, nx)
         meta = dict(voxel_size=tuple(voxel_size[1::-1]), origin=tuple(point_range[1::-1]))
-    # dropped points get a key past every real one, so after a (stable, radix) sort the kept points come
-    # first; run-length encoding of the sorted keys gives the voxels: no boolean indexing, no torch.unique
+    # dropped points get a key past every real one, so after a (stable, radix) sort the kept points come first
+    # and all dropped ones form one last run; run-length encoding of the sorted keys gives the voxels (no
+    # boolean indexing, no torch.unique)
     if num_in < n_pts:
-        keys.masked_fill_(~inside, torch.iinfo(torch.int64).max)
-    total = len(clouds) * nx * ny * (nz if ndim == 3 else 1)
-    if total < 2**31 - 1:        # a 32-bit radix sort is about twice as fast
-        keys = keys.clamp_(max=2**31 - 1).to(torch.int32)
+        keys.masked_fill_(~inside, torch.iinfo(key_dtype).max)
     sorted_keys, order = torch.sort(keys, stable=True)
-    order = order[:num_in]
-    uniq, run, counts = torch.unique_consecutive(sorted_keys[:num_in], return_inverse=True, return_counts=True)
+    uniq, run, counts = torch.unique_consecutive(sorted_keys, return_inverse=True, return_counts=True)
+    m = uniq.numel() - (1 if num_in < n_pts else 0)            # voxels; row m (if any) collects dropped points
+    uniq, counts = uniq[:m], counts[:m]
     coords = _delinearize(uniq.long(), spatial_shape)
-    point2voxel = torch.full((n_pts,), -1, dtype=torch.long, device=device)
-    point2voxel[order] = run
+    voxel_of_point = torch.empty_like(order).scatter_(0, order, run)
     if reduce == "none":
-        feats = pts.new_zeros(uniq.numel(), 0)
-    else:
-        kept = pts.index_select(0, order)
-        if reduce == "max":
-            feats = scatter_reduce(kept, run, uniq.numel(), "max")
-        else:
-            feats = pts.new_zeros(uniq.numel(), pts.shape[1]).index_add_(0, run, kept)
-            if reduce == "mean":
-                feats /= counts.unsqueeze(1).to(feats.dtype)
+        feats = pts.new_zeros(m, 0)
+    elif reduce == "max":
+        feats = scatter_reduce(pts, voxel_of_point, m + 1, "max")[:m]
+    else:   # sums accumulate in the points' own order, straight from the cloud (no gathered copy)
+        feats = pts.new_zeros(m + 1, pts.shape[1]).index_add_(0, voxel_of_point, pts)[:m]
+        if reduce == "mean":
+            feats /= counts.unsqueeze(1).to(feats.dtype)
+    point2voxel = voxel_of_point.masked_fill_(voxel_of_point == m, -1) if num_in < n_pts else voxel_of_point
     tensor = SparseTensor(feats, coords, spatial_shape, len(clouds), check=False, **meta)
     if return_stats:
-        stats = dict(num_points=int(pts.shape[0]), num_voxels=int(uniq.numel()), num_non_finite=num_non_finite,
+        stats = dict(num_points=int(pts.shape[0]), num_voxels=m, num_non_finite=num_non_finite,
                      num_out_of_range=num_out_of_range)
         return tensor, point2voxel, stats
     return tensor, point2voxel
