@@ -6,30 +6,43 @@ the package, so every layer can use it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
 
-def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically; ``fsync=True`` also flushes it to disk before the rename."""
+@contextlib.contextmanager
+def atomic_path(path: PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` for a writer that wants a file name (``torch.save``, ``zipfile``,
+    pyarrow, plyfile, ...); when the block ends normally it is renamed onto ``path`` (``fsync=True`` flushes it to
+    disk first), when it raises the temporary file is removed and ``path`` is untouched.
+
+        with atomic_path("out/model.pt") as tmp:
+            torch.save(state, tmp)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
+        yield Path(tmp)
+        if fsync:
+            with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically; ``fsync=True`` also flushes it to disk before the rename."""
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> None:

@@ -13,9 +13,7 @@ mmdet3d's result layout: a pickle list with one dict per frame ``{"bboxes_3d", "
 """
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -23,6 +21,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
+from perception3d.fileio import atomic_path
 from perception3d.evaluation.kitti import KITTI_CLASSES, kitti_evaluate
 from perception3d.evaluation.waymo import WAYMO_CLASSES, waymo_evaluate
 from perception3d.registry import METRICS
@@ -46,18 +45,8 @@ def _field(sample: Mapping, key: str, i: int):
 
 def save_results_pkl(results: Sequence[Mapping], path: str) -> None:
     """Write ``results`` (a list of dicts) to ``path`` as a pickle, atomically."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pkl", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(list(results), f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(list(results), f)
 
 
 def _table(res: Mapping[str, float], rows: Sequence[str], cols: Sequence[str], fmt: str = "{:.4f}") -> str:

@@ -19,15 +19,15 @@ Masks for the -M metrics are looked up next to the ground truth (see :func:`find
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from perception3d.fileio import atomic_path
 
 from .image_metrics import LPIPS, lpips, psnr, psnr_masked, ssim, ssim_masked
 
@@ -209,12 +209,8 @@ def write_submission(renders: Mapping[str, Mapping[int, object]], split: Union[P
             problems.append(f"scene {scene!r} is not in the split")
     if problems:
         raise ValueError("cannot write submission:\n  " + "\n  ".join(problems))
-    zip_path = Path(zip_path)
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=zip_path.parent, prefix=zip_path.name, suffix=".tmp")
-    os.close(fd)
     names = []
-    try:
+    with atomic_path(zip_path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             for scene, e in split.items():
                 for idx in e.test_views:
@@ -239,10 +235,6 @@ def write_submission(renders: Mapping[str, Mapping[int, object]], split: Union[P
             errs = check_submission(tmp, split, size=size)
             if errs:
                 raise ValueError("written submission fails its own check:\n  " + "\n  ".join(errs))
-        os.replace(tmp, zip_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return names
 
 

@@ -21,14 +21,14 @@ channel-major (all R coefficients, then G, then B), as 3DGS writes ``features_re
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from perception3d.fileio import atomic_path
 
 from .rasterize import rasterize
 from .sh import num_sh_bases, rgb_to_sh
@@ -189,16 +189,8 @@ def save_ply(path: PathLike, params: dict) -> None:
     rec = np.empty(n, dtype=[(nm, "f4") for nm in names])
     for i, nm in enumerate(names):
         rec[nm] = data[:, i]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ply.tmp")
-    os.close(fd)
-    try:
-        PlyData([PlyElement.describe(rec, "vertex")]).write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(rec, "vertex")]).write(str(tmp))
 
 
 def load_ply(path: PathLike) -> tuple[dict, int]:

@@ -14,9 +14,7 @@ PNG of the test views (ground truth | render) at each evaluation, ``metrics.json
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -24,6 +22,8 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from perception3d.fileio import atomic_path
 
 from .gaussians import GaussianModel
 from .scenes import Scene, read_blender
@@ -33,16 +33,8 @@ __all__ = ["GSTrainer", "build_scene", "carve_points", "evaluate_views", "image_
 
 def atomic_torch_save(obj, path) -> None:
     """``torch.save`` to a temp file in the same folder, then ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def build_scene(data: dict) -> Scene:
