@@ -311,24 +311,29 @@ def test_cli_lists_topics_and_matches_package(model, tmp_path, capsys):
 
 
 def test_make_demo_bag_matches_dataset(tmp_path):
+    import json
+    from perception3d.datasets.synthetic_street import GENERATOR_VERSION, MANIFEST_NAME
     root = ROOT / "data" / "waymo_mini"
-    if not (root / "waymo_mini_manifest.json").is_file():
-        pytest.skip("the built-in mini dataset is not generated (data/waymo_mini); make_demo_bag would generate it")
+    manifest = root / MANIFEST_NAME
+    if not manifest.is_file() or json.loads(manifest.read_text())["params"].get("version") != GENERATOR_VERSION:
+        pytest.skip("the built-in mini dataset (this generator version) is not at data/waymo_mini; "
+                    "make_demo_bag would generate it")
     from perception3d.apis.bag_inference import make_demo_bag
     from perception3d.datasets.waymo_v2 import WaymoV2Segment, find_split_dir, list_segments
     info = make_demo_bag(tmp_path / "demo.bag", scans=2, root=root)
     assert info["format"] == "ros1" and info["scans"] == 2
     split = find_split_dir(root, "val")
-    seg = WaymoV2Segment(split, list_segments(split)[0], lasers=(1,), returns=(1,))
+    frames = [(seg, ts) for name in list_segments(split)
+              for seg in [WaymoV2Segment(split, name, lasers=(1,), returns=(1,))] for ts in seg.timestamps][:2]
     with BagReader(tmp_path / "demo.bag") as bag:
         msgs = list(bag.messages(["/points"]))
     assert len(msgs) == 2
-    for i, (_, t, m) in enumerate(msgs):
-        want = seg.points(seg.timestamps[i])[0][:, :5]
+    for (_, t, m), (seg, ts) in zip(msgs, frames):
+        want = seg.points(ts)[0][:, :5]
         got = pointcloud2_to_points(m, extra=("intensity", "elongation")).points
         np.testing.assert_array_equal(got, want)
         assert m.header.frame_id == "base_link" and stamp_to_ns(m.header.stamp) == t
-    assert stamp_to_ns(msgs[0][2].header.stamp) == seg.timestamps[0] * 1000
+    assert stamp_to_ns(msgs[0][2].header.stamp) == frames[0][1] * 1000
 
 
 def test_cli_user_error_is_one_line(tmp_path):

@@ -24,8 +24,12 @@
 =====================  ==========================================================================================
 
 Column names and types equal the official v2 dataclasses (``../shared/data/waymo_v2/v2_component_columns.txt``).
-Frames of a segment are ``frame_interval_s`` apart (default 0.5 s, not Waymo's 0.1 s: the ego moves a few metres
-between frames, so that 50 frames show more different scenes).  Generation is deterministic in ``seed``: segment
+By default every frame is its own segment (its own street, agents and ego): 160 training and 40 validation
+frames are then 200 different scenes. Detectors trained on the earlier default (50 frames in segments of 5, i.e.
+10 streets) learned sizes and headings but not where a box centre lies inside a head cell: too few scenes to
+generalise from (measured: centre-offset error stayed at the 0.25-cell level of a constant guess). With
+``frames_per_segment`` > 1 the frames of a segment are ``frame_interval_s`` apart (default 0.5 s, not Waymo's
+0.1 s: the ego moves a few metres between frames).  Generation is deterministic in ``seed``: segment
 ``i`` of a split draws from ``np.random.default_rng([seed, split, i])``.
 
 Every file is written to a temporary name and renamed; a manifest (``waymo_mini_manifest.json``) with the
@@ -36,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Union
@@ -45,7 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from perception3d.fileio import atomic_write_text
+from perception3d.fileio import atomic_path, atomic_write_text
 from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
 from perception3d.datasets.synthetic_scene import (CLASS_TO_WAYMO_TYPE, CameraSpec, LidarSpec, count_points_in_boxes,
                                                    frame_scene, render_camera, rpy_from_rotation,
@@ -57,7 +60,7 @@ __all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "MANIFEST_N
 PathLike = Union[str, Path]
 MANIFEST_NAME = "waymo_mini_manifest.json"
 SPLITS = {"train": "training", "val": "validation"}
-GENERATOR_VERSION = 5          # bump whenever the generated data change, so that old datasets are regenerated
+GENERATOR_VERSION = 6          # bump whenever the generated data change, so that old datasets are regenerated
 TOP, FRONT = 1, 1
 
 _F32, _F64, _I8, _I32, _I64, _STR = pa.float32(), pa.float64(), pa.int8(), pa.int32(), pa.int64(), pa.string()
@@ -116,15 +119,9 @@ def write_parquet_atomic(path: Path, rows: Dict[str, list], schema: pa.Schema) -
     if missing:
         raise ValueError(f"{path}: rows lack the columns {missing}")
     table = pa.table({n: pa.array(rows[n], type=schema.field(n).type) for n in schema.names}, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         # list items named "item" as in the official files (pyarrow now defaults to "element")
         pq.write_table(table, tmp, compression="zstd", use_compliant_nested_type=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _flat(m: np.ndarray) -> list:
@@ -309,8 +306,8 @@ def _lock(root: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def generate_waymo_mini(root: PathLike, num_train: int = 40, num_val: int = 10, seed: int = 0,
-                        frames_per_segment: int = 5, frame_interval_s: float = 0.5, lidar_width: int = 1024,
+def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40, seed: int = 0,
+                        frames_per_segment: int = 1, frame_interval_s: float = 0.5, lidar_width: int = 1024,
                         camera: bool = True, label_range: float = 32.0, jpeg_quality: int = 90,
                         rolling_shutter: bool = True, verbose: bool = False) -> dict:
     """Write the mini dataset (see the module docstring) and return its summary.
