@@ -1,11 +1,16 @@
 """DSVT-P on the built-in mini Waymo dataset, sized for a 2-core CPU (inherits ``dsvt_waymo.py``).
 
-Same architecture family and voxel size (0.32 m pillars, 12 × 12 windows with the shifted 24 × 24
-configuration, rotated sets of 36, attention blocks + BEV ResNet + IoU-rectified CenterHead at stride 1);
-changes for a CPU: range ±32 m (the mini dataset labels boxes within 32 m) → a 200 × 200 grid, d_model 64
-(4 heads, FFN 128), 2 blocks (one per window configuration), PFN [64, 64], a narrower BEV ResNet
-([1, 1, 1] / [64, 64, 128] → 3 × 64), fewer GT-sampling objects, batch 2, 40 training frames. The dataset is
-generated and converted on first use (``prepare_data``).
+Same architecture (dynamic pillar VFE, DSVT blocks with rotated sets over hybrid 12 × 12 / 24 × 24 windows and
+set size 36, BEV ResNet, IoU-rectified CenterHead); changes for a CPU: range ±32 m (the mini dataset labels boxes
+within 32 m), 0.4 m pillars → a 160 × 160 grid, d_model 32 (4 heads, FFN 64), 2 blocks (one per window
+configuration), PFN [32, 32], a narrower BEV ResNet ([1, 1] / strides [2, 2] / [64, 128] → 2 × 64) and the head
+at stride 2 (0.8 m cells), batch 2, 160 training frames (each its own street scene).
+
+Augmentation: ±45° rotation and 0.95–1.05 scaling, but no flips and no GT sampling. On the mini streets the
+side of the road is what tells a car's heading (cars are nearly front/back symmetric at 0.4 m); a flip swaps
+the sides, and with it the heading targets became a coin toss that the (cos, sin) regression averaged to
+(0, 0), so every predicted yaw was noise (measured: Vehicle L1 AP 0.001 with flips). GT sampling cost ~1 s per
+frame here. The dataset is generated and converted on first use (``prepare_data``).
 """
 _base_ = ["./dsvt_waymo.py"]
 
@@ -17,7 +22,7 @@ point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]
 voxel_size = [0.4, 0.4, 6.0]
 d_model = 32
 out_size_factor = 2
-max_epochs = 10
+max_epochs = 14
 lr = 0.003
 
 model = dict(
@@ -31,12 +36,7 @@ model = dict(
                    out_size_factor=out_size_factor, shared_conv_channels=32, head_conv_channels=32,
                    test_cfg=dict(post_center_limit_range=point_cloud_range)))
 
-db_sampler = dict(info_path=data_root + "waymo_dbinfos_train.pkl", data_root=data_root, classes=class_names,
-                  sample_groups=dict(Car=20, Pedestrian=12, Cyclist=6),
-                  min_points=dict(Car=5, Pedestrian=5, Cyclist=5))
 train_pipeline = [
-    dict(type="ObjectSample", db_sampler=db_sampler),
-    dict(type="RandomFlip3D", flip_ratio_bev_horizontal=0.5, flip_ratio_bev_vertical=0.5),
     dict(type="GlobalRotScaleTrans", rot_range=[-0.78539816, 0.78539816], scale_ratio_range=[0.95, 1.05],
          translation_std=[0, 0, 0]),
     dict(type="PointsRangeFilter", point_cloud_range=point_cloud_range),

@@ -315,3 +315,13 @@ def test_configs_build(name):
         assert 7e6 < n < 1e7, n
     else:
         assert cfg.prepare_data.type == "prepare_waymo_mini" and n < 3e6
+
+
+@pytest.mark.slow
+def test_centerpoint_mini_reaches_ap(tmp_path):
+    """configs/centerpoint_voxel_waymo_mini.py: vehicle LEVEL_1 AP ≥ 0.60 and pedestrian ≥ 0.40 on the mini val
+    split after ≤ 15 minutes of training on a 2-core CPU (the run prepares the data on first use)."""
+    from _mini_training import train_mini
+    m, wall = train_mini("centerpoint_voxel_waymo_mini.py", tmp_path)
+    assert m["Vehicle/L1 mAP"] >= 0.60 and m["Pedestrian/L1 mAP"] >= 0.40, (m, wall)
+    assert wall <= 15 * 60, f"took {wall:.0f} s"
