@@ -108,9 +108,14 @@ class Det3DDataset(BaseDataset):
         self.num_nan_points = 0
         self.num_filtered_empty = 0
         self.bad_frames: dict = {}
-        super().__init__(ann_file=ann_file, metainfo=metainfo, data_root=data_root,
-                         data_prefix=dict(data_prefix) if data_prefix else dict(pts=""),
-                         pipeline=list(pipeline), test_mode=test_mode, max_refetch=max_refetch, **kwargs)
+        # the pipeline's transform names are ours: build them in the perception3d scope also when the dataset is
+        # made outside a Runner (a script, a notebook), and make sure they are registered
+        import perception3d.datasets.transforms  # noqa: F401
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope("perception3d"):
+            super().__init__(ann_file=ann_file, metainfo=metainfo, data_root=data_root,
+                             data_prefix=dict(data_prefix) if data_prefix else dict(pts=""),
+                             pipeline=list(pipeline), test_mode=test_mode, max_refetch=max_refetch, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ loading
     def load_data_list(self) -> List[dict]:
