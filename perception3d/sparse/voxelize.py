@@ -81,8 +81,6 @@ def voxelize(points: PointsLike, voxel_size: Sequence[float], point_range: Seque
     if ndim == 2:   # pillars still drop points outside the z range
         f = xyz[2].sub(point_range[2]).div_(voxel_size[2])
         inside.logical_and_(f >= 0).logical_and_(f < nz)
-    if inside is None:
-        inside = torch.zeros(0, dtype=torch.bool)
     # non-finite values: a finite total rules them out (an overflowing total only takes the exact check)
     num_non_finite = 0
     if n_pts and not (bool(torch.isfinite(xyz.sum())) and
