@@ -2,7 +2,7 @@
 # The main job on a built-in default (no downloads, CPU, minutes): DSVT-P on the built-in mini Waymo dataset.
 #   The dataset (a ray-cast 64-beam LiDAR over 200 procedural street scenes, in the Waymo v2 parquet layout) is
 #   generated and converted on first use (~2 min); DSVT trains a short schedule (MAIN_EPOCHS, default 3 epochs
-#   = 240 iterations, ~4 min on 2 cores; the AP benchmark schedule is the config's 14 epochs), then the Waymo
+#   = 240 iterations, ~4 min on 2 cores; the AP benchmark schedule is the config's 12 epochs), then the Waymo
 #   AP/APH table is printed and BEV pictures with points, ground truth and predictions are written.
 # MAIN_CONFIG picks another config: configs/centerpoint_voxel_waymo_mini.py (CenterPoint-Voxel on the same data)
 #   or configs/e3dsnn_t_shapes.py (the spiking E3DSNN-T classifier on built-in shapes, with its energy report).
