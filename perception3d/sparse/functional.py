@@ -59,9 +59,10 @@ def gather_gemm_scatter(dst: torch.Tensor, src: torch.Tensor, w: torch.Tensor, g
 
 
 def _backward_pairs(grad_feats: torch.Tensor | None, grad_w: torch.Tensor | None, feats: torch.Tensor,
-                    weight: torch.Tensor, grad_out: torch.Tensor, kmap: KernelMap) -> None:
+                    weight_t: torch.Tensor | None, grad_out: torch.Tensor, kmap: KernelMap) -> None:
     """One pass over the pairs for both gradients, gathering grad_out rows once per chunk:
-    grad_feats[in] += grad_out[out] @ W_k^T and grad_w[k] += feats[in]^T @ grad_out[out]."""
+    grad_feats[in] += grad_out[out] @ W_k^T and grad_w[k] += feats[in]^T @ grad_out[out]
+    (``weight_t`` = W^T as [K, C_out, C_in], contiguous; needed only for grad_feats)."""
     c_in, c_out = feats.shape[1], grad_out.shape[1]
     rows, spans = _chunks(kmap.counts, kmap.identity, feats.device, max(c_in, c_out))
     if rows == 0:
@@ -69,8 +70,6 @@ def _backward_pairs(grad_feats: torch.Tensor | None, grad_w: torch.Tensor | None
     abuf = feats.new_empty(rows, c_in)
     bbuf = grad_out.new_empty(rows, c_out)
     pbuf = feats.new_empty(rows, c_in)
-    # W_k^T made contiguous once: a GEMM with a transposed-view operand runs at about half speed here
-    weight_t = weight.transpose(1, 2).contiguous() if grad_feats is not None else None
     for k, s, e in spans:
         n = e - s
         b = bbuf[:n]
@@ -106,18 +105,20 @@ class SparseConvFunction(torch.autograd.Function):
         feats, weight = ctx.saved_tensors
         kmap: KernelMap = ctx.kmap
         grad_out = grad_out.contiguous()
-        grad_feats = grad_w = None
+        grad_feats = grad_w = weight_t = None
         centre = kmap.identity
         if ctx.needs_input_grad[0]:
+            # W^T made contiguous once: a GEMM with a transposed-view operand runs at about half speed here
+            weight_t = weight.transpose(1, 2).contiguous()
             if centre is not None:
-                grad_feats = torch.mm(grad_out, weight[centre].t().contiguous())
+                grad_feats = torch.mm(grad_out, weight_t[centre])
             else:
                 grad_feats = grad_out.new_zeros(feats.shape[0], feats.shape[1])
         if ctx.needs_input_grad[1]:
             grad_w = torch.zeros_like(weight)
             if centre is not None:
                 grad_w[centre] = feats.t() @ grad_out
-        _backward_pairs(grad_feats, grad_w, feats, weight, grad_out, kmap)
+        _backward_pairs(grad_feats, grad_w, feats, weight_t, grad_out, kmap)
         return grad_feats, grad_w, None
 
 
