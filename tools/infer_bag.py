@@ -55,10 +55,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if not args.topic:                       # list only: no torch / model import needed
-        from perception3d.io.bags import BagReader
-        with BagReader(args.inp) as bag:
-            counts = bag.topics()
-            topics = {t: counts[t][1] for t in bag.pointcloud_topics()}
+        from perception3d.io.bags import list_pointcloud_topics
+        topics = list_pointcloud_topics(args.inp)
         print(f"PointCloud2 topics in {args.inp}:" if topics else f"no PointCloud2 topic in {args.inp}")
         for t, n in topics.items():
             print(f"  {t}  ({n} messages)")

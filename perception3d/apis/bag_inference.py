@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from perception3d.apis.inference import inference_detector
-from perception3d.io.bags import BagReader, BagWriter, StagedOutputs, output_format
+from perception3d.io.bags import BagReader, BagWriter, StagedOutputs, list_pointcloud_topics, output_format
 from perception3d.io.pointcloud2 import PointCloud2Error, pointcloud2_to_points
 from perception3d.io.ros_msgs import (POINTCLOUD2, boxes_to_markers, convert_msg, detections_to_msg,
                                       stamp_to_ns)
@@ -138,13 +138,6 @@ def default_output_path(inp: PathLike, fmt: Optional[str] = None) -> Path:
         fmt = bag_format(inp)
     suffix = {"ros1": ".bag", "ros2-mcap": ".mcap", "ros2-sqlite3": ".db3"}[fmt]
     return inp.with_name(f"{stem}_detections{suffix}")
-
-
-def list_pointcloud_topics(path: PathLike) -> dict:
-    """{topic: message count} of the PointCloud2 topics of a bag."""
-    with BagReader(path) as bag:
-        topics = bag.topics()
-        return {t: topics[t][1] for t in bag.pointcloud_topics()}
 
 
 def _class_names(model) -> list:

@@ -33,7 +33,8 @@ from rosbags.typesys import Stores, get_typestore
 
 from perception3d.io.ros_msgs import POINTCLOUD2, typestore_for
 
-__all__ = ["BagError", "FORMATS", "bag_format", "output_format", "BagReader", "BagWriter", "StagedOutputs"]
+__all__ = ["BagError", "FORMATS", "bag_format", "output_format", "BagReader", "BagWriter", "StagedOutputs",
+           "list_pointcloud_topics"]
 
 PathLike = Union[str, Path]
 FORMATS = ("ros1", "ros2-mcap", "ros2-sqlite3")
@@ -297,3 +298,10 @@ class BagWriter:
             self._closed = True
         if self._own_stage:
             self.stage.abort()
+
+
+def list_pointcloud_topics(path: PathLike) -> dict:
+    """{topic: message count} of the PointCloud2 topics of a bag (needs no torch)."""
+    with BagReader(path) as bag:
+        topics = bag.topics()
+        return {t: topics[t][1] for t in bag.pointcloud_topics()}
