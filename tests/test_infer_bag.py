@@ -311,11 +311,9 @@ def test_cli_lists_topics_and_matches_package(model, tmp_path, capsys):
 
 
 def test_make_demo_bag_matches_dataset(tmp_path):
-    import json
-    from perception3d.datasets.synthetic_street import GENERATOR_VERSION, MANIFEST_NAME
+    from perception3d.datasets.synthetic_street import waymo_mini_is_current
     root = ROOT / "data" / "waymo_mini"
-    manifest = root / MANIFEST_NAME
-    if not manifest.is_file() or json.loads(manifest.read_text())["params"].get("version") != GENERATOR_VERSION:
+    if not waymo_mini_is_current(root):
         pytest.skip("the built-in mini dataset (this generator version) is not at data/waymo_mini; "
                     "make_demo_bag would generate it")
     from perception3d.apis.bag_inference import make_demo_bag

@@ -53,8 +53,8 @@ from perception3d.datasets.synthetic_scene import (CLASS_TO_WAYMO_TYPE, CameraSp
                                                    frame_scene, render_camera, rpy_from_rotation,
                                                    sample_street_segment, simulate_lidar)
 
-__all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "MANIFEST_NAME", "SPLITS",
-           "write_parquet_atomic"]
+__all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "waymo_mini_is_current", "MANIFEST_NAME",
+           "SPLITS", "write_parquet_atomic"]
 
 PathLike = Union[str, Path]
 MANIFEST_NAME = "waymo_mini_manifest.json"
@@ -385,10 +385,15 @@ def ensure_waymo_mini(root: PathLike = "data/waymo_mini", **kwargs) -> Path:
     (``waymo_mini_manifest.json``) to know when to convert again.
     """
     root = Path(root)
-    if not kwargs:
-        manifest = _read_manifest(root)
-        params = (manifest or {}).get("params") or {}
-        if params.get("version") == GENERATOR_VERSION and _complete(root, manifest, params):
-            return root
+    if not kwargs and waymo_mini_is_current(root):
+        return root
     generate_waymo_mini(root, **kwargs)
     return root
+
+
+def waymo_mini_is_current(root: PathLike) -> bool:
+    """Whether ``root`` holds a complete dataset of this generator version (with any parameters)."""
+    root = Path(root)
+    manifest = _read_manifest(root)
+    params = (manifest or {}).get("params") or {}
+    return params.get("version") == GENERATOR_VERSION and _complete(root, manifest, params)
