@@ -29,9 +29,8 @@ from torch import Tensor, nn
 
 from perception3d.models.layers.spiking import LIFNeuron, MultiSpike, SpikingNeuron
 from perception3d.registry import MODELS
-from perception3d.sparse import (SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d, inverse_kmap,
-                                 strided_kmap, subm_kmap, voxelize)
-from perception3d.sparse import gather_gemm_scatter
+from perception3d.sparse import (SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d, gather_gemm_scatter,
+                                 inverse_kmap, strided_kmap, subm_kmap, voxelize)
 
 __all__ = ["SpikeSparseConv", "SpikeLinear", "SpikeResBlock", "SpikeDownBlock", "SpikeUpBlock",
            "SpikeVoxelCoding", "E3DSNN", "E3DSNNUNet", "SpikingVoxelBackBone8x", "event_driven_conv",
@@ -107,7 +106,7 @@ def event_driven_conv(conv: nn.Module, s: SparseTensor, max_active: float = 1.0)
             bounds = torch.searchsorted(pos, _pair_bounds(kmap))                 # pairs stay grouped by offset
             counts = (bounds[1:] - bounds[:-1]).tolist()
             gather_gemm_scatter(out, feats_a, w, remap.index_select(0, kmap.in_idx.index_select(0, pos)),
-                        kmap.out_idx.index_select(0, pos), counts, kmap.identity)
+                                kmap.out_idx.index_select(0, pos), counts, kmap.identity)
     if conv.bias is not None:
         out += conv.bias.to(out.dtype)
     return wrap(out)
