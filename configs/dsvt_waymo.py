@@ -4,8 +4,9 @@ Pillars 0.32 × 0.32 m over [-74.88, 74.88]² × [-2, 4] m → a 468 × 468 × 1
 DSVT: one stage, 4 blocks × 2 layers (y-major then x-major sets), window 12 × 12 (shifted configuration
 24 × 24, shift 6), set size 36, d_model 192, 8 heads, FFN 384, GELU; BEV ResNet [1, 2, 2] / [1, 2, 2] /
 [128, 128, 256], up-sampled to 3 × 128; CenterHead at stride 1 with the IoU branch and IoU-rectified scores
-(rectifier 0.68 / 0.71 / 0.65, per-class NMS 0.7 / 0.6 / 0.55). Schedule: Adam one-cycle, lr 0.003, wd 0.05,
-24 epochs, batch 3 per GPU, grad clip 10. Augmentation: GT sampling (15 / 10 / 10), flips, ±45°, ×0.95–1.05.
+(rectifier 0.68 / 0.71 / 0.65, per-class NMS 0.7 / 0.6 / 0.55) and the DIoU box loss (``IOU_REG_LOSS``).
+Schedule: Adam one-cycle, lr 0.003, wd 0.05, 24 epochs, batch 3 per GPU, grad clip 10. Augmentation: GT sampling (15 / 10 / 10), flips, ±45°, ×0.95–1.05,
+all switched off for the last epoch (``DisableAugmentationHook``).
 
 Data: ``python tools/create_data.py waymo --root data/waymo --gt-database`` (infos in data/waymo/processed/).
 Without it the run stops at once and says so; ``configs/dsvt_waymo_mini.py`` runs on the built-in mini set.
@@ -42,7 +43,7 @@ model = dict(
         type="CenterHead", in_channels=384, class_names=class_names, tasks=[class_names],
         point_cloud_range=point_cloud_range, voxel_size=voxel_size[:2], out_size_factor=1,
         shared_conv_channels=64, head_conv_channels=64, num_head_convs=2,
-        common_heads=dict(center=2, center_z=1, dim=3, rot=2), with_iou=True,
+        common_heads=dict(center=2, center_z=1, dim=3, rot=2), with_iou=True, iou_reg_loss=True,
         gaussian_overlap=0.1, min_radius=2, max_objs=500, loss_cls_weight=1.0, loss_reg_weight=2.0,
         code_weights=[1.0] * 8,
         test_cfg=dict(score_thresh=0.1, topk=500, nms_type="rotate", nms_thr=[0.7, 0.6, 0.55], nms_per_class=True,
@@ -78,3 +79,7 @@ optim_wrapper = dict(optimizer=dict(type="AdamW", lr=lr, betas=(0.95, 0.99), wei
 param_scheduler = [dict(type="OneCycleLR", eta_max=lr, pct_start=0.1, div_factor=100, final_div_factor=1e4,
                         by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+# DSVT's DisableAugmentationHook: the last epoch trains without GT sampling, flips and global rot/scale/trans
+custom_hooks = [dict(type="RNGStateHook"), dict(type="ProgressHook", interval=20),
+                dict(type="DisableAugHook", transforms=["ObjectSample", "RandomFlip3D", "GlobalRotScaleTrans"],
+                     num_last_epochs=1)]

@@ -60,4 +60,5 @@ param_scheduler = [dict(type="OneCycleLR", eta_max=lr, pct_start=0.4, div_factor
                         by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(checkpoint=dict(interval=1000), logger=dict(interval=10))
-custom_hooks = [dict(type="RNGStateHook"), dict(type="ProgressHook", interval=10)]
+custom_hooks = [dict(type="RNGStateHook"), dict(type="ProgressHook", interval=10),
+                dict(type="DisableAugHook", transforms=["GlobalRotScaleTrans"], num_last_epochs=1)]

@@ -115,3 +115,55 @@ def test_collate_and_preprocessor_layouts():
     from mmengine.dataset import pseudo_collate
     out = pre(pseudo_collate(items))
     assert [s["i"] for s in out["data_samples"]] == [0, 1, 2] and len(out["inputs"]["points"]) == 3
+
+
+class _PipelineOwner:
+    """A dataset stand-in that owns an mmengine Compose of real transforms."""
+
+    def __init__(self):
+        from mmengine.dataset import Compose
+
+        import perception3d.datasets  # noqa: F401  (registers the transforms)
+        from perception3d.registry import TRANSFORMS
+        self.pipeline = Compose([TRANSFORMS.build(dict(type="GlobalRotScaleTrans", rot_range=[-0.5, 0.5])),
+                                 TRANSFORMS.build(dict(type="PointShuffle"))])
+
+    def __len__(self):
+        return 4
+
+
+def _fake_runner(epoch, max_epochs, dataset):
+    from types import SimpleNamespace
+    import logging
+    loader = SimpleNamespace(dataset=dataset, persistent_workers=True, _iterator=object())
+    return SimpleNamespace(epoch=epoch, max_epochs=max_epochs, train_dataloader=loader,
+                           logger=logging.getLogger("test"))
+
+
+def _names(ds):
+    return [type(t).__name__ for t in ds.dataset.pipeline.transforms]
+
+
+def test_disable_aug_hook_drops_named_transforms_in_the_last_epochs_only():
+    from perception3d.engine import DisableAugHook
+    ds = SeededDataset(_PipelineOwner())
+    hook = DisableAugHook(transforms=["GlobalRotScaleTrans", "ObjectSample"], num_last_epochs=1)
+    for epoch in (0, 1):
+        hook.before_train_epoch(_fake_runner(epoch, 3, ds))
+        assert _names(ds) == ["GlobalRotScaleTrans", "PointShuffle"]
+    runner = _fake_runner(2, 3, ds)
+    hook.before_train_epoch(runner)
+    assert _names(ds) == ["PointShuffle"] and hook.dropped == ["GlobalRotScaleTrans"]
+    assert runner.train_dataloader._iterator is None          # persistent workers restarted
+    # a run resumed inside the last epoch (a fresh hook) drops the same transforms
+    ds2 = SeededDataset(_PipelineOwner())
+    DisableAugHook(transforms=["GlobalRotScaleTrans"], num_last_epochs=2).before_train_epoch(_fake_runner(2, 3, ds2))
+    assert _names(ds2) == ["PointShuffle"]
+
+
+def test_disable_aug_hook_bad_input():
+    from perception3d.engine import DisableAugHook
+    with pytest.raises(ValueError, match="num_last_epochs"):
+        DisableAugHook(num_last_epochs=-1)
+    with pytest.raises(TypeError, match="no pipeline"):
+        DisableAugHook().before_train_epoch(_fake_runner(0, 1, SeededDataset([1, 2, 3])))

@@ -99,6 +99,30 @@ def test_center_head_tasks_iou_branch_and_nms():
         _head(test_cfg=dict(nms_thresh=0.5))
 
 
+def test_center_head_iou_reg_loss_is_one_minus_diou_at_the_target_cell():
+    from perception3d.ops import box_diou_3d_axis_aligned
+    head = _head(iou_reg_loss=True)
+    gt_box = torch.tensor([[1.3, -2.1, -1.0, 4.0, 1.8, 1.5, 0.4]])
+    preds = [{k: v.detach().requires_grad_() for k, v in p.items()} for p in head(torch.randn(1, 16, 16, 16))]
+    losses = head.loss(preds, [gt_box], [torch.tensor([0])])
+    assert set(losses) == {"loss_heatmap", "loss_bbox", "loss_iou_reg"}
+    # by hand: the target cell of (1.3, -2.1) on 1 m cells from -8 is (x 9, y 5); decode the box there
+    p = preds[0]
+    ix, iy = 9, 5
+    dims = p["dim"][0, :, iy, ix].exp()
+    box = torch.stack([-8 + ix + p["center"][0, 0, iy, ix], -8 + iy + p["center"][0, 1, iy, ix],
+                       p["center_z"][0, 0, iy, ix] - dims[2] / 2, dims[0], dims[1], dims[2],
+                       torch.atan2(p["rot"][0, 1, iy, ix], p["rot"][0, 0, iy, ix])])
+    want = 2.0 * (1 - box_diou_3d_axis_aligned(box[None], gt_box))[0]
+    assert torch.allclose(losses["loss_iou_reg"], want, atol=1e-5)
+    losses["loss_iou_reg"].backward()
+    g = p["center"].grad[0].abs().sum(0)
+    assert g[iy, ix] > 0 and g.sum() == g[iy, ix]          # only the target cell is pulled
+    assert p["rot"].grad is None or p["rot"].grad.abs().sum() == 0   # the DIoU ignores the yaw
+    empty = head.loss(head(torch.randn(1, 16, 16, 16)), [torch.zeros(0, 7)], [torch.zeros(0, dtype=torch.long)])
+    assert empty["loss_iou_reg"].item() == 0.0
+
+
 def _points(n=400, seed=0):
     g = torch.Generator().manual_seed(seed)
     xyz = torch.rand(n, 3, generator=g) * torch.tensor([16.0, 16.0, 6.0]) - torch.tensor([8.0, 8.0, 2.0])

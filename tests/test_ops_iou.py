@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.ops import (batched_nms_rotated, box_iou_3d, box_iou_3d_aligned, box_iou_bev, box_iou_bev_aligned,
+from perception3d.ops import (batched_nms_rotated, box_diou_3d_axis_aligned, box_iou_3d, box_iou_3d_aligned, box_iou_bev, box_iou_bev_aligned,
                               circle_nms, nms_rotated, points_in_boxes, points_in_boxes_mask)
 from perception3d.structures.boxes import bev_corners
 
@@ -211,3 +211,25 @@ def test_batched_nms_keeps_classes_apart():
     assert batched_nms_rotated(boxes, scores, torch.tensor([0, 1, 2]), 0.5, post_max_size=2).tolist() == [0, 1]
     with pytest.raises(ValueError, match="labels: expected 3"):
         batched_nms_rotated(boxes, scores, torch.tensor([0, 1]), 0.5)
+
+
+def test_diou_axis_aligned_hand_case_and_gradients():
+    a = torch.tensor([[0.0, 0.0, 0.0, 4.0, 2.0, 2.0, 0.3]], requires_grad=True)
+    b = torch.tensor([[1.0, 0.0, 0.0, 4.0, 2.0, 2.0, 0.0]])
+    # by hand: overlap 3 × 2 × 2 = 12, union 16 + 16 − 12 = 20; centres 1 m apart; enclosing 5 × 2 × 2 → d² = 33
+    d = box_diou_3d_axis_aligned(a, b)
+    assert d.item() == pytest.approx(12 / 20 - 1 / 33, abs=1e-6)
+    d.sum().backward()
+    assert a.grad[0, 0] > 0 and a.grad[0, 6] == 0           # moving towards b helps; the yaw is ignored
+    same = torch.tensor([[5.0, -3.0, -1.0, 4.0, 2.0, 1.5, 1.0]])
+    assert box_diou_3d_axis_aligned(same, same).item() == pytest.approx(1.0)
+    # yaw 0: the IoU part equals the exact 3D IoU of concentric boxes
+    g = torch.Generator().manual_seed(0)
+    p = torch.cat([torch.zeros(8, 3), torch.rand(8, 3, generator=g) + 0.5, torch.zeros(8, 1)], 1)
+    q = torch.cat([torch.zeros(8, 3), torch.rand(8, 3, generator=g) + 0.5, torch.zeros(8, 1)], 1)
+    p[:, 2], q[:, 2] = -p[:, 5] / 2, -q[:, 5] / 2            # same gravity centre
+    assert torch.allclose(box_diou_3d_axis_aligned(p, q), box_iou_3d_aligned(p, q), atol=1e-6)
+    far = torch.tensor([[100.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]])
+    assert -1.0 <= box_diou_3d_axis_aligned(far, same[:, :7]).item() < -0.9
+    with pytest.raises(ValueError, match="box_diou_3d_axis_aligned"):
+        box_diou_3d_axis_aligned(torch.zeros(2, 7), torch.zeros(3, 7))

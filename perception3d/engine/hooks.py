@@ -1,4 +1,5 @@
-"""Runner hooks: RNG state in checkpoints, and a progress / loss-log / bad-frame summary hook."""
+"""Runner hooks: RNG state in checkpoints, a progress / loss-log / bad-frame summary hook, and switching
+augmentations off for the last epochs."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from mmengine.hooks import Hook
 
 from perception3d.registry import HOOKS
 
-__all__ = ["RNGStateHook", "ProgressHook"]
+__all__ = ["RNGStateHook", "ProgressHook", "DisableAugHook"]
 
 
 @HOOKS.register_module()
@@ -115,3 +116,55 @@ class ProgressHook(Hook):
                        skipped_frames=skipped)
         with open(osp.join(runner.work_dir, "train_summary.json"), "w") as f:
             json.dump(summary, f, indent=1)
+
+
+def _dataset_with_pipeline(dataset):
+    """The innermost dataset that owns a ``pipeline`` (through wrappers that hold it as ``.dataset``)."""
+    seen = dataset
+    while not hasattr(seen, "pipeline"):
+        inner = getattr(seen, "__dict__", {}).get("dataset")
+        if inner is None:
+            raise TypeError(f"DisableAugHook: no pipeline found in the training dataset {type(dataset).__name__}")
+        seen = inner
+    return seen
+
+
+@HOOKS.register_module()
+class DisableAugHook(Hook):
+    """Switches data augmentations off for the last ``num_last_epochs`` epochs (OpenPCDet's
+    ``DisableAugmentationHook``, DSVT's ``DISABLE_AUG_LIST`` / ``NUM_LAST_EPOCHS: 1``), so that the final steps
+    see the data as the evaluation does.
+
+    Decided from the epoch number at the start of every epoch, so a run resumed inside the last epochs drops the
+    same transforms. Persistent data-loader workers are restarted to pick up the change.
+
+    Args:
+        transforms: type names of the pipeline transforms to drop (e.g. ``"ObjectSample"``,
+            ``"GlobalRotScaleTrans"``); names that the pipeline does not hold are ignored.
+        num_last_epochs: how many final epochs run without them.
+    """
+
+    priority = "NORMAL"
+
+    def __init__(self, transforms=("ObjectSample", "RandomFlip3D", "GlobalRotScaleTrans"),
+                 num_last_epochs: int = 1) -> None:
+        self.transforms = set(transforms)
+        self.num_last_epochs = int(num_last_epochs)
+        if self.num_last_epochs < 0:
+            raise ValueError(f"DisableAugHook: num_last_epochs must be >= 0, got {num_last_epochs}")
+        self.dropped: list = []
+        self._applied = False
+
+    def before_train_epoch(self, runner) -> None:
+        if self._applied or runner.epoch < runner.max_epochs - self.num_last_epochs:
+            return
+        self._applied = True
+        loader = runner.train_dataloader
+        compose = _dataset_with_pipeline(loader.dataset).pipeline
+        keep = [t for t in compose.transforms if type(t).__name__ not in self.transforms]
+        self.dropped = [type(t).__name__ for t in compose.transforms if type(t).__name__ in self.transforms]
+        compose.transforms = keep
+        if getattr(loader, "persistent_workers", False):
+            loader._iterator = None            # new workers, with the new pipeline, on the next epoch's iter()
+        runner.logger.info(f"DisableAugHook: epoch {runner.epoch + 1}/{runner.max_epochs} and after run without "
+                           f"{self.dropped or 'any of ' + str(sorted(self.transforms)) + ' (none in the pipeline)'}")

@@ -24,7 +24,7 @@ import torch
 from perception3d.structures.boxes import as_box_tensor, bev_corners, check_boxes
 
 __all__ = ["bev_intersection_aligned", "box_iou_bev", "box_iou_3d", "box_iou_bev_aligned",
-           "box_iou_3d_aligned", "polygon_clip_area", "candidate_pairs", "pairwise_iou_sparse"]
+           "box_iou_3d_aligned", "box_diou_3d_axis_aligned", "polygon_clip_area", "candidate_pairs", "pairwise_iou_sparse"]
 
 _MAX_V = 8  # a quad clipped by 4 half-planes has at most 8 vertices
 _CHUNK = 1 << 17  # pairs clipped at once
@@ -140,6 +140,30 @@ def box_iou_3d_aligned(boxes_a, boxes_b) -> torch.Tensor:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"boxes_a ({a.shape[0]}) and boxes_b ({b.shape[0]}) must have the same length")
     return _aligned(a, b.to(a.device), True).to(a.dtype)
+
+
+def box_diou_3d_axis_aligned(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """[N] differentiable 3D Distance-IoU of aligned pairs, **yaw ignored** (a regression loss, not a metric).
+
+    DIoU (Zheng et al., AAAI 2020, eq. 6) = IoU − ρ²(c_p, c_g) / d², with both boxes taken as axis-aligned
+    cuboids of their sizes (the yaw is not used), ρ the distance of the gravity centres and d the diagonal of the
+    smallest axis-aligned cuboid holding both; clamped to [-1, 1]. This is the IoU of OpenPCDet's
+    ``bbox3d_overlaps_diou``, the loss behind DSVT's ``IOU_REG_LOSS`` (``1 − DIoU`` at the positive cells),
+    where the yaw is learned by the L1 (cos, sin) loss alone. Boxes ``(x, y, z_bottom, dx, dy, dz, yaw)``
+    [N, 7]; gradients flow to the centres and sizes of both arguments. Sizes must be positive.
+    """
+    if pred.shape != gt.shape or pred.dim() != 2 or pred.shape[-1] < 6:
+        raise ValueError(f"box_diou_3d_axis_aligned: pred {tuple(pred.shape)} and gt {tuple(gt.shape)} must both "
+                         "be [N, 7]")
+    half_p, half_g = pred[:, 3:6] / 2, gt[:, 3:6] / 2
+    cen_p = torch.cat([pred[:, :2], pred[:, 2:3] + half_p[:, 2:3]], dim=1)
+    cen_g = torch.cat([gt[:, :2], gt[:, 2:3] + half_g[:, 2:3]], dim=1)
+    lo_p, hi_p, lo_g, hi_g = cen_p - half_p, cen_p + half_p, cen_g - half_g, cen_g + half_g
+    inter = (torch.minimum(hi_p, hi_g) - torch.maximum(lo_p, lo_g)).clamp(min=0).prod(dim=1)
+    union = pred[:, 3:6].prod(dim=1) + gt[:, 3:6].prod(dim=1) - inter
+    outer_diag2 = (torch.maximum(hi_p, hi_g) - torch.minimum(lo_p, lo_g)).pow(2).sum(dim=1)
+    centre_dist2 = (cen_p - cen_g).pow(2).sum(dim=1)
+    return (inter / union.clamp(min=1e-12) - centre_dist2 / outer_diag2.clamp(min=1e-12)).clamp(-1.0, 1.0)
 
 
 def _aabb(boxes: torch.Tensor):
