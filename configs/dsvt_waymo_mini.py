@@ -25,7 +25,7 @@ voxel_size = [0.4, 0.4, 6.0]
 d_model = 32
 out_size_factor = 2
 max_epochs = 12
-lr = 0.003
+lr = 0.008
 
 model = dict(
     voxel_encoder=dict(voxel_size=voxel_size, point_cloud_range=point_cloud_range, num_filters=[32, 32]),
