@@ -3,15 +3,16 @@
 Changes from ``centerpoint_voxel_waymo.py``: range ±32 m (the mini dataset labels boxes within 32 m), voxels
 0.2 × 0.2 × 0.25 m (320 × 320 × 24), a half-width 3D backbone with one SubM block per stage (8 → 64 ch; the
 pure-PyTorch sparse convs dominate the CPU time) whose stride-8 output is 1.6 m, BEV backbone up-sampling to
-stride 4 (head on 80 × 80 cells of 0.8 m), BN momentum 0.1, batch 1 (1,600 optimizer steps: per frame a
-batch of 1 costs the same on this CPU, and the steps matter; batch 2 gave vehicle L1 AP 0.133, pedestrian 0.134),
-10 epochs over the 160 training frames (each its own street), no worker processes. Measured (2-core CPU, seed 0):
-vehicle / pedestrian / cyclist L1 AP 0.355 / 0.450 / 0.603 in 15.9 min wall. With 0.4 m voxels (3.2 m backbone output, 1.6 m head cells) the
-centre offsets inside a head cell were never learned (error stayed at the 0.25-cell level of a constant guess).
+stride 4 (head on 80 × 80 cells of 0.8 m), BN momentum 0.1, batch 1 (1,600 optimizer steps: per frame a batch
+of 1 costs the same on this CPU, and the steps matter; batch 2 gave vehicle L1 AP 0.133, pedestrian 0.134),
+10 epochs over the 160 training frames (each its own street), no worker processes. Measured (2-core CPU,
+seed 0): vehicle / pedestrian / cyclist L1 AP 0.355 / 0.450 / 0.603 in 15.9 min wall. With 0.4 m voxels
+(3.2 m backbone output, 1.6 m head cells) the centre offsets inside a head cell were never learned (error
+stayed at the 0.25-cell level of a constant guess).
 
-Augmentation: ±22.5° rotation (as ``dsvt_waymo_mini.py``) and 0.95–1.05 scaling, no flips and no GT sampling (see ``dsvt_waymo_mini.py``: on
-the mini streets the side of the road is what tells a car's heading, and flips made the heading targets a coin
-toss). The dataset is generated and converted on first use (``prepare_data``).
+Augmentation: ±22.5° rotation (as ``dsvt_waymo_mini.py``) and 0.95–1.05 scaling, no flips and no GT sampling
+(see ``dsvt_waymo_mini.py``: on the mini streets the side of the road is what tells a car's heading, and flips
+made the heading targets a coin toss). The dataset is generated and converted on first use (``prepare_data``).
 """
 _base_ = ["./centerpoint_voxel_waymo.py"]
 

@@ -5,8 +5,8 @@ DSVT: one stage, 4 blocks × 2 layers (y-major then x-major sets), window 12 × 
 24 × 24, shift 6), set size 36, d_model 192, 8 heads, FFN 384, GELU; BEV ResNet [1, 2, 2] / [1, 2, 2] /
 [128, 128, 256], up-sampled to 3 × 128; CenterHead at stride 1 with the IoU branch and IoU-rectified scores
 (rectifier 0.68 / 0.71 / 0.65, per-class NMS 0.7 / 0.6 / 0.55) and the DIoU box loss (``IOU_REG_LOSS``).
-Schedule: Adam one-cycle, lr 0.003, wd 0.05, 24 epochs, batch 3 per GPU, grad clip 10. Augmentation: GT sampling (15 / 10 / 10), flips, ±45°, ×0.95–1.05,
-all switched off for the last epoch (``DisableAugmentationHook``).
+Schedule: Adam one-cycle, lr 0.003, wd 0.05, 24 epochs, batch 3 per GPU, grad clip 10. Augmentation: GT
+sampling (15 / 10 / 10), flips, ±45°, ×0.95–1.05, all switched off for the last epoch (``DisableAugmentationHook``).
 
 Data: ``python tools/create_data.py waymo --root data/waymo --gt-database`` (infos in data/waymo/processed/).
 Without it the run stops at once and says so; ``configs/dsvt_waymo_mini.py`` runs on the built-in mini set.

@@ -9,9 +9,10 @@ at stride 2 (0.8 m cells, head convs 64 wide as the paper's), batch 2, 12 epochs
 are the paper's (inherited).
 
 Measured on the 2-core CPU, 12 epochs (960 iterations), vehicle LEVEL_1 AP on the mini val: lr 0.003 without
-the DIoU loss 0.554; with it 0.560; adding the un-augmented last epoch, lr 0.005 0.593 and lr 0.008 0.631 (1 thread) and 0.639 (2 threads, seed 0,
-17.8 min wall with start-up and validation). More steps matter more than bigger batches:
-batch 4 for 14 epochs (560 iterations) gave 0.444, batch 1 at lr 0.003 (1,920 iterations) 0.626.
+the DIoU loss 0.554; with it 0.560; adding the un-augmented last epoch, lr 0.005 0.593 and lr 0.008 0.631
+(1 thread) and 0.639 (2 threads, seed 0, 17.8 min wall with start-up and validation). More steps matter more
+than bigger batches: batch 4 for 14 epochs (560 iterations) gave 0.444, batch 1 at lr 0.003 (1,920 iterations)
+0.626.
 
 Augmentation: ±22.5° rotation (±45° in the paper; the short schedule converges faster with less) and
 0.95–1.05 scaling, but no flips and no GT sampling. On the mini streets the

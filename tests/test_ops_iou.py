@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.ops import (batched_nms_rotated, box_diou_3d_axis_aligned, box_iou_3d, box_iou_3d_aligned, box_iou_bev, box_iou_bev_aligned,
+from perception3d.ops import (batched_nms_rotated, box_diou_3d_axis_aligned, box_iou_3d, box_iou_3d_aligned,
+                              box_iou_bev, box_iou_bev_aligned,
                               circle_nms, nms_rotated, points_in_boxes, points_in_boxes_mask)
 from perception3d.structures.boxes import bev_corners
 

@@ -24,7 +24,8 @@ import torch
 from perception3d.structures.boxes import as_box_tensor, bev_corners, check_boxes
 
 __all__ = ["bev_intersection_aligned", "box_iou_bev", "box_iou_3d", "box_iou_bev_aligned",
-           "box_iou_3d_aligned", "box_diou_3d_axis_aligned", "polygon_clip_area", "candidate_pairs", "pairwise_iou_sparse"]
+           "box_iou_3d_aligned", "box_diou_3d_axis_aligned", "polygon_clip_area", "candidate_pairs",
+           "pairwise_iou_sparse"]
 
 _MAX_V = 8  # a quad clipped by 4 half-planes has at most 8 vertices
 _CHUNK = 1 << 17  # pairs clipped at once

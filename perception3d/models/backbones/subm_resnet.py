@@ -77,7 +77,6 @@ class VoxelResBackBone8x(nn.Module):
         xy = [int(v) for v in xy_strides]
         if len(xy) != 3 or any(v not in (1, 2) for v in xy):
             raise ValueError(f"VoxelResBackBone8x: xy_strides must be three strides of 1 or 2, got {xy_strides}")
-        self.xy_stride = xy[0] * xy[1] * xy[2]
         from perception3d.sparse import SubMConv3d
         c = [base_channels, base_channels * 2, base_channels * 4, base_channels * 8]
         nb = [blocks_per_stage] * 4 if isinstance(blocks_per_stage, int) else list(blocks_per_stage)
