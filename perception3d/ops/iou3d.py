@@ -155,7 +155,7 @@ def box_diou_3d_axis_aligned(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tens
     """
     if pred.shape != gt.shape or pred.dim() != 2 or pred.shape[-1] < 6:
         raise ValueError(f"box_diou_3d_axis_aligned: pred {tuple(pred.shape)} and gt {tuple(gt.shape)} must both "
-                         "be [N, 7]")
+                         "be [N, 7] (x, y, z, dx, dy, dz, yaw; the yaw is not used)")
     half_p, half_g = pred[:, 3:6] / 2, gt[:, 3:6] / 2
     cen_p = torch.cat([pred[:, :2], pred[:, 2:3] + half_p[:, 2:3]], dim=1)
     cen_g = torch.cat([gt[:, :2], gt[:, 2:3] + half_g[:, 2:3]], dim=1)

@@ -284,7 +284,9 @@ class CenterHead(nn.Module):
             dec = None
             if pos.any():
                 ys, xs = (t["ind"] // w).float(), (t["ind"] % w).float()
-                dec = self._decode_boxes({k: v.float() for k, v in p.items()}, ys, xs, t["ind"])[pos]
+                # with gradients only where the DIoU loss needs them; the IoU branch's target is detached
+                src = {k: v.float() if self.iou_reg_loss else v.detach().float() for k, v in p.items()}
+                dec = self._decode_boxes(src, ys, xs, t["ind"])[pos]
             if self.with_iou:
                 iou_pred = _gather(p["iou"], t["ind"])[..., 0]
                 if dec is not None:
