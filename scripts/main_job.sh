@@ -16,7 +16,10 @@ WORK=work_dirs/main_${NAME}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 OPTS=()
 if [ -n "$EPOCHS" ] && [ "$NAME" != "e3dsnn_t_shapes" ]; then
-  OPTS=(--cfg-options "train_cfg.max_epochs=$EPOCHS" "train_cfg.val_interval=$EPOCHS" "param_scheduler.0.end=$EPOCHS")
+  # the short schedule warms up in ~1 epoch: a gentler peak lr (MAIN_LR) keeps the size regression stable there
+  LR=${MAIN_LR:-0.003}
+  OPTS=(--cfg-options "train_cfg.max_epochs=$EPOCHS" "train_cfg.val_interval=$EPOCHS" "param_scheduler.0.end=$EPOCHS"
+        "optim_wrapper.optimizer.lr=$LR" "param_scheduler.0.eta_max=$LR")
 fi
 python tools/train.py "$CONFIG" --work-dir "$WORK" --seed 0 "${OPTS[@]}"
 CKPT=$(cat "$WORK/last_checkpoint")
