@@ -6,7 +6,7 @@
 #   AP/APH table is printed and BEV pictures with points, ground truth and predictions are written.
 # MAIN_CONFIG picks another config: configs/centerpoint_voxel_waymo_mini.py (CenterPoint-Voxel on the same data)
 #   or configs/e3dsnn_t_shapes.py (the spiking E3DSNN-T classifier on built-in shapes, with its energy report).
-#   MAIN_EPOCHS= (empty) trains the config's own schedule.
+#   MAIN_EPOCHS= (empty) trains the config's own schedule (and its own lr; a short schedule peaks at MAIN_LR, 0.003).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${MAIN_CONFIG:-configs/dsvt_waymo_mini.py}
