@@ -2,13 +2,14 @@
 
 A leaf module: it imports only mmengine, so every layer of the package may register into it without an
 upward import. Each registry is a child of mmengine's root registry of the same kind, so that mmengine's
-``Runner`` finds our models, datasets, transforms, metrics and hooks when ``default_scope='perception3d'``.
+``Runner`` finds our models, datasets, transforms, metrics, hooks and schedulers when ``default_scope='perception3d'``.
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
@@ -25,5 +26,7 @@ HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope="perception3d",
                  locations=["perception3d.engine"])
 DATA_SAMPLERS = Registry("data sampler", parent=MMENGINE_DATA_SAMPLERS, scope="perception3d",
                          locations=["perception3d.datasets"])
+PARAM_SCHEDULERS = Registry("parameter scheduler", parent=MMENGINE_PARAM_SCHEDULERS, scope="perception3d",
+                            locations=["perception3d.engine"])
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="perception3d",
                        locations=["perception3d.engine"])

@@ -167,3 +167,67 @@ def test_disable_aug_hook_bad_input():
         DisableAugHook(num_last_epochs=-1)
     with pytest.raises(TypeError, match="no pipeline"):
         DisableAugHook().before_train_epoch(_fake_runner(0, 1, SeededDataset([1, 2, 3])))
+
+
+def _one_cycle_pair(total, pct=0.4):
+    from mmengine.optim import OneCycleLR
+    from perception3d.engine import OneCycleMomentum
+    opt = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=0.003, betas=(0.95, 0.99))
+    lr = OneCycleLR(opt, eta_max=0.003, total_steps=total, pct_start=pct, div_factor=10, final_div_factor=1e4,
+                    by_epoch=False)
+    mom = OneCycleMomentum(opt, moms=(0.95, 0.85), pct_start=pct, total_steps=total, by_epoch=False)
+    seen = []
+    for _ in range(total):
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]))
+        opt.step(), lr.step(), mom.step()
+    return seen
+
+
+def test_one_cycle_momentum_matches_openpcdet_moms_by_hand():
+    # T = 10, pct_start 0.4: phase 1 ends at step 3 (as OneCycleLR), phase 2 spans steps 3..9.
+    seen = _one_cycle_pair(10)
+    beta1 = [b[0] for _, b in seen]
+    assert [b[1] for _, b in seen] == [0.99] * 10                     # β₂ untouched
+    # step 1: p = 1/3 → 0.85 + 0.05·(1 + cos(π/3)) = 0.925; step 6: p = 1/2 of the way back → 0.90
+    assert beta1[0] == pytest.approx(0.95) and beta1[1] == pytest.approx(0.925)
+    assert beta1[3] == pytest.approx(0.85) and beta1[6] == pytest.approx(0.90) and beta1[9] == pytest.approx(0.95)
+    lrs = [lr for lr, _ in seen]
+    assert lrs.index(max(lrs)) == beta1.index(min(beta1)) == 3        # lowest β₁ at the peak lr
+
+
+def test_one_cycle_momentum_builds_from_the_base_schedule_and_rejects_bad_moms():
+    from mmengine.optim.scheduler import OneCycleLR
+    from perception3d.engine import OneCycleMomentum
+    from perception3d.registry import PARAM_SCHEDULERS
+    cfg = Config.fromfile(os.path.join(os.path.dirname(__file__), "..", "configs", "_base_", "schedules",
+                                       "adamw_onecycle.py"))
+    opt = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=cfg.lr, betas=(0.95, 0.99))
+    built = []
+    for spec in cfg.param_scheduler:
+        spec = dict(spec, optimizer=opt, epoch_length=5)
+        spec.pop("convert_to_iter_based")
+        cls = PARAM_SCHEDULERS.get(spec.pop("type"))
+        built.append(cls.build_iter_from_epoch(**spec))
+    assert [type(s) for s in built] == [OneCycleLR, OneCycleMomentum]
+    assert built[1].total_steps == built[0].total_steps == 5 * cfg.max_epochs
+    with pytest.raises(ValueError, match="moms"):
+        OneCycleMomentum(opt, moms=(0.95, 1.2), total_steps=10)
+
+
+def test_prepare_waymo_mini_serialises_processes_that_start_together(tmp_path, monkeypatch):
+    import threading
+    import time
+    from perception3d.engine import prepare as prep
+    spans = []
+
+    def slow_prepare(root_p, out_p, gt_database, classes):
+        start = time.monotonic()
+        time.sleep(0.3)
+        spans.append((start, time.monotonic()))
+        return out_p
+    monkeypatch.setattr(prep, "_prepare_waymo_mini_locked", slow_prepare)
+    threads = [threading.Thread(target=prep.prepare_waymo_mini, args=(str(tmp_path / "mini"),)) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert len(spans) == 2 and b0 >= a1                     # the second waited for the first to finish

@@ -3,7 +3,9 @@
 ``prepare_waymo_mini(root, out)``: generate the built-in mini dataset at ``root`` if needed (``ensure_waymo_mini``)
 and convert it (the same calls as ``tools/create_data.py waymo --gt-database``) unless ``<out>`` already holds a
 conversion of exactly that dataset (the generator's manifest is fingerprinted into ``<out>/source_manifest.sha256``,
-written last). Idempotent and cheap when the data is there; a stale conversion is redone.
+written last). Idempotent and cheap when the data is there; a stale conversion is redone. A lock file
+(``<root>.prepare.lock``) makes processes that start together (DDP ranks, parallel runs) wait for one another
+instead of converting into the same folder at once.
 """
 from __future__ import annotations
 
@@ -23,10 +25,17 @@ __all__ = ["prepare_waymo_mini", "require_prepared_data"]
 @FUNCTIONS.register_module(force=True)
 def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None, gt_database: bool = True,
                        classes=("Car", "Pedestrian", "Cyclist")) -> Path:
-    from perception3d.datasets import ensure_waymo_mini
-    from perception3d.datasets.waymo_v2 import convert_waymo_v2
+    from filelock import FileLock
     root_p = Path(root).resolve()
     out_p = Path(out).resolve() if out else root_p / "processed"
+    root_p.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root_p) + ".prepare.lock"):
+        return _prepare_waymo_mini_locked(root_p, out_p, gt_database, classes)
+
+
+def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, classes) -> Path:
+    from perception3d.datasets import ensure_waymo_mini
+    from perception3d.datasets.waymo_v2 import convert_waymo_v2
     need = [out_p / "waymo_infos_train.pkl", out_p / "waymo_infos_val.pkl"]
     if gt_database:
         need.append(out_p / "waymo_dbinfos_train.pkl")
