@@ -76,8 +76,11 @@ lr = 0.003
 max_epochs = 24
 optim_wrapper = dict(optimizer=dict(type="AdamW", lr=lr, betas=(0.95, 0.99), weight_decay=0.05),
                      clip_grad=dict(max_norm=10, norm_type=2))
+# adam_onecycle: PCT_START 0.1, DIV_FACTOR 100, MOMS [0.95, 0.85]
 param_scheduler = [dict(type="OneCycleLR", eta_max=lr, pct_start=0.1, div_factor=100, final_div_factor=1e4,
-                        by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True)]
+                        by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True),
+                   dict(type="OneCycleMomentum", moms=(0.95, 0.85), pct_start=0.1, by_epoch=True, begin=0,
+                        end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 # DSVT's DisableAugmentationHook: the last epoch trains without GT sampling, flips and global rot/scale/trans
 custom_hooks = [dict(type="RNGStateHook"), dict(type="ProgressHook", interval=20),

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .tensor import CoordSet, linearize
+from .tensor import CoordSet
 
 
 @dataclass(eq=False)
@@ -173,17 +173,24 @@ def strided_kmap(cs: CoordSet, kernel_size, stride, padding, dilation, indice_ke
         return hit
     out_shape = conv_output_shape(cs.spatial_shape, kernel_size, stride, padding, dilation)
     device = cs.coords.device
-    offsets = kernel_offsets(kernel_size, device)                    # [K, D]
-    K = offsets.shape[0]
-    st = torch.tensor(list(stride), device=device)
-    num = cs.coords[:, 1:].long().unsqueeze(0) + torch.tensor(list(padding), device=device) \
-        - offsets.unsqueeze(1) * torch.tensor(list(dilation), device=device)   # [K, N, D] = o * stride
-    o = torch.div(num, st, rounding_mode="floor")
-    valid = ((num - o * st) == 0).all(dim=2) & (o >= 0).all(dim=2) & (o < torch.tensor(out_shape, device=device)).all(dim=2)
-    batch = cs.coords[:, 0].long().unsqueeze(0).expand(K, -1)
-    cand = torch.cat([batch.unsqueeze(2), o], dim=2)[valid]           # [P, 1 + D], k-major order
-    k_of_pair = valid.nonzero()                                       # [P, 2] (k, input row)
-    out_keys = linearize(cand, out_shape)
+    K, n, D = _volume(kernel_size), cs.coords.shape[0], len(kernel_size)
+    # The condition i = o * stride - padding + idx * dilation holds per axis, so each axis is solved alone for
+    # its kernel indices ([k_a, N]: which idx land on an output site, and that site's share of the linear key),
+    # and the [K, N] answer is their broadcast product in row-major offset order (k = (iz * Ky + iy) * Kx + ix).
+    valid = torch.ones((1,) * D + (n,), dtype=torch.bool, device=device)
+    keys = cs.coords[:, 0].long().view((1,) * D + (n,))
+    for a in range(D):
+        idx = torch.arange(kernel_size[a], device=device).unsqueeze(1)                    # [k_a, 1]
+        num = cs.coords[:, a + 1].long().unsqueeze(0) + padding[a] - idx * dilation[a]     # [k_a, N] = o * stride
+        o = torch.div(num, stride[a], rounding_mode="floor")
+        ok = (num - o * stride[a] == 0) & (o >= 0) & (o < out_shape[a])
+        shape = [1] * D + [n]
+        shape[a] = kernel_size[a]
+        valid = valid & ok.view(shape)
+        keys = keys * out_shape[a] + o.view(shape)                    # linearize's row-major key, axis by axis
+    valid, keys = valid.reshape(K, n), keys.reshape(K, n)
+    k_of_pair = valid.nonzero()                                       # [P, 2] (k, input row), k-major order
+    out_keys = keys[valid]
     uniq, inverse = torch.unique(out_keys, sorted=True, return_inverse=True)
     out_coords = _delinearize(uniq, out_shape)
     counts = torch.bincount(k_of_pair[:, 0], minlength=K).tolist()
