@@ -350,3 +350,17 @@ def test_centerpoint_mini_reaches_ap(tmp_path):
     assert m["Vehicle/L1 mAP"] >= 0.60 and m["Pedestrian/L1 mAP"] >= 0.40, (m, wall)
     assert wall <= 15 * 60, f"took {wall:.0f} s"
 
+
+def test_voxel_resbackbone_xy_strides():
+    from perception3d.models.backbones.subm_resnet import VoxelResBackBone8x
+    from perception3d.sparse import SparseTensor
+    coords = torch.tensor([[0, 3, 10, 12], [0, 5, 40, 33], [0, 20, 63, 63]])
+    x = SparseTensor(torch.randn(3, 5), coords, (24, 64, 64), 1)
+    y8 = VoxelResBackBone8x(5, 4, 8, 1)(x)
+    y4 = VoxelResBackBone8x(5, 4, 8, 1, xy_strides=(2, 2, 1))(x)
+    assert y8.stride == (16, 8, 8) and tuple(y8.spatial_shape[1:]) == (8, 8)
+    assert y4.stride == (16, 4, 4) and tuple(y4.spatial_shape[1:]) == (16, 16)
+    # the voxel at x, y = (63, 63) lands in cell 63 // 4 = 15 at stride 4 (conv4 keeps x/y, kernel 3 pad 1)
+    assert ((y4.coords[:, 2] == 15) & (y4.coords[:, 3] == 15)).any()
+    with pytest.raises(ValueError, match="xy_strides"):
+        VoxelResBackBone8x(5, xy_strides=(2, 3, 2))
