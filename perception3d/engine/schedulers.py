@@ -54,7 +54,8 @@ class _OneCycleMomentumSchedule(_ParamScheduler):
     @classmethod
     def build_iter_from_epoch(cls, *args, begin=0, end=INF, total_steps=None, by_epoch=True, epoch_length=None,
                               **kwargs):
-        assert by_epoch and epoch_length, "OneCycleMomentum: convert_to_iter_based needs an epoch-based span"
+        if not (by_epoch and epoch_length):
+            raise ValueError("OneCycleMomentum: convert_to_iter_based needs by_epoch=True and an epoch length")
         return cls(*args, begin=int(begin * epoch_length), end=end if end == INF else int(end * epoch_length),
                    total_steps=None if total_steps is None else total_steps * epoch_length, by_epoch=False,
                    **kwargs)
