@@ -10,7 +10,8 @@ steps), one-cycle peak lr 0.008, the last epoch without augmentation (DSVT's Dis
 worker processes. Adam's β₁ is not cycled (see below).
 
 Measured, vehicle / pedestrian / cyclist LEVEL_1 AP on the mini val, seed 0, 2-core CPU (AVX-512):
-- this config, 2 threads: 0.625 / 0.852 / 0.883 in 9.9 min wall (start-up, training and validation).
+- this config, 2 threads: 0.625 / 0.852 / 0.883 in 9.9 min wall (start-up, training and validation); seed 1:
+  0.635 / 0.876 / 0.855 in 9.7 min.
 - exploration, 1 thread per run, two runs at a time (vehicle AP):
   - stride-8 backbone (1.6 m output, head on 2×-up-sampled 0.8 m cells): the best was 0.578 (18 epochs,
     lr 0.008) and 20 epochs gave 0.579. It got worse with β₁ cycled 0.95 ↔ 0.85 (0.525), at lr 0.012 (0.440),
