@@ -260,3 +260,41 @@ def test_barn_lmgaussian_scene_builds_with_leave_one_out():
     s = build_scene(dict(type="lmgaussian", root=str(BARN), size=(512, 288), train_views=[0, 2], background=(1, 1, 1)))
     assert (s.train_ids, s.test_ids) == ([0, 2], [1])
     assert s.image(1).shape == (288, 512, 3)
+
+
+def test_spare_submission_straight_from_a_checkpoint(tmp_path, capsys):
+    """spare_submit.py --checkpoints renders each split scene's test views from a trained scene (here a PLY of
+    one opaque red Gaussian at a known point) and writes a ZIP that passes --check."""
+    import importlib.util
+    import zipfile
+
+    from perception3d.evaluation.spare import check_submission, read_png, view_filename
+    from perception3d.rendering.gaussians import GaussianModel
+
+    split = {"scan1": {"input_views": [0, 1], "test_views": [2], "dataset": "DTU"}}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    K = np.array([[60.0, 0, 32], [0, 60.0, 24], [0, 0, 1]])
+    (tmp_path / "spare" / "scan1").mkdir(parents=True)
+    for i in range(3):
+        iio.imwrite(tmp_path / "spare" / "scan1" / view_filename("DTU", i), np.zeros((48, 64, 3), np.uint8))
+        np.savetxt(tmp_path / "spare" / "scan1" / f"pos_{i + 1:03d}.txt",
+                   K @ np.hstack([np.eye(3), np.array([[0.1 * i], [0.0], [3.0]])]))
+    g = GaussianModel.from_points(torch.tensor([[0.0, 0.0, 2.0]]), torch.tensor([[1.0, 0.0, 0.0]]), sh_degree=0,
+                                  init_opacity=0.99)
+    g.params["scales"].data[:] = math.log(0.05)
+    g.save_ply(tmp_path / "scan1.ply")
+    spec = importlib.util.spec_from_file_location("spare_submit", Path(__file__).resolve().parents[1] / "tools" /
+                                                  "spare_submit.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    zp = tmp_path / "sub.zip"
+    rc = tool.main(["--split", str(tmp_path / "split.json"), "--checkpoints", f"scan1={tmp_path / 'scan1.ply'}",
+                    "--root", str(tmp_path / "spare"), "--out", str(zp), "--size", "64", "48"])
+    assert rc == 0 and check_submission(zp, tmp_path / "split.json", size=(64, 48)) == []
+    img = read_png(zipfile.ZipFile(zp).read("scan1/rect_003_3_r5000.png"))
+    # view 2: x_cam = x + (0.2, 0, 3) → the point (0, 0, 2) at z = 5: u = 60 · 0.2 / 5 + 32 = 34.4, v = 24
+    assert img[24, 34, 0] > 0.8 and img[24, 34, 1] < 0.25 and img[5, 5].tolist() == [1.0, 1.0, 1.0]
+    rc = tool.main(["--split", str(tmp_path / "split.json"), "--checkpoints", f"other={tmp_path / 'scan1.ply'}",
+                    "--root", str(tmp_path / "spare"), "--out", str(tmp_path / "bad.zip"), "--size", "64", "48"])
+    assert rc == 1 and "no checkpoint given for split scenes ['scan1']" in capsys.readouterr().err
+    assert not (tmp_path / "bad.zip").exists()

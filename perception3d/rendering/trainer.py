@@ -376,7 +376,8 @@ class GSTrainer:
         import imageio.v3 as iio
 
         (self.work_dir / "renders").mkdir(exist_ok=True)
-        grid = image_grid([[self.scene.image(i), r] for i, r in zip(ids, renders)])
+        # the grid shows at most 8 views (a 47-view held-out set at full size would be a ~50 MB PNG)
+        grid = image_grid([[self.scene.image(i), r] for i, r in list(zip(ids, renders))[:8]])
         iio.imwrite(self.work_dir / "renders" / f"step_{self.step:06d}.png", grid)
         if self.progress:
             print(f"[eval step {self.step}] {metrics['split']} PSNR {metrics['psnr']:.2f} dB  "
