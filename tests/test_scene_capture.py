@@ -298,3 +298,17 @@ def test_spare_submission_straight_from_a_checkpoint(tmp_path, capsys):
                     "--root", str(tmp_path / "spare"), "--out", str(tmp_path / "bad.zip"), "--size", "64", "48"])
     assert rc == 1 and "no checkpoint given for split scenes ['scan1']" in capsys.readouterr().err
     assert not (tmp_path / "bad.zip").exists()
+
+
+@pytest.mark.parametrize("name, n_train, n_test", [("fox", 3, 47), ("barn", 2, 1)])
+def test_sparse_baseline_configs_build_their_scenes(name, n_train, n_test):
+    from mmengine.config import Config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = Config.fromfile(root / "configs" / f"gs_sparse_baseline_{name}.py")
+    data = dict(cfg.data)
+    data["root"] = str(DATA / Path(data["root"]).relative_to("../shared/data"))
+    if not Path(data["root"]).is_dir():
+        pytest.skip(f"real sample data not found at {data['root']}")
+    s = build_scene(data)
+    assert (len(s.train_ids), len(s.test_ids)) == (n_train, n_test) and s.width >= 384

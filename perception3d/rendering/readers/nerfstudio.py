@@ -91,35 +91,48 @@ class UndistortedScene(Scene):
     distortions: list = field(default_factory=list)
     _maps: dict = field(default_factory=dict, repr=False)
 
+    def _undistort(self, i: int, arr: np.ndarray) -> np.ndarray:
+        """[h, w(, C)] array at view i's file size → undistorted pinhole view at the delivered size."""
+        import cv2
+
+        dist = self.distortions[i]
+        if (arr.shape[1], arr.shape[0]) != tuple(dist.size):
+            raise ValueError(f"{self.image_paths[i]}: image is {arr.shape[1]}x{arr.shape[0]} but its camera's "
+                             f"intrinsics are for {dist.size[0]}x{dist.size[1]} (w, h in the transforms.json)")
+        if dist not in self._maps:
+            self._maps[dist] = dist.maps()
+        mx, my = self._maps[dist]
+        out = cv2.remap(arr, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if (self.width, self.height) != tuple(dist.size):
+            interp = cv2.INTER_AREA if self.width < dist.size[0] else cv2.INTER_LINEAR
+            out = cv2.resize(out, (self.width, self.height), interpolation=interp)
+        return np.ascontiguousarray(out)
+
+    def _distorted(self, i: int) -> bool:
+        return bool(self.distortions) and self.distortions[i] is not None and not self.distortions[i].is_identity
+
     def _load(self, i: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        dist = self.distortions[i] if self.distortions else None
-        if dist is None or dist.is_identity:
+        if not self._distorted(i):
             return super()._load(i)
         if i in self._cache:
             return self._cache[i]
-        import cv2
-
         p = self.image_paths[i]
         if p is None:
             raise ValueError(f"Scene view {i} ({self.names[i]}) has no image file")
         rgb, alpha = load_image(p, None, self.background)
-        if (rgb.shape[1], rgb.shape[0]) != tuple(dist.size):
-            raise ValueError(f"{p}: image is {rgb.shape[1]}x{rgb.shape[0]} but its camera's intrinsics are for "
-                             f"{dist.size[0]}x{dist.size[1]} (w, h in the transforms.json)")
-        if dist not in self._maps:
-            self._maps[dist] = dist.maps()
-        mx, my = self._maps[dist]
-        und = cv2.remap(rgb.numpy(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        a = None if alpha is None else cv2.remap(alpha.numpy(), mx, my, cv2.INTER_LINEAR)
-        if (self.width, self.height) != tuple(dist.size):
-            interp = cv2.INTER_AREA if self.width < dist.size[0] else cv2.INTER_LINEAR
-            und = cv2.resize(und, (self.width, self.height), interpolation=interp)
-            a = None if a is None else cv2.resize(a, (self.width, self.height), interpolation=interp)
-        out = (torch.from_numpy(np.ascontiguousarray(np.clip(und, 0, 1))),
-               None if a is None else torch.from_numpy(np.ascontiguousarray(a)))
+        und = np.clip(self._undistort(i, rgb.numpy()), 0, 1)
+        out = (torch.from_numpy(und), None if alpha is None else torch.from_numpy(self._undistort(i, alpha.numpy())))
         if self.cache:
             self._cache[i] = out
         return out
+
+    def mask(self, i: int) -> Optional[torch.Tensor]:
+        """Object mask of view i, undistorted like its image."""
+        if not self._distorted(i) or self.mask_paths is None or self.mask_paths[i] is None:
+            return super().mask(i)
+        m, a = load_image(self.mask_paths[i], None, background=None)
+        m = (a if a is not None else m.mean(-1)).numpy()
+        return torch.from_numpy(self._undistort(i, m)) > 0.5
 
     def subset(self, ids: Sequence[int]) -> "UndistortedScene":
         s = super().subset(ids)
