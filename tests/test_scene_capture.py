@@ -203,7 +203,7 @@ def _tiny_cfg(root, **model):
 def test_trainer_on_a_capture_writes_a_checkpoint_render_tool_reads(tmp_path):
     import sys
 
-    from perception3d.rendering.trainer import GSTrainer, load_model
+    from perception3d.rendering.trainer import GSTrainer
 
     root = _write_capture(tmp_path / "cap", _rig(5))
     tr = GSTrainer(_tiny_cfg(root), tmp_path / "run", progress=False)

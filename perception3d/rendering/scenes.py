@@ -41,7 +41,8 @@ __all__ = [
     "Scene", "load_image", "camera_radius", "IMAGE_EXTS", "read_blender", "read_colmap", "read_colmap_model",
     "write_colmap_model", "colmap_K", "COLMAP_CAMERA_MODELS", "read_projection_matrix", "read_dtu", "DTU_IMAGE",
     "SPARE_IMAGE", "read_cam_txt", "read_lmgaussian", "decode_jet_depth", "read_lmgaussian_depth", "read_scene",
-    "read_nerfstudio", "read_points_ply", "scene_format", "READERS", "select_views", "focus_point", "depth_range", "frustum_points", "find_points_file",
+    "read_nerfstudio", "read_points_ply", "scene_format", "READERS", "select_views", "focus_point", "depth_range",
+    "frustum_points", "find_points_file",
 ]
 
 
@@ -194,7 +195,8 @@ def depth_range(scene: Scene, ids: Sequence[int]) -> tuple[float, float]:
 
 @torch.no_grad()
 def frustum_points(scene: Scene, ids: Sequence[int], n: int, near: float, far: float,
-                   generator: Optional[torch.Generator] = None, min_views: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+                   generator: Optional[torch.Generator] = None,
+                   min_views: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` random points inside the overlap of the training views' frusta, coloured by the pixel they came from.
 
     Each candidate is a random pixel of a random view in ``ids`` pushed to a depth drawn uniformly in

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from perception3d.fileio import atomic_path, atomic_write_text
 
 from .gaussians import GaussianModel
-from .scenes import Scene, read_blender
+from .scenes import Scene
 
-__all__ = ["GSTrainer", "build_scene", "resolve_background", "carve_points", "evaluate_views", "image_grid", "atomic_torch_save"]
+__all__ = ["GSTrainer", "build_scene", "resolve_background", "carve_points", "evaluate_views", "image_grid",
+           "atomic_torch_save"]
 
 
 def atomic_torch_save(obj, path) -> None:
@@ -194,7 +195,8 @@ class GSTrainer:
         self.background, self.random_background = resolve_background(self.cfg)
         self.priors: dict = {}  # which prior ran for what (recorded in the log, checkpoint and metrics.json)
         self.scene = build_scene(self.cfg["data"])
-        self.scene_scale = self._scene_scale(tcfg.get("scene_scale", "rig")) * float(tcfg.get("scene_scale_mult", 1.1))
+        self.scene_scale = (self._scene_scale(tcfg.get("scene_scale", "rig"))
+                            * float(tcfg.get("scene_scale_mult", 1.1)))
         self.model = self._init_model()
         self.strategy = DefaultStrategy(**self.cfg["strategy"])
         self.optimizers = self._make_optimizers()

@@ -20,8 +20,8 @@ import torch
 
 from .base import DepthMap, DepthPrior, to_numpy_image
 
-__all__ = ["PlaneSweepDepth", "FeatureDepth", "geometric_consistency", "ShippedDepth", "feature_depths", "align_scale_shift",
-           "depth_metrics", "read_depth_file"]
+__all__ = ["PlaneSweepDepth", "FeatureDepth", "geometric_consistency", "ShippedDepth", "feature_depths",
+           "align_scale_shift", "depth_metrics", "read_depth_file"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -149,8 +149,8 @@ class PlaneSweepDepth(DepthPrior):
 
     def _sweep(self, scene, i: int, ids: Sequence[int]) -> DepthMap:
         key = (id(scene), i, tuple(sorted(ids)))
-        if key in self._memo:
-            return self._memo[key]
+        if key in self._memo and self._memo[key][0] is scene:  # the entry holds the scene, so its id is not reused
+            return self._memo[key][1]
         import cv2
 
         ids = [j for j in ids if j != i]
@@ -227,7 +227,7 @@ class PlaneSweepDepth(DepthPrior):
         conf = np.where(conf >= self.min_confidence, conf, 0).astype(np.float32)
         depth = np.where(conf > 0, depth, 0).astype(np.float32)
         out = DepthMap(torch.from_numpy(depth), torch.from_numpy(conf), True, self.name)
-        self._memo = {key: out} if len(self._memo) > 16 else {**self._memo, key: out}
+        self._memo = {key: (scene, out)} if len(self._memo) > 16 else {**self._memo, key: (scene, out)}
         return out
 
 

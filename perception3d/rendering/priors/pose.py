@@ -8,7 +8,7 @@ stand-in (and a check that given poses are consistent with the images).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
