@@ -83,15 +83,21 @@ def select_cameras(args, model, cfg):
     if args.cameras == "orbit":
         W, H = args.width or (scene.width if scene else 256), args.height or (scene.height if scene else 256)
         if scene is not None:
-            center = scene.scene_center
+            from perception3d.rendering.scenes import focus_point
+
+            focus = focus_point(scene.cameras)  # what the capture looks at (None: forward-facing rig)
+            center = scene.scene_center if focus is None else focus
             radius = float((scene.cameras.centers - center).norm(dim=-1).mean())
             fov = float(scene.cameras.fov_y[0])
+            if args.up is None:  # the cameras' mean "up" (−y in OpenCV axes): real captures are not z-up
+                up = -scene.cameras.camtoworlds[:, :3, 1].mean(0)
+                args.up = (up / up.norm()).tolist()
         else:
             m = model.means.detach()
             center = m.median(0).values
             radius = 2.5 * float((m - center).norm(dim=-1).quantile(0.9))
             fov = math.radians(40.0)
-        c2w = orbit_path(center, radius, args.n_frames, elevation=args.elevation, up=tuple(args.up))
+        c2w = orbit_path(center, radius, args.n_frames, elevation=args.elevation, up=tuple(args.up or (0, 0, 1)))
         f = focal_from_fov(fov, H)
         K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]])
         return Cameras.from_camtoworlds(c2w, K, W, H), None, scene
@@ -116,7 +122,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--config", default=None, help="config whose data section gives the dataset")
     ap.add_argument("--n-frames", type=int, default=60, help="orbit frames")
     ap.add_argument("--elevation", type=float, default=30.0, help="orbit elevation (degrees)")
-    ap.add_argument("--up", type=float, nargs=3, default=(0.0, 0.0, 1.0), help="world up for the orbit")
+    ap.add_argument("--up", type=float, nargs=3, default=None,
+                    help="world up for the orbit (default: the dataset cameras' mean up, else +z)")
     ap.add_argument("--background", type=float, nargs=3, default=None)
     ap.add_argument("--tile-size", type=int, default=16)
     args = ap.parse_args(argv)
@@ -133,9 +140,11 @@ def main(argv=None) -> dict:
         c = Config.fromfile(args.config)
         cfg = {k: dict(c[k]) for k in ("data", "model", "train") if k in c}
     bg = args.background
-    if bg is None:
-        bg = (cfg.get("train", {}).get("background") or cfg.get("data", {}).get("background") or (1.0, 1.0, 1.0))
-    bg = torch.tensor(bg, dtype=torch.float32)
+    if bg is None:  # the checkpoint's evaluation background (black for a run trained on random backgrounds)
+        from perception3d.rendering.trainer import resolve_background
+
+        bg = resolve_background(cfg)[0]
+    bg = torch.as_tensor(bg, dtype=torch.float32)
     cams, gts, _ = select_cameras(args, model, cfg)
     out = Path(args.out) if args.out else Path(args.model).parent / f"render_{Path(args.cameras).stem}"
     for sub in ("rgb", "depth", "alpha"):

@@ -37,7 +37,8 @@ def main(argv=None):
     work_dir = args.work_dir or os.path.join("work_dirs", Path(args.config).stem)
     trainer = GSTrainer(cfg, work_dir, seed=args.seed, resume=args.resume, progress=not args.no_progress)
     res = trainer.train()
-    print(json.dumps({k: res[k] for k in ("step", "psnr", "ssim", "num_gaussians", "wall_s", "split")}))
+    print(json.dumps({**{k: res[k] for k in ("step", "psnr", "ssim", "num_gaussians", "wall_s", "split")},
+                      "priors": trainer.priors}, default=str))
     return res
 
 

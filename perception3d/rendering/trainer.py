@@ -23,12 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perception3d.fileio import atomic_path
+from perception3d.fileio import atomic_path, atomic_write_text
 
 from .gaussians import GaussianModel
-from .scenes import Scene, read_blender
+from .scenes import Scene
 
-__all__ = ["GSTrainer", "build_scene", "carve_points", "evaluate_views", "image_grid", "atomic_torch_save"]
+__all__ = ["GSTrainer", "build_scene", "resolve_background", "carve_points", "evaluate_views", "image_grid",
+           "atomic_torch_save"]
 
 
 def atomic_torch_save(obj, path) -> None:
@@ -40,13 +41,26 @@ def atomic_torch_save(obj, path) -> None:
 def build_scene(data: dict) -> Scene:
     """Build the :class:`Scene` a ``data`` config dict describes.
 
-    Keys: ``type`` ("blender" | "default"), ``root``, ``size`` (W, H) or ``downscale``, ``splits`` read
-    (default train/val/test), ``holdout_every`` (if set: every k-th view of all views read is a test view,
-    the rest train, as 3DGS's ``--eval`` llffhold), ``only_existing`` (skip frames without an image file),
-    ``background`` RGB. "default" first writes the built-in scene (:mod:`.default_scene`) if ``root`` lacks it.
+    Keys:
+        type: "blender" | "nerfstudio" (also "instant-ngp") | "colmap" | "lmgaussian" | "dtu" (also "spare") |
+            "auto" (picked from the folder, :func:`~perception3d.rendering.scenes.read_scene`) | "default" (the
+            built-in scene, written to ``root`` first if missing).
+        root: the scene folder. Every other key the reader takes is passed on (``size`` (W, H) or ``downscale``,
+            ``only_existing``, ``splits`` …); a key no reader step knows is an error.
+        train_views / n_train_views / test_views / holdout_every: the split (see
+            :func:`~perception3d.rendering.scenes.select_views`; default: the reader's own split).
+        points: a PLY of initial points (x, y, z [, red, green, blue]) to use instead of the format's own
+            (COLMAP ``points3D``; LM-Gaussian ``points3d.ply`` is found in ``root`` automatically).
+        background: RGB that RGBA images are composited on (readers that take one).
     """
+    import inspect
+
+    from .scenes import READERS, find_points_file, read_points_ply, scene_format, select_views
+
     data = dict(data)
     kind = data.pop("type", "blender")
+    split = {k: data.pop(k, None) for k in ("train_views", "n_train_views", "test_views", "holdout_every")}
+    points_file = data.pop("points", None)
     if kind == "default":
         from .default_scene import make_default_scene
 
@@ -54,17 +68,50 @@ def build_scene(data: dict) -> Scene:
             make_default_scene(data["root"], **data.pop("generate", {}))
         else:
             data.pop("generate", None)
-    elif kind != "blender":
-        raise ValueError(f"data.type must be 'blender' or 'default', got {kind!r}")
-    holdout = data.pop("holdout_every", None)
-    scene = read_blender(data.pop("root"), **data)
-    if holdout:
-        ids = list(range(len(scene)))
-        scene.test_ids = [i for i in ids if i % holdout == 0]
-        scene.train_ids = [i for i in ids if i % holdout != 0]
-    if not scene.train_ids:
-        raise ValueError("the scene has no training views")
+        kind = "blender"
+    if kind not in READERS:
+        raise ValueError(f"data.type must be one of {sorted(READERS) + ['default']}, got {kind!r}")
+    if "root" not in data:
+        raise ValueError("data.root (the scene folder) is missing")
+    root = Path(data.pop("root"))
+    if kind == "auto":
+        kind = scene_format(root)
+        if kind == "dtu" and "dataset" not in data and any(root.glob("cam_*_0000.png")):
+            data["dataset"] = "Synthetic"
+    reader = READERS[kind]
+    accepted = set(inspect.signature(reader).parameters)
+    if "background" not in accepted:
+        data.pop("background", None)  # readers of formats without alpha (photos) do not composite
+    unknown = sorted(set(data) - accepted)
+    if unknown:
+        raise ValueError(f"data: keys {unknown} are not options of the {kind} reader "
+                         f"({', '.join(sorted(accepted - {'root', 'scene_dir'}))})")
+    scene = reader(root, **data)
+    scene.train_ids, scene.test_ids = select_views(scene, **split)
+    if points_file is None and scene.points3d is None:
+        points_file = find_points_file(root)
+    if points_file is not None:
+        pf = Path(points_file)
+        if not pf.is_file():
+            raise FileNotFoundError(f"data.points: PLY file not found: {pf}")
+        scene.points3d, scene.points_rgb = read_points_ply(pf)
+        scene.extras["points_file"] = pf
     return scene
+
+
+def resolve_background(cfg) -> tuple[torch.Tensor, bool]:
+    """(evaluation/render background [3], whether training draws a random one each step) from a config's
+    ``train.background`` (RGB or "random"; default ``data.background``, else white) and
+    ``train.eval_background`` (default: that colour, or black with "random")."""
+    tcfg, dcfg = dict(cfg.get("train", {}) or {}), dict(cfg.get("data", {}) or {})
+    bg = tcfg.get("background", dcfg.get("background", (1.0, 1.0, 1.0)))
+    rand = isinstance(bg, str)
+    if rand and bg != "random":
+        raise ValueError(f"train.background must be an RGB triple or 'random', got {bg!r}")
+    ev = tcfg.get("eval_background", (0.0, 0.0, 0.0) if rand else bg)
+    if ev is None or len(ev) != 3:
+        raise ValueError(f"train.eval_background must be an RGB triple, got {ev!r}")
+    return torch.tensor(ev, dtype=torch.float32), rand
 
 
 @torch.no_grad()
@@ -126,8 +173,7 @@ class GSTrainer:
         from gsplat.strategy import DefaultStrategy
 
         self.cfg = {k: dict(cfg[k]) if k in cfg else {} for k in ("data", "model", "train", "strategy")}
-        self.work_dir = Path(work_dir)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir = Path(work_dir)  # created only once the scene and model are built (no empty run folders)
         self.seed, self.progress = seed, progress
         random.seed(seed)
         np.random.seed(seed)
@@ -143,11 +189,14 @@ class GSTrainer:
         self.save_every = int(tcfg.get("save_every", 1000))
         self.log_every = int(tcfg.get("log_every", 10))
         self.tile_size = int(tcfg.get("tile_size", 16))
-        self.background = torch.tensor(tcfg.get("background", self.cfg["data"].get("background", (1.0, 1.0, 1.0))),
-                                       dtype=torch.float32)
-
+        # train.background: an RGB colour, or "random" (a new colour every step, 3DGS's --random_background:
+        # real captures have no alpha, and a random background keeps the model from explaining the image with
+        # transparency); evaluation and renders use train.eval_background (default black for "random").
+        self.background, self.random_background = resolve_background(self.cfg)
+        self.priors: dict = {}  # which prior ran for what (recorded in the log, checkpoint and metrics.json)
         self.scene = build_scene(self.cfg["data"])
-        self.scene_scale = float(self.scene.scene_scale) * float(tcfg.get("scene_scale_mult", 1.1))
+        self.scene_scale = (self._scene_scale(tcfg.get("scene_scale", "rig"))
+                            * float(tcfg.get("scene_scale_mult", 1.1)))
         self.model = self._init_model()
         self.strategy = DefaultStrategy(**self.cfg["strategy"])
         self.optimizers = self._make_optimizers()
@@ -159,15 +208,63 @@ class GSTrainer:
         self.ckpt_path = self.work_dir / "ckpt_latest.pt"
         if resume and self.ckpt_path.is_file():
             self.load_checkpoint(self.ckpt_path)
+        if self.priors and progress:
+            print(f"[priors] {json.dumps(self.priors, default=str)}", flush=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
 
     # -- set-up -----------------------------------------------------------------------------------------------
+    def _scene_scale(self, how) -> float:
+        """train.scene_scale: "rig" (3DGS: 1.1 × the largest camera distance from the rig centre), "depth" (at
+        least half the middle of the training views' depth range — sparse / forward-facing rigs whose cameras
+        almost coincide), or a number."""
+        if isinstance(how, (int, float)):
+            return float(how)
+        if how == "rig":
+            return float(self.scene.scene_scale)
+        if how == "depth":
+            near, far = self._depth_range()
+            return max(float(self.scene.scene_scale), 0.5 * (near * far) ** 0.5)
+        raise ValueError(f"train.scene_scale must be 'rig', 'depth' or a number, got {how!r}")
+
+    def _depth_range(self) -> tuple[float, float]:
+        from .scenes import depth_range
+
+        r = self.cfg["model"].get("init_depth_range")
+        return (float(r[0]), float(r[1])) if r is not None else depth_range(self.scene, self.scene.train_ids)
+
     def _init_model(self) -> GaussianModel:
+        """model.init: "points" (the format's points: COLMAP points3D, LM-Gaussian points3d.ply, nerfstudio
+        ply_file_path, or data.points), "frustum" (random in the training views' frustum overlap, coloured from
+        the images, :func:`~perception3d.rendering.scenes.frustum_points`), "depth_prior" (the training views'
+        depth prior unprojected, :mod:`perception3d.rendering.priors`), "auto" (points if the scene has them,
+        else frustum) or "random" (a cube, ``init_center ± init_extent``)."""
         m = self.cfg["model"]
         deg = int(m.get("sh_degree", 3))
         opa, sc = float(m.get("init_opacity", 0.1)), float(m.get("init_scale", 1.0))
-        if m.get("init", "random") == "points" and self.scene.points3d is not None:
-            return GaussianModel.from_points(self.scene.points3d, self.scene.points_rgb, deg, opa, sc)
+        how = m.get("init", "random")
         n = int(m.get("init_num", 100_000))
+        if how == "auto":
+            how = "points" if self.scene.points3d is not None else "frustum"
+        if how == "points":
+            if self.scene.points3d is None or len(self.scene.points3d) == 0:
+                raise ValueError("model.init='points' but the scene has no points (COLMAP points3D, LM-Gaussian "
+                                 "points3d.ply, nerfstudio ply_file_path or data.points); use init='frustum'")
+            return GaussianModel.from_points(self.scene.points3d, self.scene.points_rgb, deg, opa, sc)
+        if how == "frustum":
+            from .scenes import frustum_points
+
+            near, far = self._depth_range()
+            pts, rgb = frustum_points(self.scene, self.scene.train_ids, n, near, far, self.gen)
+            return GaussianModel.from_points(pts, rgb, deg, opa, sc)
+        if how == "depth_prior":
+            from .priors import build_depth_prior, depth_prior_points
+
+            prior = build_depth_prior(m.get("depth_prior", {}))
+            self.priors["depth"] = prior.describe()
+            pts, rgb = depth_prior_points(prior, self.scene, self.scene.train_ids, n, self.gen)
+            return GaussianModel.from_points(pts, rgb, deg, opa, sc)
+        if how != "random":
+            raise ValueError(f"model.init must be 'points', 'frustum', 'depth_prior', 'auto' or 'random', got {how!r}")
         center = m.get("init_center", None)
         center = self.scene.scene_center if center is None else torch.tensor(center, dtype=torch.float32)
         extent = float(m.get("init_extent", self.scene.scene_scale / 1.1 * 0.5))
@@ -201,8 +298,9 @@ class GSTrainer:
 
         cam = self.scene.cameras[i]
         gt = self.scene.image(i)
+        bg = torch.rand(3, generator=self.gen) if self.random_background else self.background
         out, _, meta = self.model.render(cam.viewmats, cam.Ks, cam.width, cam.height,
-                                         sh_degree=self.active_sh_degree(self.step), background=self.background,
+                                         sh_degree=self.active_sh_degree(self.step), background=bg,
                                          tile_size=self.tile_size)
         self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, self.step, meta)
         pred = out[0]
@@ -262,8 +360,9 @@ class GSTrainer:
         self.save_checkpoint()
         self.model.save_ply(self.work_dir / "point_cloud.ply")
         last["wall_s"] = time.time() - t0
-        with open(self.work_dir / "metrics.json", "w") as f:
-            json.dump({"final": last, "history": self.history}, f, indent=1)
+        atomic_write_text(self.work_dir / "metrics.json",
+                          json.dumps({"final": last, "history": self.history, "priors": self.priors}, indent=1,
+                                     default=str))
         writer.close()
         return last
 
@@ -279,7 +378,8 @@ class GSTrainer:
         import imageio.v3 as iio
 
         (self.work_dir / "renders").mkdir(exist_ok=True)
-        grid = image_grid([[self.scene.image(i), r] for i, r in zip(ids, renders)])
+        # the grid shows at most 8 views (a 47-view held-out set at full size would be a ~50 MB PNG)
+        grid = image_grid([[self.scene.image(i), r] for i, r in list(zip(ids, renders))[:8]])
         iio.imwrite(self.work_dir / "renders" / f"step_{self.step:06d}.png", grid)
         if self.progress:
             print(f"[eval step {self.step}] {metrics['split']} PSNR {metrics['psnr']:.2f} dB  "
@@ -298,6 +398,7 @@ class GSTrainer:
             "history": self.history,
             "order": list(self.order),
             "config": self.cfg,
+            "priors": self.priors,
             "seed": self.seed,
             "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(), "numpy": np.random.get_state(),
                     "python": random.getstate()},
@@ -313,6 +414,7 @@ class GSTrainer:
         self.strategy_state = ck["strategy_state"]
         self.step = int(ck["step"])
         self.history = list(ck.get("history", []))
+        self.priors = dict(ck.get("priors", self.priors))
         self.order[:] = list(ck.get("order", []))
         rng = ck.get("rng", {})
         if rng:

@@ -1,1 +1,133 @@
-"""perception3d.rendering.priors."""
+"""Pluggable priors for sparse-view Gaussian splatting: depth, flow, pose and image refinement.
+
+Built in, weight-free, always available (the default of every builder):
+
+=========  =====================================================  =====================================
+kind       ``type``                                               what runs
+=========  =====================================================  =====================================
+depth      ``plane_sweep`` (default), ``features``,               multi-view plane sweep (ZNCC) from the
+           ``shipped`` (``kind``: dust3r | mono | file)           calibrated views; triangulated features;
+                                                                  the maps an LM-Gaussian / nerfstudio
+                                                                  scene ships
+flow       ``dis`` (default)                                      OpenCV DIS optical flow
+pose       ``features`` (default)                                 SIFT/ORB + essential matrix + PnP
+refiner    ``classical`` (default), ``none``                      NL-means denoise + colour transfer
+=========  =====================================================  =====================================
+
+The papers' learned priors (``depth_anything``, ``marigold``, ``raft``, ``flowformerpp``, ``dust3r``,
+``stable_diffusion``) take a local ``checkpoint`` path, which is verified; their networks are not built in, so
+they raise :class:`PriorUnavailableError` naming what is missing (:mod:`.learned`). Nothing is downloaded.
+
+Configs name a prior as a dict, e.g. ``dict(type="plane_sweep", num_planes=128)`` or
+``dict(type="raft", checkpoint="/models/raft-things.pth")``; ``describe()`` of the built prior is what the
+trainer records.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+import torch
+
+from .base import (DepthMap, DepthPrior, FlowPrior, ImageRefiner, PosePrior, PriorUnavailableError,  # noqa: F401
+                   RelativePose)
+from .depth import (FeatureDepth, PlaneSweepDepth, ShippedDepth, align_scale_shift, depth_metrics,  # noqa: F401
+                    feature_depths, read_depth_file)
+from .flow import DISFlow, flow_consistency, warp_by_flow  # noqa: F401
+from .learned import LEARNED_PRIORS, LearnedPriorCheckpoint, load_learned_prior  # noqa: F401
+from .pose import FeaturePose, match_features, rotation_angle_deg, solve_pnp, triangulate  # noqa: F401
+from .refine import ClassicalRefiner
+
+__all__ = ["DepthMap", "DepthPrior", "FlowPrior", "PosePrior", "ImageRefiner", "RelativePose",
+           "PriorUnavailableError", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "DISFlow", "FeaturePose",
+           "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior", "build_image_refiner",
+           "depth_prior_points", "align_scale_shift", "depth_metrics", "LEARNED_PRIORS"]
+
+log = logging.getLogger("perception3d.priors")
+
+_BUILTIN = {
+    "depth": {"plane_sweep": PlaneSweepDepth, "features": FeatureDepth, "shipped": ShippedDepth},
+    "flow": {"dis": DISFlow},
+    "pose": {"features": FeaturePose},
+    "refiner": {"classical": ClassicalRefiner},
+}
+_DEFAULT = {"depth": "plane_sweep", "flow": "dis", "pose": "features", "refiner": "classical"}
+
+
+def _build(kind: str, cfg):
+    cfg = dict(cfg or {})
+    typ = cfg.pop("type", _DEFAULT[kind])
+    if typ in _BUILTIN[kind]:
+        if "checkpoint" in cfg:
+            raise ValueError(f"{kind} prior {typ!r} is built in and takes no checkpoint")
+        try:
+            prior = _BUILTIN[kind][typ](**cfg)
+        except TypeError as e:
+            raise ValueError(f"{kind} prior {typ!r}: bad options {sorted(cfg)} ({e})") from e
+    elif typ in LEARNED_PRIORS and LEARNED_PRIORS[typ][1] == kind:
+        prior = load_learned_prior(typ, cfg.pop("checkpoint", None))
+    else:
+        learned = [k for k, v in LEARNED_PRIORS.items() if v[1] == kind]
+        raise ValueError(f"unknown {kind} prior {typ!r}: built in {sorted(_BUILTIN[kind])}, "
+                         f"from a local checkpoint {learned}")
+    log.info("%s prior: %s", kind, prior.describe())
+    return prior
+
+
+def build_depth_prior(cfg: Optional[dict] = None) -> DepthPrior:
+    """A :class:`DepthPrior` from a config dict (default: ``plane_sweep``)."""
+    return _build("depth", cfg)
+
+
+def build_flow_prior(cfg: Optional[dict] = None) -> FlowPrior:
+    """A :class:`FlowPrior` from a config dict (default: ``dis``)."""
+    return _build("flow", cfg)
+
+
+def build_pose_prior(cfg: Optional[dict] = None) -> PosePrior:
+    """A :class:`PosePrior` from a config dict (default: ``features``)."""
+    return _build("pose", cfg)
+
+
+def build_image_refiner(cfg: Optional[dict] = None) -> Optional[ImageRefiner]:
+    """An :class:`ImageRefiner` from a config dict (default: ``classical``); ``type="none"`` → None (the
+    refinement stage is skipped, and says so in its log)."""
+    if cfg is not None and dict(cfg).get("type") == "none":
+        log.info("refiner: none (refinement stage skipped)")
+        return None
+    return _build("refiner", cfg)
+
+
+@torch.no_grad()
+def depth_prior_points(prior: DepthPrior, scene, ids: Sequence[int], n: int,
+                       generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial points from a depth prior (depth-guided initialisation, as LM-Gaussian's): each view in ``ids``
+    gets its depth (a relative prior is first aligned by scale and shift to the triangulated features of the
+    views, :func:`~.depth.feature_depths`), the valid pixels are unprojected, and ``n`` of them are drawn
+    (uniformly over all views' valid pixels) with the pixels' colours. → (points [n', 3], rgb [n', 3])."""
+    pts, cols = [], []
+    for i in ids:
+        dm = prior.estimate(scene, i, ids)
+        depth = dm.depth
+        if not dm.metric:
+            uv, z = feature_depths(scene, i, ids)
+            if len(z) < 10:
+                raise ValueError(f"depth_prior_points: {dm.source} depth of view {i} is relative and only "
+                                 f"{len(z)} triangulated features anchor its scale")
+            u = torch.from_numpy(uv[:, 0]).long().clamp(0, scene.width - 1)
+            v = torch.from_numpy(uv[:, 1]).long().clamp(0, scene.height - 1)
+            sparse = torch.zeros_like(depth)
+            sparse[v, u] = torch.from_numpy(z).float()
+            depth, _, _ = align_scale_shift(depth, sparse, sparse > 0)
+        valid = dm.valid & (depth > 0)
+        vv, uu = torch.nonzero(valid, as_tuple=True)
+        uvp = torch.stack([uu.float() + 0.5, vv.float() + 0.5], -1)
+        pts.append(scene.cameras[i].unproject(uvp, depth[vv, uu])[0])
+        cols.append(scene.image(i)[vv, uu])
+    P, C = torch.cat(pts), torch.cat(cols)
+    if len(P) == 0:
+        raise ValueError(f"depth_prior_points: the {prior.name} prior gave no valid depth on views {list(ids)}")
+    if len(P) > n:
+        sel = torch.randperm(len(P), generator=generator)[:n]
+        P, C = P[sel], C[sel]
+    return P, C
