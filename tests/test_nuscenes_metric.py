@@ -120,3 +120,17 @@ def test_missing_velocity_and_bad_input():
         nuscenes_evaluate([pred(GT_BOXES.copy())], [gt(), gt()], classes=CAR)
     with pytest.raises(KeyError, match="labels_3d"):
         nuscenes_evaluate([pred(GT_BOXES.copy())], [dict(boxes_3d=GT_BOXES)], classes=CAR)
+
+
+def test_mmengine_metric_wraps_nuscenes_evaluate():
+    import torch
+    from perception3d.registry import METRICS
+    m = METRICS.build(dict(type="NuScenesMetric", classes=CAR))
+    sample = dict(pred_instances_3d=dict(bboxes_3d=torch.tensor(GT_BOXES, dtype=torch.float32),
+                                         scores_3d=torch.tensor([0.9, 0.8, 0.7]), labels_3d=torch.zeros(3),
+                                         attr_labels=torch.full((3,), 5)),
+                  gt_bboxes_3d=torch.tensor(GT_BOXES, dtype=torch.float32), gt_labels_3d=torch.zeros(3),
+                  attr_labels=np.full(3, 5), num_lidar_pts=np.array([3, 0, 5]), num_radar_pts=np.array([0, 2, 0]))
+    m.process({}, [sample])
+    r = m.compute_metrics(m.results)
+    assert r["mAP"] == pytest.approx(1.0) and r["NDS"] == pytest.approx(1.0, abs=1e-6)

@@ -34,14 +34,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from mmengine.dataset import BaseDataset
 
 from perception3d.fileio import atomic_write_bytes
+from perception3d.registry import DATASETS
 from perception3d.structures.calibration import as_matrix4, compose_lidar2img
 
 __all__ = ["NUSCENES_CLASSES", "NUSCENES_ATTRIBUTES", "CATEGORY_TO_CLASS", "CAMERA_NAMES", "MINI_SPLITS",
            "quaternion_to_matrix", "NuScenesTables", "nuscenes_info_entry", "create_nuscenes_infos",
            "load_nuscenes_infos", "nuscenes_instances", "load_points", "load_multisweep_points",
-           "load_camera_images", "load_nuscenes_frame", "NuScenesDataError", "resolve_path"]
+           "load_camera_images", "load_nuscenes_frame", "NuScenesDataError", "resolve_path", "NuScenesDataset"]
 
 PathLike = Union[str, Path]
 
@@ -570,3 +572,66 @@ def load_nuscenes_frame(entry: Mapping, data_root: PathLike, sweeps_num: int = 1
             warnings.warn(f"{exc}; this sample is used LiDAR-only (skip_missing_cameras)")
             res["cameras_skipped"] = True
     return res
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the dataset a config names
+# ---------------------------------------------------------------------------------------------------------------
+@DATASETS.register_module()
+class NuScenesDataset(BaseDataset):
+    """nuScenes frames (LiDAR sweeps + cameras) from an info pkl, through a transform pipeline.
+
+    Each item is :func:`load_nuscenes_frame`'s results dict (then the pipeline).
+
+    Args:
+        data_root: the nuScenes root (files named by the infos are searched under ``samples/``, ``sweeps/``
+            and the root itself); ann_file: the info pkl (relative to ``data_root`` or absolute).
+        metainfo: ``dict(classes=(...))`` (default mmdet3d's 10 classes, in its order).
+        sweeps_num: LiDAR sweeps accumulated per frame (10 as mmdet3d's configs).
+        cameras: camera names to load (default all 6; ``None`` or ``()``: LiDAR only).
+        min_points: drop boxes with fewer LiDAR points (1 = mmdet3d's ``num_lidar_pts > 0``).
+        skip_missing_cameras: use a sample whose cameras cannot be read LiDAR-only, with a counted warning
+            (``num_missing_cameras``), instead of raising.
+        load_interval: use every n-th sample.
+    """
+
+    METAINFO = dict(classes=NUSCENES_CLASSES)
+
+    def __init__(self, data_root: str = "", ann_file: str = "", pipeline: Sequence = (),
+                 metainfo: Optional[Mapping] = None, sweeps_num: int = 10,
+                 cameras: Optional[Sequence[str]] = CAMERA_NAMES, min_points: int = 1,
+                 skip_missing_cameras: bool = False, load_interval: int = 1, test_mode: bool = False,
+                 **kwargs: Any):
+        if int(load_interval) < 1:
+            raise ValueError(f"load_interval={load_interval} must be >= 1")
+        self.sweeps_num, self.min_points = int(sweeps_num), int(min_points)
+        self.cameras = tuple(cameras) if cameras else None
+        self.skip_missing_cameras = bool(skip_missing_cameras)
+        self.load_interval = int(load_interval)
+        self.stats: Dict[str, int] = {}
+        import perception3d.datasets.transforms  # noqa: F401  (register the transforms)
+        import perception3d.datasets.transforms_multimodal  # noqa: F401
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope("perception3d"):
+            super().__init__(ann_file=ann_file, metainfo=metainfo, data_root=data_root, pipeline=list(pipeline),
+                             test_mode=test_mode, **kwargs)
+
+    @property
+    def num_missing_cameras(self) -> int:
+        return self.stats.get("missing_cameras", 0)
+
+    def load_data_list(self) -> List[dict]:
+        meta, data = load_nuscenes_infos(self.ann_file)
+        cats = meta.get("categories")
+        self._file_classes = (tuple(sorted(cats, key=cats.get)) if isinstance(cats, dict) and cats
+                              else NUSCENES_CLASSES)
+        return [dict(entry=e) for e in data[:: self.load_interval]]
+
+    def prepare_data(self, idx: int) -> Any:
+        entry = self.get_data_info(idx)["entry"]
+        res = load_nuscenes_frame(entry, self.data_root, sweeps_num=self.sweeps_num, cameras=self.cameras,
+                                  classes=self.metainfo["classes"], file_classes=self._file_classes,
+                                  min_points=self.min_points, skip_missing_cameras=self.skip_missing_cameras,
+                                  test_mode=self.test_mode, stats=self.stats)
+        res["sample_idx"] = idx
+        return self.pipeline(res)

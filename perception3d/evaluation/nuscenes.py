@@ -31,11 +31,14 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
 
 from perception3d.datasets.nuscenes import NUSCENES_ATTRIBUTES, NUSCENES_CLASSES
+from perception3d.evaluation.det_metrics import _DetMetric, _np, _table
+from perception3d.registry import METRICS
 from perception3d.structures.boxes import as_box_tensor, check_boxes
 
-__all__ = ["nuscenes_evaluate", "NUSCENES_CLASS_RANGE", "TP_METRICS", "accumulate", "calc_ap", "calc_tp"]
+__all__ = ["nuscenes_evaluate", "NuScenesMetric", "NUSCENES_CLASS_RANGE", "TP_METRICS", "accumulate", "calc_ap", "calc_tp"]
 
 #: ``detection_cvpr_2019.json``'s class_range (m).
 NUSCENES_CLASS_RANGE = {"car": 50, "truck": 50, "bus": 50, "trailer": 50, "construction_vehicle": 50,
@@ -265,3 +268,46 @@ def nuscenes_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Ma
         score_sum += max(0.0, 1.0 - m) if np.isfinite(m) else 0.0
     out["NDS"] = float((mean_ap_weight * out["mAP"] + score_sum) / (mean_ap_weight + len(TP_METRICS)))
     return out
+
+
+@METRICS.register_module()
+class NuScenesMetric(_DetMetric):
+    """nuScenes mAP / NDS (see :func:`nuscenes_evaluate`); keys ``"NDS"``, ``"mAP"``, ``"car/AP"`` …
+
+    Per frame it also takes, when present: predicted ``attr_labels`` (in ``pred_instances_3d``) and velocities
+    (box columns 7-8); ground truth ``attr_labels``, ``velocity_valid``, ``num_lidar_pts`` (+ ``num_radar_pts``)
+    and ``lidar2ego`` (the ego distance of the class ranges).
+    """
+
+    default_prefix = "NuScenes metric"
+
+    def __init__(self, classes: Sequence[str] = NUSCENES_CLASSES, class_range: Optional[Mapping[str, float]] = None,
+                 result_file: Optional[str] = None, **kwargs):
+        super().__init__(result_file=result_file, **kwargs)
+        self.classes = tuple(classes)
+        self.class_range = dict(class_range) if class_range else None
+
+    def process(self, data_batch, data_samples) -> None:
+        n0 = len(self.results)
+        super().process(data_batch, data_samples)
+        for r, s in zip(self.results[n0:], data_samples):
+            if not isinstance(s, Mapping):
+                s = s.to_dict() if hasattr(s, "to_dict") else vars(s)
+            pred = s["pred_instances_3d"]
+            if "attr_labels" in pred:
+                r["pred"]["attr_labels"] = _np(pred["attr_labels"]).reshape(-1)
+            for k in ("attr_labels", "velocity_valid", "lidar2ego"):
+                if k in s:
+                    r["gt"][k] = _np(s[k])
+            if "num_lidar_pts" in s:
+                r["gt"]["num_points"] = (_np(s["num_lidar_pts"]).reshape(-1)
+                                         + _np(s.get("num_radar_pts", 0)).reshape(-1)).astype(np.int64)
+
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        self._save(results)
+        res = nuscenes_evaluate([r["pred"] for r in results], [r["gt"] for r in results], classes=self.classes,
+                                class_range=self.class_range)
+        table = _table(res, list(self.classes), ["AP", "ATE", "ASE", "AOE", "AVE", "AAE"], fmt="{:.3f}")
+        summary = "  ".join(f"{k} {res[k]:.4f}" for k in ("mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE"))
+        print_log(f"nuScenes detection metrics ({len(results)} frames):\n{table}\n{summary}", logger="current")
+        return res
