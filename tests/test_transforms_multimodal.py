@@ -104,3 +104,17 @@ def test_lidar_only_sample_passes_through():
     r = TRANSFORMS.build(dict(type="MultiModalGlobalRotScaleTrans", seed=0))(r)
     assert "lidar2img" not in r and r["lidar_aug_matrix"].shape == (4, 4)
     assert TRANSFORMS.build(dict(type="ImageResizeCropFlip", final_dim=(10, 10)))(r) is r
+
+
+def test_sparse_depth_map_nearest_point_per_cell():
+    r = results()
+    # camera 0 (front): (10, 1, 0.5) → pixel (90, 60), depth 10; a farther point on the same ray, (20, 2, -0.5):
+    # pixel (90, 60), depth 20; a sweep point (time lag 0.05) right in front: ignored
+    r["points"] = np.array([[10.0, 1.0, 0.5, 0.0, 0.0], [20.0, 2.0, -0.5, 0.0, 0.0], [5.0, 0.0, 1.5, 0.0, 0.05]],
+                           np.float32)
+    out = TRANSFORMS.build(dict(type="SparseDepthMap", stride=4, depth_mean=10.0, depth_var=4.0))(r)
+    sd = out["sparse_depth"]
+    assert sd.shape == (2, 2, 25, 50)
+    assert sd[0, 1].sum() == 1 and sd[0, 1, 15, 22] == 1  # (90 / 4, 60 / 4) = (22.5, 15) → cell (15, 22)
+    assert sd[0, 0, 15, 22] == pytest.approx((10.0 - 10.0) / 2.0)  # the nearer point wins
+    assert sd[1, 1].sum() == 0  # nothing in front of the left camera

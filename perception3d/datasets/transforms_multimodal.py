@@ -22,9 +22,11 @@ import numpy as np
 
 from perception3d.datasets.transforms import GlobalRotScaleTrans, RandomFlip3D, _Transform
 from perception3d.registry import TRANSFORMS
-from perception3d.structures.calibration import apply_image_aug, apply_lidar_aug, image_aug_matrix, lidar_aug_matrix
+from perception3d.structures.calibration import (apply_image_aug, apply_lidar_aug, image_aug_matrix, lidar_aug_matrix,
+                                                 project_points)
 
-__all__ = ["MultiModalGlobalRotScaleTrans", "MultiModalRandomFlip3D", "ImageResizeCropFlip", "update_lidar_calib"]
+__all__ = ["MultiModalGlobalRotScaleTrans", "MultiModalRandomFlip3D", "ImageResizeCropFlip", "SparseDepthMap",
+           "update_lidar_calib"]
 
 
 def update_lidar_calib(results: Dict[str, Any], t: np.ndarray) -> Dict[str, Any]:
@@ -142,4 +144,51 @@ class ImageResizeCropFlip(_Transform):
             augs.append(a)
         results.update(images=out_imgs, cam2img=np.stack(cam2img), lidar2img=np.stack(lidar2img),
                        img_aug_matrix=np.stack(augs), img_shapes=[(fh, fw)] * len(out_imgs), img_flip=flip)
+        return results
+
+
+@TRANSFORMS.register_module()
+class SparseDepthMap(_Transform):
+    """Projected LiDAR depth per camera at a feature stride: the input of SparseFusion's *geometric transfer*
+    (the authors' ``SparseDepth`` pipeline step).
+
+    Key-frame points (time lag column 4 == 0, when the points have one) are projected with each camera's current
+    ``lidar2img``; points in front of the camera and strictly inside ``(0, W - 1) × (0, H - 1)`` fill the cell
+    ``(floor(v / s), floor(u / s))`` of an ``(H // s) × (W // s)`` map; the nearest point wins a shared cell.
+
+    Args:
+        stride: feature stride ``s`` (4 in the authors' nuScenes config: the FPN's finest level).
+        depth_mean / depth_var: normalisation of the depth channel (the authors' nuScenes statistics).
+    Sets ``sparse_depth`` float32 [C, 2, H // s, W // s]: channel 0 ``(d - mean) / sqrt(var)`` where a point
+    fell (0 elsewhere), channel 1 the 0/1 mask.
+    """
+
+    def __init__(self, stride: int = 4, depth_mean: float = 14.41, depth_var: float = 156.89, **kwargs):
+        super().__init__(None)
+        if int(stride) < 1:
+            raise ValueError(f"SparseDepthMap: stride must be >= 1, got {stride}")
+        self.stride, self.depth_mean, self.depth_var = int(stride), float(depth_mean), float(depth_var)
+
+    def transform(self, results: Dict[str, Any]) -> Dict[str, Any]:
+        if "lidar2img" not in results or not len(results["lidar2img"]):
+            return results
+        pts = np.asarray(results["points"], np.float64)
+        if pts.shape[1] > 4:
+            pts = pts[pts[:, 4] == 0]
+        maps = []
+        for c, l2i in enumerate(results["lidar2img"]):
+            h, w = results["img_shapes"][c]
+            hs, ws = h // self.stride, w // self.stride
+            uv, d = project_points(pts[:, :3], l2i)
+            ok = (d > 1e-4) & (uv[:, 0] > 0) & (uv[:, 0] < w - 1) & (uv[:, 1] > 0) & (uv[:, 1] < h - 1)
+            cell = (uv[ok] / self.stride).astype(np.int64)
+            cell = np.minimum(cell, [ws - 1, hs - 1])
+            near = np.full(hs * ws, np.inf)
+            np.minimum.at(near, cell[:, 1] * ws + cell[:, 0], d[ok])
+            hit = np.isfinite(near)
+            m = np.zeros((2, hs * ws), np.float32)
+            m[0, hit] = (near[hit] - self.depth_mean) / np.sqrt(self.depth_var)
+            m[1, hit] = 1.0
+            maps.append(m.reshape(2, hs, ws))
+        results["sparse_depth"] = np.stack(maps)
         return results
