@@ -28,6 +28,7 @@ of the previous and next annotations, NaN when the gap is over 1.5 s, 3 s centre
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -36,9 +37,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from mmengine.dataset import BaseDataset
 
-from perception3d.fileio import atomic_write_bytes
+from perception3d.datasets.mmdet3d_info import save_infos
 from perception3d.registry import DATASETS
-from perception3d.structures.calibration import as_matrix4, compose_lidar2img
+from perception3d.structures.calibration import as_matrix4, check_invertible, compose_lidar2img
 
 __all__ = ["NUSCENES_CLASSES", "NUSCENES_ATTRIBUTES", "CATEGORY_TO_CLASS", "CAMERA_NAMES", "MINI_SPLITS",
            "quaternion_to_matrix", "NuScenesTables", "nuscenes_info_entry", "create_nuscenes_infos",
@@ -178,13 +179,6 @@ def _sensor_pose(tables: NuScenesTables, sd: Mapping) -> Tuple[np.ndarray, np.nd
     return _pose(cs), _pose(tables.get("ego_pose", sd["ego_pose_token"])), cs
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
-
-
 def nuscenes_info_entry(tables: NuScenesTables, sample: Mapping, sample_idx: int = 0,
                         max_sweeps: int = 10) -> dict:
     """One sample as an mmdet3d v1.1 info entry (see the module docstring)."""
@@ -270,8 +264,6 @@ def create_nuscenes_infos(root: PathLike, out: Optional[PathLike] = None, versio
     Returns:
         ``{split: number of samples, "files": [paths], "version": ...}``.
     """
-    import pickle
-
     tables = NuScenesTables(root, version)
     out_dir = Path(out) if out is not None else Path(root)
     scene_of_split = _scene_splits(tables, splits)
@@ -285,8 +277,7 @@ def create_nuscenes_infos(root: PathLike, out: Optional[PathLike] = None, versio
         for i, e in enumerate(data_list):
             e["sample_idx"] = i
         path = out_dir / f"{prefix}_infos_{split}.pkl"
-        atomic_write_bytes(path, pickle.dumps(dict(metainfo=metainfo, data_list=data_list),
-                                              protocol=pickle.HIGHEST_PROTOCOL))
+        save_infos(path, data_list, metainfo)
         result[split] = len(data_list)
         result["files"].append(str(path))
     return result
@@ -338,7 +329,6 @@ def load_nuscenes_infos(path: PathLike) -> Tuple[dict, List[dict]]:
     Accepts mmdet3d ≥ 1.1 (``{metainfo, data_list}``) and mmdet3d 1.0 (``{infos, metadata}``, boxes
     ``(x, y, z_centre, l, w, h, yaw)``). An info file of another dataset is a ``NuScenesDataError``.
     """
-    import pickle
 
     path = Path(path)
     try:
@@ -515,10 +505,10 @@ def load_camera_images(entry: Mapping, data_root: PathLike, cameras: Sequence[st
                 raise NuScenesDataError(f"sample {sample}: images.{cam}.{field} is missing")
         k = as_matrix4(c["cam2img"], f"sample {sample}: images.{cam}.cam2img")
         l2c = as_matrix4(c["lidar2cam"], f"sample {sample}: images.{cam}.lidar2cam")
-        l2i = compose_lidar2img(k, l2c)
-        if not np.isfinite(np.linalg.cond(l2i)) or np.linalg.cond(l2i) > 1e12:
-            raise NuScenesDataError(f"sample {sample}: images.{cam}: lidar2img = cam2img @ lidar2cam is not "
-                                    f"invertible")
+        try:
+            l2i = check_invertible(compose_lidar2img(k, l2c), f"sample {sample}: images.{cam}: lidar2img")
+        except ValueError as exc:
+            raise NuScenesDataError(str(exc)) from None
         path = resolve_path(c["img_path"], data_root)
         if load:
             if not path.is_file():
