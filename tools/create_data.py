@@ -2,6 +2,7 @@
 
     python tools/create_data.py waymo --root data/waymo [--out data/waymo/processed] [--workers N]
     python tools/create_data.py kitti --root data/kitti [--out data/kitti]
+    python tools/create_data.py nuscenes --root data/nuscenes [--out data/nuscenes] [--version v1.0-mini]
 
 waymo: a Waymo Open Dataset v2 root (``training/``, ``validation/`` with the parquet components; the real
 dataset or the built-in mini one) → ``<out>/points/<segment>_<timestamp>.bin`` (float32 × 6: x, y, z,
@@ -9,6 +10,8 @@ intensity, elongation, timestamp) + ``<out>/waymo_infos_{train,val}.pkl``.  Resu
 interruption and frames whose .bin is complete are not converted again.
 kitti: a raw KITTI root (``training/{velodyne,label_2,calib}``, optional ``ImageSets/``) →
 ``<out>/kitti_infos_<split>.pkl`` with LiDAR boxes (points stay where they are).
+nuscenes: a nuScenes root (``v1.0-*/`` json tables, ``samples/``, ``sweeps/``) →
+``<out>/nuscenes_infos_{train,val}.pkl`` (mmdet3d v1.1 layout: sweeps, 6 cameras' calibrations, boxes).
 With ``--gt-database`` the ground-truth database is built too (perception3d.datasets.gt_database, when present).
 """
 from __future__ import annotations
@@ -39,6 +42,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     k.add_argument("--root", required=True, help="root holding training/{velodyne,label_2,calib}")
     k.add_argument("--out", default=None, help="output folder for the info pkls (default: <root>)")
     k.add_argument("--gt-database", action="store_true", help="also build the GT database of the train split")
+    n = sub.add_parser("nuscenes", help="nuScenes v1.0 root")
+    n.add_argument("--root", required=True, help="root holding v1.0-*/, samples/ and sweeps/")
+    n.add_argument("--out", default=None, help="output folder for the info pkls (default: <root>)")
+    n.add_argument("--version", default=None, help="table folder, e.g. v1.0-mini (default: the only v1.0-*)")
+    n.add_argument("--max-sweeps", type=int, default=10, help="previous LiDAR sweeps listed per sample")
     return p.parse_args(argv)
 
 
@@ -65,6 +73,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
                                   returns=args.returns)
         if args.gt_database and "train" in result:
             _gt_database(out, "waymo_infos_train.pkl", out, "waymo", load_dim=6, use_dim=5)
+    elif args.dataset == "nuscenes":
+        from perception3d.datasets.nuscenes import create_nuscenes_infos
+        result = create_nuscenes_infos(root, args.out, version=args.version, max_sweeps=args.max_sweeps)
     else:
         from perception3d.datasets.kitti_raw import create_kitti_infos
         out = Path(args.out) if args.out else root

@@ -7,3 +7,5 @@ from perception3d.datasets.mmdet3d_info import load_mmdet3d_infos, save_infos  #
 from perception3d.datasets.kitti_raw import create_kitti_infos, read_kitti_frame  # noqa: F401,E402
 from perception3d.datasets import transforms  # noqa: F401,E402  (registers the LiDAR augmentations in TRANSFORMS)
 from perception3d.datasets.gt_database import DataBaseSampler, create_gt_database  # noqa: F401,E402
+from perception3d.datasets import transforms_multimodal  # noqa: F401,E402  (LiDAR + camera augmentations in TRANSFORMS)
+from perception3d.datasets.nuscenes import NuScenesDataset  # noqa: F401,E402  (registers in DATASETS)

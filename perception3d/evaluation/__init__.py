@@ -5,3 +5,4 @@ from perception3d.evaluation.kitti import kitti_evaluate  # noqa: F401,E402  (KI
 from perception3d.evaluation.det_metrics import KittiMetric, WaymoMetric  # noqa: F401,E402  (mmengine metrics)
 from perception3d.evaluation.image_metrics import lpips, psnr, psnr_masked, ssim, ssim_masked  # noqa: F401,E402
 from perception3d.evaluation.spare import check_submission, evaluate_submission, write_submission  # noqa: F401,E402
+from perception3d.evaluation.nuscenes import nuscenes_evaluate  # noqa: F401,E402  (nuScenes mAP / NDS)

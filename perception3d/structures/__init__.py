@@ -2,3 +2,4 @@
 from .boxes import Boxes3D
 
 __all__ = ["Boxes3D"]
+from . import calibration  # noqa: F401,E402  (camera <-> LiDAR projection helpers)
