@@ -1,1 +1,0 @@
-"""perception3d.models.fusion."""
