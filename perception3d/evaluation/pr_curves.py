@@ -66,6 +66,8 @@ def plot_pr_curves(curves: Mapping[str, Mapping], path: str, title: str = "") ->
             k = int(np.argmin(np.abs(s - thr)))
             if seen[k]:
                 ax.plot(r[k], p[k], mk, color="black", ms=5, label=f"score ≥ {thr:g}")
+        if not cv.get("num_gt", 1):
+            ax.text(0.5, 0.5, "no ground-truth boxes", ha="center", va="center", color="grey")
         ax.set_xlim(0, 1.0)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("recall")
