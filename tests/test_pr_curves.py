@@ -74,3 +74,19 @@ def test_bev_picture_draws_gt_and_predictions_in_their_colours(tmp_path):
     h = img.shape[0]
     ys = np.nonzero(red)[0]
     assert (ys > h / 2).sum() > 0.5 * len(ys)
+
+
+def test_waymo_metric_writes_the_pr_png_when_asked(tmp_path):
+    """tools/test.py sets pr_curve_file on the config's WaymoMetric; the metric draws it after evaluating."""
+    from perception3d.registry import METRICS
+
+    preds, gts = _frames()
+    metric = METRICS.build(dict(type="WaymoMetric", pr_curve_file=str(tmp_path / "test" / "pr_curves.png")))
+    metric.process({}, [{"pred_instances_3d": {"bboxes_3d": torch.as_tensor(preds[0]["boxes_3d"]),
+                                               "scores_3d": torch.as_tensor(preds[0]["scores_3d"]),
+                                               "labels_3d": torch.as_tensor(preds[0]["labels_3d"])},
+                         "gt_bboxes_3d": torch.as_tensor(gts[0]["boxes_3d"]), "gt_labels_3d": torch.tensor([0, 0]),
+                         "num_lidar_pts": torch.tensor([100, 100])}])
+    res = metric.evaluate(1)
+    assert res["Waymo metric/Vehicle/L1 mAP"] == pytest.approx(waymo_pr_curves(preds, gts)["Vehicle"]["ap"])
+    assert (tmp_path / "test" / "pr_curves.png").stat().st_size > 10_000
