@@ -1,7 +1,9 @@
 """Bird's-eye-view PNGs of a detector's output: points, ground-truth boxes and predictions with scores.
 
 Predictions are what the model itself outputs (its head's decoding, score threshold and NMS from the config's
-``test_cfg``), then only those with score ≥ ``--score-thr`` are drawn. Ground truth is filled green; each
+``test_cfg``); those with score ≥ ``--score-thr`` are drawn, one box per object: where boxes overlap in BEV
+(IoU > ``--display-nms``, any class; the model's own NMS keeps IoU ≤ 0.7 per class, which is right for AP but
+leaves several guesses per object in a picture) only the best-scored one is drawn. Ground truth is filled green; each
 predicted class has its own colour (dashed, with a heading tick); a legend gives the counts.
 
     python tools/visualize.py CONFIG CKPT [--split val|train] [--frames 0 1 2] [--score-thr 0.3]
@@ -53,13 +55,26 @@ def _view_range(points: np.ndarray, boxes: list, xy_range) -> tuple:
     return (max(xy_range[0], -r), max(xy_range[1], -r), min(xy_range[2], r), min(xy_range[3], r))
 
 
+def one_box_per_object(boxes: np.ndarray, scores: np.ndarray, iou_thr: float = 0.05) -> np.ndarray:
+    """Indices of the boxes to draw: class-agnostic rotated BEV NMS at a low IoU (objects do not overlap in
+    BEV, so two overlapping boxes are two guesses at one object: the higher score is kept). Sorted by score."""
+    if len(boxes) == 0 or iou_thr is None:
+        return np.argsort(-scores, kind="stable")
+    from perception3d.ops.nms import nms_rotated
+
+    keep = nms_rotated(torch.as_tensor(boxes[:, :7], dtype=torch.float64), torch.as_tensor(scores, dtype=torch.float64),
+                       iou_thr)
+    return keep.numpy()
+
+
 def draw_bev(path: str, points: np.ndarray, pred: dict, gt_boxes=None, class_names=(), score_thr: float = 0.3,
-             xy_range=None, title: str = "", gt_labels=None) -> None:
+             xy_range=None, title: str = "", gt_labels=None, display_nms: float | None = 0.05) -> None:
     """Write one BEV PNG (atomically).
 
     points [N, >=3] in grey, darker = higher; ground truth [M, 7] as filled green boxes (``gt_labels`` [M] name their
     class in the legend counts); predictions (the model's own decoding and NMS) with score ≥ ``score_thr`` as
-    dashed class-coloured outlines with a heading tick and the score; a legend says which is which.
+    dashed class-coloured outlines with a heading tick and the score, one per object (``display_nms``: see
+    :func:`one_box_per_object`; None draws every box); a legend says which is which.
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch, Polygon
@@ -68,7 +83,8 @@ def draw_bev(path: str, points: np.ndarray, pred: dict, gt_boxes=None, class_nam
     boxes = boxes.reshape(-1, boxes.shape[-1] if boxes.size else 7)
     scores = np.asarray(pred["scores_3d"]).reshape(-1)
     labels = np.asarray(pred["labels_3d"]).reshape(-1).astype(int)
-    sel = scores >= score_thr
+    sel = np.nonzero(scores >= score_thr)[0]
+    sel = sel[one_box_per_object(boxes[sel], scores[sel], display_nms)]
     boxes, scores, labels = boxes[sel], scores[sel], labels[sel]
     gt = np.zeros((0, 7)) if gt_boxes is None else np.asarray(gt_boxes, np.float64).reshape(-1, 7)
     view = _view_range(points, [gt, boxes], xy_range)
@@ -106,7 +122,8 @@ def draw_bev(path: str, points: np.ndarray, pred: dict, gt_boxes=None, class_nam
     ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
     cb = fig.colorbar(sc, ax=ax, fraction=0.035, pad=0.01)
     cb.set_label("point height z (m)")
-    ax.set_title(f"{title}: predictions with score ≥ {score_thr:g} after the model's NMS", fontsize=10)
+    merged = "" if display_nms is None else f", overlaps (BEV IoU > {display_nms:g}) drawn once"
+    ax.set_title(f"{title}: the model's predictions with score ≥ {score_thr:g}{merged}", fontsize=10)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp.png")
     fig.savefig(tmp, bbox_inches="tight")
@@ -121,7 +138,10 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--split", choices=["val", "train"], default="val")
     ap.add_argument("--frames", type=int, nargs="+", default=[0])
     ap.add_argument("--points", nargs="+", help="raw .bin clouds instead of dataset frames")
-    ap.add_argument("--score-thr", type=float, default=0.3)
+    ap.add_argument("--score-thr", type=float, default=0.3, help="draw predictions with at least this score")
+    ap.add_argument("--display-nms", type=float, default=0.05,
+                    help="draw one box per object: of predictions overlapping by more than this BEV IoU, only the "
+                         "best (any class); a negative value draws every box the model output")
     ap.add_argument("--out-dir", default="work_dirs/vis")
     ap.add_argument("--cfg-options", nargs="+", action=DictAction)
     args = ap.parse_args(argv)
@@ -130,6 +150,7 @@ def main(argv=None) -> list[str]:
     names = list(model.class_names)
     pcr = cfg.model.bbox_head.point_cloud_range
     xy = (pcr[0], pcr[1], pcr[3], pcr[4])
+    dnms = None if args.display_nms < 0 else args.display_nms
     written = []
     if args.points:
         for path in args.points:
@@ -137,7 +158,7 @@ def main(argv=None) -> list[str]:
             from perception3d.apis import load_points
             pts = load_points(path).numpy()
             out = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0] + "_bev.png")
-            draw_bev(out, pts, det, None, names, args.score_thr, xy, os.path.basename(path))
+            draw_bev(out, pts, det, None, names, args.score_thr, xy, os.path.basename(path), display_nms=dnms)
             written.append(out)
     else:
         import perception3d.datasets  # noqa: F401
@@ -164,7 +185,7 @@ def main(argv=None) -> list[str]:
             gt = item["data_samples"].get("gt_bboxes_3d")
             out = os.path.join(args.out_dir, f"{args.split}_{i:04d}_bev.png")
             draw_bev(out, pts.numpy(), det, None if gt is None else gt.numpy(), names, args.score_thr, xy,
-                     f"{args.split} frame {i}")
+                     f"{args.split} frame {i}", display_nms=dnms)
             written.append(out)
     for w in written:
         print(w)
