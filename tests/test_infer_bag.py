@@ -339,5 +339,6 @@ def test_cli_user_error_is_one_line(tmp_path):
     import sys
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "infer_bag.py"), str(CONFIG), "none", "--in",
                         str(tmp_path / "nope.mcap")], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1] == f"infer_bag: error: bag not found: {tmp_path / 'nope.mcap'}"
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == (f"infer_bag.py: error: bag not found: {tmp_path / 'nope.mcap'} "
+                                                 f"(--debug shows the traceback)")

@@ -64,7 +64,7 @@ def test_render_orbit_video_and_camera_path(scene_dir, tmp_path):
 
 def test_render_tool_errors(scene_dir, tmp_path):
     main = _render_main()
-    with pytest.raises(SystemExit, match="--config"):
+    with pytest.raises(ValueError, match="--config"):
         main([str(scene_dir / "gt_gaussians.ply"), "--cameras", "test", "--out", str(tmp_path / "x")])
-    with pytest.raises(SystemExit, match="camera-path"):
+    with pytest.raises(ValueError, match="camera-path"):
         main([str(scene_dir / "gt_gaussians.ply"), "--cameras", "nope.txt", "--out", str(tmp_path / "x")])

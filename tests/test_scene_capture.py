@@ -262,7 +262,7 @@ def test_barn_lmgaussian_scene_builds_with_leave_one_out():
     assert s.image(1).shape == (288, 512, 3)
 
 
-def test_spare_submission_straight_from_a_checkpoint(tmp_path, capsys):
+def test_spare_submission_straight_from_a_checkpoint(tmp_path):
     """spare_submit.py --checkpoints renders each split scene's test views from a trained scene (here a PLY of
     one opaque red Gaussian at a known point) and writes a ZIP that passes --check."""
     import importlib.util
@@ -294,9 +294,9 @@ def test_spare_submission_straight_from_a_checkpoint(tmp_path, capsys):
     img = read_png(zipfile.ZipFile(zp).read("scan1/rect_003_3_r5000.png"))
     # view 2: x_cam = x + (0.2, 0, 3) → the point (0, 0, 2) at z = 5: u = 60 · 0.2 / 5 + 32 = 34.4, v = 24
     assert img[24, 34, 0] > 0.8 and img[24, 34, 1] < 0.25 and img[5, 5].tolist() == [1.0, 1.0, 1.0]
-    rc = tool.main(["--split", str(tmp_path / "split.json"), "--checkpoints", f"other={tmp_path / 'scan1.ply'}",
-                    "--root", str(tmp_path / "spare"), "--out", str(tmp_path / "bad.zip"), "--size", "64", "48"])
-    assert rc == 1 and "no checkpoint given for split scenes ['scan1']" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"no checkpoint given for split scenes \['scan1'\]"):
+        tool.main(["--split", str(tmp_path / "split.json"), "--checkpoints", f"other={tmp_path / 'scan1.ply'}",
+                   "--root", str(tmp_path / "spare"), "--out", str(tmp_path / "bad.zip"), "--size", "64", "48"])
     assert not (tmp_path / "bad.zip").exists()
 
 

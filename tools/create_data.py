@@ -65,6 +65,8 @@ def _gt_database(out: Path, info_name: str, data_root: Path, prefix: str, load_d
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     root = Path(args.root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--root {root}: no such folder")
     if args.dataset == "waymo":
         from perception3d.datasets.waymo_v2 import convert_waymo_v2
         out = Path(args.out) if args.out else root / "processed"
@@ -87,4 +89,6 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from perception3d.cli import run_cli
+    run_cli(main)

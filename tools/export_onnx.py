@@ -41,17 +41,17 @@ class BackboneForExport(nn.Module):
 
 def build_backbone(config: str, ckpt: str | None) -> nn.Module:
     """Build the config's model, load ``ckpt`` (mmengine checkpoint or bare state dict), return its backbone_3d."""
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     import perception3d.models  # noqa: F401  (registration)
     from perception3d.registry import MODELS
-    cfg = Config.fromfile(config)
+    from perception3d.cli import check_checkpoint, load_config
+    cfg = load_config(config)
+    if ckpt and ckpt.lower() != "none":
+        check_checkpoint(ckpt)
     init_default_scope(cfg.get("default_scope", "perception3d"))
     model = MODELS.build(cfg.model)
     if ckpt and ckpt.lower() != "none":
-        if not Path(ckpt).is_file():
-            raise FileNotFoundError(f"export_onnx: checkpoint {ckpt} does not exist")
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -131,4 +131,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from perception3d.cli import run_cli
+    run_cli(main)

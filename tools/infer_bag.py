@@ -62,9 +62,12 @@ def main(argv=None):
             print(f"  {t}  ({n} messages)")
         print("pass one with --topic")
         return topics
+    from perception3d.cli import check_checkpoint, load_config
     from perception3d.io.bags import BagReader
     from perception3d.io.ros_msgs import POINTCLOUD2
-    with BagReader(args.inp) as bag:         # a bad bag / topic fails before the model is built
+    cfg = load_config(args.config)           # bad config / checkpoint / bag / topic: fail before any model work
+    ckpt = None if args.checkpoint.lower() in ("none", "random") else str(check_checkpoint(args.checkpoint))
+    with BagReader(args.inp) as bag:
         bag.check_topic(args.topic, POINTCLOUD2)
     extrinsic = None
     if args.extrinsic:
@@ -80,10 +83,9 @@ def main(argv=None):
         ns = argparse.Namespace()
         DictAction(option_strings=[], dest="o")(None, ns, args.cfg_options)
         opts = ns.o
-    ckpt = None if args.checkpoint.lower() in ("none", "random") else args.checkpoint
     if ckpt is None:
         warnings.warn("CKPT is 'none': the model has random weights; its boxes are meaningless")
-    model = init_model(args.config, ckpt, device=args.device, cfg_options=opts)
+    model = init_model(cfg, ckpt, device=args.device, cfg_options=opts)
     result = infer_bag(model, args.inp, args.topic, out=args.out, fmt=args.format, score_thr=args.score_thr,
                        batch_size=args.batch_size, keep_input=args.keep_input, target_frame=args.target_frame,
                        extrinsic=extrinsic, source_frame=args.source_frame, point_range=args.range,
@@ -95,8 +97,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from perception3d.io.bags import BagError
-    try:
-        main()
-    except (BagError, FileExistsError, FileNotFoundError, ValueError) as exc:   # user errors: one clear line
-        sys.exit(f"infer_bag: error: {exc}")
+    from perception3d.cli import run_cli
+    run_cli(main)

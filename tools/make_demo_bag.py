@@ -32,4 +32,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from perception3d.cli import run_cli
+    run_cli(main)

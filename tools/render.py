@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from perception3d.cli import check_checkpoint, load_config, run_cli  # noqa: E402
+
 
 def colormap_depth(depth: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
     """[H, W] depth + [H, W] alpha → uint8 [H, W, 3] (turbo colour map over the 1–99 % range of the
@@ -70,10 +72,10 @@ def select_cameras(args, model, cfg):
         scene = build_scene(cfg["data"])
     if args.cameras in ("test", "train"):
         if scene is None:
-            raise SystemExit(f"--cameras {args.cameras} needs the dataset: pass --config (a PLY has no config)")
+            raise ValueError(f"--cameras {args.cameras} needs the dataset: pass --config (a PLY has no config)")
         ids = scene.test_ids if args.cameras == "test" else scene.train_ids
         if not ids:
-            raise SystemExit(f"the dataset has no {args.cameras} views")
+            raise ValueError(f"the dataset has no {args.cameras} views")
         cams = scene.cameras[ids]
         gts = [scene.image(i) for i in ids]
         if args.width or args.height:
@@ -103,11 +105,31 @@ def select_cameras(args, model, cfg):
         return Cameras.from_camtoworlds(c2w, K, W, H), None, scene
     p = Path(args.cameras)
     if p.suffix.lower() != ".json" or not p.is_file():
-        raise SystemExit(f"--cameras must be test, train, orbit or an existing camera-path .json, got {args.cameras}")
+        raise ValueError(f"--cameras must be test, train, orbit or an existing camera-path .json, got {args.cameras}")
     cams = load_camera_path(p)
     if args.width or args.height:
         cams = cams.resize(args.width or cams.width, args.height or cams.height)
     return cams, None, scene
+
+
+def _load(path: str):
+    """(model, config) from a trainer checkpoint or a PLY; a missing, corrupt or foreign file is a ValueError
+    naming it."""
+    from perception3d.rendering.trainer import load_model
+
+    if Path(path).suffix.lower() != ".ply":
+        check_checkpoint(path)
+        return load_model(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"PLY {path}: no such file")
+    try:
+        return load_model(path)
+    except (ValueError, KeyError, IndexError, EOFError, OSError) as exc:
+        raise ValueError(f"PLY {path} is not a readable 3DGS PLY: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # plyfile's own parse errors derive from Exception only
+        if type(exc).__module__.startswith("plyfile"):
+            raise ValueError(f"PLY {path} is corrupt: {exc}") from exc
+        raise
 
 
 def main(argv=None) -> dict:
@@ -131,13 +153,10 @@ def main(argv=None) -> dict:
     import imageio.v3 as iio
 
     from perception3d.evaluation.image_metrics import psnr, ssim
-    from perception3d.rendering.trainer import load_model
 
-    model, cfg = load_model(args.model)
-    if args.config:
-        from mmengine.config import Config
-
-        c = Config.fromfile(args.config)
+    c = load_config(args.config) if args.config else None
+    model, cfg = _load(args.model)
+    if c is not None:
         cfg = {k: dict(c[k]) for k in ("data", "model", "train") if k in c}
     bg = args.background
     if bg is None:  # the checkpoint's evaluation background (black for a run trained on random backgrounds)
@@ -179,4 +198,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -263,8 +263,10 @@ def main(argv: List[str] | None = None) -> Dict:
     p.add_argument("--bench", action="store_true", help="also time plain vs event-driven inference")
     p.add_argument("--cfg-options", nargs="+", default=None)
     args = p.parse_args(argv)
-    from mmengine.config import Config, DictAction  # noqa: F401
-    cfg = Config.fromfile(args.config)
+    from perception3d.cli import check_checkpoint, load_config
+    cfg = load_config(args.config)
+    if args.checkpoint:
+        check_checkpoint(args.checkpoint)
     if args.cfg_options:
         cfg.merge_from_dict(dict(kv.split("=", 1) for kv in args.cfg_options))
     model, dataset = build(cfg, args.checkpoint)
@@ -292,4 +294,5 @@ def main(argv: List[str] | None = None) -> Dict:
 
 
 if __name__ == "__main__":
-    main()
+    from perception3d.cli import run_cli
+    run_cli(main)

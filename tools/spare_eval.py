@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perception3d.cli import run_cli  # noqa: E402
 from perception3d.evaluation.image_metrics import load_lpips  # noqa: E402
 from perception3d.evaluation.spare import evaluate_submission, format_table, load_split  # noqa: E402
 
@@ -39,14 +41,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if (args.lpips_lin is None) != (args.lpips_alexnet is None):
-        print("error: LPIPS needs both --lpips-lin and --lpips-alexnet", file=sys.stderr)
-        return 2
-    try:
-        net = load_lpips(args.lpips_lin, args.lpips_alexnet)
-        res = evaluate_submission(args.pred, args.gt, load_split(args.split), lpips_net=net, mask_root=args.masks)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ValueError("LPIPS needs both --lpips-lin and --lpips-alexnet")
+    if Path(args.pred).is_file() and not zipfile.is_zipfile(args.pred):
+        raise ValueError(f"{args.pred}: not a readable ZIP file (truncated or not a submission)")
+    if not Path(args.pred).exists():
+        raise FileNotFoundError(f"{args.pred}: no such submission ZIP or folder")
+    net = load_lpips(args.lpips_lin, args.lpips_alexnet)
+    res = evaluate_submission(args.pred, args.gt, load_split(args.split), lpips_net=net, mask_root=args.masks)
     print(format_table(res, per_image=args.per_image))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
@@ -54,4 +55,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

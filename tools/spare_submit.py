@@ -22,6 +22,7 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perception3d.cli import run_cli  # noqa: E402
 from perception3d.evaluation.spare import (SPARE_SIZE, check_submission, load_split,  # noqa: E402
                                            view_filename, write_submission)
 
@@ -89,11 +90,7 @@ def submit_checkpoints(pairs: List[str], root: Optional[str], split, out: str, s
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        split = load_split(args.split)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    split = load_split(args.split)
     size = tuple(args.size)
     if args.check:
         problems = check_submission(args.check, split, size=size)
@@ -106,24 +103,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{args.check}: OK ({len(split)} scenes, {n} views)")
         return 0
     if not args.out:
-        print("error: --out is required with --renders / --checkpoints", file=sys.stderr)
-        return 2
+        raise ValueError("--out is required with --renders / --checkpoints")
     if args.checkpoints:
-        try:
-            names = submit_checkpoints(args.checkpoints, args.root, split, args.out, size)
-        except (ValueError, FileNotFoundError, KeyError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        print(f"wrote {args.out}: {len(names)} images, {len(split)} scenes")
-        return 0
-    try:
+        names = submit_checkpoints(args.checkpoints, args.root, split, args.out, size)
+    else:
         names = write_submission(collect_renders(Path(args.renders), split), split, args.out, size=size)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     print(f"wrote {args.out}: {len(names)} images, {len(split)} scenes")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -4,7 +4,8 @@
                          [--launcher none|pytorch]
 
 ``--out`` saves the predictions in mmdet3d's result layout (a pickle list, one dict per frame with
-``bboxes_3d``, ``scores_3d``, ``labels_3d``, ``sample_idx``), written atomically.
+``bboxes_3d``, ``scores_3d``, ``labels_3d``, ``sample_idx``), written atomically. With a Waymo metric the
+per-class precision-recall curves are drawn into ``<work dir>/pr_curves.png``.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
-from perception3d.engine import build_runner, merge_cfg_options, prepare_cfg  # noqa: E402
+from perception3d.cli import check_checkpoint, load_config, run_cli  # noqa: E402
+from perception3d.engine import build_runner, prepare_cfg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,19 +36,21 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    cfg = merge_cfg_options(Config.fromfile(args.config), args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
+    check_checkpoint(args.checkpoint)
     cfg = prepare_cfg(cfg, work_dir=args.work_dir, launcher=args.launcher, amp=False)
-    if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    ev = cfg.test_evaluator
+    ev = ev[0] if isinstance(ev, list) else ev
     if args.out:
-        ev = cfg.test_evaluator
-        (ev[0] if isinstance(ev, list) else ev)["result_file"] = args.out
+        ev["result_file"] = args.out
+    if ev.get("type") in ("WaymoMetric", "perception3d.WaymoMetric"):
+        ev.setdefault("pr_curve_file", os.path.join(cfg.work_dir, "pr_curves.png"))
     metrics = build_runner(cfg).test()
     print(json.dumps({k: round(float(v), 4) for k, v in metrics.items()}, indent=1))
     return metrics
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -14,9 +14,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
-from perception3d.engine import build_runner, merge_cfg_options, prepare_cfg  # noqa: E402
+from perception3d.cli import check_checkpoint, load_config, run_cli  # noqa: E402
+from perception3d.engine import build_runner, prepare_cfg  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -37,11 +38,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = merge_cfg_options(Config.fromfile(args.config), args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
+    if isinstance(args.resume, str):
+        check_checkpoint(args.resume)
     cfg = prepare_cfg(cfg, work_dir=args.work_dir, resume=args.resume, seed=args.seed,
                       launcher=args.launcher, amp=args.amp)
     build_runner(cfg).train()
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -20,11 +20,10 @@ def main(argv=None):
     ap.add_argument("--cfg-options", nargs="+", default=[], help="override config keys, e.g. train.max_steps=100")
     args = ap.parse_args(argv)
 
-    from mmengine.config import Config
-
+    from perception3d.cli import check_checkpoint, load_config
     from perception3d.rendering.trainer import GSTrainer
 
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options:
         opts = {}
         for kv in args.cfg_options:
@@ -35,6 +34,8 @@ def main(argv=None):
                 opts[k] = v
         cfg.merge_from_dict(opts)
     work_dir = args.work_dir or os.path.join("work_dirs", Path(args.config).stem)
+    if args.resume and os.path.exists(os.path.join(work_dir, "ckpt_latest.pt")):
+        check_checkpoint(os.path.join(work_dir, "ckpt_latest.pt"))
     trainer = GSTrainer(cfg, work_dir, seed=args.seed, resume=args.resume, progress=not args.no_progress)
     res = trainer.train()
     print(json.dumps({**{k: res[k] for k in ("step", "psnr", "ssim", "num_gaussians", "wall_s", "split")},
@@ -43,4 +44,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from perception3d.cli import run_cli
+    run_cli(main)

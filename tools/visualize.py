@@ -1,5 +1,11 @@
 """Bird's-eye-view PNGs of a detector's output: points, ground-truth boxes and predictions with scores.
 
+Predictions are what the model itself outputs (its head's decoding, score threshold and NMS from the config's
+``test_cfg``); those with score ≥ ``--score-thr`` are drawn, one box per object: where boxes overlap in BEV
+(IoU > ``--display-nms``, any class; the model's own NMS keeps IoU ≤ 0.7 per class, which is right for AP but
+leaves several guesses per object in a picture) only the best-scored one is drawn. Ground truth is filled green; each
+predicted class has its own colour (dashed, with a heading tick); a legend gives the counts.
+
     python tools/visualize.py CONFIG CKPT [--split val|train] [--frames 0 1 2] [--score-thr 0.3]
                               [--out-dir work_dirs/vis] [--cfg-options k=v ...]
     python tools/visualize.py CONFIG CKPT --points frame.bin [--out-dir ...]   # a raw cloud, no ground truth
@@ -18,56 +24,108 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
 from perception3d.apis import inference_detector, init_model  # noqa: E402
-from perception3d.engine import merge_cfg_options  # noqa: E402
+from perception3d.cli import check_checkpoint, load_config, run_cli  # noqa: E402
 
-COLORS = ["tab:red", "tab:blue", "tab:orange", "tab:purple", "tab:brown"]
+# one colour per predicted class (ground truth is always green, solid and filled)
+COLORS = ["red", "magenta", "darkorange", "blue", "brown"]
+GT_COLOR = "tab:green"
 
 
 def bev_corners(boxes: np.ndarray) -> np.ndarray:
-    """[K, 7] LiDAR boxes → [K, 5, 2] closed BEV outlines (x, y)."""
-    c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
-    hx, hy = boxes[:, 3] / 2, boxes[:, 4] / 2
-    local = np.stack([np.stack([hx, hy], 1), np.stack([-hx, hy], 1), np.stack([-hx, -hy], 1),
-                      np.stack([hx, -hy], 1), np.stack([hx, hy], 1)], 1)
-    rot = np.stack([np.stack([c, -s], 1), np.stack([s, c], 1)], 1)  # [K, 2, 2]
-    return np.einsum("kij,kpj->kpi", rot, local) + boxes[:, None, :2]
+    """[K, 7] LiDAR boxes → [K, 5, 2] closed BEV outlines (x, y), counter-clockwise from the front-left corner."""
+    from perception3d.structures.boxes import bev_corners as corners
+
+    c = corners(torch.as_tensor(np.asarray(boxes, np.float64).reshape(-1, 7))).numpy()
+    return np.concatenate([c, c[:, :1]], 1)
+
+
+def _view_range(points: np.ndarray, boxes: list, xy_range) -> tuple:
+    """The square around the sensor that holds 99 % of the points and every box, inside ``xy_range``."""
+    r = float(np.quantile(np.abs(points[:, :2]), 0.99)) if len(points) else 20.0
+    for b in boxes:
+        if len(b):
+            r = max(r, float(np.abs(b[:, :2]).max()) + 3.0)
+    r = max(10.0, np.ceil(r / 5.0) * 5.0)
+    if xy_range is None:
+        return (-r, -r, r, r)
+    return (max(xy_range[0], -r), max(xy_range[1], -r), min(xy_range[2], r), min(xy_range[3], r))
+
+
+def one_box_per_object(boxes: np.ndarray, scores: np.ndarray, iou_thr: float = 0.05) -> np.ndarray:
+    """Indices of the boxes to draw: class-agnostic rotated BEV NMS at a low IoU (objects do not overlap in
+    BEV, so two overlapping boxes are two guesses at one object: the higher score is kept). Sorted by score."""
+    if len(boxes) == 0 or iou_thr is None:
+        return np.argsort(-scores, kind="stable")
+    from perception3d.ops.nms import nms_rotated
+
+    keep = nms_rotated(torch.as_tensor(boxes[:, :7], dtype=torch.float64), torch.as_tensor(scores, dtype=torch.float64),
+                       iou_thr)
+    return keep.numpy()
 
 
 def draw_bev(path: str, points: np.ndarray, pred: dict, gt_boxes=None, class_names=(), score_thr: float = 0.3,
-             xy_range=None, title: str = "") -> None:
-    """Write one BEV PNG: points (grey, by height), GT (green), predictions (class colour, score text)."""
-    fig, ax = plt.subplots(figsize=(9, 9), dpi=100)
-    if xy_range is None:
-        xy_range = (points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())
-    keep = (points[:, 0] >= xy_range[0]) & (points[:, 0] <= xy_range[2]) & \
-           (points[:, 1] >= xy_range[1]) & (points[:, 1] <= xy_range[3])
-    p = points[keep]
-    ax.scatter(p[:, 0], p[:, 1], s=0.2, c=p[:, 2], cmap="Greys", vmin=-2, vmax=4, linewidths=0)
-    if gt_boxes is not None and len(gt_boxes):
-        for poly in bev_corners(np.asarray(gt_boxes, np.float64)[:, :7]):
-            ax.plot(poly[:, 0], poly[:, 1], color="limegreen", lw=1.2)
+             xy_range=None, title: str = "", gt_labels=None, display_nms: float | None = 0.05) -> None:
+    """Write one BEV PNG (atomically).
+
+    points [N, >=3] in grey, darker = higher; ground truth [M, 7] as filled green boxes (``gt_labels`` [M] name their
+    class in the legend counts); predictions (the model's own decoding and NMS) with score ≥ ``score_thr`` as
+    dashed class-coloured outlines with a heading tick and the score, one per object (``display_nms``: see
+    :func:`one_box_per_object`; None draws every box); a legend says which is which.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Polygon
+
     boxes = pred["bboxes_3d"].numpy() if isinstance(pred["bboxes_3d"], torch.Tensor) else np.asarray(pred["bboxes_3d"])
-    scores = np.asarray(pred["scores_3d"])
-    labels = np.asarray(pred["labels_3d"])
-    sel = scores >= score_thr
-    for poly, box, sc, lb in zip(bev_corners(boxes[sel].astype(np.float64)), boxes[sel], scores[sel], labels[sel]):
-        col = COLORS[int(lb) % len(COLORS)]
-        ax.plot(poly[:, 0], poly[:, 1], color=col, lw=1.0, ls="--")
-        ax.plot([box[0], (poly[0, 0] + poly[3, 0]) / 2], [box[1], (poly[0, 1] + poly[3, 1]) / 2], color=col, lw=0.8)
-        name = class_names[int(lb)] if int(lb) < len(class_names) else str(int(lb))
-        ax.text(box[0], box[1], f"{name[:3]} {sc:.2f}", fontsize=5, color=col)
-    ax.set_xlim(xy_range[0], xy_range[2])
-    ax.set_ylim(xy_range[1], xy_range[3])
+    boxes = boxes.reshape(-1, boxes.shape[-1] if boxes.size else 7)
+    scores = np.asarray(pred["scores_3d"]).reshape(-1)
+    labels = np.asarray(pred["labels_3d"]).reshape(-1).astype(int)
+    sel = np.nonzero(scores >= score_thr)[0]
+    sel = sel[one_box_per_object(boxes[sel], scores[sel], display_nms)]
+    boxes, scores, labels = boxes[sel], scores[sel], labels[sel]
+    gt = np.zeros((0, 7)) if gt_boxes is None else np.asarray(gt_boxes, np.float64).reshape(-1, 7)
+    view = _view_range(points, [gt, boxes], xy_range)
+
+    fig, ax = plt.subplots(figsize=(10, 10), dpi=130)
+    ax.set_facecolor("white")
+    keep = (points[:, 0] >= view[0]) & (points[:, 0] <= view[2]) & (points[:, 1] >= view[1]) & (points[:, 1] <= view[3])
+    p = points[keep]
+    order = np.argsort(p[:, 2])  # high points drawn last, so objects stand out from the ground
+    sc = ax.scatter(p[order, 0], p[order, 1], s=1.2, c=p[order, 2], cmap="Greys", vmin=-1.5, vmax=2.5,
+                    linewidths=0, alpha=0.9, rasterized=True)
+    for poly in bev_corners(gt):
+        ax.add_patch(Polygon(poly[:4], closed=True, facecolor=GT_COLOR, edgecolor=GT_COLOR, alpha=0.25, lw=0))
+        ax.plot(poly[:, 0], poly[:, 1], color=GT_COLOR, lw=2.0)
+    for poly, box, s_, lb in zip(bev_corners(boxes[:, :7]), boxes, scores, labels):
+        col = COLORS[lb % len(COLORS)]
+        ax.plot(poly[:, 0], poly[:, 1], color=col, lw=1.4, ls=(0, (4, 2)))
+        front = (poly[0] + poly[3]) / 2  # middle of the front edge: the heading tick
+        ax.plot([box[0], front[0]], [box[1], front[1]], color=col, lw=1.4)
+        ax.text(poly[:4, 0].max() + 0.3, poly[:4, 1].max(), f"{s_:.2f}", fontsize=6, color=col)
+    ax.plot([0], [0], marker="^", color="black", ms=8)  # the sensor
+    ax.set_xlim(view[0], view[2])
+    ax.set_ylim(view[1], view[3])
     ax.set_aspect("equal")
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
-    ax.set_title(title + f"  (green: ground truth, dashed: predictions ≥ {score_thr})", fontsize=9)
+    ax.set_xlabel("x (m, forward)")
+    ax.set_ylabel("y (m, left)")
+    ax.grid(alpha=0.2)
+    handles = [Patch(facecolor=GT_COLOR, edgecolor=GT_COLOR, alpha=0.5, label=f"ground truth ({len(gt)})")]
+    for c in range(max(len(class_names), int(labels.max()) + 1 if len(labels) else 0)):
+        n = int((labels == c).sum())
+        name = class_names[c] if c < len(class_names) else str(c)
+        handles.append(Line2D([], [], color=COLORS[c % len(COLORS)], ls=(0, (4, 2)), lw=1.6,
+                              label=f"{name} prediction ({n})"))
+    handles.append(Line2D([], [], marker="^", color="black", ls="", label="sensor"))
+    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+    cb = fig.colorbar(sc, ax=ax, fraction=0.035, pad=0.01)
+    cb.set_label("point height z (m)")
+    merged = "" if display_nms is None else f", overlaps (BEV IoU > {display_nms:g}) drawn once"
+    ax.set_title(f"{title}: the model's predictions with score ≥ {score_thr:g}{merged}", fontsize=10)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp.png")
     fig.savefig(tmp, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
@@ -80,15 +138,19 @@ def main(argv=None) -> list[str]:
     ap.add_argument("--split", choices=["val", "train"], default="val")
     ap.add_argument("--frames", type=int, nargs="+", default=[0])
     ap.add_argument("--points", nargs="+", help="raw .bin clouds instead of dataset frames")
-    ap.add_argument("--score-thr", type=float, default=0.3)
+    ap.add_argument("--score-thr", type=float, default=0.3, help="draw predictions with at least this score")
+    ap.add_argument("--display-nms", type=float, default=0.05,
+                    help="draw one box per object: of predictions overlapping by more than this BEV IoU, only the "
+                         "best (any class); a negative value draws every box the model output")
     ap.add_argument("--out-dir", default="work_dirs/vis")
     ap.add_argument("--cfg-options", nargs="+", action=DictAction)
     args = ap.parse_args(argv)
-    cfg = merge_cfg_options(Config.fromfile(args.config), args.cfg_options)
-    model = init_model(cfg, args.checkpoint)
+    cfg = load_config(args.config, args.cfg_options)
+    model = init_model(cfg, str(check_checkpoint(args.checkpoint)))
     names = list(model.class_names)
     pcr = cfg.model.bbox_head.point_cloud_range
     xy = (pcr[0], pcr[1], pcr[3], pcr[4])
+    dnms = None if args.display_nms < 0 else args.display_nms
     written = []
     if args.points:
         for path in args.points:
@@ -96,7 +158,7 @@ def main(argv=None) -> list[str]:
             from perception3d.apis import load_points
             pts = load_points(path).numpy()
             out = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0] + "_bev.png")
-            draw_bev(out, pts, det, None, names, args.score_thr, xy, os.path.basename(path))
+            draw_bev(out, pts, det, None, names, args.score_thr, xy, os.path.basename(path), display_nms=dnms)
             written.append(out)
     else:
         import perception3d.datasets  # noqa: F401
@@ -112,6 +174,10 @@ def main(argv=None) -> list[str]:
         dcfg = dict(dcfg, pipeline=cfg.val_dataloader.dataset.pipeline, test_mode=True)
         with DefaultScope.overwrite_default_scope("perception3d"):
             ds = DATASETS.build(dcfg)
+        bad = [i for i in args.frames if not 0 <= i < len(ds)]
+        if bad:
+            raise ValueError(f"--frames {bad}: the {args.split} split of {args.config} has {len(ds)} frames "
+                             f"(0 … {len(ds) - 1})")
         for i in args.frames:
             item = ds[i]
             pts = item["inputs"]["points"]
@@ -119,7 +185,7 @@ def main(argv=None) -> list[str]:
             gt = item["data_samples"].get("gt_bboxes_3d")
             out = os.path.join(args.out_dir, f"{args.split}_{i:04d}_bev.png")
             draw_bev(out, pts.numpy(), det, None if gt is None else gt.numpy(), names, args.score_thr, xy,
-                     f"{args.split} frame {i}")
+                     f"{args.split} frame {i}", display_nms=dnms)
             written.append(out)
     for w in written:
         print(w)
@@ -127,4 +193,4 @@ def main(argv=None) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

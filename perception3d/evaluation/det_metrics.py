@@ -119,14 +119,18 @@ class WaymoMetric(_DetMetric):
         iou_thresholds: per-class 3D IoU thresholds (default 0.7, 0.5, 0.5).
         zero_point_gt: ``"ignore"`` (default) or ``"drop"`` (see :mod:`perception3d.evaluation.waymo`).
         result_file: optional path of a pickle of the predictions (mmdet3d's result layout).
+        pr_curve_file: optional path of a PNG of the LEVEL_1 precision-recall curve per class
+            (:func:`perception3d.evaluation.pr_curves.waymo_pr_curves`; tools/test.py sets it).
     """
 
     default_prefix = "Waymo metric"
     require_num_points = True
 
     def __init__(self, classes: Sequence[str] = WAYMO_CLASSES, iou_thresholds: Sequence[float] = (0.7, 0.5, 0.5),
-                 zero_point_gt: str = "ignore", result_file: Optional[str] = None, **kwargs):
+                 zero_point_gt: str = "ignore", result_file: Optional[str] = None,
+                 pr_curve_file: Optional[str] = None, **kwargs):
         super().__init__(result_file=result_file, **kwargs)
+        self.pr_curve_file = pr_curve_file
         self.classes = tuple(classes)
         self.iou_thresholds = tuple(iou_thresholds)
         self.zero_point_gt = zero_point_gt
@@ -137,6 +141,12 @@ class WaymoMetric(_DetMetric):
                              iou_thresholds=self.iou_thresholds, zero_point_gt=self.zero_point_gt)
         table = _table(res, list(self.classes) + ["Overall"], ["L1 mAP", "L1 mAPH", "L2 mAP", "L2 mAPH"])
         print_log(f"Waymo detection metrics ({len(results)} frames):\n{table}", logger="current")
+        if self.pr_curve_file:
+            from perception3d.evaluation.pr_curves import plot_pr_curves, waymo_pr_curves
+            curves = waymo_pr_curves([r["pred"] for r in results], [r["gt"] for r in results], self.classes,
+                                     self.iou_thresholds, zero_point_gt=self.zero_point_gt)
+            plot_pr_curves(curves, self.pr_curve_file, f"Waymo LEVEL_1 precision-recall ({len(results)} frames)")
+            print_log(f"precision-recall curves: {self.pr_curve_file}", logger="current")
         return res
 
 

@@ -152,32 +152,11 @@ def _check_frame(pred: Mapping, gt: Mapping, i: int):
     return pb.double(), ps, pl, gb.double(), gl, gn, gd
 
 
-def waymo_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mapping],
-                   classes: Sequence[str] = WAYMO_CLASSES,
-                   iou_thresholds: Sequence[float] = _DEFAULT_IOU,
-                   score_cutoffs: Optional[Sequence[float]] = None,
-                   desired_recall_delta: float = 0.05,
-                   level2_max_points: int = 5,
-                   zero_point_gt: str = "ignore",
-                   min_heading_accuracy: float = 0.0) -> Dict[str, float]:
-    """Waymo mAP / mAPH at LEVEL_1 and LEVEL_2 (see the module docstring for the exact definition).
-
-    Args:
-        predictions: one dict per frame: ``boxes_3d`` [N, 7] LiDAR boxes, ``scores_3d`` [N],
-            ``labels_3d`` [N] (0 vehicle, 1 pedestrian, 2 cyclist; other labels are skipped).
-        ground_truths: one dict per frame (same order): ``boxes_3d`` [M, 7], ``labels_3d`` [M],
-            ``num_points`` [M] (LiDAR points in the box; a negative value means "unknown": the box is kept
-            and its level comes from ``difficulty`` alone), ``difficulty`` [M] (labelled detection
-            difficulty, 2 = LEVEL_2; optional, default 0).
-        classes / iou_thresholds: class names (index = label id) and their 3D IoU thresholds.
-        score_cutoffs: default ``[0.00, 0.01, ..., 0.99, 1.0]``.
-        zero_point_gt: ``"ignore"`` or ``"drop"`` (see the module docstring).
-
-    Returns:
-        ``{"<Class>/L1 mAP", "<Class>/L1 mAPH", "<Class>/L2 mAP", "<Class>/L2 mAPH"}`` per class plus
-        ``"Overall/..."`` = mean over the classes that have ground truth at that level (a class with
-        none reports 0.0, as the official code does, and is left out of Overall).
-    """
+def _pr_points(predictions: Sequence[Mapping], ground_truths: Sequence[Mapping], classes: Sequence[str],
+               iou_thresholds: Sequence[float], score_cutoffs: Optional[Sequence[float]], level2_max_points: int,
+               zero_point_gt: str, min_heading_accuracy: float):
+    """Steps 1-5 up to the curves: precision, heading-weighted precision and recall, each [C, 2 levels, K
+    cutoffs], the ground-truth count [C, 2] per class and level, and the cutoffs [K]."""
     if len(predictions) != len(ground_truths):
         raise ValueError(f"predictions ({len(predictions)} frames) and ground_truths "
                          f"({len(ground_truths)} frames) must have the same length")
@@ -251,11 +230,10 @@ def waymo_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mappi
             sha[c] += per_cut[:, :, 2].T
             fp[c] += (n_keep_all - n_matched[inv])[None, :]
 
-    out: Dict[str, float] = {}
-    overall = {(lv, kind): [] for lv in range(2) for kind in ("mAP", "mAPH")}
-    for c, name in enumerate(classes):
+    C, K = tp.shape[0], tp.shape[2]
+    prec, prec_h, rec = np.zeros((C, 2, K)), np.zeros((C, 2, K)), np.zeros((C, 2, K))
+    for c in range(C):
         for lv in range(2):
-            prec, prec_h, rec = [], [], []
             for k in range(K):
                 t, f, n_fn, s = tp[c, lv, k], fp[c, lv, k], fn[c, lv, k], sha[c, lv, k]
                 p = t / (t + f) if t + f > 0 else 0.0
@@ -263,11 +241,44 @@ def waymo_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mappi
                 r = t / (t + n_fn) if t + n_fn > 0 else 0.0
                 if r == 0.0:
                     p, ph = 1.0, 1.0
-                prec.append(p)
-                prec_h.append(ph)
-                rec.append(r)
-            ap = mean_average_precision(prec, rec, desired_recall_delta)
-            aph = mean_average_precision(prec_h, rec, desired_recall_delta)
+                prec[c, lv, k], prec_h[c, lv, k], rec[c, lv, k] = p, ph, r
+    return prec, prec_h, rec, n_gt, cutoffs
+
+
+def waymo_evaluate(predictions: Sequence[Mapping], ground_truths: Sequence[Mapping],
+                   classes: Sequence[str] = WAYMO_CLASSES,
+                   iou_thresholds: Sequence[float] = _DEFAULT_IOU,
+                   score_cutoffs: Optional[Sequence[float]] = None,
+                   desired_recall_delta: float = 0.05,
+                   level2_max_points: int = 5,
+                   zero_point_gt: str = "ignore",
+                   min_heading_accuracy: float = 0.0) -> Dict[str, float]:
+    """Waymo mAP / mAPH at LEVEL_1 and LEVEL_2 (see the module docstring for the exact definition).
+
+    Args:
+        predictions: one dict per frame: ``boxes_3d`` [N, 7] LiDAR boxes, ``scores_3d`` [N],
+            ``labels_3d`` [N] (0 vehicle, 1 pedestrian, 2 cyclist; other labels are skipped).
+        ground_truths: one dict per frame (same order): ``boxes_3d`` [M, 7], ``labels_3d`` [M],
+            ``num_points`` [M] (LiDAR points in the box; a negative value means "unknown": the box is kept
+            and its level comes from ``difficulty`` alone), ``difficulty`` [M] (labelled detection
+            difficulty, 2 = LEVEL_2; optional, default 0).
+        classes / iou_thresholds: class names (index = label id) and their 3D IoU thresholds.
+        score_cutoffs: default ``[0.00, 0.01, ..., 0.99, 1.0]``.
+        zero_point_gt: ``"ignore"`` or ``"drop"`` (see the module docstring).
+
+    Returns:
+        ``{"<Class>/L1 mAP", "<Class>/L1 mAPH", "<Class>/L2 mAP", "<Class>/L2 mAPH"}`` per class plus
+        ``"Overall/..."`` = mean over the classes that have ground truth at that level (a class with
+        none reports 0.0, as the official code does, and is left out of Overall).
+    """
+    prec, prec_h, rec, n_gt, _ = _pr_points(predictions, ground_truths, classes, iou_thresholds, score_cutoffs,
+                                            level2_max_points, zero_point_gt, min_heading_accuracy)
+    out: Dict[str, float] = {}
+    overall = {(lv, kind): [] for lv in range(2) for kind in ("mAP", "mAPH")}
+    for c, name in enumerate(classes):
+        for lv in range(2):
+            ap = mean_average_precision(prec[c, lv].tolist(), rec[c, lv].tolist(), desired_recall_delta)
+            aph = mean_average_precision(prec_h[c, lv].tolist(), rec[c, lv].tolist(), desired_recall_delta)
             out[f"{name}/L{lv + 1} mAP"] = float(ap)
             out[f"{name}/L{lv + 1} mAPH"] = float(aph)
             if n_gt[c, lv] > 0:
