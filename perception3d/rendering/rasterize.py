@@ -210,6 +210,13 @@ def _rasterize_tiles(means, quats, scales, opacities, colors, viewmats, Ks, widt
     else:
         img, T = composite_tiles(means2d, conics, op, feats, radii, flatten_ids, offsets, width, height,
                                  tile_size, C, max_pairs_per_chunk, segment, keep_budget)
+    if torch.is_grad_enabled() and not img.requires_grad:
+        # nothing visible (camera behind every Gaussian, all culled): keep the outputs in the autograd graph so
+        # that a loss on them back-propagates zero gradients on every backend instead of raising
+        zero = sum(torch.where(torch.isfinite(x), x, 0.0).sum() * 0.0
+                   for x in (means2d, conics, op, feats) if x.requires_grad)
+        if torch.is_tensor(zero):
+            img, T = img + zero, T + zero
     alphas = (1.0 - T)[..., None]
     if render_mode in ("ED", "RGB+ED"):
         img = torch.cat([img[..., :-1], img[..., -1:] / alphas.clamp(min=1e-10)], -1)
