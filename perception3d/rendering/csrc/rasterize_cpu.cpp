@@ -63,14 +63,26 @@ inline Tile tile_geom(int64_t t, int64_t tile_size, int64_t tiles_w, int64_t til
   return g;
 }
 
-// Pixels of the tile whose centre (x + 1/2) lies within |x + 1/2 - mx| <= rx, |y + 1/2 - my| <= ry.
+// One (tile, Gaussian) pair: the projected Gaussian and the pixels of the tile whose centre (x + 1/2) lies within
+// its box |x + 1/2 - mx| <= rx, |y + 1/2 - my| <= ry (rows by0..by1, columns bx1 end, SIMD chunks from c_lo).
 template <typename F>
-inline void pixel_box(F mx, F my, int32_t rx, int32_t ry, const Tile& g, int64_t& bx0, int64_t& bx1,
-                      int64_t& by0, int64_t& by1) {
-  bx0 = std::max<int64_t>(g.x0, (int64_t)std::ceil(double(mx) - rx - 0.5));
-  bx1 = std::min<int64_t>(g.x1, (int64_t)std::floor(double(mx) + rx - 0.5) + 1);
-  by0 = std::max<int64_t>(g.y0, (int64_t)std::ceil(double(my) - ry - 0.5));
-  by1 = std::min<int64_t>(g.y1, (int64_t)std::floor(double(my) + ry - 0.5) + 1);
+struct Splat {
+  F mx, my, ca, cb, cc, o;
+  int64_t bx1, by0, by1, c_lo;
+};
+
+template <typename F>
+inline Splat<F> load_splat(int64_t gi, const F* means2d, const F* conics, const F* opac, const int32_t* boxr,
+                           const Tile& g) {
+  Splat<F> s{means2d[2 * gi], means2d[2 * gi + 1], conics[3 * gi], conics[3 * gi + 1], conics[3 * gi + 2],
+             opac[gi], 0, 0, 0, 0};
+  const double rx = boxr[2 * gi], ry = boxr[2 * gi + 1];
+  const int64_t bx0 = std::max<int64_t>(g.x0, (int64_t)std::ceil(double(s.mx) - rx - 0.5));
+  s.bx1 = std::min<int64_t>(g.x1, (int64_t)std::floor(double(s.mx) + rx - 0.5) + 1);
+  s.by0 = std::max<int64_t>(g.y0, (int64_t)std::ceil(double(s.my) - ry - 0.5));
+  s.by1 = std::min<int64_t>(g.y1, (int64_t)std::floor(double(s.my) + ry - 0.5) + 1);
+  s.c_lo = (bx0 - g.x0) / LANES * LANES;
+  return s;
 }
 
 // 3DGS Eq. 3, front to back, Gaussian outer / pixel inner; T < 0 marks a finished pixel (and padding).
@@ -92,11 +104,7 @@ void forward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, c
   for (int64_t j = start; j < end && n_live > 0; ++j) {
     const int32_t jj = int32_t(j - start);
     const int64_t gi = flatten_ids[j];
-    const F mx = means2d[2 * gi], my = means2d[2 * gi + 1];
-    const F ca = conics[3 * gi], cb = conics[3 * gi + 1], cc = conics[3 * gi + 2], o = opac[gi];
-    int64_t bx0, bx1, by0, by1;
-    pixel_box(mx, my, boxr[2 * gi], boxr[2 * gi + 1], g, bx0, bx1, by0, by1);
-    const int64_t c_lo = (bx0 - g.x0) / LANES * LANES;
+    const auto [mx, my, ca, cb, cc, o, bx1, by0, by1, c_lo] = load_splat(gi, means2d, conics, opac, boxr, g);
     for (int64_t py = by0; py < by1; ++py) {
       const F dy = F(py) + F(0.5) - my;
       for (int64_t cs = c_lo; cs < bx1 - g.x0; cs += LANES) {
@@ -175,11 +183,7 @@ void backward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, 
   for (int32_t jj = max_last; jj >= 0; --jj) {
     const int64_t j = start + jj;
     const int64_t gi = flatten_ids[j];
-    const F mx = means2d[2 * gi], my = means2d[2 * gi + 1];
-    const F ca = conics[3 * gi], cb = conics[3 * gi + 1], cc = conics[3 * gi + 2], o = opac[gi];
-    int64_t bx0, bx1, by0, by1;
-    pixel_box(mx, my, boxr[2 * gi], boxr[2 * gi + 1], g, bx0, bx1, by0, by1);
-    const int64_t c_lo = (bx0 - g.x0) / LANES * LANES;
+    const auto [mx, my, ca, cb, cc, o, bx1, by0, by1, c_lo] = load_splat(gi, means2d, conics, opac, boxr, g);
     std::fill(acc.begin(), acc.end(), F(0));
     F* am = acc.data();
     for (int64_t py = by0; py < by1; ++py) {
