@@ -40,8 +40,9 @@ def _cpu_backend_or_torch() -> str:
     if rasterize_cpu.available():
         return "cpu"
     if not _warned_fallback:
-        warnings.warn(f"rasterize: the compiled CPU backend is unavailable ({rasterize_cpu.BUILD_INFO.get('error')}); "
-                      "using the (slower) pure-torch backend", RuntimeWarning, stacklevel=3)
+        why = rasterize_cpu.BUILD_INFO.get("error")
+        warnings.warn(f"rasterize: the compiled CPU backend is unavailable ({why}); using the (slower) pure-torch "
+                      "backend", RuntimeWarning, stacklevel=3)
         _warned_fallback = True
     return "torch"
 
