@@ -1,30 +1,50 @@
-"""``rasterize``: render 3D Gaussians into C pinhole cameras — gsplat's ``rasterization()`` contract, two backends.
+"""``rasterize``: render 3D Gaussians into C pinhole cameras — gsplat's ``rasterization()`` contract, three backends.
 
 * ``backend="gsplat"`` calls :func:`gsplat.rasterization` (CUDA tensors and gsplat installed).
+* ``backend="cpu"`` composites with the compiled C++ kernels of :mod:`perception3d.rendering.rasterize_cpu`
+  (built on first use, cached) — the fast CPU path; projection, SH and tile binning are the torch backend's.
 * ``backend="torch"`` is the pure-PyTorch path of :mod:`perception3d.rendering.rasterize_torch` (CPU or GPU,
-  differentiable by autograd).
-* ``backend="auto"`` takes gsplat when the inputs are on CUDA and gsplat imports, else torch.
+  differentiable by autograd): the reference and the fallback.
+* ``backend="auto"`` takes gsplat when the inputs are on CUDA and gsplat imports, "cpu" for CPU tensors when the
+  kernels build (else torch, with one warning), torch otherwise.
 
 Return values follow gsplat 1.5: ``(render_colors [C, H, W, X], render_alphas [C, H, W, 1], meta)`` with
 ``X = D`` for "RGB", 1 for "D"/"ED", ``D + 1`` for "RGB+D"/"RGB+ED" (depth last). ``meta`` carries ``means2d``
 ([C, N, 2], call ``retain_grad()`` on it for densification), ``radii`` [C, N, 2] int32, ``depths``, ``conics``,
 ``opacities``, ``width``, ``height``, ``n_cameras``, ``tile_size`` … so ``gsplat.strategy.DefaultStrategy``
-works with either backend. The torch backend always returns the unpacked layout (``packed`` is ignored).
+works with every backend. The torch and cpu backends always return the unpacked layout (``packed`` is ignored).
 """
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch
 from torch import Tensor
 
+from . import rasterize_cpu
 from .rasterize_torch import bin_tiles, composite_tiles, project_gaussians
 from .sh import eval_sh, num_sh_bases
 
-__all__ = ["rasterize", "gsplat_available", "RENDER_MODES"]
+__all__ = ["rasterize", "gsplat_available", "RENDER_MODES", "BACKENDS"]
 
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
+BACKENDS = ("auto", "cpu", "torch", "gsplat")
+_warned_fallback = False
+
+
+def _cpu_backend_or_torch() -> str:
+    """"cpu" when the compiled kernels are usable, else "torch" (warning once per process)."""
+    global _warned_fallback
+    if rasterize_cpu.available():
+        return "cpu"
+    if not _warned_fallback:
+        why = rasterize_cpu.BUILD_INFO.get("error")
+        warnings.warn(f"rasterize: the compiled CPU backend is unavailable ({why}); using the (slower) pure-torch "
+                      "backend", RuntimeWarning, stacklevel=3)
+        _warned_fallback = True
+    return "torch"
 
 
 def gsplat_available() -> bool:
@@ -116,8 +136,8 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
         eps2d: added to the projected 2D covariance's diagonal (the 0.3 px low-pass filter).
         backgrounds: [C, D] colour behind the Gaussians.
         render_mode: "RGB", "D" (accumulated depth Σ w z), "ED" (expected depth Σ w z / Σ w), "RGB+D", "RGB+ED".
-        packed: passed to gsplat; ignored by the torch backend.
-        backend: "auto" | "torch" | "gsplat".
+        packed: passed to gsplat; ignored by the torch and cpu backends (they return the unpacked layout).
+        backend: "auto" | "cpu" | "torch" | "gsplat" (see the module docstring).
         max_pairs_per_chunk, segment, keep_budget: memory/speed knobs of the torch backend (see
             :func:`~perception3d.rendering.rasterize_torch.composite_tiles`).
     Returns:
@@ -127,10 +147,17 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
     """
     _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree, backgrounds,
               render_mode, tile_size)
-    if backend not in ("auto", "torch", "gsplat"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        backend = "gsplat" if (means.is_cuda and gsplat_available()) else "torch"
+        if means.is_cuda:
+            backend = "gsplat" if gsplat_available() else "torch"
+        else:
+            backend = _cpu_backend_or_torch() if means.device.type == "cpu" else "torch"
+    elif backend == "cpu":
+        if means.device.type != "cpu":
+            raise ValueError(f"backend='cpu' needs CPU tensors, got means on {means.device}; use backend='auto'")
+        backend = _cpu_backend_or_torch()
     if backend == "gsplat":
         if not means.is_cuda or not gsplat_available():
             raise ValueError("backend='gsplat' needs gsplat installed and CUDA tensors; use backend='torch'")
@@ -142,14 +169,15 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
                                      backgrounds=backgrounds, render_mode=render_mode)
         meta["backend"] = "gsplat"
         return rc, ra, meta
-    return _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
+    return _rasterize_tiles(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
                             near_plane, far_plane, radius_clip, eps2d, backgrounds, render_mode, tile_size,
-                            max_pairs_per_chunk, segment, keep_budget)
+                            backend, max_pairs_per_chunk, segment, keep_budget)
 
 
-def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
-                     near_plane, far_plane, radius_clip, eps2d, backgrounds, render_mode, tile_size,
+def _rasterize_tiles(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
+                     near_plane, far_plane, radius_clip, eps2d, backgrounds, render_mode, tile_size, backend,
                      max_pairs_per_chunk, segment, keep_budget):
+    """The torch and cpu backends: torch projection, SH and binning, then either compositor."""
     C, N = viewmats.shape[0], means.shape[0]
     radii, means2d, depths, conics, cov2d = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
                                                               eps2d, near_plane, far_plane, radius_clip)
@@ -177,8 +205,19 @@ def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, widt
         bin_radii = torch.minimum(radii.to(sd.dtype), torch.ceil(ext * sd + 0.01))
         bin_radii = torch.where((ext > 0) & (radii > 0), bin_radii, torch.zeros_like(bin_radii)).to(torch.int32)
     flatten_ids, offsets = bin_tiles(means2d.detach(), bin_radii, depths.detach(), tile_size, tw, th)
-    img, T = composite_tiles(means2d, conics, op, feats, radii, flatten_ids, offsets, width, height, tile_size,
-                             C, max_pairs_per_chunk, segment, keep_budget)
+    if backend == "cpu":
+        img, T = rasterize_cpu.composite_tiles_cpu(means2d, conics, op, feats, bin_radii, flatten_ids, offsets,
+                                                   width, height, tile_size, C)
+    else:
+        img, T = composite_tiles(means2d, conics, op, feats, radii, flatten_ids, offsets, width, height,
+                                 tile_size, C, max_pairs_per_chunk, segment, keep_budget)
+    if torch.is_grad_enabled() and not img.requires_grad:
+        # nothing visible (camera behind every Gaussian, all culled): keep the outputs in the autograd graph so
+        # that a loss on them back-propagates zero gradients on every backend instead of raising
+        zero = sum(torch.where(torch.isfinite(x), x, 0.0).sum() * 0.0
+                   for x in (means2d, conics, op, feats) if x.requires_grad)
+        if torch.is_tensor(zero):
+            img, T = img + zero, T + zero
     alphas = (1.0 - T)[..., None]
     if render_mode in ("ED", "RGB+ED"):
         img = torch.cat([img[..., :-1], img[..., -1:] / alphas.clamp(min=1e-10)], -1)
@@ -193,6 +232,6 @@ def _rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, widt
         "tile_width": tw, "tile_height": th, "tiles_per_gauss": None, "isect_ids": None,
         "flatten_ids": flatten_ids, "isect_offsets": offsets[:-1].reshape(C, th, tw),
         "width": width, "height": height, "tile_size": tile_size, "n_batches": 1, "n_cameras": C,
-        "backend": "torch",
+        "backend": backend,
     }
     return img, alphas, meta
