@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the target's folder, then ``os.replace`` onto the final name.
+"""Atomic file writes (a temporary file in the target's folder, then ``os.replace`` onto the final name) and the
+package's error for malformed input files, :class:`DataFormatError`.
 
 A crash or SIGKILL at any moment leaves either the old file or the new one, never a half-written one; the
 temporary file (``.<name>.<random>.tmp``) is removed when the write fails. A leaf module: it imports nothing of
@@ -10,9 +11,28 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
+
+
+class DataFormatError(ValueError):
+    """A file on disk is malformed: truncated, the wrong type or shape in a field, a required field missing.
+
+    The message reads ``"<file>: <field>: <what was wrong>"``; ``file`` and ``field`` are also attributes so a tool
+    can report them.  A subclass of ``ValueError``, so ``except ValueError`` keeps working.
+
+        raise DataFormatError(path, "P2", "12 values expected, got 9")
+    """
+
+    def __init__(self, file: PathLike, field: Optional[str], message: str):
+        self.file = str(file)
+        self.field = field
+        self.reason = message
+        super().__init__(f"{file}: {field}: {message}" if field else f"{file}: {message}")
+
+    def __reduce__(self):                      # picklable across worker processes
+        return (type(self), (self.file, self.field, self.reason))
 
 
 @contextlib.contextmanager
