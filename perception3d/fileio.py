@@ -59,6 +59,15 @@ def atomic_path(path: PathLike, fsync: bool = False) -> Iterator[Path]:
             os.remove(tmp)
 
 
+def read_text(path: PathLike, encoding: str = "utf-8") -> str:
+    """``Path(path).read_text()``, but bytes that are not ``encoding`` raise :class:`DataFormatError` naming the
+    file and the byte offset (a bare ``UnicodeDecodeError`` names neither)."""
+    try:
+        return Path(path).read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, None, f"not {encoding} text (byte {exc.start}: {exc.reason})") from exc
+
+
 def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` atomically; ``fsync=True`` also flushes it to disk before the rename."""
     with atomic_path(path, fsync=fsync) as tmp:

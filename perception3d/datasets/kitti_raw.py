@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from perception3d.fileio import DataFormatError
+from perception3d.fileio import DataFormatError, read_text as _read_text
 from perception3d.ops.points_in_boxes import points_in_boxes_mask
 from perception3d.structures.boxes import kitti_camera_to_lidar
 
@@ -26,13 +26,6 @@ __all__ = [
 
 PathLike = Union[str, Path]
 KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, None, f"not a text file ({exc})") from exc
 
 
 def read_velodyne(path: PathLike, num_features: int = 4) -> np.ndarray:
