@@ -295,7 +295,7 @@ def try_reader(name: str, ops) -> None:
 def fuzz_table() -> str:
     rows = ["| reader | inputs | read fine | clear errors | crashes | hangs | distinct error messages |",
             "|---|---|---|---|---|---|---|"]
-    for name in READERS:
+    for name in list(READERS) + READERS_EXTRA:
         s = STATS.get(name)
         if s and s["inputs"]:
             rows.append(f"| {name} | {s['inputs']} | {s['ok']} | {s['errors']} | {s['crashes']} | {s['hangs']} | "
@@ -342,3 +342,60 @@ def test_fuzz_long(name):
 def teardown_module(module):
     if any(s["inputs"] for s in STATS.values()):
         print("\n" + fuzz_table())
+
+
+# ------------------------------------------------------------------------ PointCloud2 decoding (messages)
+@st.composite
+def pointcloud2_msgs(draw):
+    """Messages whose layout may lie: any datatype code (0–9, 1–8 valid), counts, offsets, point_step /
+    row_step off by a few bytes, either endianness, data shorter or longer than row_step × height."""
+    from types import SimpleNamespace as NS
+    names = draw(st.lists(st.sampled_from(["x", "y", "z", "intensity", "ring", "t", "X"]), min_size=0, max_size=6))
+    fields = [NS(name=n, offset=draw(st.integers(0, 40)), datatype=draw(st.integers(0, 9)),
+                 count=draw(st.integers(0, 3))) for n in names]
+    ps = draw(st.integers(-2, 48))
+    w, h = draw(st.integers(0, 20)), draw(st.integers(0, 3))
+    rs = max(w * ps, 0) + draw(st.integers(-8, 8))
+    size = max(rs * h, 0) + draw(st.integers(-20, 20))
+    data = draw(st.binary(min_size=max(size, 0), max_size=max(size, 0)))
+    return NS(fields=fields, point_step=ps, row_step=rs, width=w, height=h, is_bigendian=draw(st.booleans()),
+              data=data)
+
+
+def try_pointcloud2(msg) -> None:
+    from perception3d.io.pointcloud2 import PointCloud2Error, pointcloud2_to_points
+    s = STATS["PointCloud2 decoding"]
+    s["inputs"] += 1
+    try:
+        dec = pointcloud2_to_points(msg, extra=("intensity", "ring"))
+        assert dec.points.shape[1] == 5 and dec.points.shape[0] <= max(msg.width * msg.height, 0)
+        s["ok"] += 1
+    except PointCloud2Error as exc:
+        s["errors"] += 1
+        s["messages"].add(re.sub(r"[-+.\d]+", "#", str(exc))[:160])
+    except Exception as exc:  # noqa: BLE001
+        s["crashes"] += 1
+        s["examples"].append((f"{type(exc).__name__}: {str(exc)[:200]}", vars(msg) | {"data": len(msg.data)}))
+
+
+READERS_EXTRA = ["PointCloud2 decoding"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(msg=pointcloud2_msgs())
+def test_fuzz_pointcloud2_quick(msg):
+    try_pointcloud2(msg)
+    _check("PointCloud2 decoding")
+
+
+@pytest.mark.fuzz
+def test_fuzz_pointcloud2_long():
+    n = int(os.environ.get("P3D_FUZZ_EXAMPLES", "300")) * 3
+
+    @settings(max_examples=n, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(msg=pointcloud2_msgs())
+    def run(msg):
+        try_pointcloud2(msg)
+    run()
+    _check("PointCloud2 decoding")
