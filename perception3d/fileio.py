@@ -2,7 +2,8 @@
 package's error for malformed input files, :class:`DataFormatError`.
 
 A crash or SIGKILL at any moment leaves either the old file or the new one, never a half-written one; the
-temporary file (``.<name>.<random>.tmp``) is removed when the write fails. A leaf module: it imports nothing of
+temporary file (``.<name>.<pid>.<random>.tmp``) is removed when the write fails, and one left by a SIGKILLed
+writer is removed by the next write of the same file. A leaf module: it imports nothing of
 the package, so every layer can use it.
 """
 from __future__ import annotations
@@ -35,6 +36,39 @@ class DataFormatError(ValueError):
         return (type(self), (self.file, self.field, self.reason))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: PathLike) -> list:
+    """Remove the temporary files ``.<name>.<pid>.<random>.tmp`` that writers of ``path`` killed with SIGKILL
+    (no ``finally`` runs) left next to it: those whose process is gone.  Called by every atomic write of
+    ``path``, so a killed writer's leftovers disappear on the next write (a resumed run).  Returns the removed."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    prefix = f".{path.name}."
+    for p in path.parent.iterdir():
+        name = p.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for a writer that wants a file name (``torch.save``, ``zipfile``,
@@ -46,7 +80,8 @@ def atomic_path(path: PathLike, fsync: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

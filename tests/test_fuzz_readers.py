@@ -156,6 +156,18 @@ def _read_ply(p: Path):
     return load_ply(p)
 
 
+def _ckpt(d: Path) -> Path:
+    import torch
+    p = d / "epoch_1.pth"
+    torch.save({"meta": {"iter": 3}, "state_dict": {"w": torch.arange(64.0)}}, p)
+    return p
+
+
+def _read_ckpt(p: Path):
+    from perception3d.engine.checkpoint import load_checkpoint_file
+    return load_checkpoint_file(str(p))
+
+
 def _velodyne(p):
     from perception3d.datasets.kitti_raw import read_velodyne
     return read_velodyne(p)
@@ -200,6 +212,7 @@ READERS = {
     "SpaRe split JSON": Reader(_split_json, _read_split, text=True),
     "Waymo v2 parquet component": Reader(_waymo_box_parquet, _read_parquet),
     "3DGS PLY (binary)": Reader(_ply, _read_ply),
+    "checkpoint .pth": Reader(_ckpt, _read_ckpt),
 }
 
 
