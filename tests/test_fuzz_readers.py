@@ -327,29 +327,25 @@ def test_valid_sample_reads(name, tmp_path):
     r.read(r.make(tmp_path))
 
 
-@pytest.mark.parametrize("name", list(READERS))
-def test_fuzz_quick(name):
-    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+def _fuzz(name: str, examples: int) -> None:
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(ops=_mutations(READERS[name].text))
     def run(ops):
         try_reader(name, ops)
     run()
     _check(name)
+
+
+@pytest.mark.parametrize("name", list(READERS))
+def test_fuzz_quick(name):
+    _fuzz(name, 12)
 
 
 @pytest.mark.fuzz
 @pytest.mark.parametrize("name", list(READERS))
 def test_fuzz_long(name):
-    n = int(os.environ.get("P3D_FUZZ_EXAMPLES", "300"))
-
-    @settings(max_examples=n, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(ops=_mutations(READERS[name].text))
-    def run(ops):
-        try_reader(name, ops)
-    run()
-    _check(name)
+    _fuzz(name, int(os.environ.get("P3D_FUZZ_EXAMPLES", "300")))
 
 
 def teardown_module(module):
