@@ -170,8 +170,6 @@ def test_bad_kitti_files(tmp_path):
 @need_shared
 def test_create_data_tool_kitti_with_gt_database(tmp_path):
     import importlib.util
-    if importlib.util.find_spec("perception3d.datasets.gt_database") is None:
-        pytest.skip("perception3d.datasets.gt_database not there")
     write_raw_kitti_from_demo(tmp_path / "kitti")
     spec = importlib.util.spec_from_file_location("create_data", Path(__file__).resolve().parents[1] / "tools" /
                                                   "create_data.py")
@@ -193,3 +191,49 @@ def test_image_sets_and_unreadable_frames(tmp_path):
         res = create_kitti_infos(tmp_path, progress=False)
     assert res["train"] == 1 and res["val"] == 1 and [b[0] for b in res["bad"]] == ["000009"]
     assert "000009.bin" in res["bad"][0][1]
+
+
+CALIB_TXT = "".join(f"P{i}: 700 0 600 {45 * i} 0 700 180 0 0 0 1 0\n" for i in range(4)) + \
+    "R0_rect: 1 0 0 0 1 0 0 0 1\nTr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.08 1 0 0 -0.27\n"
+LABEL_TXT = "Car 0.00 0 -1.57 600 170 700 250 1.5 1.6 3.9 2.0 1.7 15.0 -1.57\n"
+
+
+def write_synthetic_kitti(root: Path, frames=("000000", "000001", "000002")) -> None:
+    """A raw KITTI root without shared data: each frame 100 points, one Car, the same calibration."""
+    tr = root / "training"
+    for d in ("velodyne", "label_2", "calib"):
+        (tr / d).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for fid in frames:
+        rng.uniform(-20, 20, (100, 4)).astype(np.float32).tofile(tr / "velodyne" / f"{fid}.bin")
+        (tr / "label_2" / f"{fid}.txt").write_text(LABEL_TXT)
+        (tr / "calib" / f"{fid}.txt").write_text(CALIB_TXT)
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda tr: (tr / "velodyne" / "000001.bin").write_bytes(np.zeros(101, np.float32).tobytes()[:-2]),
+     r"velodyne/000001\.bin: 402 bytes is not a whole number of points"),
+    (lambda tr: (tr / "label_2" / "000001.txt").write_text(LABEL_TXT + "Car 0.0 0 1.0 1 2 3\n"),
+     r"label_2/000001\.txt:2: 7 fields, expected 15"),
+    (lambda tr: (tr / "calib" / "000001.txt").write_text("P0: 1 0 0 0 0 1 0 0 0 0 1 0\n"),
+     r"calib/000001\.txt: missing key 'P1'"),
+], ids=["bin-size", "label-fields", "calib-matrices"])
+def test_converter_rejects_corrupt_files(tmp_path, damage, match):
+    """Issue 20: a corrupt .bin / label / calib is an error naming the file and no info file is written (before,
+    the frame was dropped with a warning and the converter wrote kitti_infos_*.pkl and returned normally)."""
+    from perception3d.fileio import DataFormatError
+    write_synthetic_kitti(tmp_path)
+    (tmp_path / "ImageSets").mkdir()
+    (tmp_path / "ImageSets" / "train.txt").write_text("000000\n")
+    (tmp_path / "ImageSets" / "val.txt").write_text("000001\n000002\n")
+    assert create_kitti_infos(tmp_path, tmp_path / "ok", progress=False) == {"bad": [], "train": 1, "val": 2}
+    damage(tmp_path / "training")
+    with pytest.raises(DataFormatError, match=match) as exc:
+        create_kitti_infos(tmp_path, tmp_path / "out", progress=False)
+    assert "000001" in exc.value.file
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    # opting in to skipping: a counted skip, the others written
+    with pytest.warns(UserWarning, match="kitti val: 1 frames could not be read"):
+        res = create_kitti_infos(tmp_path, tmp_path / "out", progress=False, skip_corrupt=True)
+    assert (res["train"], res["val"], [b[0] for b in res["bad"]]) == (1, 1, ["000001"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["kitti_infos_train.pkl", "kitti_infos_val.pkl"]

@@ -345,7 +345,6 @@ def test_camera_calibration_to_opencv(tmp_path):
 
 
 def test_mini_dataset_camera_images(tmp_path):
-    pytest.importorskip("perception3d.datasets.synthetic_street")
     from perception3d.datasets.synthetic_street import generate_waymo_mini
     from perception3d.datasets.waymo_v2 import list_segments
     generate_waymo_mini(tmp_path, num_train=1, num_val=0, frames_per_segment=1, lidar_width=64, camera=True)
@@ -375,11 +374,19 @@ def test_damaged_bytes_give_value_errors_naming_the_file(tmp_path, component):
     path = tmp_path / "training" / component / f"{SEG}.parquet"
     data = path.read_bytes()
     rng = np.random.default_rng(1)
+    footer = len(data) - 8 - int.from_bytes(data[-8:-4], "little")       # parquet: metadata, length, "PAR1"
+    cases = [bytes(data[:len(data) // 2]), data[:-8] + b"XXXXXXXX"]        # truncated; footer magic destroyed
+    d = bytearray(data)
+    d[footer:footer + 16] = b"\xff" * 16                                 # the thrift footer itself
+    cases.append(bytes(d))
     for _ in range(12):
         d = bytearray(data)
         i = int(rng.integers(4, len(d) - 24))
         d[i:i + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
-        path.write_bytes(bytes(d))
+        cases.append(bytes(d))
+    errors = []
+    for k, case in enumerate(cases):
+        path.write_bytes(case)
         try:
             seg = WaymoV2Segment(tmp_path / "training", SEG)
             for ts in seg.timestamps:
@@ -388,6 +395,8 @@ def test_damaged_bytes_give_value_errors_naming_the_file(tmp_path, component):
                 seg.boxes(ts)
         except ValueError as exc:
             assert str(path) in str(exc)
+            errors.append(k)
+    assert {0, 1, 2} <= set(errors), errors          # the damage that cannot be harmless is always reported
 
 
 def test_streaming_equals_random_access_on_shuffled_row_groups(tmp_path):

@@ -32,7 +32,9 @@ def test_e3dsnn_t_parameter_count_and_layer_shapes():
     assert tuple(m.enc[3].blocks[0].ssc3.conv.weight.shape) == (128, 3, 3, 3, 128)
     assert tuple(m.final.weight.shape) == (40, 1, 1, 1, 128)
     s = E3DSNN(embed_channels=24, enc_channels=(24, 48, 96, 160))
-    assert 3.2e6 < _n(s) < 3.3e6                                               # E3DSNN-S: the authors' 3.27 M
+    stem_s = 27 * 6 * 24 + 2 * 27 * 24 * 24 + 3 * 2 * 24
+    expect_s = stem_s + stage(24, 24) + stage(24, 48) + stage(48, 96) + stage(96, 160) + 160 * 40 + 40
+    assert expect_s == 3_271_144 and _n(s) == expect_s                          # E3DSNN-S: the authors' 3.27 M
 
 
 def _random_sparse(n=300, c=8, shape=(12, 12, 12), batch=2, seed=0):

@@ -245,8 +245,7 @@ def _naive_waymo(preds, gts, thr=(0.7, 0.5, 0.5), cutoffs=None):
     """Straight per-cutoff loop (full Hungarian on every score subset, no shortcuts) for the parity test below."""
     from scipy.optimize import linear_sum_assignment
 
-    from perception3d.evaluation.waymo import heading_accuracy
-    from perception3d.ops import box_iou_3d
+    box_iou_3d, heading_accuracy, mean_average_precision = _ref_iou_3d, _ref_heading_accuracy, _ref_ap
     cutoffs = [i * 0.01 for i in range(100)] + [1.0] if cutoffs is None else cutoffs
     out = {}
     for c, name in enumerate(("Vehicle", "Pedestrian", "Cyclist")):
@@ -254,7 +253,7 @@ def _naive_waymo(preds, gts, thr=(0.7, 0.5, 0.5), cutoffs=None):
         for p, g in zip(preds, gts):
             pi = np.nonzero(p["labels_3d"] == c)[0]
             gi = np.nonzero(g["labels_3d"] == c)[0]
-            iou = box_iou_3d(torch_t(p["boxes_3d"][pi]), torch_t(g["boxes_3d"][gi])).numpy()
+            iou = box_iou_3d(torch_t(p["boxes_3d"][pi]), torch_t(g["boxes_3d"][gi]))
             frames.append((p, g, pi, gi, iou))
         curves = {1: ([], [], []), 2: ([], [], [])}
         for cut in cutoffs:
@@ -300,8 +299,72 @@ def _naive_waymo(preds, gts, thr=(0.7, 0.5, 0.5), cutoffs=None):
 
 
 def torch_t(a):
-    import torch
-    return torch.as_tensor(np.asarray(a, np.float64))
+    return np.asarray(a, np.float64)
+
+
+# --- independent references for the naive evaluator (none of them calls perception3d code) -------------------
+def _ref_iou_3d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """3D IoU of bottom-centre boxes (x, y, z, dx, dy, dz, yaw) with shapely polygons × the z overlap."""
+    from shapely import affinity
+    from shapely.geometry import box as rect
+
+    def poly(x):
+        return affinity.rotate(rect(x[0] - x[3] / 2, x[1] - x[4] / 2, x[0] + x[3] / 2, x[1] + x[4] / 2), x[6],
+                               origin=(x[0], x[1]), use_radians=True)
+    out = np.zeros((len(a), len(b)))
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            dz = max(0.0, min(x[2] + x[5], y[2] + y[5]) - max(x[2], y[2]))
+            inter = poly(x).intersection(poly(y)).area * dz
+            out[i, j] = inter / (np.prod(x[3:6]) + np.prod(y[3:6]) - inter)
+    return out
+
+
+def _ref_heading_accuracy(a: float, b: float) -> float:
+    d = abs((a - b + np.pi) % (2 * np.pi) - np.pi)          # wrapped to [0, π]
+    return 1.0 - d / np.pi
+
+
+def _ref_ap(precisions, recalls, delta: float = 0.05) -> float:
+    """Official ComputeMeanAveragePrecision re-derived: the envelope env(r) = max precision at recall ≥ r (with
+    (0, 1) added), sampled at every recall and every ``delta`` below each recall down to the next one; the
+    trapezoid sum, the sample at recall 0 taking its neighbour's value."""
+    if not len(precisions):
+        return 0.0
+    r = np.r_[0.0, recalls]
+    p = np.r_[1.0, precisions]
+
+    def env(x):
+        return p[r >= x - 1e-12].max()
+    levels = np.unique(r)
+    grid = [levels[-1]]
+    for hi, lo in zip(levels[::-1][:-1], levels[::-1][1:]):
+        x = hi
+        while x - lo > delta + 1e-6:
+            x -= delta
+            grid.append(x)
+        grid.append(lo)
+    g = np.array(grid)                                        # descending
+    v = np.array([env(x) for x in g])
+    # inserted samples take the envelope of the recall above them (official behaviour)
+    for k in range(1, len(g)):
+        if not np.isclose(g[k], levels).any():
+            v[k] = v[k - 1]
+    if len(v) >= 2:
+        v[-1] = v[-2]
+    return float(np.sum(0.5 * (g[:-1] - g[1:]) * (v[:-1] + v[1:])))
+
+
+def test_references_agree_with_official_vectors_and_hand_values():
+    assert _ref_ap([0.1, 0.05], [0.2, 1.0], 0.05) == pytest.approx(0.05 * 0.8 + 0.1 * 0.2 + 0.05 * 0.5 * 0.05)
+    assert _ref_ap([0.1, 0.0, 0.05], [0.2, 0.4, 1.0], 0.05) == pytest.approx(0.05 * 0.8 + 0.1 * 0.2 + 0.05 * 0.5 * 0.05)
+    assert _ref_ap([0.1, 0.05], [0.2, 1.0], 1.0) == pytest.approx(0.2 * 0.1 + 0.5 * 0.15 * 0.8)
+    a = np.array([[0, 0, 0, 2, 2, 2, 0.0]])
+    assert _ref_iou_3d(a, a + [1, 0, 0, 0, 0, 0, 0])[0, 0] == pytest.approx(4 / 12)        # half overlap in x
+    assert _ref_iou_3d(a, a + [0, 0, 1, 0, 0, 0, 0])[0, 0] == pytest.approx(4 / 12)        # half overlap in z
+    assert _ref_iou_3d(a, a + [0, 0, 0, 0, 0, 0, np.pi / 2])[0, 0] == pytest.approx(1.0)
+    assert _ref_heading_accuracy(0.1, 0.1 + 2 * np.pi) == pytest.approx(1.0)
+    assert _ref_heading_accuracy(0.0, np.pi / 2) == pytest.approx(0.5)
 
 
 def test_matches_naive_per_cutoff_loop_on_random_scenes():

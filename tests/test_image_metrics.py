@@ -101,6 +101,20 @@ def _random_lpips_files(tmp_path):
     return tmp_path / "alex.pth", tmp_path / "alexnet.pth", alex, lin
 
 
+def _torchvision_alexnet_features() -> torch.nn.Sequential:
+    """torchvision's ``AlexNet.features`` written out here (torchvision/models/alexnet.py), independent of our
+    trunk, so that the reference network does not share the code under test."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2))
+
+
 def test_lpips_not_computed_without_weights():
     pred, gt = _pair()
     assert load_lpips(None, None) is None
@@ -125,13 +139,11 @@ def test_lpips_against_lpips_package(tmp_path):
     # Reference: the lpips package (pip `lpips`, not a dependency) with its AlexNet trunk built from our files.
     # lpips imports torchvision only for `models.alexnet(...).features`; give it a stand-in with the same layers.
     try:
-        from perception3d.evaluation.image_metrics import _alexnet_features
-
         fake_tv = types.ModuleType("torchvision")
         fake_models = types.ModuleType("torchvision.models")
 
         def alexnet(pretrained=False, **kw):
-            m = types.SimpleNamespace(features=_alexnet_features())
+            m = types.SimpleNamespace(features=_torchvision_alexnet_features())
             m.features.load_state_dict({k.removeprefix("features."): v for k, v in alex.items()
                                         if k.startswith("features.")})
             return m

@@ -342,3 +342,41 @@ def test_cli_user_error_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (f"infer_bag.py: error: bag not found: {tmp_path / 'nope.mcap'} "
                                                  f"(--debug shows the traceback)")
+
+
+def test_corrupt_message_is_a_counted_skip(model, tmp_path):
+    """The 2nd of 3 PointCloud2 messages holds undecodable bytes: scans 1 and 3 are processed, the bad one is
+    counted (not a rosbags traceback), and the output bag is written."""
+    inp = tmp_path / "corrupt.mcap"
+    rng = np.random.default_rng(3)
+    clouds = [_scene(rng) for _ in range(2)]
+    with BagWriter(inp) as w:
+        names = ["x", "y", "z", "intensity", "elongation"]
+        w.write("/points", 10**9, points_to_pointcloud2(w.typestore, clouds[0], names, 10**9, "lidar"))
+        w.write_raw("/points", 2 * 10**9, b"\x00\x01\x00\x00" + b"\xff" * 11, POINTCLOUD2)
+        w.write("/points", 3 * 10**9, points_to_pointcloud2(w.typestore, clouds[1], names, 3 * 10**9, "lidar"))
+    ref, thr = _reference(model, clouds, batch_size=1)
+    res = infer_bag(model, inp, "/points", out=tmp_path / "o.mcap", score_thr=thr)
+    assert (res.scans, res.processed) == (3, 2)
+    (reason, n), = res.skipped.items()
+    assert n == 1 and reason.startswith("undecodable message")
+    lines = [json.loads(s) for s in (tmp_path / "o.mcap.jsonl").read_text().splitlines()]
+    assert [("skipped" in l) for l in lines] == [False, True, False]
+    with BagReader(tmp_path / "o.mcap") as bag:
+        dets = list(bag.messages([DET]))
+        assert len(list(bag.messages(["/points"]))) == 2          # the corrupt bytes are not copied
+    assert [stamp_to_ns(m.header.stamp) for _, _, m in dets] == [10**9, 3 * 10**9]
+    for (_, _, m), r in zip(dets, ref):
+        _assert_boxes(_boxes_from_msg(m), r["bboxes_3d"].astype(np.float64))
+
+
+def test_topic_of_wrong_type_is_an_error(model, tmp_path):
+    """A topic that holds another message type: a BagError naming the file, the topic and both types; no output."""
+    inp = tmp_path / "strings.mcap"
+    with BagWriter(inp) as w:
+        msg = w.typestore.types["std_msgs/msg/String"](data="hello")
+        w.write("/points", 10**9, msg)
+    with pytest.raises(BagError, match=r"strings\.mcap: topic '/points' is std_msgs/msg/String, not "
+                                       r"sensor_msgs/msg/PointCloud2"):
+        infer_bag(model, inp, "/points", out=tmp_path / "o.mcap")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["strings.mcap"]

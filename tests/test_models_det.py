@@ -23,11 +23,11 @@ def _head(**kw):
 
 def test_gaussian_radius_and_draw_by_hand():
     # CenterPoint's radius for a 4 × 2 cell box at overlap 0.1: the minimum of the three roots (case 3 here)
-    h, w, ov = 4.0, 2.0, 0.1
-    b3, c3 = -2 * ov * (h + w), (ov - 1) * w * h
-    r3 = (b3 + math.sqrt(b3 ** 2 - 4 * 4 * ov * c3)) / 2
-    assert gaussian_radius(h, w, ov) == pytest.approx(min(r3, gaussian_radius(h, w, ov)))
-    assert gaussian_radius(h, w, ov) == pytest.approx(1.4, abs=0.3)
+    # roots worked out by hand: r1 = (6 + √(36 − 4·7.2/1.1))/2 = 4.567, r2 = (12 + √(144 − 115.2))/2 = 8.683,
+    # r3 = (−1.2 + √(1.44 + 11.52))/2 = 1.2
+    assert gaussian_radius(4.0, 2.0, 0.1) == pytest.approx(1.2, abs=1e-9)
+    # 10 × 10 at overlap 0.5: b3 = −2·0.5·20 = −20, c3 = −50, r3 = (−20 + √(400 + 400))/2 = 10(√2 − 1)
+    assert gaussian_radius(10.0, 10.0, 0.5) == pytest.approx(10 * (math.sqrt(2) - 1), abs=1e-9)
     hm = torch.zeros(7, 9)
     draw_gaussian(hm, 1, 2, 2)  # near the left border: clipped
     sigma = 5 / 6
@@ -89,12 +89,17 @@ def test_center_head_tasks_iou_branch_and_nms():
     assert set(losses) == {f"loss_{n}_task{i}" for n in ("heatmap", "bbox", "iou") for i in (0, 1)}
     sum(losses.values()).backward()
     assert head.task_heads[0].iou[-1].weight.grad.abs().sum() > 0
-    res = head.predict([{k: v.detach() for k, v in p.items()} for p in preds])
-    for r in res:  # circle NMS: no two cars closer than 2 m (squared distance 4)
-        cars = r["bboxes_3d"][r["labels_3d"] == 0, :2]
-        if len(cars) > 1:
-            d2 = ((cars[:, None] - cars[None]) ** 2).sum(-1) + torch.eye(len(cars)) * 1e9
-            assert d2.min() > 4.0
+    # circle NMS on a heatmap set by hand: car peaks at cells (5, 5), (5, 6) (1 m apart: the lower one is
+    # suppressed, radius² 4) and (12, 12); offsets and IoU branch zeroed so centres sit on the cells (x = y = −3, 4)
+    fixed = [{k: torch.zeros_like(v) if k in ("center", "iou") else v.detach().clone() for k, v in p.items()}
+             for p in preds]
+    fixed[0]["hm"].fill_(-20.0)
+    fixed[0]["hm"][0, 0, 5, 5], fixed[0]["hm"][0, 0, 5, 6], fixed[0]["hm"][0, 0, 12, 12] = 3.0, 2.0, 1.0
+    fixed[1]["hm"].fill_(-20.0)
+    res = head.predict(fixed)
+    cars = res[0]["bboxes_3d"][res[0]["labels_3d"] == 0, :2]
+    assert len(cars) == 2 and len(res[1]["labels_3d"]) == 0
+    assert sorted(cars[:, 0].tolist()) == pytest.approx([-3.0, 4.0]) and torch.equal(cars[:, 0], cars[:, 1])
     with pytest.raises(KeyError, match="nms_thresh"):
         _head(test_cfg=dict(nms_thresh=0.5))
 

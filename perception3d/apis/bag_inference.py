@@ -19,7 +19,7 @@ frame when an extrinsic is given) at the scan's log time:
   dx, dy, dz, yaw]], "scores", "labels", "names"}``, or ``{"index", "t_ns", "skipped": reason}``).
 
 A scan that cannot be used is skipped, counted by reason and reported (the rest of the bag is processed):
-undecodable cloud (no x/y/z, data shorter than ``row_step × height``, bad layout), empty cloud (before or after the
+undecodable message bytes (not copied to the output), undecodable cloud (no x/y/z, data shorter than ``row_step × height``, bad layout), empty cloud (before or after the
 crop), another frame than the first scan's without an extrinsic for it (warned once).  What makes the whole run
 impossible (missing / unreadable bag, unknown topic, output = input) raises before anything is written; outputs
 appear only when the run completes (written aside, then renamed).
@@ -223,7 +223,16 @@ def infer_bag(model: torch.nn.Module, bag: PathLike, topic: str, out: Optional[P
                 if max_scans is not None and index >= max_scans:
                     break
                 result.scans += 1
-                msg = reader.deserialize(raw, msgtype)
+                try:
+                    msg = reader.deserialize(raw, msgtype)
+                except Exception as exc:   # rosbags raises several types on undecodable bytes
+                    reason = f"undecodable message ({type(exc).__name__})"
+                    result.skipped[reason] += 1
+                    if jf:
+                        jf.write(json.dumps(dict(index=index, t_ns=t_ns, skipped=reason)) + "\n")
+                    if bar is not None:
+                        bar.update(1)
+                    continue
                 if keep_input:
                     if same_serialization:
                         writer.write_raw(topic, t_ns, raw, POINTCLOUD2)

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from perception3d.fileio import DataFormatError, read_text as _read_text
 from perception3d.ops.points_in_boxes import points_in_boxes_mask
 from perception3d.structures.boxes import kitti_camera_to_lidar
 
@@ -32,8 +33,8 @@ def read_velodyne(path: PathLike, num_features: int = 4) -> np.ndarray:
     path = Path(path)
     size = path.stat().st_size
     if size % (4 * num_features):
-        raise ValueError(f"{path}: {size} bytes is not a whole number of points of {num_features} float32 "
-                         f"({4 * num_features} bytes each): truncated or wrong num_features")
+        raise DataFormatError(path, None, f"{size} bytes is not a whole number of points of {num_features} "
+                              f"float32 ({4 * num_features} bytes each): truncated or wrong num_features")
     return np.fromfile(path, dtype=np.float32).reshape(-1, num_features)
 
 
@@ -55,16 +56,16 @@ def read_label(path: PathLike) -> KittiLabel:
     """Parse a ``label_2`` file (15 fields per line, or 16 with a score); ``ValueError`` naming file and line."""
     path = Path(path)
     rows, scores = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) not in (15, 16):
-            raise ValueError(f"{path}:{n}: {len(parts)} fields, expected 15 (or 16 with a score)")
+            raise DataFormatError(f"{path}:{n}", None, f"{len(parts)} fields, expected 15 (or 16 with a score)")
         try:
             vals = [float(v) for v in parts[1:]]
         except ValueError as exc:
-            raise ValueError(f"{path}:{n}: non-numeric field: {exc}") from exc
+            raise DataFormatError(f"{path}:{n}", None, f"non-numeric field: {exc}") from exc
         rows.append((parts[0], vals[:14]))
         scores.append(vals[14] if len(vals) == 15 else None)
     arr = np.array([r[1] for r in rows], dtype=np.float64).reshape(-1, 14)
@@ -88,14 +89,14 @@ def read_calib(path: PathLike) -> Dict[str, np.ndarray]:
     """
     path = Path(path)
     raw: Dict[str, List[float]] = {}
-    for line in path.read_text().splitlines():
+    for line in _read_text(path).splitlines():
         if ":" not in line:
             continue
         key, vals = line.split(":", 1)
         try:
             raw[key.strip()] = [float(v) for v in vals.split()]
         except ValueError as exc:
-            raise ValueError(f"{path}: key '{key.strip()}' has a non-numeric value: {exc}") from exc
+            raise DataFormatError(path, f"key '{key.strip()}'", f"non-numeric value: {exc}") from exc
     if "R_rect" in raw and "R0_rect" not in raw:          # some KITTI tools write R_rect
         raw["R0_rect"] = raw["R_rect"]
     if "Tr_velo_cam" in raw and "Tr_velo_to_cam" not in raw:
@@ -107,9 +108,9 @@ def read_calib(path: PathLike) -> Dict[str, np.ndarray]:
         if key not in raw:
             if key == "Tr_imu_to_velo":
                 continue
-            raise ValueError(f"{path}: missing key '{key}'")
+            raise DataFormatError(path, None, f"missing key '{key}'")
         if len(raw[key]) != shape[0] * shape[1]:
-            raise ValueError(f"{path}: key '{key}' has {len(raw[key])} values, expected {shape[0] * shape[1]}")
+            raise DataFormatError(path, f"key '{key}'", f"{len(raw[key])} values, expected {shape[0] * shape[1]}")
         out[key] = _to4x4(np.array(raw[key], dtype=np.float64).reshape(shape))
     return out
 
@@ -212,12 +213,18 @@ def read_kitti_frame(root: PathLike, frame_id: str, split_dir: str = "training",
 
 
 def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: Sequence[str] = KITTI_CLASSES,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, skip_corrupt: bool = False) -> dict:
     """Raw KITTI root → ``kitti_infos_<split>.pkl`` (our mmdet3d-layout infos, LiDAR boxes).
 
     Splits come from ``<root>/ImageSets/{train,val,test}.txt`` when present, else every frame of
     ``training/velodyne`` is ``train``.  Points are not copied: ``lidar_path`` points at the original .bin,
-    relative to ``root`` (``num_pts_feats`` 4).  A frame that cannot be read is reported and left out.
+    relative to ``root`` (``num_pts_feats`` 4).
+
+    A frame listed in ``ImageSets`` whose files are absent is a counted skip (warned, listed under ``"bad"``).  A
+    corrupt file (a ``.bin`` whose size is not a multiple of 16 bytes, a label line with the wrong number of fields,
+    a calib file without its matrices) raises :class:`~perception3d.fileio.DataFormatError` naming the file, and no
+    info file is written (all splits are read before any is written); ``skip_corrupt=True`` makes corrupt frames
+    counted skips too.  Each info file is written atomically.
 
     Returns:
         {split: number of frames written, "bad": [(frame, reason)]}.
@@ -235,13 +242,19 @@ def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: 
     if not splits:
         splits["train"] = sorted(p.stem for p in (root / "training" / "velodyne").glob("*.bin"))
     result: dict = {"bad": []}
+    all_infos: Dict[str, list] = {}
     for split, ids in splits.items():
         split_dir = "testing" if split == "test" else "training"
         infos, bad = [], []
         for fid in tqdm(ids, desc=f"kitti {split}", disable=not progress):
             try:
                 fr = read_kitti_frame(root, fid, split_dir, classes, all_objects=True)
-            except (ValueError, FileNotFoundError) as exc:
+            except FileNotFoundError as exc:
+                bad.append((fid, str(exc)))
+                continue
+            except DataFormatError as exc:
+                if not skip_corrupt:
+                    raise
                 bad.append((fid, str(exc)))
                 continue
             infos.append(dict(
@@ -263,6 +276,8 @@ def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: 
             warnings.warn(f"kitti {split}: {len(bad)} frames could not be read and are left out of the infos, "
                           f"e.g. {bad[0]}")
             result["bad"].extend(bad)
+        all_infos[split] = infos
+    for split, infos in all_infos.items():
         save_infos(out / f"kitti_infos_{split}.pkl", infos,
                    metainfo=dict(dataset="kitti", classes=tuple(classes), info_version="perception3d-1",
                                  box_mode="lidar", source=str(root)))

@@ -27,7 +27,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from perception3d.datasets.kitti_raw import camera_to_lidar_boxes
-from perception3d.fileio import atomic_write_bytes  # re-exported: public name of this module
+from perception3d.fileio import DataFormatError, atomic_write_bytes  # atomic_write_bytes: re-exported
 
 __all__ = [
     "MMDET3D_KITTI_CLASSES", "MMDET3D_WAYMO_CLASSES", "atomic_write_bytes", "save_infos", "load_info_file",
@@ -79,22 +79,47 @@ def _legacy_to_v2(entries: list, path: Path) -> Tuple[dict, list]:
     return dict(dataset="kitti", info_version="legacy", classes=MMDET3D_KITTI_CLASSES), data_list
 
 
+#: the only globals an info pickle may name: numpy arrays / scalars and plain containers (mmdet3d's and ours)
+_INFO_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "ndarray"),
+    ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("collections", "OrderedDict"), ("collections", "defaultdict"), ("builtins", "set"), ("builtins", "frozenset"),
+    ("builtins", "tuple"), ("builtins", "list"), ("builtins", "dict"), ("builtins", "complex"),
+    ("builtins", "bytearray"), ("builtins", "slice"), ("builtins", "range"),
+    ("_codecs", "encode"),                      # how protocol-2 pickles (mmdet3d's) store bytes
+}
+
+
+class _InfoUnpickler(pickle.Unpickler):
+    """Unpickles data only: any global outside :data:`_INFO_PICKLE_GLOBALS` (a class or function that could run
+    code) is refused, so an info file from elsewhere cannot execute anything when it is loaded."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _INFO_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refuses the global {module}.{name} (info files hold data only)")
+
+
 def load_info_file(path: PathLike) -> Tuple[dict, list]:
-    """Read an info pkl → (metainfo, data_list) in the v1.1 layout (legacy lists are converted)."""
+    """Read an info pkl → (metainfo, data_list) in the v1.1 layout (legacy lists are converted).
+
+    Unpickled with a restricted unpickler (numpy arrays and plain containers only).  A damaged or foreign file
+    raises :class:`~perception3d.fileio.DataFormatError` naming it."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f)
+            obj = _InfoUnpickler(f).load()
     except FileNotFoundError:
         raise
     except Exception as exc:  # a damaged pickle can fail in many ways; all mean "not a readable info file"
-        raise ValueError(f"{path}: not a readable info pickle: {exc}") from exc
+        raise DataFormatError(path, None, f"not a readable info pickle: {type(exc).__name__}: {exc}") from exc
     if isinstance(obj, dict) and "data_list" in obj:
         return dict(obj.get("metainfo", {}) or {}), list(obj["data_list"])
     if isinstance(obj, list):
         return _legacy_to_v2(obj, path)
-    raise ValueError(f"{path}: expected a dict with 'data_list' (mmdet3d >= 1.1) or a list (legacy), "
-                     f"got {type(obj).__name__}")
+    raise DataFormatError(path, None, f"expected a dict with 'data_list' (mmdet3d >= 1.1) or a list (legacy), "
+                                      f"got {type(obj).__name__}")
 
 
 def _dataset_name(metainfo: dict) -> str:

@@ -23,7 +23,7 @@ from mmengine.fileio import LocalBackend, register_backend
 from perception3d import fileio
 
 __all__ = ["atomic_write_bytes", "AtomicLocalBackend", "find_latest_checkpoint", "check_state_dict_keys",
-           "load_state_dict_strict", "state_dict_of"]
+           "load_checkpoint_file", "load_state_dict_strict", "state_dict_of"]
 
 
 def atomic_write_bytes(data: bytes, path: Union[str, os.PathLike]) -> None:
@@ -91,11 +91,24 @@ def check_state_dict_keys(model: torch.nn.Module, state_dict: dict, source: str 
                        + "; ".join(parts))
 
 
+def load_checkpoint_file(path: str, map_location: str = "cpu") -> Any:
+    """``torch.load`` of a checkpoint (a trusted file: mmengine checkpoints hold more than tensors, so this is a
+    full unpickle); a truncated or damaged file raises :class:`~perception3d.fileio.DataFormatError` saying the
+    checkpoint is corrupt, naming it."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # zip / pickle / storage errors of a torn or foreign file
+        raise fileio.DataFormatError(path, None, f"corrupt checkpoint (cannot be loaded: {type(exc).__name__}: "
+                                                 f"{str(exc)[:200]})") from exc
+
+
 def load_state_dict_strict(model: torch.nn.Module, path: str, map_location: str = "cpu") -> dict:
     """Load a checkpoint file into ``model`` after ``check_state_dict_keys``; returns the checkpoint dict."""
     if not osp.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = load_checkpoint_file(path, map_location)
     sd = state_dict_of(ckpt)
     check_state_dict_keys(model, sd, source=f"checkpoint {path}")
     (model.module if hasattr(model, "module") else model).load_state_dict(sd, strict=True)

@@ -27,7 +27,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from perception3d.fileio import atomic_path
+from perception3d.fileio import DataFormatError, atomic_path, read_text
 
 from .image_metrics import LPIPS, lpips, psnr, psnr_masked, ssim, ssim_masked
 
@@ -81,9 +81,9 @@ def load_split(path: Union[PathLike, Mapping], scene: Optional[str] = None) -> d
                 raise ValueError(f"{path}: no split JSON files in this folder")
             return out
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_text(path))
         except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: cannot read split JSON ({e})") from e
+            raise DataFormatError(path, None, f"cannot read split JSON ({e})") from e
         where = str(path)
         if scene is None and isinstance(data, dict) and "test_views" in data:
             scene = data.get("scene", path.stem)

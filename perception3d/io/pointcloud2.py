@@ -71,7 +71,11 @@ def pointcloud2_dtype(fields, point_step: int, big_endian: bool = False) -> np.d
 def pointcloud2_to_array(msg) -> np.ndarray:
     """All points of ``msg`` as a structured array [height * width] (rows concatenated, padding removed)."""
     h, w, ps, rs = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
-    if h * w == 0:     # an empty cloud: no layout checks beyond the field types
+    if h * w == 0:     # an empty cloud: no layout checks beyond the field names and types
+        names = [f.name for f in msg.fields]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise PointCloud2Error(f"PointField {dup[0]!r} appears twice")
         return np.zeros(0, [(f.name, DATATYPES.get(int(f.datatype), np.float32)) for f in msg.fields])
     if ps <= 0:
         raise PointCloud2Error(f"point_step is {ps}")

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ...fileio import DataFormatError, read_text
 from ..cameras import Cameras
 from .base import PathLike, Scene, _image_size, _target_size
 
@@ -78,7 +79,7 @@ def read_colmap_model(path: PathLike) -> tuple[dict, dict, dict]:
 
 
 def _data_lines(f: Path) -> list[str]:
-    return [ln.strip() for ln in f.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return [ln.strip() for ln in read_text(f).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 def _read_colmap_txt(path: Path) -> tuple[dict, dict, dict]:
@@ -89,10 +90,10 @@ def _read_colmap_txt(path: Path) -> tuple[dict, dict, dict]:
         try:
             cams[int(e[0])] = dict(model=e[1], width=int(e[2]), height=int(e[3]), params=[float(v) for v in e[4:]])
         except (IndexError, ValueError) as err:
-            raise ValueError(f"{f}: bad camera line {ln!r} ({err})") from err
+            raise DataFormatError(f, None, f"bad camera line {ln!r} ({err})") from err
     f = path / "images.txt"
     # images.txt alternates: "IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME" and a 2D-points line (may be empty)
-    lines = [ln.rstrip("\n") for ln in f.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    lines = [ln.rstrip("\n") for ln in read_text(f).splitlines() if not ln.lstrip().startswith("#")]
     k = 0
     while k < len(lines):
         ln = lines[k].strip()
@@ -105,17 +106,33 @@ def _read_colmap_txt(path: Path) -> tuple[dict, dict, dict]:
                                    tvec=np.array([float(v) for v in e[5:8]]), camera_id=int(e[8]),
                                    name=" ".join(e[9:]))
         except (IndexError, ValueError) as err:
-            raise ValueError(f"{f}: bad image line {ln!r} ({err})") from err
+            raise DataFormatError(f, None, f"bad image line {ln!r} ({err})") from err
         k += 2  # skip the POINTS2D line
     f = path / "points3D.txt"
     if f.is_file():
         for ln in _data_lines(f):
             e = ln.split()
-            pts[int(e[0])] = dict(xyz=np.array([float(v) for v in e[1:4]]), rgb=np.array([int(v) for v in e[4:7]]))
+            try:
+                pts[int(e[0])] = dict(xyz=np.array([float(v) for v in e[1:4]]),
+                                      rgb=np.array([int(v) for v in e[4:7]]))
+            except (IndexError, ValueError) as err:
+                raise DataFormatError(f, None, f"bad point line {ln!r} ({err})") from err
     return cams, imgs, pts
 
 
 def _read_colmap_bin(path: Path) -> tuple[dict, dict, dict]:
+    """The binary model; any damage (truncation, impossible counts or offsets, a non-UTF-8 name) raises
+    :class:`DataFormatError` naming the file."""
+    current = [path / "cameras.bin"]
+    try:
+        return _read_colmap_bin_files(path, current)
+    except DataFormatError:
+        raise
+    except (ValueError, OSError, OverflowError, MemoryError) as exc:
+        raise DataFormatError(current[0], None, f"damaged COLMAP binary file ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_colmap_bin_files(path: Path, current: list) -> tuple[dict, dict, dict]:
     import struct
 
     cams, imgs, pts = {}, {}, {}
@@ -124,16 +141,17 @@ def _read_colmap_bin(path: Path) -> tuple[dict, dict, dict]:
         size = struct.calcsize("<" + fmt)
         buf = fh.read(size)
         if len(buf) != size:
-            raise ValueError(f"{fh.name}: truncated COLMAP binary file")
+            raise DataFormatError(fh.name, None, "truncated COLMAP binary file")
         return struct.unpack("<" + fmt, buf)
 
     with open(path / "cameras.bin", "rb") as fh:
         for _ in range(rd(fh, "Q")[0]):
             cid, mid, w, h = rd(fh, "iiQQ")
             if mid not in COLMAP_CAMERA_MODELS:
-                raise ValueError(f"{fh.name}: unknown COLMAP camera model id {mid}")
+                raise DataFormatError(fh.name, None, f"unknown COLMAP camera model id {mid}")
             name, n = COLMAP_CAMERA_MODELS[mid]
             cams[cid] = dict(model=name, width=w, height=h, params=list(rd(fh, "d" * n)))
+    current[0] = path / "images.bin"
     with open(path / "images.bin", "rb") as fh:
         for _ in range(rd(fh, "Q")[0]):
             v = rd(fh, "idddddddi")
@@ -147,6 +165,7 @@ def _read_colmap_bin(path: Path) -> tuple[dict, dict, dict]:
             fh.seek(24 * n2d, 1)  # x, y (double), point3D_id (int64)
             imgs[v[0]] = dict(qvec=np.array(v[1:5]), tvec=np.array(v[5:8]), camera_id=v[8], name=name.decode())
     f = path / "points3D.bin"
+    current[0] = f
     if f.is_file():
         with open(f, "rb") as fh:
             for _ in range(rd(fh, "Q")[0]):

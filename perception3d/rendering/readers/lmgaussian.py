@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ...fileio import DataFormatError, read_text
 from ..cameras import Cameras
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 
@@ -21,18 +22,22 @@ def read_cam_txt(path: PathLike) -> tuple[np.ndarray, np.ndarray, Optional[list[
     depth line or None). What the extrinsic *means* (world → camera in MVSNet, camera → world in LM-Gaussian)
     is the caller's business."""
     path = Path(path)
-    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in read_text(path).splitlines() if ln.strip()]
     try:
         e = lines.index("extrinsic")
         k = lines.index("intrinsic")
         ext = np.array([[float(v) for v in lines[e + 1 + r].split()] for r in range(4)])
         intr = np.array([[float(v) for v in lines[k + 1 + r].split()] for r in range(3)])
     except (ValueError, IndexError) as err:
-        raise ValueError(f"{path}: expected 'extrinsic' + 4x4 and 'intrinsic' + 3x3 blocks ({err})") from err
+        raise DataFormatError(path, None, f"expected 'extrinsic' + 4x4 and 'intrinsic' + 3x3 blocks ({err})") from err
     if ext.shape != (4, 4) or intr.shape != (3, 3):
-        raise ValueError(f"{path}: extrinsic must be 4x4 and intrinsic 3x3, got {ext.shape} and {intr.shape}")
+        raise DataFormatError(path, None, f"extrinsic must be 4x4 and intrinsic 3x3, got {ext.shape} and "
+                                          f"{intr.shape}")
     rest = lines[k + 4:]
-    depth = [float(v) for v in rest[0].split()] if rest else None
+    try:
+        depth = [float(v) for v in rest[0].split()] if rest else None
+    except ValueError as err:
+        raise DataFormatError(path, "depth line", f"not numbers ({err})") from err
     return ext, intr, depth
 
 
