@@ -118,7 +118,9 @@ def restricted_load(path: PathLike):
         with open(path, "rb") as f:
             if path.suffix == ".npy":
                 version = np.lib.format.read_magic(f)
-                shape, _, dtype = np.lib.format._read_array_header(f, version)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                _, _, dtype = read_header(f)
                 if dtype.hasobject:
                     obj = _RestrictedUnpickler(f, encoding="latin1").load()
                 else:
