@@ -202,3 +202,38 @@ def test_forward_batched_and_differentiable():
     np.testing.assert_allclose(rodrigues(aa).numpy(), Rotation.from_rotvec(aa.numpy()).as_matrix(), atol=1e-7)
     with pytest.raises(ValueError, match="pose must be"):
         model(pose=torch.zeros(1, 23, 3))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# canonical-space SparseTensor of the body
+# ----------------------------------------------------------------------------------------------------------
+def test_canonical_sparse_tensor_by_hand():
+    from perception3d.rendering.human.canonical import canonical_bounds, canonical_sparse_tensor
+
+    # 0.1 m cells over [0, 0.4)³: vertices 0 and 1 share cell (x, y, z) = (0, 1, 2), vertex 2 is in (3, 0, 1)
+    v = torch.tensor([[0.05, 0.15, 0.25], [0.02, 0.11, 0.29], [0.35, 0.05, 0.15]])
+    f = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
+    st, v2v = canonical_sparse_tensor(v, f, voxel_size=0.1, bounds=(0, 0, 0, 0.4, 0.4, 0.4))
+    assert st.spatial_shape == (4, 4, 4) and st.batch_size == 1 and st.voxel_size == (0.1, 0.1, 0.1)
+    rows = {tuple(c.tolist()): i for i, c in enumerate(st.coords)}
+    assert set(rows) == {(0, 2, 1, 0), (0, 1, 0, 3)}              # (b, z, y, x)
+    torch.testing.assert_close(st.feats[rows[(0, 2, 1, 0)]], torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(st.feats[rows[(0, 1, 0, 3)]], torch.tensor([5.0, 5.0]))
+    assert v2v.tolist() == [rows[(0, 2, 1, 0)]] * 2 + [rows[(0, 1, 0, 3)]]
+    # without features: the mean vertex position
+    st, _ = canonical_sparse_tensor(v, voxel_size=0.1, bounds=(0, 0, 0, 0.4, 0.4, 0.4))
+    torch.testing.assert_close(st.feats[rows[(0, 2, 1, 0)]], torch.tensor([0.035, 0.13, 0.27]))
+
+    # the template's T-pose, two bodies in a batch: every vertex lands in a voxel of the default grid (5 mm,
+    # 5 cm margin, sizes multiples of 32) and lies inside its cell
+    tv = torch.as_tensor(build_template().v_template)
+    b = canonical_bounds(tv)
+    st, v2v = canonical_sparse_tensor(torch.stack([tv, tv + 0.01]), torch.ones(2, len(tv), 4))
+    assert st.batch_size == 2 and all(s % 32 == 0 for s in st.spatial_shape) and (v2v >= 0).all()
+    assert b[0] == pytest.approx(float(tv[:, 0].min()) - 0.05, abs=1e-6)
+    zyx = st.coords[v2v[: len(tv)], 1:].flip(1).double()
+    lo = torch.tensor(canonical_bounds(torch.stack([tv, tv + 0.01]))[:3], dtype=torch.float64)
+    cell = ((tv.double() - lo) / 0.005).floor()
+    assert (zyx - cell).abs().max() <= 1  # float rounding at a cell border at most
+    with pytest.raises(ValueError, match=r"features\[0\] must be"):
+        canonical_sparse_tensor(tv, torch.ones(3, 4))

@@ -6,7 +6,7 @@ The forward pass follows Loper et al., "SMPL: A Skinned Multi-Person Linear Mode
     Rodrigues   exp(ω_j)                                              (1)
     LBS         t'_i = Σ_k w_k,i · G'_k(θ, J) · t_i                   (2)
                 G'_k = G_k(θ, J) · G_k(θ*, J)⁻¹                        (3)  (removes the rest-pose transform)
-                G_k  = Π_{j ∈ A(k)} [exp(ω_j) | j_j ; 0 1]              (4)  (forward kinematics along the kinematic tree)
+                G_k  = Π_{j ∈ A(k)} [exp(ω_j) | j_j ; 0 1]              (4)  (forward kinematics)
     model       T_P(β, θ) = T̄ + B_S(β) + B_P(θ)                        (6)
     shape       B_S(β) = Σ_n β_n S_n                                   (8)
     pose        B_P(θ) = Σ_n (R_n(θ) − R_n(θ*)) P_n, joints 1..K       (9)
@@ -82,7 +82,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if top == "numpy" and name in _NUMPY_NAMES:
             import importlib
 
-            for mod in (module, module.replace("numpy.core", "numpy._core"), module.replace("numpy._core", "numpy.core")):
+            for mod in (module, module.replace("numpy.core", "numpy._core"),
+                        module.replace("numpy._core", "numpy.core")):
                 try:
                     return getattr(importlib.import_module(mod), name)
                 except (ImportError, AttributeError):
@@ -383,7 +384,8 @@ class BodyModel(torch.nn.Module):
         out = lbs(betas, pose, self.v_template, self.shapedirs, self.posedirs, self.J_regressor, self.parents,
                   self.weights)
         if Rh is not None or Th is not None:
-            R = rodrigues(Rh.to(dt).reshape(B, 3)) if Rh is not None else torch.eye(3, device=dev, dtype=dt).expand(B, 3, 3)
+            eye = torch.eye(3, device=dev, dtype=dt).expand(B, 3, 3)
+            R = rodrigues(Rh.to(dt).reshape(B, 3)) if Rh is not None else eye
             t = Th.to(dt).reshape(B, 1, 3) if Th is not None else torch.zeros(B, 1, 3, device=dev, dtype=dt)
             out.vertices = out.vertices @ R.transpose(1, 2) + t
             out.joints = out.joints @ R.transpose(1, 2) + t

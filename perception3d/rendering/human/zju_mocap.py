@@ -1,7 +1,7 @@
 """ZJU-MoCap multi-view human captures (Neural Body, Peng et al., CVPR 2021) in their released layout::
 
     <root>/annots.npy                    pickled dict:
-        cams: {K: [C × 3×3], D: [C × 5×1], R: [C × 3×3], T: [C × 3×1] in millimetres}   (OpenCV, world → camera)
+        cams: {K: [C × 3×3], D: [C × 5×1], R: [C × 3×3], T: [C × 3×1] in mm}   (OpenCV, world → camera)
         ims:  [F × {"ims": [C image paths relative to root], ...}]
     <root>/Camera_B1/000000.jpg          images (older sequences: "Camera (1)/..." with other file names)
     <root>/mask/Camera_B1/000000.png     foreground masks (0 / 1 or 0 / 255) and/or
