@@ -353,14 +353,7 @@ class BodyModel(torch.nn.Module):
         for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights"):
             self.register_buffer(k, torch.as_tensor(getattr(data, k), dtype=torch.float32), persistent=False)
         self.register_buffer("faces", torch.as_tensor(data.faces, dtype=torch.int64), persistent=False)
-
-    @property
-    def num_joints(self) -> int:
-        return len(self.parents)
-
-    @property
-    def num_betas(self) -> int:
-        return self.shapedirs.shape[2]
+        self.num_joints, self.num_betas = data.num_joints, data.num_betas
 
     def forward(self, betas: Optional[torch.Tensor] = None, pose: Optional[torch.Tensor] = None,
                 Rh: Optional[torch.Tensor] = None, Th: Optional[torch.Tensor] = None) -> BodyOutput:
