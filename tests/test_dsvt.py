@@ -151,6 +151,49 @@ def test_pos_embed_uses_the_blocks_window_configuration(monkeypatch):
                      (1, 0, 0, 0), (1, 0, 1, 0), (2, 0, 0, 1), (2, 0, 1, 1)]   # global blocks 2, 3
 
 
+def _authors_layout(sd: dict) -> dict:
+    """Our DSVT state dict → the authors' key names (stage_{s}.{b}, residual_norm_stage_{s}.{b}, stage_{s}_reduction)."""
+    import re
+    out = {}
+    for k, v in sd.items():
+        k = re.sub(r"^stages\.(\d+)\.", r"stage_\1.", k)
+        k = re.sub(r"^residual_norms\.(\d+)\.", r"residual_norm_stage_\1.", k)
+        k = re.sub(r"^poolings\.(\d+)\.", r"stage_\1_reduction.", k)
+        out[k] = v
+    return out
+
+
+def test_authors_pos_embed_flag_and_official_checkpoint_warning(monkeypatch):
+    """``authors_pos_embed=True`` is the authors' code exactly: layer i embeds window configuration i. Loading a
+    state dict in the authors' layout renames the keys and, with the fix on (default), warns that the outputs
+    differ; with the flag on it loads silently. The two modes give different outputs from the same weights."""
+    import warnings
+    torch.manual_seed(0)
+    fixed = small_dsvt_v()
+    sd = _authors_layout(fixed.state_dict())
+    assert any(k.startswith("stage_0.") for k in sd) and any(k.startswith("stage_0_reduction.") for k in sd)
+    authors = small_dsvt_v(authors_pos_embed=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        authors.load_state_dict(sd)                  # strict: every key renamed and used, no warning
+    reloaded = small_dsvt_v()
+    with pytest.warns(UserWarning, match="authors_pos_embed=True"):
+        reloaded.load_state_dict(_authors_layout(fixed.state_dict()))
+    for (k1, v1), (k2, v2) in zip(fixed.state_dict().items(), authors.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    calls = []
+    orig = authors.input_layer.pos_embed
+    monkeypatch.setattr(authors.input_layer, "pos_embed",
+                        lambda st, b, layer, config, cin: calls.append((st, b, layer, config)) or
+                        orig(st, b, layer, config, cin))
+    feats, coords = torch.randn(300, 16), rand_coords(300, 30, 30, 8)
+    with torch.no_grad():
+        out_a, _ = authors.forward_tensors(feats, coords)
+        out_f, _ = fixed.forward_tensors(feats, coords)
+    assert calls and all(layer == config for _, _, layer, config in calls)
+    assert not torch.allclose(out_a, out_f, atol=1e-4)
+
+
 def test_dsvt_learns_and_backprops():
     """A tiny DSVT-P learns a target that needs its neighbours: the mean of an input channel over the window."""
     torch.manual_seed(0)
@@ -189,9 +232,32 @@ def test_pooling_regions_by_hand():
     assert torch.equal(occ, expect[..., 0] > 0)
 
 
-def test_attention_pooling_single_member_and_max_query():
+def test_attention_pooling_default_is_the_authors_zero_filled_unmasked_region():
+    """Authors' Stage_ReductionAtt_Block: the region is zero-filled, the query is the max over all V slots (zeros
+    included), keys = slots + slot embedding, values = slots, and no key is masked."""
     torch.manual_seed(0)
     pool_layer = AttentionPooling(8, 4, num_heads=2).eval()
+    assert DSVT((4, 4, 8), [[4, 4, 8], [4, 4, 2]], [[8, 1]] * 2, [8] * 2, [2] * 2, [16] * 2,
+                downsample_stride=[[1, 1, 4]]).poolings[0].mask_empty is False
+    coords = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 5, 1, 1]])
+    feats = torch.randn(4, 8)
+    pool = pooling_index(coords, (4, 4, 8), (1, 1, 4))
+    with torch.no_grad():
+        out = pool_layer(feats, pool)
+        attn = pool_layer.self_attn
+        for row, members, slots in ((0, feats[:3], [0, 1, 2]), (1, feats[3:], [1])):
+            dense = torch.zeros(4, 8)
+            dense[slots] = members
+            q = dense.amax(0)                                   # a zero slot joins the max
+            keys = dense + pool_layer.pos_embedding
+            ref = attn(q[None, None], keys[None], dense[None], need_weights=False)[0][0, 0]
+            torch.testing.assert_close(out[row], pool_layer.norm(ref + q), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_pooling_masked_single_member_and_max_query():
+    """The deviation ``mask_empty=True``: empty slots take part in neither the max nor the attention."""
+    torch.manual_seed(0)
+    pool_layer = AttentionPooling(8, 4, num_heads=2, mask_empty=True).eval()
     coords = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 5, 1, 1]])
     feats = torch.randn(4, 8)
     pool = pooling_index(coords, (4, 4, 8), (1, 1, 4))
@@ -315,10 +381,8 @@ def test_param_count_equals_authors(cfg_name):
     assert count(model.voxel_encoder) == reference_vfe_params()
     assert count(model.backbone_2d) == reference_bev_res_params(192, [1, 2, 2], [128, 128, 256], [1, 2, 4],
                                                                 [128, 128, 128])
-    head_ref = reference_center_head_params()
-    shared = model.bbox_head.shared_conv[0]
-    extra = shared.bias.numel() if shared.bias is not None else 0     # authors: no bias before BN
-    assert count(model.bbox_head) == head_ref + extra
+    assert model.bbox_head.shared_conv[0].bias is None                 # authors: no bias before BN
+    assert count(model.bbox_head) == reference_center_head_params()
     expected = {"dsvt_waymo.py": 2_684_928, "dsvt_voxel_waymo.py": 3_133_824}[cfg_name]
     assert ref_backbone == expected
 
