@@ -316,3 +316,39 @@ def test_pose_rpy_roundtrip():
         m = pose_matrix(1.0, 2.0, 3.0, *rpy)
         np.testing.assert_allclose(rpy_from_rotation(m[:3, :3]), rpy, atol=1e-12)
         np.testing.assert_allclose(m[:3, :3], _rot_rpy(*rpy), atol=1e-12)
+
+
+def test_no_label_zone_points_kept_by_default_dropped_on_request(small_root, tmp_path):
+    """The authors' Waymo config (DSVT / OpenPCDet ``waymo_dataset.yaml``: ``DISABLE_NLZ_FLAG_ON_POINTS: True``)
+    keeps no-label-zone points, so the converter's default keeps them; ``filter_no_label_zone=True`` drops exactly
+    the returns flagged 1 in range-image channel 3 (mmdet3d's converter default)."""
+    import shutil
+
+    import pyarrow as pa
+    wv2 = pytest.importorskip("perception3d.datasets.waymo_v2")
+    root = tmp_path / "nlz"
+    shutil.copytree(small_root / "validation", root / "validation")
+    split = wv2.find_split_dir(root, "val")
+    name = wv2.list_segments(split)[0]
+    path = split / "lidar" / f"{name}.parquet"
+    table = pq.read_table(path)
+    col = "[LiDARComponent].range_image_return1.values"
+    rows = table.column(col).to_pylist()
+    flagged = 0
+    for r, values in enumerate(rows):
+        img = np.asarray(values, np.float32).reshape(-1, 4)
+        returns = np.flatnonzero(img[:, 0] > 0)
+        hit = returns[::7]                      # every 7th return of every TOP image lies in a no-label zone
+        img[hit, 3] = 1.0
+        flagged += len(hit) if table.column("key.laser_name")[r].as_py() == 1 else 0
+        rows[r] = img.reshape(-1).tolist()
+    i = table.schema.get_field_index(col)
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(rows, table.schema.field(i).type)), path)
+    assert flagged > 0
+    counts = {}
+    for flag in (None, False, True):
+        seg = wv2.WaymoV2Segment(split, name) if flag is None else \
+            wv2.WaymoV2Segment(split, name, filter_no_label_zone=flag)
+        counts[flag] = sum(seg.frame(ts)["points"].shape[0] for ts in seg.timestamps)
+    assert counts[None] == counts[False]
+    assert counts[False] - counts[True] == flagged
