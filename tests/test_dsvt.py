@@ -388,14 +388,20 @@ def test_param_count_equals_authors(cfg_name):
 
 
 # ------------------------------------------------------------------------------------------ mini training (slow)
+# The bar of issue 13, per seed: Waymo LEVEL_1 AP on the mini val split.
+MINI_BAR = {"Vehicle/L1 mAP": 0.60, "Pedestrian/L1 mAP": 0.50, "Cyclist/L1 mAP": 0.50}
+
+
 @pytest.mark.slow
-def test_mini_config_reaches_vehicle_l1_ap(tmp_path):
-    """configs/dsvt_waymo_mini.py trains on the built-in mini Waymo set to vehicle LEVEL_1 AP ≥ 0.60 on its val
-    split within 20 minutes of wall time on a 2-core CPU (the run prepares the data on first use)."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mini_config_reaches_the_ap_bar_on_every_seed(tmp_path, seed):
+    """configs/dsvt_waymo_mini.py (the main job's recipe) trains on the built-in mini Waymo set to LEVEL_1 AP
+    vehicle ≥ 0.60, pedestrian ≥ 0.50 and cyclist ≥ 0.50 on its val split, for each of seeds 0, 1, 2 (the run
+    prepares the data on first use; the metric is asserted, not the wall clock)."""
     from _mini_training import train_mini
-    m, wall = train_mini("dsvt_waymo_mini.py", tmp_path)
-    assert m["Vehicle/L1 mAP"] >= 0.60, f"vehicle L1 AP {m['Vehicle/L1 mAP']} after {wall:.0f} s"
-    assert wall <= 20 * 60, f"took {wall:.0f} s"
+    m, wall = train_mini("dsvt_waymo_mini.py", tmp_path, seed=seed)
+    low = {k: m.get(k) for k, bar in MINI_BAR.items() if m.get(k, -1.0) < bar}
+    assert not low, f"seed {seed}: below the bar {low} (all: {m}) after {wall:.0f} s"
 
 
 def test_dsvt_v_from_points_to_bev():
