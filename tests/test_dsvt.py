@@ -232,18 +232,25 @@ def test_pooling_regions_by_hand():
     assert torch.equal(occ, expect[..., 0] > 0)
 
 
+def _two_region_pooling(mask_empty: bool):
+    """A pooling layer (C 8, V 4) and its output on two regions: slots 0-2 of region 0, slot 1 of region 1."""
+    torch.manual_seed(0)
+    pool_layer = AttentionPooling(8, 4, num_heads=2, mask_empty=mask_empty).eval()
+    coords = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 5, 1, 1]])
+    feats = torch.randn(4, 8)
+    with torch.no_grad():
+        out = pool_layer(feats, pooling_index(coords, (4, 4, 8), (1, 1, 4)))
+    return pool_layer, feats, out
+
+
 def test_attention_pooling_default_is_the_authors_zero_filled_unmasked_region():
     """Authors' Stage_ReductionAtt_Block: the region is zero-filled, the query is the max over all V slots (zeros
     included), keys = slots + slot embedding, values = slots, and no key is masked."""
-    torch.manual_seed(0)
-    pool_layer = AttentionPooling(8, 4, num_heads=2).eval()
     assert DSVT((4, 4, 8), [[4, 4, 8], [4, 4, 2]], [[8, 1]] * 2, [8] * 2, [2] * 2, [16] * 2,
                 downsample_stride=[[1, 1, 4]]).poolings[0].mask_empty is False
-    coords = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 5, 1, 1]])
-    feats = torch.randn(4, 8)
-    pool = pooling_index(coords, (4, 4, 8), (1, 1, 4))
+    assert AttentionPooling(8, 4).mask_empty is False
+    pool_layer, feats, out = _two_region_pooling(mask_empty=False)
     with torch.no_grad():
-        out = pool_layer(feats, pool)
         attn = pool_layer.self_attn
         for row, members, slots in ((0, feats[:3], [0, 1, 2]), (1, feats[3:], [1])):
             dense = torch.zeros(4, 8)
@@ -256,13 +263,8 @@ def test_attention_pooling_default_is_the_authors_zero_filled_unmasked_region():
 
 def test_attention_pooling_masked_single_member_and_max_query():
     """The deviation ``mask_empty=True``: empty slots take part in neither the max nor the attention."""
-    torch.manual_seed(0)
-    pool_layer = AttentionPooling(8, 4, num_heads=2, mask_empty=True).eval()
-    coords = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 5, 1, 1]])
-    feats = torch.randn(4, 8)
-    pool = pooling_index(coords, (4, 4, 8), (1, 1, 4))
+    pool_layer, feats, out = _two_region_pooling(mask_empty=True)
     with torch.no_grad():
-        out = pool_layer(feats, pool)
         attn = pool_layer.self_attn
         # region (0, 1, 1, 1) has one member: attention returns out_proj(v_proj(member)); residual is the member
         c = 8
