@@ -1,6 +1,7 @@
 """DSVT-P on Waymo (Wang et al., CVPR 2023), the authors' ``dsvt_plain_1f_onestage.yaml`` hyper-parameters.
 
-Pillars 0.32 × 0.32 m over [-74.88, 74.88]² × [-2, 4] m → a 468 × 468 × 1 grid; dynamic pillar VFE [192, 192];
+Pillars 0.32 × 0.32 m over [-74.88, 74.88]² × [-2, 4] m → a 468 × 468 × 1 grid; dynamic pillar VFE [192, 192]
+on (x, y, z, tanh(intensity), tanh(elongation)) (the authors' loader applies the tanh);
 DSVT: one stage, 4 blocks × 2 layers (y-major then x-major sets), window 12 × 12 (shifted configuration
 24 × 24, shift 6), set size 36, d_model 192, 8 heads, FFN 384, GELU; BEV ResNet [1, 2, 2] / [1, 2, 2] /
 [128, 128, 256], up-sampled to 3 × 128; CenterHead at stride 1 with the IoU branch and IoU-rectified scores
@@ -30,7 +31,8 @@ prepare_data = dict(type="require_prepared_data", data_root=data_root,
 model = dict(
     type="CenterPoint",
     voxel_encoder=dict(type="DynamicPillarVFE", voxel_size=voxel_size, point_cloud_range=point_cloud_range,
-                       num_point_features=5, num_filters=[192, 192], with_distance=False, use_absolute_xyz=True),
+                       num_point_features=5, num_filters=[192, 192], with_distance=False, use_absolute_xyz=True,
+                       points_tanh_dim=[3, 4]),     # tanh(intensity), tanh(elongation), as the authors' loader
     backbone_3d=dict(
         type="DSVT", grid_size=grid_size,
         window_shape=[[12, 12, 1]], hybrid_factor=[2, 2, 1], shifts_list=[[[0, 0, 0], [6, 6, 0]]],

@@ -1,29 +1,30 @@
-"""DSVT-P on the built-in mini Waymo dataset, sized for a 2-core CPU (inherits ``dsvt_waymo.py``).
+"""DSVT-P on the built-in mini Waymo dataset, sized for a 2-core CPU (inherits ``dsvt_waymo.py``): the main job's
+recipe (``scripts/main_job.sh``).
 
-Same architecture (dynamic pillar VFE, DSVT blocks with rotated sets over hybrid 12 × 12 / 24 × 24 windows and
-set size 36, BEV ResNet, IoU-rectified CenterHead); changes for a CPU: range ±32 m (the mini dataset labels boxes
-within 32 m), 0.4 m pillars → a 160 × 160 grid, d_model 32 (4 heads, FFN 64), 2 blocks (one per window
-configuration), PFN [32, 32], a narrower BEV ResNet ([1, 1] / strides [2, 2] / [64, 128] → 2 × 64) and the head
-at stride 2 (0.8 m cells, head convs 64 wide as the paper's), batch 2, 12 epochs over 160 training frames
-(each its own street scene), one-cycle peak lr 0.008. The DIoU box loss and the augmentation-free last epoch
-are the paper's (inherited).
-
-Measured on the 2-core CPU, 12 epochs (960 iterations), vehicle LEVEL_1 AP on the mini val: lr 0.003 without
-the DIoU loss 0.554; with it 0.560; adding the un-augmented last epoch, lr 0.005 0.593 and lr 0.008 0.631
-(1 thread) and 0.639 (2 threads, seed 0, 17.8 min wall with start-up and validation). More steps matter more
-than bigger batches: batch 4 for 14 epochs (560 iterations) gave 0.444, batch 1 at lr 0.003 (1,920 iterations)
-0.626.
+Same architecture (dynamic pillar VFE on tanh'd intensity / elongation, DSVT blocks with rotated sets over hybrid
+12 × 12 / 24 × 24 windows and set size 36, BEV ResNet, IoU-rectified CenterHead with the authors' BN / init);
+changes for a CPU: range ±32 m (the mini dataset labels boxes within 32 m), 0.4 m pillars → a 160 × 160 grid,
+d_model 32 (4 heads, FFN 64), 2 blocks (one per window configuration), PFN [32, 32], a narrower BEV ResNet
+([1, 1] / strides [2, 2] / [64, 128] → 2 × 64) and the head at stride 2 (0.8 m cells; shared conv 64 as the
+paper's, regression / heat-map towers 32 wide instead of 64, which saves ~12 % of an iteration), batch 2,
+12 epochs over 160 training frames (each its own street scene), one-cycle peak lr 0.008. The DIoU box loss and
+the augmentation-free last epoch are the paper's (inherited).
 
 Augmentation: ±22.5° rotation (±45° in the paper; the short schedule converges faster with less) and
-0.95–1.05 scaling, but no flips and no GT sampling. On the mini streets the
-side of the road is what tells a car's heading (cars are nearly front/back symmetric at 0.4 m); a flip swaps
-the sides, and with it the heading targets became a coin toss that the (cos, sin) regression averaged to
-(0, 0), so every predicted yaw was noise (measured: Vehicle L1 AP 0.001 with flips). GT sampling cost ~1 s per
-frame here. The dataset is generated and converted on first use (``prepare_data``).
+0.95–1.05 scaling, but no flips and no GT sampling (GT sampling cost ~1 s per frame here).
 
-On a 2-core AVX-512 VM (2026-12-03) the same config gave vehicle L1 AP 0.553 (seed 0, 2 threads, 8.2 min),
-0.531 (seed 0, 1 thread) and 0.656 (seed 1, 1 thread): the 960-step schedule is seed-sensitive, and the bar
-(≥ 0.60) holds for some seeds only.
+Where an iteration goes (``bench/profile_dsvt_mini.py``, 1 thread, batch 2): before this recipe the head's
+64-wide towers took a third of the time, the BEV convs 28 %, DSVT attention 20 %, the VFE 14 %; the set
+partition (0.5 %) and data loading (2 %) are not worth caching. What limits the vehicle AP (IoU 0.7) is the box, not the detection:
+on a model of the earlier recipe (32-wide BEV/head, 12 epochs) AP was 0.82 at IoU 0.5 against 0.54 at 0.7; giving
+the matched boxes their true yaw, z, size or centre lifted it by 0.09 / 0.09 / 0.03 / 0.15, and about 12 % of
+its true positives pointed backwards (APH/AP 0.86): the cars of the mini data were nearly front/back symmetric.
+Since generator version 7 a car's cabin sits towards its rear, as on real cars: with this recipe APH/AP is 0.98
+(vehicle / pedestrian / cyclist L1 AP, 1 thread: seed 0 0.613 / 0.819 / 0.778, seed 1 0.672 / 0.823 / 0.765,
+seed 2 0.661 / 0.827 / 0.853; 2 threads, seed 0: 0.637 / 0.811 / 0.839).
+The rest is precision (median yaw error of matched cars 8° mod π): 18 epochs of the 32-wide variant reached
+vehicle 0.650 on the earlier data, so a longer schedule helps, but it does not fit the main job's 10 minutes.
+The dataset is generated and converted on first use (``prepare_data``).
 """
 _base_ = ["./dsvt_waymo.py"]
 
@@ -46,7 +47,7 @@ model = dict(
     backbone_2d=dict(in_channels=d_model, layer_nums=[1, 1], layer_strides=[2, 2], num_filters=[64, 128],
                      upsample_strides=[1, 2], num_upsample_filters=[64, 64]),
     bbox_head=dict(in_channels=128, point_cloud_range=point_cloud_range, voxel_size=voxel_size[:2],
-                   out_size_factor=out_size_factor, shared_conv_channels=64, head_conv_channels=64,
+                   out_size_factor=out_size_factor, shared_conv_channels=64, head_conv_channels=32,
                    test_cfg=dict(post_center_limit_range=point_cloud_range)))
 
 train_pipeline = [

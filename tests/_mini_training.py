@@ -10,12 +10,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_mini(config: str, work_dir: Path) -> tuple[dict, float]:
-    """Run ``tools/train.py configs/<config> --seed 0`` (which prepares the mini dataset on first use);
+def train_mini(config: str, work_dir: Path, seed: int = 0) -> tuple[dict, float]:
+    """Run ``tools/train.py configs/<config> --seed <seed>`` (which prepares the mini dataset on first use);
     returns ({"Vehicle/L1 mAP": …, …} from the last validation, wall-clock seconds)."""
     t0 = time.time()
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), str(ROOT / "configs" / config),
-                          "--work-dir", str(work_dir), "--seed", "0"], capture_output=True, text=True, timeout=3600)
+                          "--work-dir", str(work_dir), "--seed", str(seed)], capture_output=True, text=True,
+                         timeout=3600)
     wall = time.time() - t0
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     log = out.stdout + out.stderr

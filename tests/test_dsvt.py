@@ -151,6 +151,49 @@ def test_pos_embed_uses_the_blocks_window_configuration(monkeypatch):
                      (1, 0, 0, 0), (1, 0, 1, 0), (2, 0, 0, 1), (2, 0, 1, 1)]   # global blocks 2, 3
 
 
+def _authors_layout(sd: dict) -> dict:
+    """Our DSVT state dict → the authors' key names (stage_{s}.{b}, residual_norm_stage_{s}.{b}, stage_{s}_reduction)."""
+    import re
+    out = {}
+    for k, v in sd.items():
+        k = re.sub(r"^stages\.(\d+)\.", r"stage_\1.", k)
+        k = re.sub(r"^residual_norms\.(\d+)\.", r"residual_norm_stage_\1.", k)
+        k = re.sub(r"^poolings\.(\d+)\.", r"stage_\1_reduction.", k)
+        out[k] = v
+    return out
+
+
+def test_authors_pos_embed_flag_and_official_checkpoint_warning(monkeypatch):
+    """``authors_pos_embed=True`` is the authors' code exactly: layer i embeds window configuration i. Loading a
+    state dict in the authors' layout renames the keys and, with the fix on (default), warns that the outputs
+    differ; with the flag on it loads silently. The two modes give different outputs from the same weights."""
+    import warnings
+    torch.manual_seed(0)
+    fixed = small_dsvt_v()
+    sd = _authors_layout(fixed.state_dict())
+    assert any(k.startswith("stage_0.") for k in sd) and any(k.startswith("stage_0_reduction.") for k in sd)
+    authors = small_dsvt_v(authors_pos_embed=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        authors.load_state_dict(sd)                  # strict: every key renamed and used, no warning
+    reloaded = small_dsvt_v()
+    with pytest.warns(UserWarning, match="authors_pos_embed=True"):
+        reloaded.load_state_dict(_authors_layout(fixed.state_dict()))
+    for (k1, v1), (k2, v2) in zip(fixed.state_dict().items(), authors.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    calls = []
+    orig = authors.input_layer.pos_embed
+    monkeypatch.setattr(authors.input_layer, "pos_embed",
+                        lambda st, b, layer, config, cin: calls.append((st, b, layer, config)) or
+                        orig(st, b, layer, config, cin))
+    feats, coords = torch.randn(300, 16), rand_coords(300, 30, 30, 8)
+    with torch.no_grad():
+        out_a, _ = authors.forward_tensors(feats, coords)
+        out_f, _ = fixed.forward_tensors(feats, coords)
+    assert calls and all(layer == config for _, _, layer, config in calls)
+    assert not torch.allclose(out_a, out_f, atol=1e-4)
+
+
 def test_dsvt_learns_and_backprops():
     """A tiny DSVT-P learns a target that needs its neighbours: the mean of an input channel over the window."""
     torch.manual_seed(0)
@@ -189,14 +232,39 @@ def test_pooling_regions_by_hand():
     assert torch.equal(occ, expect[..., 0] > 0)
 
 
-def test_attention_pooling_single_member_and_max_query():
+def _two_region_pooling(mask_empty: bool):
+    """A pooling layer (C 8, V 4) and its output on two regions: slots 0-2 of region 0, slot 1 of region 1."""
     torch.manual_seed(0)
-    pool_layer = AttentionPooling(8, 4, num_heads=2).eval()
+    pool_layer = AttentionPooling(8, 4, num_heads=2, mask_empty=mask_empty).eval()
     coords = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 2, 0, 0], [0, 5, 1, 1]])
     feats = torch.randn(4, 8)
-    pool = pooling_index(coords, (4, 4, 8), (1, 1, 4))
     with torch.no_grad():
-        out = pool_layer(feats, pool)
+        out = pool_layer(feats, pooling_index(coords, (4, 4, 8), (1, 1, 4)))
+    return pool_layer, feats, out
+
+
+def test_attention_pooling_default_is_the_authors_zero_filled_unmasked_region():
+    """Authors' Stage_ReductionAtt_Block: the region is zero-filled, the query is the max over all V slots (zeros
+    included), keys = slots + slot embedding, values = slots, and no key is masked."""
+    assert DSVT((4, 4, 8), [[4, 4, 8], [4, 4, 2]], [[8, 1]] * 2, [8] * 2, [2] * 2, [16] * 2,
+                downsample_stride=[[1, 1, 4]]).poolings[0].mask_empty is False
+    assert AttentionPooling(8, 4).mask_empty is False
+    pool_layer, feats, out = _two_region_pooling(mask_empty=False)
+    with torch.no_grad():
+        attn = pool_layer.self_attn
+        for row, members, slots in ((0, feats[:3], [0, 1, 2]), (1, feats[3:], [1])):
+            dense = torch.zeros(4, 8)
+            dense[slots] = members
+            q = dense.amax(0)                                   # a zero slot joins the max
+            keys = dense + pool_layer.pos_embedding
+            ref = attn(q[None, None], keys[None], dense[None], need_weights=False)[0][0, 0]
+            torch.testing.assert_close(out[row], pool_layer.norm(ref + q), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_pooling_masked_single_member_and_max_query():
+    """The deviation ``mask_empty=True``: empty slots take part in neither the max nor the attention."""
+    pool_layer, feats, out = _two_region_pooling(mask_empty=True)
+    with torch.no_grad():
         attn = pool_layer.self_attn
         # region (0, 1, 1, 1) has one member: attention returns out_proj(v_proj(member)); residual is the member
         c = 8
@@ -315,23 +383,27 @@ def test_param_count_equals_authors(cfg_name):
     assert count(model.voxel_encoder) == reference_vfe_params()
     assert count(model.backbone_2d) == reference_bev_res_params(192, [1, 2, 2], [128, 128, 256], [1, 2, 4],
                                                                 [128, 128, 128])
-    head_ref = reference_center_head_params()
-    shared = model.bbox_head.shared_conv[0]
-    extra = shared.bias.numel() if shared.bias is not None else 0     # authors: no bias before BN
-    assert count(model.bbox_head) == head_ref + extra
+    assert model.bbox_head.shared_conv[0].bias is None                 # authors: no bias before BN
+    assert count(model.bbox_head) == reference_center_head_params()
     expected = {"dsvt_waymo.py": 2_684_928, "dsvt_voxel_waymo.py": 3_133_824}[cfg_name]
     assert ref_backbone == expected
 
 
 # ------------------------------------------------------------------------------------------ mini training (slow)
+# The bar of issue 13, per seed: Waymo LEVEL_1 AP on the mini val split.
+MINI_BAR = {"Vehicle/L1 mAP": 0.60, "Pedestrian/L1 mAP": 0.50, "Cyclist/L1 mAP": 0.50}
+
+
 @pytest.mark.slow
-def test_mini_config_reaches_vehicle_l1_ap(tmp_path):
-    """configs/dsvt_waymo_mini.py trains on the built-in mini Waymo set to vehicle LEVEL_1 AP ≥ 0.60 on its val
-    split within 20 minutes of wall time on a 2-core CPU (the run prepares the data on first use)."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mini_config_reaches_the_ap_bar_on_every_seed(tmp_path, seed):
+    """configs/dsvt_waymo_mini.py (the main job's recipe) trains on the built-in mini Waymo set to LEVEL_1 AP
+    vehicle ≥ 0.60, pedestrian ≥ 0.50 and cyclist ≥ 0.50 on its val split, for each of seeds 0, 1, 2 (the run
+    prepares the data on first use; the metric is asserted, not the wall clock)."""
     from _mini_training import train_mini
-    m, wall = train_mini("dsvt_waymo_mini.py", tmp_path)
-    assert m["Vehicle/L1 mAP"] >= 0.60, f"vehicle L1 AP {m['Vehicle/L1 mAP']} after {wall:.0f} s"
-    assert wall <= 20 * 60, f"took {wall:.0f} s"
+    m, wall = train_mini("dsvt_waymo_mini.py", tmp_path, seed=seed)
+    low = {k: m.get(k) for k, bar in MINI_BAR.items() if m.get(k, -1.0) < bar}
+    assert not low, f"seed {seed}: below the bar {low} (all: {m}) after {wall:.0f} s"
 
 
 def test_dsvt_v_from_points_to_bev():

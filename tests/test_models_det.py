@@ -1,6 +1,7 @@
 """Detection model tests: CenterHead targets / losses / decoding by hand, VFEs against per-voxel loops,
 BEV parts, the CenterPoint detector learning a tiny scene, init_model / inference_detector, checkpoint errors."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +144,74 @@ def test_dynamic_vfe_is_the_mean_per_voxel():
         p = pts[b]
         m = ((p[:, 0] + 8) // 2 == x) & ((p[:, 1] + 8) // 2 == y) & ((p[:, 2] + 2) // 3 == z)
         assert torch.allclose(st.feats[row], p[m, :4].mean(0), atol=1e-5)
+
+
+def test_center_head_norms_bias_and_init_as_openpcdet():
+    """OpenPCDet / DSVT CenterHead: every BN eps 1e-3, momentum 0.01; the shared conv has no bias (BN follows);
+    every conv of every regression tower is Kaiming-normal (std √(2 / fan_in)) with zero bias; the heat-map
+    tower keeps the -2.19 prior bias."""
+    torch.manual_seed(0)
+    head = CenterHead(64, CLASSES, PCR, [0.5, 0.5, 0.5], out_size_factor=2, shared_conv_channels=64,
+                      head_conv_channels=64, with_iou=True)
+    bns = [m for m in head.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 1 + 6 and all(m.eps == 1e-3 and m.momentum == 0.01 for m in bns)
+    assert head.shared_conv[0].bias is None
+    tower = head.task_heads[0]
+    for name in ("center", "center_z", "dim", "rot", "iou"):
+        convs = [m for m in getattr(tower, name) if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == 2 and convs[0].bias is None
+        for conv in convs:
+            fan_in = conv.weight[0].numel()
+            std = conv.weight.std().item()
+            assert abs(std / math.sqrt(2 / fan_in) - 1) < 0.15, (name, std, math.sqrt(2 / fan_in))
+        assert torch.equal(convs[-1].bias, torch.zeros_like(convs[-1].bias))
+    hm = [m for m in tower.hm if isinstance(m, torch.nn.Conv2d)]
+    assert torch.allclose(hm[-1].bias, torch.full_like(hm[-1].bias, -2.19))
+    assert hm[0].weight.std().item() < 0.6 * math.sqrt(2 / hm[0].weight[0].numel())   # PyTorch default, not Kaiming
+
+
+def test_score_threshold_applies_to_the_raw_heatmap_score_before_iou_rectification():
+    """DSVT's decode: keep peaks whose raw sigmoid score > 0.1, then rectify s^(1−α)·iou^α (α 0.68)."""
+    head = _head(with_iou=True, test_cfg=dict(score_thresh=0.1, nms_type=None, iou_rectifier=[0.68] * 3))
+    h = w = 16
+    logit = lambda p: math.log(p / (1 - p))     # noqa: E731
+    preds = dict(hm=torch.full((1, 3, h, w), -20.0), center=torch.full((1, 2, h, w), 0.5),
+                 center_z=torch.zeros(1, 1, h, w), dim=torch.zeros(1, 3, h, w), rot=torch.zeros(1, 2, h, w),
+                 iou=torch.zeros(1, 1, h, w))
+    preds["rot"][:, 0] = 1
+    preds["hm"][0, 0, 3, 3] = logit(0.15)       # raw 0.15 > 0.1, IoU 0.02 → rectified 0.15^0.32·0.02^0.68 ≈ 0.04
+    preds["iou"][0, 0, 3, 3] = 2 * 0.02 - 1
+    preds["hm"][0, 0, 10, 10] = logit(0.08)     # raw 0.08 < 0.1, IoU 1 → rectified 0.08^0.32 ≈ 0.45
+    preds["iou"][0, 0, 10, 10] = 1.0
+    res = head.predict([preds])[0]
+    assert res["scores_3d"].shape == (1,)
+    expect = 0.15 ** 0.32 * 0.02 ** 0.68
+    assert abs(res["scores_3d"][0].item() - expect) < 1e-4 and expect < 0.1
+    cell = head.voxel_size[0] * head.out_size_factor
+    assert abs(res["bboxes_3d"][0, 0].item() - (PCR[0] + 3.5 * cell)) < 1e-4
+
+
+def test_tanh_on_intensity_and_elongation_before_the_vfe():
+    """DSVT's loader squashes intensity and elongation with tanh (``points_tanh_dim`` [3, 4] in dsvt_waymo.py):
+    the VFE then gives the same output for raw features as a plain VFE for tanh'd ones."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / "configs" / "dsvt_waymo.py"))
+    assert list(cfg.model.voxel_encoder.points_tanh_dim) == [3, 4]
+    pts = _points(300, 4)
+    pts = torch.cat([pts, torch.rand(300, 1) * 4], 1)
+    pts[:, 3] *= 300.0                                   # Waymo-like raw intensities
+    torch.manual_seed(0)
+    vfe = DynamicPillarVFE([4.0, 4.0, 6.0], PCR, num_point_features=5, num_filters=[8], points_tanh_dim=[3, 4])
+    torch.manual_seed(0)
+    plain = DynamicPillarVFE([4.0, 4.0, 6.0], PCR, num_point_features=5, num_filters=[8])
+    squashed = pts.clone()
+    squashed[:, 3:5] = torch.tanh(squashed[:, 3:5])
+    vfe.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(vfe([pts]).feats, plain([squashed]).feats)
+        assert not torch.allclose(vfe([pts]).feats, plain([pts]).feats)
+    with pytest.raises(ValueError, match="points_tanh_dim"):
+        DynamicPillarVFE([4.0, 4.0, 6.0], PCR, num_point_features=5, points_tanh_dim=[2])
 
 
 def test_dynamic_pillar_vfe_features_by_hand():

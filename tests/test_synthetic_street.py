@@ -332,3 +332,66 @@ def test_pose_rpy_roundtrip():
         m = pose_matrix(1.0, 2.0, 3.0, *rpy)
         np.testing.assert_allclose(rpy_from_rotation(m[:3, :3]), rpy, atol=1e-12)
         np.testing.assert_allclose(m[:3, :3], _rot_rpy(*rpy), atol=1e-12)
+
+
+def test_no_label_zone_points_kept_by_default_dropped_on_request(small_root, tmp_path):
+    """The authors' Waymo config (DSVT / OpenPCDet ``waymo_dataset.yaml``: ``DISABLE_NLZ_FLAG_ON_POINTS: True``)
+    keeps no-label-zone points, so the converter's default keeps them; ``filter_no_label_zone=True`` drops exactly
+    the returns flagged 1 in range-image channel 3 (mmdet3d's converter default)."""
+    import shutil
+
+    import pyarrow as pa
+    wv2 = pytest.importorskip("perception3d.datasets.waymo_v2")
+    root = tmp_path / "nlz"
+    shutil.copytree(small_root / "validation", root / "validation")
+    split = wv2.find_split_dir(root, "val")
+    name = wv2.list_segments(split)[0]
+    path = split / "lidar" / f"{name}.parquet"
+    table = pq.read_table(path)
+    col = "[LiDARComponent].range_image_return1.values"
+    rows = table.column(col).to_pylist()
+    flagged = 0
+    for r, values in enumerate(rows):
+        img = np.asarray(values, np.float32).reshape(-1, 4)
+        returns = np.flatnonzero(img[:, 0] > 0)
+        hit = returns[::7]                      # every 7th return of every TOP image lies in a no-label zone
+        img[hit, 3] = 1.0
+        flagged += len(hit) if table.column("key.laser_name")[r].as_py() == 1 else 0
+        rows[r] = img.reshape(-1).tolist()
+    i = table.schema.get_field_index(col)
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(rows, table.schema.field(i).type)), path)
+    assert flagged > 0
+    counts = {}
+    for flag in (None, False, True):
+        seg = wv2.WaymoV2Segment(split, name) if flag is None else \
+            wv2.WaymoV2Segment(split, name, filter_no_label_zone=flag)
+        counts[flag] = sum(seg.frame(ts)["points"].shape[0] for ts in seg.timestamps)
+    assert counts[None] == counts[False]
+    assert counts[False] - counts[True] == flagged
+
+
+def test_cars_show_their_heading():
+    """A car's cabin (glass + roof) sits towards its rear: the points of the upper half of a ray-cast car lie
+    behind its box centre along the heading, so front and back differ (generator version 7)."""
+    from perception3d.datasets.synthetic_scene import sample_street_segment
+    cars = [a for i in range(4) for a in sample_street_segment(np.random.default_rng([7, i]), num_frames=1).agents
+            if a.subtype == "car"]
+    assert len(cars) >= 10
+    for a in cars:
+        frac, off = a.params["cabin_frac"], a.params["cabin_off"]
+        rear_overhang = off - frac / 2 + 0.5                   # cabin's rear end, from the rear bumper, / length
+        assert 0.02 <= rear_overhang <= 0.12 + 1e-9 and off < -0.05, a.params
+    # ray-cast one car seen from its side: its high points are behind the box centre
+    sb = SceneBuilder(ground=False)
+    car = cars[0]
+    from perception3d.datasets.synthetic_scene import Agent, _add_agent_shape
+    probe = Agent("probe", "vehicle", "car", car.size, 0.0, np.array([[0.0, 8.0, 0.0]]), np.zeros((1, 2)),
+                  car.paint, car.paint_refl, car.params)
+    _add_agent_shape(sb, probe, 0, 0)
+    spec = LidarSpec(width=2048, dropout=0.0)
+    ri, _ = simulate_lidar(sb.finish(), np.eye(4), spec, np.random.default_rng(0))
+    pts = _to_points(ri, spec.extrinsic, spec.inclinations)
+    on_car = pts[np.abs(pts[:, 1] - 8.0) < 2.0]
+    high = on_car[on_car[:, 2] > 0.75 * car.size[2]]
+    assert len(high) > 10
+    assert high[:, 0].mean() < -0.05 * car.size[0]             # heading +x: the cabin is behind x = 0

@@ -840,8 +840,12 @@ def sample_street_segment(rng: np.random.Generator, num_frames: int = 5, frame_d
             size = (u(6.5, 10.0), u(2.3, 2.6), u(2.8, 3.6))
         k = int(rng.integers(0, len(_CAR_PAINTS)))
         paint = np.clip(_CAR_PAINTS[k] * u(0.85, 1.15, 3), 0, 1)
-        params = dict(clearance=u(0.15, 0.3), body_frac=u(0.45, 0.6), cabin_frac=u(0.45, 0.6),
-                      cabin_off=u(-0.12, 0.0), cargo=np.clip(u(0.5, 1.0, 3), 0, 1))
+        clearance, body_frac, cabin_frac = u(0.15, 0.3), u(0.45, 0.6), u(0.45, 0.6)
+        # cars are not front/back symmetric: the cabin sits towards the rear (rear overhang 2–12 % of the length,
+        # a longer bonnet in front), so that the heading can be seen in the points, as on real cars
+        rear_gap = u(0.02, 0.12)
+        params = dict(clearance=clearance, body_frac=body_frac, cabin_frac=cabin_frac,
+                      cabin_off=-0.5 + rear_gap + cabin_frac / 2, cargo=np.clip(u(0.5, 1.0, 3), 0, 1))
         return subtype, size, paint, float(_CAR_PAINT_REFL[k] * u(0.8, 1.2)), params
 
     def add(cls, subtype, size, z0, poses, vel, paint, refl, params):

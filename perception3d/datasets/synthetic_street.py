@@ -59,7 +59,8 @@ __all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "waymo_mini
 PathLike = Union[str, Path]
 MANIFEST_NAME = "waymo_mini_manifest.json"
 SPLITS = {"train": "training", "val": "validation"}
-GENERATOR_VERSION = 6          # bump whenever the generated data change, so that old datasets are regenerated
+GENERATOR_VERSION = 7          # bump whenever the generated data change, so that old datasets are regenerated
+                               # (7: car cabins towards the rear, so a car's heading shows in its points)
 TOP, FRONT = 1, 1
 
 _F32, _F64, _I8, _I32, _I64, _STR = pa.float32(), pa.float64(), pa.int8(), pa.int32(), pa.int64(), pa.string()

@@ -295,7 +295,9 @@ class WaymoV2Segment:
         lasers: which lidars to read (default all five).
         returns: which returns (1, 2).
         filter_no_label_zone: drop points in no-label zones (range image channel 3 == 1), as mmdet3d's
-            converter does by default.  The official point-cloud conversion keeps them (default False).
+            converter does by default.  Default False, as the DSVT authors and OpenPCDet: their converter keeps
+            the flag and their Waymo config (``waymo_dataset.yaml``, ``DISABLE_NLZ_FLAG_ON_POINTS: True``) keeps
+            the points; the official point-cloud conversion keeps them too.
     """
 
     def __init__(self, split_dir: PathLike, segment: str, lasers: Sequence[int] = (1, 2, 3, 4, 5),

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -21,14 +21,28 @@ __all__ = ["DynamicVFE", "DynamicPillarVFE", "PFNLayer"]
 Points = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
-def _as_list(points: Points, num_point_features: int) -> list[torch.Tensor]:
+def _as_list(points: Points, num_point_features: int, tanh_dims: Sequence[int] = ()) -> list[torch.Tensor]:
+    """Per-frame [N, >= F] tensors → [N, F] float32, with ``tanh`` applied to the columns ``tanh_dims``."""
     pts = [points] if isinstance(points, torch.Tensor) else list(points)
     out = []
     for i, p in enumerate(pts):
         if p.dim() != 2 or p.shape[1] < num_point_features:
             raise ValueError(f"points[{i}]: expected [N, >={num_point_features}], got {tuple(p.shape)}")
-        out.append(p[:, :num_point_features].float())
+        p = p[:, :num_point_features].float()
+        if tanh_dims:
+            p = p.clone()
+            p[:, list(tanh_dims)] = torch.tanh(p[:, list(tanh_dims)])
+        out.append(p)
     return out
+
+
+def _check_tanh_dims(tanh_dims: Optional[Sequence[int]], num_point_features: int, name: str) -> tuple:
+    dims = tuple(int(d) for d in (tanh_dims or ()))
+    bad = [d for d in dims if not 3 <= d < num_point_features]
+    if bad:
+        raise ValueError(f"{name}: points_tanh_dim {list(dims)} must index feature columns 3 … "
+                         f"{num_point_features - 1} (not x, y, z), got {bad}")
+    return dims
 
 
 @MODELS.register_module()
@@ -38,19 +52,22 @@ class DynamicVFE(nn.Module):
     Args:
         voxel_size: (vx, vy, vz) metres. point_cloud_range: (x0, y0, z0, x1, y1, z1).
         num_point_features: how many leading point columns to use (Waymo: 5 = x, y, z, intensity, elongation).
+        points_tanh_dim: feature columns squashed by ``tanh`` first (OpenPCDet/DSVT Waymo: [3, 4], intensity and
+            elongation, applied in their data loader; here in the model so training and inference agree).
     """
 
     def __init__(self, voxel_size: Sequence[float], point_cloud_range: Sequence[float],
-                 num_point_features: int = 5) -> None:
+                 num_point_features: int = 5, points_tanh_dim: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         self.voxel_size = tuple(float(v) for v in voxel_size)
         self.point_cloud_range = tuple(float(v) for v in point_cloud_range)
         self.num_point_features = int(num_point_features)
+        self.points_tanh_dim = _check_tanh_dims(points_tanh_dim, self.num_point_features, "DynamicVFE")
         self.num_out_features = self.num_point_features
 
     def forward(self, points: Points):
         from perception3d.sparse import voxelize
-        pts = _as_list(points, self.num_point_features)
+        pts = _as_list(points, self.num_point_features, self.points_tanh_dim)
         st, _ = voxelize(pts, voxel_size=self.voxel_size, point_range=self.point_cloud_range, reduce="mean")
         return st
 
@@ -85,15 +102,18 @@ class DynamicPillarVFE(nn.Module):
         num_point_features: leading point columns used (xyz + extras).
         num_filters: PFN widths, e.g. DSVT-P [192, 192].
         with_distance: append ‖xyz‖ per point. use_absolute_xyz: keep raw xyz among the features.
+        points_tanh_dim: feature columns squashed by ``tanh`` before the PFN (DSVT's Waymo loader: [3, 4],
+            intensity and elongation; set in ``configs/dsvt_waymo.py``). None: raw features.
     """
 
     def __init__(self, voxel_size: Sequence[float], point_cloud_range: Sequence[float],
                  num_point_features: int = 5, num_filters: Sequence[int] = (64,), with_distance: bool = False,
-                 use_absolute_xyz: bool = True) -> None:
+                 use_absolute_xyz: bool = True, points_tanh_dim: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         self.voxel_size = tuple(float(v) for v in voxel_size)
         self.point_cloud_range = tuple(float(v) for v in point_cloud_range)
         self.num_point_features = int(num_point_features)
+        self.points_tanh_dim = _check_tanh_dims(points_tanh_dim, self.num_point_features, type(self).__name__)
         self.with_distance, self.use_absolute_xyz = with_distance, use_absolute_xyz
         c = self.num_point_features + (6 if use_absolute_xyz else 3) + (1 if with_distance else 0)
         z_levels = round((self.point_cloud_range[5] - self.point_cloud_range[2]) / self.voxel_size[2])
@@ -109,7 +129,7 @@ class DynamicPillarVFE(nn.Module):
 
     def forward(self, points: Points):
         from perception3d.sparse import scatter_reduce, voxelize
-        pts = _as_list(points, self.num_point_features)
+        pts = _as_list(points, self.num_point_features, self.points_tanh_dim)
         st, p2v = voxelize(pts, voxel_size=self.voxel_size, point_range=self.point_cloud_range, reduce="none",
                            ndim=self._ndim)
         allp = torch.cat(pts, dim=0)

@@ -17,6 +17,8 @@ counter that alternates the window configuration runs across stages, as theirs d
 """
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Sequence
 
 import torch
@@ -31,6 +33,30 @@ from .dsvt_pooling import AttentionPooling, attend
 __all__ = ["DSVT", "DSVTBlock", "DSVTEncoderLayer", "SetAttention"]
 
 _ACT = {"relu": F.relu, "gelu": F.gelu}
+# the authors' module names → ours: stage_{s}.{b} / residual_norm_stage_{s}.{b} / stage_{s}_reduction
+_AUTHORS_KEYS = [(re.compile(r"^residual_norm_stage_(\d+)\."), r"residual_norms.\1."),
+                 (re.compile(r"^stage_(\d+)_reduction\."), None),
+                 (re.compile(r"^stage_(\d+)\."), r"stages.\1.")]
+
+
+def _rename_authors_keys(state_dict: dict, prefix: str) -> int:
+    """Rename, in place, the keys under ``prefix`` written by the authors' ``DSVT`` to this module's names;
+    returns how many were renamed (0 for a state dict of this package)."""
+    count = 0
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        for pattern, repl in _AUTHORS_KEYS:
+            m = pattern.match(rest)
+            if m is None:
+                continue
+            if repl is None:                    # stage_{s}_reduction → poolings.{s}
+                new = f"poolings.{m.group(1)}." + rest[m.end():]
+            else:
+                new = pattern.sub(repl, rest, count=1)
+            state_dict[prefix + new] = state_dict.pop(key)
+            count += 1
+            break
+    return count
 
 
 class SetAttention(nn.Module):
@@ -107,8 +133,15 @@ class DSVT(nn.Module):
         downsample_stride: per stage transition (sx, sy, sz) (DSVT-V); [] for DSVT-P.
         activation: 'gelu' | 'relu'. dropout: must be 0 (the authors' Waymo value; kept for config parity).
         reduction_type: 'attention' (the only pooling the authors' Waymo models use).
-        pool_mask_empty: see ``dsvt_pooling.py``.
+        pool_mask_empty: False (default, the authors' code): empty cells of a pooling region are zero-filled and
+            take part in the max and the attention; True masks them out (a deviation, see ``dsvt_pooling.py``).
         normalize_pos: authors' option (False on Waymo).
+        authors_pos_embed: False (default): both layers of a block get the position embedding of the window
+            configuration the block attends in (a fix, see ``DSVTInputLayer.pos_embed``). True: the authors'
+            code exactly, layer i gets configuration i's (their issue #50); use it to reproduce the outputs of
+            an official checkpoint. Loading a state dict in the authors' key layout (``stage_0.…``,
+            ``residual_norm_stage_0.…``, ``stage_0_reduction.…``) renames its keys to ours and, with this flag
+            off, warns that the outputs differ from the authors' model.
 
     Input: ``SparseTensor`` with coords (b, z, y, x), spatial_shape (Z, Y, X) = grid_size reversed, C = d_model[0].
     Output: ``SparseTensor`` of the last stage (spatial_shape of that stage), ready for ``PointPillarScatter``.
@@ -119,9 +152,11 @@ class DSVT(nn.Module):
                  dim_feedforward: Sequence[int], hybrid_factor: Sequence[int] = (2, 2, 1),
                  shifts_list: Sequence | None = None, downsample_stride: Sequence[Sequence[int]] = (),
                  activation: str = "gelu", dropout: float = 0.0, reduction_type: str = "attention",
-                 pool_mask_empty: bool = True, normalize_pos: bool = False) -> None:
+                 pool_mask_empty: bool = False, normalize_pos: bool = False,
+                 authors_pos_embed: bool = False) -> None:
         super().__init__()
         n = len(d_model)
+        self.authors_pos_embed = bool(authors_pos_embed)
         if dropout != 0.0:
             raise ValueError("DSVT: dropout must be 0.0 (the authors' Waymo setting; no dropout is implemented)")
         if reduction_type != "attention":
@@ -160,6 +195,20 @@ class DSVT(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """Accept the authors' key layout too (renamed in place), warning when the outputs will differ."""
+        renamed = _rename_authors_keys(state_dict, prefix)
+        if renamed and not self.authors_pos_embed:
+            warnings.warn(
+                f"DSVT: {prefix or 'the'} state dict is in the authors' (OpenPCDet DSVT) layout ({renamed} keys "
+                f"renamed). Their layer i used window configuration i's position embedding (their issue #50); "
+                f"this model gives both layers of a block its own configuration's, so its outputs differ from "
+                f"the authors' model. Set authors_pos_embed=True (backbone_3d.authors_pos_embed=True) to "
+                f"reproduce them exactly.", UserWarning, stacklevel=2)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
     @property
     def out_grid_size(self) -> tuple:
         """(X, Y, Z) of the last stage."""
@@ -180,8 +229,10 @@ class DSVT(nn.Module):
             for b, block in enumerate(self.stages[s]):
                 config = block_id % 2                       # window shift alternates between blocks
                 part = info.partitions[config]
-                cin = info.coors_in_win[config]
-                pos = [self.input_layer.pos_embed(s, b, i, config, cin) for i in range(2)]
+                if self.authors_pos_embed:                  # authors: layer i embeds configuration i
+                    pos = [self.input_layer.pos_embed(s, b, i, i, info.coors_in_win[i]) for i in range(2)]
+                else:                                       # fix: both layers embed the block's configuration
+                    pos = [self.input_layer.pos_embed(s, b, i, config, info.coors_in_win[config]) for i in range(2)]
                 x = self.residual_norms[s][b](block(x, part, pos) + x)
                 block_id += 1
         return x, infos[-1].coords

@@ -277,7 +277,8 @@ class DSVTInputLayer(nn.Module):
         block the first layer's embedding describes the unshifted window, and in every unshifted block the
         second layer's embedding describes the shifted one. We index the MLP the same way (one per
         stage/block/layer, so parameter counts and checkpoints keep their shapes) but always give it the
-        coordinates of the window the layer's sets come from.
+        coordinates of the window the layer's sets come from. ``DSVT(authors_pos_embed=True)`` calls this with
+        ``config = layer`` instead, which is the authors' behaviour exactly.
         """
         wx, wy, wz = self.window_shapes[stage][config]
         zc = coors_in_win[:, 0].float() - wz / 2

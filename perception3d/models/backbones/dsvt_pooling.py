@@ -5,10 +5,11 @@ max-pool of the region; keys are the members plus a learned per-slot position em
 members; one multi-head attention (8 heads) and a residual LayerNorm give the pooled feature.
 (The authors' ``Stage_ReductionAtt_Block``; parameters have the same shapes.)
 
-Empty slots: the authors fill them with zeros and do not mask them (their ``key_padding_mask`` is all
+Empty slots: the authors' code fills them with zeros and does not mask them (their ``key_padding_mask`` is all
 zeros), so an empty slot joins the max (as a 0) and the attention (key = its position embedding, value = 0).
-``mask_empty=True`` (our default) pools over the members only, which is what the paper describes and makes the
-result independent of how many empty cells a region has; ``mask_empty=False`` reproduces the authors exactly.
+That is the default here (``mask_empty=False``). The paper (§3.3) pads each region into a dense block and says
+nothing about masking its empty cells. ``mask_empty=True`` is this package's deviation, off by default: it pools
+over the members only, so the result does not depend on how many empty cells a region has.
 """
 from __future__ import annotations
 
@@ -71,10 +72,11 @@ class AttentionPooling(nn.Module):
         channels: C.
         volume: V = sx·sy·sz cells per pooling region.
         num_heads: attention heads (8, as the authors).
-        mask_empty: pool over occupied slots only (see module docstring).
+        mask_empty: pool over occupied slots only (a deviation; False = the authors' zero-filled, unmasked
+            regions, see the module docstring).
     """
 
-    def __init__(self, channels: int, volume: int, num_heads: int = 8, mask_empty: bool = True) -> None:
+    def __init__(self, channels: int, volume: int, num_heads: int = 8, mask_empty: bool = False) -> None:
         super().__init__()
         self.volume = int(volume)
         self.mask_empty = bool(mask_empty)

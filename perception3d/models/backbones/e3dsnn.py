@@ -14,8 +14,9 @@ The paper's parts, as named there:
   :class:`E3DSNN` (classification backbone: stem + 4 × [k2s2 down-SSC + residual SSC blocks] + 1×1 conv +
   mean over voxels; E3DSNN-T = stem 16, stages [16, 32, 64, 128] × 1 block, 1,874,216 parameters),
   :class:`E3DSNNUNet` (SemanticKITTI segmenter: the same encoder + inverse-conv decoder with spiking
-  linear fusion of the skips), and :class:`SpikingVoxelBackBone8x` (OpenPCDet ``VoxelBackBone8x`` layout with
-  SSC blocks; the drop-in 3D backbone of the CenterPoint detector, same contract as ``VoxelResBackBone8x``).
+  linear fusion of the skips), and :class:`SpikingVoxelBackBone8x` (this package's own design, not the
+  paper's detector: OpenPCDet's ``VoxelBackBone8x`` layout rebuilt from SSC blocks so that a spiking backbone
+  drops into the CenterPoint detector).
 
 Every SSC can record per-layer synaptic operations (SOPs, Σ spikes × fan-out) and the equivalent ANN's MACs
 (``set_recording(model)``, ``conv_stats(model)``); ``tools/snn_energy.py`` turns them into energy.
@@ -384,6 +385,11 @@ class E3DSNNUNet(nn.Module):
 @MODELS.register_module()
 class SpikingVoxelBackBone8x(nn.Module):
     """Spiking ``VoxelBackBone8x`` (OpenPCDet layout, every block an SSC ``spike → conv → BN``).
+
+    This package's design, not the paper's detector: the paper's KITTI detection figures come from the
+    authors' own network, which is not reproduced here. This backbone applies the paper's SSC block and
+    residual rule to OpenPCDet's ``VoxelBackBone8x`` layer layout so that a spiking backbone can be tried in
+    ``CenterPoint``; its accuracy and energy are this package's measurements, not the paper's figures.
 
     conv_input: SubM3³ → C (encoding, real-valued input) · conv1: SSC SubM(C) · conv2: SSC SparseConv3³/2 → 2C,
     2 × SSC SubM · conv3: → 4C, 2 × SubM · conv4: SparseConv3³/2 (z padding 0) → 4C, 2 × SubM ·

@@ -11,9 +11,10 @@ Losses: penalty-reduced focal loss on the heat map (CenterNet eq. 1, α = 2, β 
 of objects; L1 on the box code weighted by ``code_weights``, normalised the same way; with an IoU branch
 an L1 loss towards ``2·IoU(decoded box, gt) − 1`` (DSVT/AFDetV2); optionally (DSVT's ``IOU_REG_LOSS``) a
 Distance-IoU regression loss ``1 − DIoU`` on the decoded boxes, which drives centres and sizes towards the
-overlap that the IoU-0.7 metric asks for. Decoding: top-K peaks, threshold,
-range limit, rotated NMS or circle NMS per task or per class; with the IoU branch scores are rectified,
-``s' = s^(1−α) · ((iou + 1) / 2)^α`` (AFDetV2 eq. 5, DSVT's ``IOU_RECTIFIER``).
+overlap that the IoU-0.7 metric asks for. Decoding: top-K peaks, the score
+threshold on the raw heat-map score, range limit; with the IoU branch the kept scores are then rectified,
+``s' = s^(1−α) · ((iou + 1) / 2)^α`` (AFDetV2 eq. 5, DSVT's ``IOU_RECTIFIER``), before rotated NMS or circle
+NMS per task or per class (the order of DSVT's ``CenterHead.generate_predicted_boxes``).
 """
 from __future__ import annotations
 
@@ -86,25 +87,36 @@ def _gather(feat: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
 
 
 class SeparateHead(nn.Module):
-    """One small conv tower per output (``heads`` = {name: out_channels}), 3×3 convs + BN + ReLU, then 3×3."""
+    """One small conv tower per output (``heads`` = {name: out_channels}): ``num_conv − 1`` × (3×3 conv without
+    bias → BN → ReLU), then a 3×3 conv with bias (OpenPCDet's ``SeparateHead``).
+
+    Initialisation as OpenPCDet: the heat-map tower's last bias is ``init_bias`` (prior ≈ 0.1 foreground,
+    CenterNet); every conv of every regression tower (the hidden ones included) gets Kaiming-normal weights
+    and zero biases. BN eps / momentum default to the DSVT/OpenPCDet Waymo values (``BN_EPS`` 1e-3,
+    ``BN_MOM`` 0.01).
+    """
 
     def __init__(self, in_channels: int, heads: dict[str, int], head_conv: int = 64, num_conv: int = 2,
-                 init_bias: float = -2.19) -> None:
+                 init_bias: float = -2.19, bn_eps: float = 1e-3, bn_momentum: float = 0.01) -> None:
         super().__init__()
         self.heads = dict(heads)
         for name, out in self.heads.items():
             layers: list[nn.Module] = []
             c = in_channels
             for _ in range(num_conv - 1):
-                layers += [nn.Conv2d(c, head_conv, 3, padding=1, bias=False), nn.BatchNorm2d(head_conv), nn.ReLU()]
+                layers += [nn.Conv2d(c, head_conv, 3, padding=1, bias=False),
+                           nn.BatchNorm2d(head_conv, eps=bn_eps, momentum=bn_momentum), nn.ReLU()]
                 c = head_conv
             final = nn.Conv2d(c, out, 3, padding=1, bias=True)
+            layers.append(final)
             if name == "hm":
                 nn.init.constant_(final.bias, init_bias)  # prior 0.1 foreground (CenterNet)
             else:
-                nn.init.kaiming_normal_(final.weight)
-                nn.init.zeros_(final.bias)
-            layers.append(final)
+                for m in layers:
+                    if isinstance(m, nn.Conv2d):
+                        nn.init.kaiming_normal_(m.weight)
+                        if m.bias is not None:
+                            nn.init.zeros_(m.bias)
             setattr(self, name, nn.Sequential(*layers))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -142,7 +154,10 @@ class CenterHead(nn.Module):
         gaussian_overlap, min_radius: target Gaussian size (CenterPoint: 0.1, 2).
         loss_cls_weight, loss_reg_weight, loss_iou_weight, code_weights: loss weights (OpenPCDet Waymo: 1, 2).
         test_cfg: see ``_DEFAULT_TEST_CFG`` (nms_type 'rotate' | 'circle' | None; nms_thr / circle_min_radius /
-            iou_rectifier may be per class).
+            iou_rectifier may be per class). ``score_thresh`` applies to the raw heat-map score, before the
+            IoU rectification (as DSVT's / OpenPCDet's ``decode_bbox_from_heatmap``).
+        bn_eps, bn_momentum: of every BatchNorm in the head (OpenPCDet Waymo ``BN_EPS`` 1e-3, ``BN_MOM`` 0.01;
+            ``CenterPoint(bn_momentum=...)`` overrides the momentum of the whole detector).
     """
 
     def __init__(self, in_channels: int, class_names: Sequence[str], point_cloud_range: Sequence[float],
@@ -152,7 +167,8 @@ class CenterHead(nn.Module):
                  iou_reg_loss: bool = False,
                  gaussian_overlap: float = 0.1, min_radius: int = 2, max_objs: int = 500,
                  loss_cls_weight: float = 1.0, loss_reg_weight: float = 2.0, loss_iou_weight: float = 1.0,
-                 code_weights: Optional[Sequence[float]] = None, test_cfg: Optional[dict] = None) -> None:
+                 code_weights: Optional[Sequence[float]] = None, test_cfg: Optional[dict] = None,
+                 bn_eps: float = 1e-3, bn_momentum: float = 0.01) -> None:
         super().__init__()
         self.class_names = list(class_names)
         tasks = [list(self.class_names)] if tasks is None else [list(t) for t in tasks]
@@ -185,10 +201,13 @@ class CenterHead(nn.Module):
         if unknown:
             raise KeyError(f"CenterHead: unknown test_cfg key(s) {sorted(unknown)}; valid: {sorted(_DEFAULT_TEST_CFG)}")
         self.test_cfg = {**_DEFAULT_TEST_CFG, **(test_cfg or {})}
-        self.shared_conv = nn.Sequential(nn.Conv2d(in_channels, shared_conv_channels, 3, padding=1, bias=True),
-                                         nn.BatchNorm2d(shared_conv_channels), nn.ReLU())
+        # OpenPCDet's USE_BIAS_BEFORE_NORM: False (no bias in a conv followed by BN)
+        self.shared_conv = nn.Sequential(nn.Conv2d(in_channels, shared_conv_channels, 3, padding=1, bias=False),
+                                         nn.BatchNorm2d(shared_conv_channels, eps=bn_eps, momentum=bn_momentum),
+                                         nn.ReLU())
         self.task_heads = nn.ModuleList(
-            SeparateHead(shared_conv_channels, dict(hm=len(t), **heads), head_conv_channels, num_head_convs)
+            SeparateHead(shared_conv_channels, dict(hm=len(t), **heads), head_conv_channels, num_head_convs,
+                         bn_eps=bn_eps, bn_momentum=bn_momentum)
             for t in tasks)
 
     # ----------------------------------------------------------------------------------------------- forward
@@ -326,12 +345,13 @@ class CenterHead(nn.Module):
             ys, xs = (pix // w).float(), (pix % w).float()
             boxes = self._decode_boxes(p, ys, xs, pix)
             labels = self.task_labels[t_i].to(hm.device)[cls_local]
+            above = scores > cfg["score_thresh"]        # on the raw heat-map score, before the rectification
             if self.with_iou and rect is not None:
                 iou = ((_gather(p["iou"], pix)[..., 0] + 1) / 2).clamp(0, 1)
                 alpha = torch.tensor(rect, device=hm.device)[labels]
                 scores = scores.pow(1 - alpha) * iou.pow(alpha)
             for b in range(bsz):
-                per_sample[b].append(self._filter_nms(boxes[b], scores[b], labels[b], nms_thr, radius))
+                per_sample[b].append(self._filter_nms(boxes[b], scores[b], labels[b], above[b], nms_thr, radius))
         results = []
         for parts in per_sample:
             bx = torch.cat([q[0] for q in parts])
@@ -341,9 +361,10 @@ class CenterHead(nn.Module):
             results.append(dict(bboxes_3d=bx[order].cpu(), scores_3d=sc[order].cpu(), labels_3d=lb[order].cpu()))
         return results
 
-    def _filter_nms(self, boxes, scores, labels, nms_thr, radius):
+    def _filter_nms(self, boxes, scores, labels, keep, nms_thr, radius):
+        """keep [K] bool: the candidates whose raw score passed ``score_thresh``; then range limit and NMS."""
         cfg = self.test_cfg
-        keep = scores > cfg["score_thresh"]
+        keep = keep.clone()
         lim = cfg["post_center_limit_range"]
         if lim is not None:
             keep &= (boxes[:, 0] >= lim[0]) & (boxes[:, 1] >= lim[1]) & (boxes[:, 2] >= lim[2])
