@@ -162,7 +162,7 @@ def test_config_tools_on_bad_input(name, case, files, capsys):
                       "damaged_ckpt": "corrupt", "missing_ckpt": "no such file"}[case], line), line
 
 
-def test_bad_cfg_option_and_bad_frame_index(files, capsys):
+def test_bad_cfg_option_and_raising_config(files, capsys):
     rc, err = _run("test", [DET_CFG, files / "good.pth", "--cfg-options", "model.no_such_key=1"], capsys)
     _assert_one_line_error("test", rc, err, "no_such_key")
     rc, err = _run("train", [files / "raising_cfg.py"], capsys)
