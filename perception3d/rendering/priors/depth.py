@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..readers.lmgaussian import read_depth_array
 from .base import DepthMap, DepthPrior, to_numpy_image
 
 __all__ = ["PlaneSweepDepth", "FeatureDepth", "geometric_consistency", "ShippedDepth", "feature_depths",
@@ -275,19 +276,7 @@ def read_depth_file(path, size: tuple[int, int], jet: bool = False, expect_size:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"depth map not found: {path}")
-    if path.suffix.lower() == ".npy":
-        d = np.load(path).astype(np.float32)
-        d = d[..., 0] if d.ndim == 3 else d
-    elif jet:
-        from ..scenes import decode_jet_depth
-
-        d = decode_jet_depth(path).numpy()
-    else:
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise ValueError(f"{path}: cannot read the depth image")
-        raw = raw if raw.ndim == 2 else raw[..., 0]
-        d = raw.astype(np.float32) * scale
+    d = read_depth_array(path, jet=jet, scale=scale)
     if d.ndim != 2:
         raise ValueError(f"{path}: a depth map must be one channel [H, W], got shape {d.shape}")
     fh, fw = d.shape

@@ -13,7 +13,7 @@ from ...fileio import DataFormatError, read_text
 from ..cameras import Cameras
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 
-__all__ = ["read_lmgaussian", "read_cam_txt", "decode_jet_depth", "read_lmgaussian_depth"]
+__all__ = ["read_lmgaussian", "read_cam_txt", "decode_jet_depth", "read_depth_array", "read_lmgaussian_depth"]
 
 
 def read_cam_txt(path: PathLike) -> tuple[np.ndarray, np.ndarray, Optional[list[float]]]:
@@ -109,6 +109,27 @@ def decode_jet_depth(path: PathLike) -> torch.Tensor:
     return torch.from_numpy((value / 255.0).astype(np.float32).reshape(bgr.shape[:2]))
 
 
+def read_depth_array(path: PathLike, jet: bool = False, scale: Optional[float] = None) -> np.ndarray:
+    """A depth image as it is stored → [H, W] float32 (no resize). ``jet``: an OpenCV ``COLORMAP_JET`` picture
+    decoded to [0, 1] (:func:`decode_jet_depth`); ``.npy``: its values; otherwise a 1-channel 8/16-bit image,
+    times ``scale``, or, with ``scale=None``, divided by its dtype's maximum (a relative map in [0, 1])."""
+    import cv2
+
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        d = np.load(path).astype(np.float32)
+        return d[..., 0] if d.ndim == 3 else d
+    if jet:
+        return decode_jet_depth(path).numpy()
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ValueError(f"{path}: cannot read the depth image")
+    raw = raw if raw.ndim == 2 else raw[..., 0]
+    if scale is None:
+        scale = 1.0 / (65535.0 if raw.dtype == np.uint16 else 255.0)
+    return raw.astype(np.float32) * scale
+
+
 def read_lmgaussian_depth(scene: Scene, i: int, kind: str = "dust3r") -> torch.Tensor:
     """Relative depth of view ``i`` of an LM-Gaussian scene, [H, W] float32 in [0, 1] at the scene's image size
     (nearest-neighbour resize). ``kind="dust3r"``: decoded from the JET colour map (0 = the view's nearest
@@ -123,14 +144,7 @@ def read_lmgaussian_depth(scene: Scene, i: int, kind: str = "dust3r") -> torch.T
     path = Path(scene.extras[key][i])
     if not path.is_file():
         raise FileNotFoundError(f"depth map for view {i} ({scene.names[i]}) not found: {path}")
-    if kind == "dust3r":
-        d = decode_jet_depth(path).numpy()
-    else:
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise ValueError(f"{path}: cannot read image")
-        raw = raw if raw.ndim == 2 else raw[..., 0]
-        d = raw.astype(np.float32) / (65535.0 if raw.dtype == np.uint16 else 255.0)
+    d = read_depth_array(path, jet=kind == "dust3r")
     if d.shape != (scene.height, scene.width):
         d = cv2.resize(d, (scene.width, scene.height), interpolation=cv2.INTER_NEAREST)
     return torch.from_numpy(np.ascontiguousarray(d, dtype=np.float32))
