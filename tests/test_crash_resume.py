@@ -38,12 +38,13 @@ def run_to_completion(cmd, timeout=600) -> tuple[float, str]:
     return time.time() - t0, p.stdout
 
 
-def kill_and_resume(cmd, kills: int, window: tuple[float, float], seed: int, timeout=900) -> dict:
+def kill_and_resume(cmd, kills: int, window: tuple[float, float], seed: int, timeout=900, progress=None) -> dict:
     """Start ``cmd`` (which must resume from its work dir by itself), SIGKILL it (and its process group: the
     data-loader workers) after a random delay drawn from ``window`` seconds, restart it, …; after ``kills`` kills
-    that landed, or when a restarted run finishes first, let it finish.  Returns counts."""
+    that landed, or when a restarted run finishes first, let it finish.  Returns counts, and with
+    ``progress`` (a callable) its value after each kill in ``at`` (where the kills landed)."""
     rng = random.Random(seed)
-    landed, starts, t_start = 0, 0, time.time()
+    landed, starts, t_start, at = 0, 0, time.time(), []
     while True:
         starts += 1
         p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -55,20 +56,25 @@ def kill_and_resume(cmd, kills: int, window: tuple[float, float], seed: int, tim
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
                 landed += 1
+                if progress is not None:
+                    at.append(progress())
                 continue
         out, _ = p.communicate(timeout=timeout)
         assert p.returncode == 0, out[-3000:]
-        return dict(kills=landed, starts=starts, seconds=time.time() - t_start)
+        return dict(kills=landed, starts=starts, seconds=time.time() - t_start, at=at)
 
 
-def kill_trials(make_cmd, same, tmp_path: Path, kills: int, window: tuple[float, float], seed: int) -> dict:
+def kill_trials(make_cmd, same, tmp_path: Path, kills: int, window: tuple[float, float], seed: int,
+                progress=None) -> dict:
     """Fresh runs in new work dirs, each killed at random moments and resumed until it finishes, until ``kills``
-    kills have landed in total; every finished run must equal the reference (``same(work_dir)``)."""
-    total = dict(kills=0, starts=0, seconds=0.0, runs=0, identical=0)  # + "differences": what differed, per run
+    kills have landed in total; every finished run must equal the reference (``same(work_dir)``: a bool or the
+    list of what differed).  ``progress(work_dir)`` (optional) is recorded after each kill."""
+    total = dict(kills=0, starts=0, seconds=0.0, runs=0, identical=0, at=[])  # + "differences", per run
     while total["kills"] < kills:
         wd = tmp_path / f"run{total['runs']}"
-        res = kill_and_resume(make_cmd(wd), kills - total["kills"], window, seed + total["runs"])
-        for k in ("kills", "starts", "seconds"):
+        res = kill_and_resume(make_cmd(wd), kills - total["kills"], window, seed + total["runs"],
+                              progress=None if progress is None else (lambda wd=wd: progress(wd)))
+        for k in ("kills", "starts", "seconds", "at"):
             total[k] += res[k]
         total["runs"] += 1
         diff = same(wd)
@@ -84,6 +90,9 @@ def _report(name: str, res: dict) -> None:
     print(f"\n| trainer | kills landed | runs (each resumed to the end) | runs identical to the uninterrupted run | "
           f"wall s |\n|---|---|---|---|---|\n"
           f"| {name} | {res['kills']} | {res['runs']} | {res['identical']} / {res['runs']} | {res['seconds']:.0f} |")
+    if res.get("at"):
+        print(f"  where the kills landed (checkpoint step on disk right after each kill; None: before the first "
+              f"checkpoint): {res['at']}")
     for d in res.get("differences", []):
         print(f"  not identical: {d}")
 
@@ -145,6 +154,14 @@ def _gs_differences(a: Path, b: Path) -> list[str]:
     return diff
 
 
+def _gs_ckpt_step(wd: Path):
+    """The step of ``wd/ckpt_latest.pt`` (None when there is none yet); "done" once metrics.json is written."""
+    if (wd / "metrics.json").is_file():
+        return "done"
+    ck = wd / "ckpt_latest.pt"
+    return int(torch.load(ck, map_location="cpu", weights_only=False)["step"]) if ck.is_file() else None
+
+
 def _no_temp_files(d: Path) -> list:
     return [p.name for p in d.rglob("*") if p.name.endswith(".tmp")]
 
@@ -161,7 +178,7 @@ def test_gs_trainer_killed_once_resumes_identically(gs_setup, tmp_path):
 def test_gs_trainer_20_random_kills(gs_setup, tmp_path):
     cfg, ref, wall = gs_setup
     res = kill_trials(lambda wd: _gs_cmd(cfg, wd), lambda wd: _gs_differences(ref, wd), tmp_path, KILLS,
-                      (0.3 * wall, 0.9 * wall), seed=1)
+                      (0.3 * wall, 0.9 * wall), seed=1, progress=_gs_ckpt_step)
     _report("3DGS (tools/train_gs.py, 24 steps, ckpt every 3)", res)
     assert res["kills"] >= KILLS and res["identical"] == res["runs"], res.get("differences")
 
@@ -214,13 +231,19 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def kill_at(cfg, work_dir: Path, point: str, wrapper: Path) -> None:
-    """Run the 3DGS trainer with a SIGKILL at ``point`` (``EVENT:N``, see above), check it died by SIGKILL, then
-    resume it to the end with the same command."""
+def start_killed_at(cfg, work_dir: Path, point: str, wrapper: Path) -> bool:
+    """Start (or resume) the 3DGS trainer with a SIGKILL at ``point`` (``EVENT:N``, see above); True when it
+    died by SIGKILL, False when it finished first (a resumed process may not reach the N-th event)."""
     cmd = [sys.executable, str(wrapper)] + _gs_cmd(cfg, work_dir)[2:]
     env = dict(_env(), P3D_ROOT=str(ROOT), P3D_KILL_AT=point)
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
-    assert p.returncode == -signal.SIGKILL, f"{point}: not killed (exit {p.returncode})\n{p.stdout[-2000:]}"
+    assert p.returncode in (0, -signal.SIGKILL), f"{point}: exit {p.returncode}\n{p.stdout[-2000:]}"
+    return p.returncode == -signal.SIGKILL
+
+
+def kill_at(cfg, work_dir: Path, point: str, wrapper: Path) -> None:
+    """Kill the 3DGS trainer at ``point`` (it must land), then resume it to the end with the same command."""
+    assert start_killed_at(cfg, work_dir, point, wrapper), f"{point}: the trainer finished before the kill"
     run_to_completion(_gs_cmd(cfg, work_dir))
 
 
@@ -284,3 +307,35 @@ def test_gs_resume_of_a_finished_run_does_not_evaluate_again(tmp_path):
     assert [h["step"] for h in resumed["history"]] == [3, 6]
     assert all(torch.equal(done["params"][k], resumed["params"][k]) for k in done["params"])
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+# every event of one uninterrupted run of the 24-step config (the per-process counts a kill point refers to)
+GS_EVENTS = ([f"step:{k}" for k in range(1, 25)] + [f"save:{k}" for k in range(1, 10)]
+             + [f"savemid:{k}" for k in range(1, 10)] + [f"eval:{k}" for k in range(1, 4)] + ["ply:1", "metrics:1"])
+
+
+@pytest.mark.fuzz
+def test_gs_trainer_20_seeded_kill_points(gs_setup, tmp_path):
+    """``P3D_KILLS`` (default 20) kills at points drawn from GS_EVENTS by a seeded generator (reproducible, unlike
+    timed kills, and never wasted on interpreter start-up): each run is started with one drawn kill point,
+    resumed with another, then resumed to the end; every finished run must equal the uninterrupted one."""
+    cfg, ref, _ = gs_setup
+    wrapper = tmp_path / "kill_at.py"
+    wrapper.write_text(KILL_AT_WRAPPER)
+    rng = random.Random(20)
+    landed, runs, identical, lines, t0 = 0, 0, 0, [], time.time()
+    while landed < KILLS:
+        wd = tmp_path / f"run{runs}"
+        points = [rng.choice(GS_EVENTS) for _ in range(min(2, KILLS - landed))]
+        hits = [start_killed_at(cfg, wd, pt, wrapper) for pt in points]
+        run_to_completion(_gs_cmd(cfg, wd))
+        diff = _gs_differences(ref, wd)
+        landed += sum(hits)
+        runs += 1
+        identical += int(diff == [])
+        lines.append(f"| {runs} | {', '.join(p + ('' if h else ' (finished first)') for p, h in zip(points, hits))}"
+                     f" | {'identical' if not diff else '; '.join(diff)} |")
+    print(f"\n| run | kill points (per process) | resumed run vs uninterrupted |\n|---|---|---|\n" + "\n".join(lines))
+    print(f"| 3DGS seeded kill points | {landed} kills | {runs} runs | {identical} / {runs} identical | "
+          f"{time.time() - t0:.0f} s |")
+    assert landed >= KILLS and identical == runs, lines
