@@ -333,7 +333,10 @@ class GSTrainer:
         order = self.order
         stop = self.max_steps if until is None else min(until, self.max_steps)
         bar = tqdm(total=self.max_steps, initial=self.step, disable=not self.progress, dynamic_ncols=True)
-        last = None
+        # a run resumed from a checkpoint that already holds this step's evaluation (killed after the final
+        # checkpoint, while writing the PLY or metrics.json) must not evaluate again: the history would hold
+        # the last evaluation twice and differ from an uninterrupted run
+        last = self.history[-1] if self.history and self.history[-1].get("step") == self.step else None
         try:
             while self.step < stop:
                 if self.max_minutes is not None and time.time() - t0 > 60 * float(self.max_minutes):
