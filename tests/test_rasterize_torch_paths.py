@@ -12,6 +12,7 @@ import torch
 
 from perception3d.rendering import rasterize
 from perception3d.rendering import rasterize_torch as rt
+from _gradcheck import central_difference
 
 W, H = 24, 20
 
@@ -92,21 +93,13 @@ def test_gradients_on_termination_clamp_background_and_chunks(path_spy, keep_bud
     assert path_spy["clamped"] > 0 and path_spy["terminated"] > 0
     assert path_spy["chunks"] >= 3 and path_spy["segments"] > path_spy["chunks"]
     grads = torch.autograd.grad(loss, inputs)
-    eps = 1e-6
     with torch.no_grad():
         for k, (name, x) in enumerate(zip(names, inputs)):
-            flat = x.detach().reshape(-1)
             # every entry of the two clamped Gaussians, a mid-stack one, a far one and another, and the background
             per = x[0].numel()
             rows = [0] if name == "bg" else [0, 1, 6, 9, 12]
             for j in [r * per + c for r in rows for c in range(per)]:
-                xp, xm = flat.clone(), flat.clone()
-                xp[j] += eps
-                xm[j] -= eps
-                args_p = [a.detach() for a in inputs]
-                args_m = [a.detach() for a in inputs]
-                args_p[k], args_m[k] = xp.reshape(x.shape), xm.reshape(x.shape)
-                fd = float(loss_fn(*args_p) - loss_fn(*args_m)) / (2 * eps)
+                fd = central_difference(loss_fn, inputs, k, j)
                 an = float(grads[k].reshape(-1)[j])
                 assert math.isclose(an, fd, rel_tol=1e-4, abs_tol=1e-5), f"{name}[{j}]: analytic {an} vs {fd}"
     assert float(grads[-1].abs().sum()) > 0 and float(grads[3][:2].abs().sum()) > 0
