@@ -10,9 +10,10 @@ branches pick their candidates, each switchable in the config (``semantic_transf
   can still become LiDAR candidates, while the pre-trained LiDAR detector stays frozen. (The authors gather with multi-scale deformable
   attention; this build samples each camera's feature map at the projected point, no custom CUDA op needed.)
 * :class:`GeometricTransfer` — LiDAR geometry → image features: the projected sparse LiDAR depth map
-  (``SparseDepthMap``: normalised depth + hit mask, [B·V, 2, H/4, W/4]) is encoded by a small conv net, pooled to
-  every pyramid level and concatenated with the image feature: ``F_img' = Conv1x1([F_img, E(D)])`` (the authors'
-  ``DepthEncoderResNet``), which gives the camera branch's monocular depth regression metric evidence.
+  (``SparseDepthMap``: normalised depth + hit mask, [B·V, 2, H/4, W/4]) is encoded by a ResNet with one basic block
+  per pyramid level whose output is fused with that level's image feature, ``F_l' = Conv3x3([E_l(D), F_l])``
+  (the authors' ``DepthEncoderResNet``), which gives the camera branch's monocular depth regression metric
+  evidence.
   Disabled, each level goes through a plain 3×3 conv instead (the authors' ``shared_conv_img``).
 """
 from __future__ import annotations
@@ -81,21 +82,34 @@ class SemanticTransfer(nn.Module):
 
 
 class GeometricTransfer(nn.Module):
-    """Sparse LiDAR depth → image features. Shapes: ``feats`` list of [B·V, C_in, h_l, w_l], ``depth``
-    [B·V, 2, H/4, W/4] or None → list of [B·V, C, h_l, w_l]. ``enabled=False``: a 3×3 conv per level only."""
+    """Sparse LiDAR depth → image features (the authors' ``DepthEncoderResNet``). Shapes: ``feats`` list of
+    [B·V, C_in, h_l, w_l] (pyramid levels at strides 4, 8, 16, …), ``depth`` [B·V, 2, H/4, W/4] or None →
+    list of [B·V, C, h_l, w_l].
+
+    ``D_0 = ConvBNReLU(depth)``; per level ``l``: ``D_l' = BasicBlock_l(D_{l-1})`` (stride 1 at the first level,
+    2 after), ``D_l = Conv3x3([D_l', F_l])`` — the output of a level is both the image feature handed to the
+    camera branch and the input of the next level's depth block, so LiDAR geometry flows through every scale.
+    ``enabled=False``: one shared 3×3 conv ``C_in → C`` per level instead (the authors' ``shared_conv_img``).
+    """
 
     def __init__(self, in_channels: int, channels: int, num_levels: int, depth_channels: int = 2,
                  enabled: bool = True):
         super().__init__()
         self.enabled = enabled
-        if enabled:
-            self.depth_encoder = nn.Sequential(
-                nn.Conv2d(depth_channels, channels // 2, 3, padding=1, bias=False), nn.BatchNorm2d(channels // 2),
-                nn.ReLU(inplace=True), nn.Conv2d(channels // 2, channels // 2, 3, padding=1, bias=False),
-                nn.BatchNorm2d(channels // 2), nn.ReLU(inplace=True))
-            self.fuse = nn.ModuleList(nn.Conv2d(in_channels + channels // 2, channels, 1) for _ in range(num_levels))
-        else:
+        if not enabled:
             self.shared_conv = nn.Conv2d(in_channels, channels, 3, padding=1)
+            return
+        from perception3d.models.fusion.image_backbone import BasicBlock
+        self.conv_depth = nn.Sequential(nn.Conv2d(depth_channels, channels, 3, padding=1),
+                                        nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.layers = nn.ModuleList()
+        for i in range(num_levels):
+            stride = 1 if i == 0 else 2
+            down = None if stride == 1 else nn.Sequential(nn.Conv2d(channels, channels, 1, stride),
+                                                          nn.BatchNorm2d(channels))
+            self.layers.append(BasicBlock(channels, channels, stride, down))
+        self.fuse_layers = nn.ModuleList(nn.Conv2d(in_channels + channels, channels, 3, padding=1)
+                                         for _ in range(num_levels))
 
     def forward(self, feats: Sequence[torch.Tensor], depth: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         if not self.enabled:
@@ -103,8 +117,12 @@ class GeometricTransfer(nn.Module):
         if depth is None:
             raise ValueError("GeometricTransfer: geometric_transfer=True needs 'sparse_depth' per sample (the "
                              "SparseDepthMap transform) — add it to the pipeline or disable the transfer")
-        e = self.depth_encoder(depth.float())
+        d = self.conv_depth(depth.float())
         out = []
-        for conv, f in zip(self.fuse, feats):
-            out.append(conv(torch.cat([f, F.adaptive_max_pool2d(e, f.shape[-2:])], 1)))
+        for block, fuse, f in zip(self.layers, self.fuse_layers, feats):
+            d = block(d)
+            if d.shape[-2:] != f.shape[-2:]:  # image size not a multiple of the largest stride
+                d = F.interpolate(d, size=f.shape[-2:], mode="nearest")
+            d = fuse(torch.cat([d, f], 1))
+            out.append(d)
         return out
