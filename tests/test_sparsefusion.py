@@ -102,6 +102,26 @@ def test_hungarian_match_recovers_a_permutation():
     assert dict(zip(r.tolist(), c.tolist())) == {0: 2, 1: 0, 3: 1}
 
 
+def test_deformable_attention_reads_the_query_camera_at_its_reference_point():
+    """Offsets 0, identity projections: every sampling point sits on the reference point, so the output is the
+    value there — of the query's own camera (camera v's maps are constant v + 1, level 1 adds 10)."""
+    from perception3d.models.fusion.layers import MSDeformAttn
+    m = MSDeformAttn(8, num_levels=2, num_heads=2, num_points=3)
+    with torch.no_grad():
+        m.sampling_offsets.bias.zero_()
+        for lin in (m.value_proj, m.output_proj):
+            lin.weight.copy_(torch.eye(8))
+            lin.bias.zero_()
+    b, v = 2, 3
+    values = [torch.arange(1.0, v + 1).repeat(b).view(b * v, 1, 1, 1).expand(b * v, 8, 6, 10) + 10 * lvl
+              for lvl in range(2)]
+    view = torch.tensor([[0, 2, 1, 2], [1, 1, 0, 2]])
+    ref = torch.tensor([0.5, 0.5]).expand(b, 4, 2)
+    out = m(torch.randn(b, 4, 8), ref, values, view)
+    want = ((view + 1).float() + (view + 11).float()) / 2          # uniform weights over the two levels
+    torch.testing.assert_close(out, want[..., None].expand(b, 4, 8))
+
+
 def test_semantic_transfer_samples_the_pixel_a_cell_projects_to():
     """One camera looking along +x (f = 60, c = (48, 32)); the BEV cell centred at (x, y) = (5, -1) at z_ref = 0
     projects to u = 48 + 60 · 1 / 5 = 60, v = 32. A feature map that is 1 exactly around that pixel must give 1
@@ -185,27 +205,36 @@ def test_freeze_lidar_stops_lidar_gradients():
 
 
 # --------------------------------------------------------------------------------------------- nuScenes config
-AUTHORS = dict(head=5_949_228, image=26_852_416, lidar=7_271_120, total=40_072_764)
+#: the authors' nuScenes model (yichen928/SparseFusion, sparsefusion_nusc_voxel_LC_r50.py), counted from its module
+#: definitions: head parts of SparseFusionHead2D_Deform, ResNet-50 + FPN, SparseEncoder + SECOND + SECONDFPN
+AUTHORS = dict(lidar=7_271_120, image=26_852_416, head=5_949_228, total=40_072_764,
+               lidar_detector=589_952 + 159_242 + 1_408 + 284_308,    # shared_conv, heatmap, class enc., decoder+FFN
+               depth_resnet=3_004_672, camera=637_480 + 1_408 + 512 + 320_788,  # heat maps, enc., level pos, decoder
+               view_transformer=271_540, fusion=234_644, semantic=443_274)
 
 
 def test_nuscenes_config_parameter_count():
-    """Our build of configs/sparsefusion_nus.py against the authors' module definitions (counted part by part):
-    LiDAR backbone, ResNet-50 + FPN, the LiDAR detector (TransFusion-L head) and the geometric transfer's depth
-    encoder are equal exactly; the camera decoder and the semantic transfer use plain attention / sampling where
-    the authors use multi-scale deformable attention, so the head is 5,888 parameters (0.1 %) smaller."""
+    """Our build of configs/sparsefusion_nus.py against the authors' model, part by part: LiDAR backbone,
+    ResNet-50 + FPN, the LiDAR detector (TransFusion-L head), the geometric transfer's depth encoder and the camera
+    branch (deformable decoder included) are equal exactly; the view transformer and the fusion layer lack one
+    unused LayerNorm each (256); the semantic transfer samples the image at the projected cell instead of a
+    deformable decoder (+29,056). Total 40,101,308 vs 40,072,764 (+0.07 %)."""
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     cfg = Config.fromfile(str(ROOT / "configs" / "sparsefusion_nus.py"))
     with DefaultScope.overwrite_default_scope("perception3d"):
         model = MODELS.build(cfg.model)
-    lidar = _n(model.voxel_encoder) + _n(model.backbone_3d) + _n(model.backbone_2d)
-    image = _n(model.img_backbone) + _n(model.img_neck)
-    assert lidar == AUTHORS["lidar"] and image == AUTHORS["image"]
     head = model.head
-    assert _n(head.lidar) == 589_952 + 159_242 + 1_408 + 284_308  # shared_conv, heatmap, class enc., decoder+FFN
-    assert _n(head.img_transfer) == 3_004_672                       # DepthEncoderResNet
-    assert _n(head) == 5_943_340 == AUTHORS["head"] - 5_888
-    assert _n(model) == 40_066_876 == lidar + image + 5_943_340
+    assert _n(model.voxel_encoder) + _n(model.backbone_3d) + _n(model.backbone_2d) == AUTHORS["lidar"]
+    assert _n(model.img_backbone) + _n(model.img_neck) == AUTHORS["image"]
+    assert _n(head.lidar) == AUTHORS["lidar_detector"]
+    assert _n(head.img_transfer) == AUTHORS["depth_resnet"]
+    assert _n(head.camera) == AUTHORS["camera"]
+    assert _n(head.view_transformer) == AUTHORS["view_transformer"] - 256
+    assert _n(head.proj_lidar) + _n(head.proj_img) + _n(head.fusion) + _n(head.fusion_heads) == AUTHORS["fusion"] - 256
+    assert _n(head.semantic) == AUTHORS["semantic"] + 29_056
+    assert _n(head) == 5_977_772 == AUTHORS["head"] + 28_544
+    assert _n(model) == 40_101_308 == AUTHORS["total"] + 28_544
     assert cfg.model.head.num_queries == cfg.model.head.num_img_queries == 200
     assert cfg.voxel_size == [0.075, 0.075, 0.2] and cfg.img_size == (448, 800) and cfg.max_epochs == 6
     assert cfg.optim_wrapper.optimizer.type == "AdamW" and cfg.optim_wrapper.optimizer.lr == 1e-4

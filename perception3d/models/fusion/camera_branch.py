@@ -3,9 +3,11 @@ maps → top-K image queries → one decoder layer (self-attention over the quer
 the query's own camera) → per-instance monocular 3D regression → the *disentangled view transform* into LiDAR
 candidates.
 
-* 2D heat map per pyramid level ``Ŝ_l = σ(Conv(ConvBNReLU(F_l)))``, Gaussian targets at each visible object's
+* 2D heat map per pyramid level ``Ŝ_l = σ(Conv(ConvLNReLU(F_l)))``, Gaussian targets at each visible object's
   projected centre; top-K over (camera, level, class, pixel) after a 3×3 local-max NMS; query = feature at the peak
-  + ``img_class_encoding(one-hot)``; position = the normalised pixel ``(u / w_l, v / h_l)``.
+  + ``img_class_encoding(one-hot)``; position = the normalised pixel ``(u / w_l, v / h_l)``; decoder: self-attention
+  among the queries of one camera, multi-scale deformable attention into that camera's pyramid (the authors'
+  ``ImageTransformer_Cam_3D_MS``).
 * regression per query (camera frame): ``center_2d`` offset (normalised pixels), ``depth`` (log metres), ``dim``
   (log dx, dy, dz), ``rot`` (heading unit vector in the camera x–z plane), ``vel`` (x–z), ``cls``.
 * :class:`ViewTransformer`: geometry moves explicitly with the calibration
@@ -22,17 +24,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception3d.models.fusion.layers import (BOX_HEADS, PositionEmbeddingLearned, PredictionHeads,
-                                               ProjectionLayerNorm, QueryDecoderLayer, heatmap_topk,
-                                               sigmoid_focal_loss)
+from perception3d.models.fusion.layers import (BOX_HEADS, ChannelLayerNorm, DeformableDecoderLayer,
+                                               PositionEmbeddingLearned, PredictionHeads, ProjectionLayerNorm,
+                                               QueryDecoderLayer, sigmoid_focal_loss)
 from perception3d.models.fusion.view_transform import (CameraSE, camera_candidates_to_lidar, camera_info_vector,
                                                        lidar_boxes_to_camera_candidates)
 from perception3d.models.heads.center_head import draw_gaussian, focal_loss_centernet
 
 __all__ = ["CameraBranch", "ViewTransformer", "IMG_HEADS", "camera_targets"]
 
-#: the authors' ``heads2d`` (center_2d, depth_2d, dim_2d, rot_2d, vel_2d with 3 layers, cls with 2)
-IMG_HEADS = dict(center_2d=(2, 3), depth=(1, 3), dim=(3, 3), rot=(2, 3), vel=(2, 3))
+#: the authors' ``heads2d`` (center_2d, depth_2d, dim_2d, rot_2d, vel_2d: 3 layers without norm; cls: 2 with LN)
+IMG_HEADS = dict(center_2d=(2, 3, None), depth=(1, 3, None), dim=(3, 3, None), rot=(2, 3, None),
+                 vel=(2, 3, None))
 
 
 def camera_targets(gt_boxes: torch.Tensor, cam2img: torch.Tensor, lidar2cam: torch.Tensor, img_size: Sequence[int],
@@ -62,21 +65,20 @@ class CameraBranch(nn.Module):
     """
 
     def __init__(self, channels: int, num_classes: int, num_levels: int, num_queries: int = 200,
-                 num_heads: int = 8, ffn_channels: int = 256, dropout: float = 0.1, nms_kernel: int = 3):
+                 num_heads: int = 8, ffn_channels: int = 256, dropout: float = 0.1, nms_kernel: int = 3,
+                 num_points: int = 4):
         super().__init__()
         self.num_classes, self.num_queries, self.nms_kernel = num_classes, int(num_queries), int(nms_kernel)
         self.heatmap_heads = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), ChannelLayerNorm(channels),
                           nn.ReLU(inplace=True), nn.Conv2d(channels, num_classes, 3, padding=1))
             for _ in range(num_levels))
         for hd in self.heatmap_heads:
             nn.init.constant_(hd[-1].bias, -2.19)
         self.level_pos = nn.Parameter(torch.randn(num_levels, channels) * 0.02)
         self.class_encoding = nn.Conv1d(num_classes, channels, 1)
-        self.decoder = QueryDecoderLayer(channels, num_heads, ffn_channels, dropout,
-                                         PositionEmbeddingLearned(2, channels, norm=False),
-                                         PositionEmbeddingLearned(2, channels, norm=False))
-        self.heads = PredictionHeads(channels, dict(IMG_HEADS, cls=(num_classes, 2)))
+        self.decoder = DeformableDecoderLayer(channels, num_heads, ffn_channels, dropout, num_levels, num_points)
+        self.heads = PredictionHeads(channels, dict(IMG_HEADS, cls=(num_classes, 2, "ln")))
 
     def forward(self, feats: Sequence[torch.Tensor], img_size: Sequence[int], cam2img: torch.Tensor,
                 lidar2cam: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -85,18 +87,14 @@ class CameraBranch(nn.Module):
         feats = [f + self.level_pos[i][None, :, None, None] for i, f in enumerate(feats)]
         dense = [hd(f) for hd, f in zip(self.heatmap_heads, feats)]
         # flatten every level as (view, class, pixel) per sample, then one top-K over all of them
-        scores, keys, key_pos, key_view, meta = [], [], [], [], []
-        for lvl, (f, d) in enumerate(zip(feats, dense)):
+        scores, keys, meta = [], [], []
+        for f, d in zip(feats, dense):
             h, w = f.shape[-2:]
             hm = d.detach().sigmoid()
             pad = self.nms_kernel // 2
             hm = hm * (hm == F.max_pool2d(hm, self.nms_kernel, 1, pad)) if self.nms_kernel > 1 else hm
             scores.append(hm.reshape(b, v * self.num_classes * h * w))
             keys.append(f.reshape(b, v, c, h * w).permute(0, 2, 1, 3).reshape(b, c, v * h * w))
-            ys, xs = torch.meshgrid(torch.arange(h, device=f.device), torch.arange(w, device=f.device), indexing="ij")
-            p = torch.stack([(xs.reshape(-1) + 0.5) / w, (ys.reshape(-1) + 0.5) / h], -1)
-            key_pos.append(p.repeat(v, 1))
-            key_view.append(torch.arange(v, device=f.device).repeat_interleave(h * w))
             meta.append((h, w))
         allscore = torch.cat(scores, 1)
         k = min(self.num_queries, allscore.shape[1])
@@ -118,11 +116,7 @@ class CameraBranch(nn.Module):
         q = allkeys.gather(2, kidx[:, None].expand(b, c, k))
         q = q + self.class_encoding(F.one_hot(cls, self.num_classes).permute(0, 2, 1).float())
         pos2d = torch.stack([((pix % wl).float() + 0.5) / wl, ((pix // wl).float() + 0.5) / hl], -1)
-        kpos = torch.cat(key_pos, 0)[None].expand(b, -1, -1)
-        kview = torch.cat(key_view, 0)
-        mask = view[:, :, None] != kview[None, None, :]                            # attend to own camera only
-        mask = mask.repeat_interleave(self.decoder.cross_attn.num_heads, 0)
-        q = self.decoder(q, allkeys, pos2d, kpos, attn_mask=mask)
+        q = self.decoder(q, pos2d, feats, view)                                 # reads its own camera only
         pred = self.heads(q)
         # geometric half of the disentangled transform (explicit, through the calibration)
         bi = torch.arange(b, device=top.device)[:, None].expand(b, k)
@@ -202,8 +196,9 @@ class ViewTransformer(nn.Module):
     ``forward(feat [B, C, K], boxes [B, K, 9] (geometric transform), cam_info [B, 16, K], pos2d [B, K, 2],
     pc_range, cell)`` → dict ``feat`` [B, C, K], ``pos`` [B, K, 2] (BEV cells), ``pred`` (LiDAR box heads,
     centre absolute in cells): ``f' = CameraSE(f, c)``, ``f'' = LN(Linear(f'))``, then one self-attention layer
-    whose positional encoding sees the candidate's LiDAR-frame geometry (BEV position, height, heading) and its
-    pixel, and the box heads predict a residual to the geometric box.
+    whose positional encoding sees the candidate's 9-d geometry (LiDAR-frame BEV position, height, heading,
+    velocity, and its pixel — the authors' ``PositionEmbeddingLearnedwoNorm(9)``), and the box heads predict a
+    residual to the geometric box.
     """
 
     def __init__(self, channels: int, num_classes: int, num_heads: int = 8, ffn_channels: int = 256,
@@ -211,8 +206,9 @@ class ViewTransformer(nn.Module):
         super().__init__()
         self.camera_se = CameraSE(channels) if use_camera_se else None
         self.projection = ProjectionLayerNorm(channels)
-        pe = PositionEmbeddingLearned(7, channels, norm=False)
-        self.decoder = QueryDecoderLayer(channels, num_heads, ffn_channels, dropout, pe, pe, cross_only=True)
+        self.decoder = QueryDecoderLayer(channels, num_heads, ffn_channels, dropout,
+                                         PositionEmbeddingLearned(9, channels, norm=False),
+                                         PositionEmbeddingLearned(9, channels, norm=False), cross_only=True)
         self.heads = PredictionHeads(channels, dict(BOX_HEADS, heatmap=num_classes))
 
     def forward(self, feat: torch.Tensor, boxes: torch.Tensor, cam_info: torch.Tensor, pos2d: torch.Tensor,
@@ -225,7 +221,8 @@ class ViewTransformer(nn.Module):
         span = torch.tensor([(pc_range[3] - pc_range[0]) / cell[0], (pc_range[4] - pc_range[1]) / cell[1]],
                             device=g.device)
         z = (g[..., 2:3] + g[..., 5:6] / 2 - pc_range[2]) / (pc_range[5] - pc_range[2])
-        pos = torch.cat([bev / span, z, torch.sin(g[..., 6:7]), torch.cos(g[..., 6:7]), pos2d], -1).clamp(-2, 3)
+        pos = torch.cat([bev / span, z, torch.sin(g[..., 6:7]), torch.cos(g[..., 6:7]), g[..., 7:9] / 10, pos2d],
+                        -1).clamp(-2, 3)
         feat = self.decoder(feat, feat, pos, pos)
         pred = self.heads(feat)
         pred["center"] = pred["center"] + bev.transpose(1, 2)

@@ -8,6 +8,8 @@ and the Hungarian-matched set loss.
   cross-attention from queries to keys, FFN; each with residual + LayerNorm (post-norm), positions added to
   queries and keys. ``cross_only=True`` skips the self-attention (the authors use it with key = query, which makes
   the cross-attention a self-attention over the candidates: SparseFusion Sec. 3.4, Eq. 6).
+* :class:`MSDeformAttn` / :class:`DeformableDecoderLayer`: the image queries' decoder — deformable attention into
+  the query's own camera (Deformable DETR Eq. 3), self-attention among the queries of one camera.
 * :class:`PredictionHeads`: one 1×1-conv tower per output (``center`` 2, ``height`` 1, ``dim`` 3, ``rot`` 2,
   ``vel`` 2, ``heatmap`` = classes), as TransFusion's FFN.
 * :func:`encode_boxes` / :func:`decode_boxes`: TransFusion's box code (``TransFusionBBoxCoder``): BEV centre in
@@ -26,7 +28,8 @@ from torch import nn
 
 from perception3d.ops import box_iou_3d
 
-__all__ = ["PositionEmbeddingLearned", "QueryDecoderLayer", "PredictionHeads", "ProjectionLayerNorm",
+__all__ = ["PositionEmbeddingLearned", "QueryDecoderLayer", "MSDeformAttn", "DeformableDecoderLayer",
+           "ChannelLayerNorm", "PredictionHeads", "ProjectionLayerNorm",
            "encode_boxes", "decode_boxes", "pred_codes", "set_prediction_loss", "sigmoid_focal_loss", "hungarian_match", "heatmap_topk",
            "BOX_HEADS"]
 
@@ -85,6 +88,101 @@ class QueryDecoderLayer(nn.Module):
         return q.permute(1, 2, 0)
 
 
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention (Zhu et al., Deformable DETR, ICLR 2021, Eq. 3), pure PyTorch:
+    ``MSDA(z_q, p̂_q, {x_l}) = W_o Σ_h Σ_l Σ_k A_hlqk · W_v x_l(φ_l(p̂_q) + Δp_hlqk)`` with offsets ``Δp`` and weights
+    ``A`` (softmax over levels × points) predicted from the query; bilinear sampling by ``grid_sample``.
+
+    Multi-camera: each query reads the maps of *its own* camera. Shapes: ``query`` [B, P, C], ``ref`` [B, P, 2]
+    (normalised (x, y) in [0, 1]), ``values`` list over levels of [B·V, C, h_l, w_l], ``view`` [B, P] (which of the
+    V cameras) → [B, P, C].
+    """
+
+    def __init__(self, channels: int, num_levels: int = 4, num_heads: int = 8, num_points: int = 4):
+        super().__init__()
+        self.h, self.l, self.p = num_heads, num_levels, num_points
+        self.sampling_offsets = nn.Linear(channels, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(channels, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(channels, channels)
+        self.output_proj = nn.Linear(channels, channels)
+        # Deformable DETR's initialisation: offsets start on rings around the reference point, uniform weights
+        nn.init.zeros_(self.sampling_offsets.weight)
+        th = torch.arange(num_heads, dtype=torch.float32) * (2 * np.pi / num_heads)
+        grid = torch.stack([th.cos(), th.sin()], -1)
+        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(num_heads, 1, 1, 2).repeat(1, num_levels,
+                                                                                             num_points, 1)
+        grid = grid * torch.arange(1, num_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.reshape(-1))
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        for lin in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, query: torch.Tensor, ref: torch.Tensor, values: Sequence[torch.Tensor],
+                view: torch.Tensor) -> torch.Tensor:
+        b, nq, c = query.shape
+        v = values[0].shape[0] // b
+        h, ch = self.h, c // self.h
+        off = self.sampling_offsets(query).view(b, nq, h, self.l, self.p, 2)
+        attn = self.attention_weights(query).view(b, nq, h, self.l * self.p).softmax(-1)
+        attn = attn.view(b, nq, h, self.l, self.p)
+        sel = view[:, None, None, :, None].expand(b, 1, h * ch, nq, self.p)
+        out = query.new_zeros(b, h, ch, nq)
+        for lvl, x in enumerate(values[: self.l]):
+            hl, wl = x.shape[-2:]
+            val = self.value_proj(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b * v * h, ch, hl, wl)
+            loc = ref[:, :, None, None, :] + off[:, :, :, lvl] / torch.tensor([wl, hl], device=x.device,
+                                                                              dtype=x.dtype)
+            grid = (2 * loc - 1).permute(0, 2, 1, 3, 4)                           # [B, h, P, p, 2]
+            grid = grid[:, None].expand(b, v, h, nq, self.p, 2).reshape(b * v * h, nq, self.p, 2)
+            smp = F.grid_sample(val, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            smp = smp.view(b, v, h * ch, nq, self.p).gather(1, sel)[:, 0]       # own camera: [B, h·ch, P, p]
+            w = attn[:, :, :, lvl].permute(0, 2, 1, 3)                           # [B, h, P, p]
+            out = out + (smp.view(b, h, ch, nq, self.p) * w[:, :, None]).sum(-1)
+        return self.output_proj(out.reshape(b, c, nq).transpose(1, 2))
+
+
+class DeformableDecoderLayer(nn.Module):
+    """The image-query decoder layer (the authors' ``DeformableTransformerDecoderLayer``): self-attention among the
+    queries of one camera, deformable cross-attention (:class:`MSDeformAttn`) into that camera's feature pyramid
+    (keys = features + PE(pixel position)), FFN; post-norm. Shapes: ``query`` [B, C, P], ``pos`` [B, P, 2] in
+    [0, 1], ``values`` list of [B·V, C, h_l, w_l], ``view`` [B, P] → [B, C, P]."""
+
+    def __init__(self, channels: int, num_heads: int = 8, ffn_channels: int = 256, dropout: float = 0.1,
+                 num_levels: int = 4, num_points: int = 4):
+        super().__init__()
+        self.num_heads = num_heads
+        self.self_attn = nn.MultiheadAttention(channels, num_heads, dropout=dropout)
+        self.cross_attn = MSDeformAttn(channels, num_levels, num_heads, num_points)
+        self.ffn = nn.Sequential(nn.Linear(channels, ffn_channels), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                 nn.Linear(ffn_channels, channels))
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(channels) for _ in range(3))
+        self.drop = nn.Dropout(dropout)
+        self.query_pos = PositionEmbeddingLearned(2, channels, norm=False)
+        self.key_pos = PositionEmbeddingLearned(2, channels, norm=False)
+
+    def forward(self, query: torch.Tensor, pos: torch.Tensor, values: Sequence[torch.Tensor],
+                view: torch.Tensor) -> torch.Tensor:
+        qp = self.query_pos(pos).permute(2, 0, 1)
+        q = query.permute(2, 0, 1)                                              # [P, B, C]
+        mask = (view[:, :, None] != view[:, None, :]).repeat_interleave(self.num_heads, 0)
+        qq = q + qp
+        q = self.norm1(q + self.drop(self.self_attn(qq, qq, qq, attn_mask=mask, need_weights=False)[0]))
+        keys = []
+        for x in values:                                                        # keys + PE(normalised pixel)
+            hl, wl = x.shape[-2:]
+            ys, xs = torch.meshgrid(torch.arange(hl, device=x.device), torch.arange(wl, device=x.device),
+                                    indexing="ij")
+            p = torch.stack([(xs.reshape(-1) + 0.5) / wl, (ys.reshape(-1) + 0.5) / hl], -1).float()[None]
+            keys.append(x + self.key_pos(p).reshape(1, -1, hl, wl))
+        q2 = self.cross_attn((q + qp).transpose(0, 1), pos, keys, view).transpose(0, 1)
+        q = self.norm2(q + self.drop(q2))
+        q = self.norm3(q + self.drop(self.ffn(q)))
+        return q.permute(1, 2, 0)
+
+
 class ProjectionLayerNorm(nn.Module):
     """[B, C, P] → [B, C, P]: ``LN(Linear(f))`` per candidate (the authors' ``ProjectionLayerNorm``), putting LiDAR
     and camera candidates into one feature space before the fusion layer."""
@@ -98,20 +196,32 @@ class ProjectionLayerNorm(nn.Module):
         return self.norm(self.proj(x.transpose(1, 2))).transpose(1, 2)
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over dim 1 of [B, C, ...] (the authors' ``LayerNorm(data_format="channels_first")``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
 class PredictionHeads(nn.Module):
-    """One tower per output (``heads`` = {name: out | (out, num_conv)}): ``num_conv − 1`` × (Conv1d 1×1 → BN1d → ReLU), then Conv1d 1×1 (TransFusion's FFN).
-    [B, C, P] → {name: [B, out, P]}. The ``heatmap`` tower's bias starts at −2.19 (prior 0.1)."""
+    """One tower per output (``heads`` = {name: out | (out, num_conv) | (out, num_conv, norm)}): ``num_conv − 1`` ×
+    (Conv1d 1×1 → norm → ReLU), then Conv1d 1×1 — TransFusion's FFN with ``norm="bn"`` (BN1d, conv without bias),
+    the authors' image ``FFNLN`` with ``"ln"`` (LayerNorm) or ``None`` (conv with bias, no norm).
+    [B, C, P] → {name: [B, out, P]}. The ``heatmap`` / ``cls`` tower's bias starts at −2.19 (prior 0.1)."""
 
     def __init__(self, channels: int, heads: Dict[str, object], head_channels: int = 64, num_conv: int = 2,
                  init_bias: float = -2.19):
         super().__init__()
         self.names = list(heads)
         for name, spec in heads.items():
-            out, n_conv = (spec, num_conv) if isinstance(spec, int) else spec  # int or (out, num_conv)
+            spec = (spec,) if isinstance(spec, int) else tuple(spec)
+            out, n_conv, norm = (spec + (num_conv, "bn")[len(spec) - 1:])[:3]
             layers, c = [], channels
             for _ in range(n_conv - 1):
-                layers += [nn.Conv1d(c, head_channels, 1, bias=False), nn.BatchNorm1d(head_channels),
-                           nn.ReLU(inplace=True)]
+                layers.append(nn.Conv1d(c, head_channels, 1, bias=norm is None))
+                if norm is not None:
+                    layers.append(nn.BatchNorm1d(head_channels) if norm == "bn" else ChannelLayerNorm(head_channels))
+                layers.append(nn.ReLU(inplace=True))
                 c = head_channels
             layers.append(nn.Conv1d(c, out, 1))
             if name in ("heatmap", "cls"):
