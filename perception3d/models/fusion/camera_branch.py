@@ -18,15 +18,15 @@ candidates.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perception3d.models.fusion.layers import (BOX_HEADS, ChannelLayerNorm, DeformableDecoderLayer,
-                                               PositionEmbeddingLearned, PredictionHeads, ProjectionLayerNorm,
-                                               QueryDecoderLayer, sigmoid_focal_loss)
+from perception3d.models.fusion.layers import (BOX_HEADS, DeformableDecoderLayer, PositionEmbeddingLearned,
+                                               PredictionHeads, ProjectionLayerNorm, QueryDecoderLayer,
+                                               heatmap_head, sigmoid_focal_loss)
 from perception3d.models.fusion.view_transform import (CameraSE, camera_candidates_to_lidar, camera_info_vector,
                                                        lidar_boxes_to_camera_candidates)
 from perception3d.models.heads.center_head import draw_gaussian, focal_loss_centernet
@@ -69,12 +69,7 @@ class CameraBranch(nn.Module):
                  num_points: int = 4):
         super().__init__()
         self.num_classes, self.num_queries, self.nms_kernel = num_classes, int(num_queries), int(nms_kernel)
-        self.heatmap_heads = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), ChannelLayerNorm(channels),
-                          nn.ReLU(inplace=True), nn.Conv2d(channels, num_classes, 3, padding=1))
-            for _ in range(num_levels))
-        for hd in self.heatmap_heads:
-            nn.init.constant_(hd[-1].bias, -2.19)
+        self.heatmap_heads = nn.ModuleList(heatmap_head(channels, num_classes, "ln") for _ in range(num_levels))
         self.level_pos = nn.Parameter(torch.randn(num_levels, channels) * 0.02)
         self.class_encoding = nn.Conv1d(num_classes, channels, 1)
         self.decoder = DeformableDecoderLayer(channels, num_heads, ffn_channels, dropout, num_levels, num_points)

@@ -29,8 +29,9 @@ from torch import nn
 from perception3d.ops import box_iou_3d
 
 __all__ = ["PositionEmbeddingLearned", "QueryDecoderLayer", "MSDeformAttn", "DeformableDecoderLayer",
-           "ChannelLayerNorm", "PredictionHeads", "ProjectionLayerNorm",
-           "encode_boxes", "decode_boxes", "pred_codes", "set_prediction_loss", "sigmoid_focal_loss", "hungarian_match", "heatmap_topk",
+           "ChannelLayerNorm", "heatmap_head", "PredictionHeads", "ProjectionLayerNorm",
+           "encode_boxes", "decode_boxes", "pred_codes", "set_prediction_loss", "sigmoid_focal_loss",
+           "hungarian_match", "heatmap_topk",
            "BOX_HEADS"]
 
 #: TransFusion's ``common_heads`` + the class heat map (sizes; ``heatmap`` is added with the class count).
@@ -181,6 +182,17 @@ class DeformableDecoderLayer(nn.Module):
         q = self.norm2(q + self.drop(q2))
         q = self.norm3(q + self.drop(self.ffn(q)))
         return q.permute(1, 2, 0)
+
+
+def heatmap_head(channels: int, num_classes: int, norm: str = "bn") -> nn.Sequential:
+    """Dense class heat-map head [B, C, H, W] → logits [B, n_cls, H, W]: 3×3 conv → norm → ReLU → 3×3 conv, the last
+    bias at −2.19 (prior 0.1, CenterNet). ``norm="bn"``: TransFusion's ``build_heatmap`` (conv without bias, BN);
+    ``"ln"``: the authors' ``build_heatmap_LN`` for image levels (conv with bias, LayerNorm)."""
+    hd = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=norm != "bn"),
+                       nn.BatchNorm2d(channels) if norm == "bn" else ChannelLayerNorm(channels),
+                       nn.ReLU(inplace=True), nn.Conv2d(channels, num_classes, 3, padding=1))
+    nn.init.constant_(hd[-1].bias, -2.19)
+    return hd
 
 
 class ProjectionLayerNorm(nn.Module):

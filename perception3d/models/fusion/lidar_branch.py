@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception3d.models.fusion.layers import (BOX_HEADS, PositionEmbeddingLearned, PredictionHeads,
-                                               QueryDecoderLayer, heatmap_topk)
+                                               QueryDecoderLayer, heatmap_head, heatmap_topk)
 from perception3d.models.heads.center_head import draw_gaussian, focal_loss_centernet, gaussian_radius
 
 __all__ = ["TransFusionLiDARBranch", "bev_heatmap_targets"]
@@ -65,10 +65,7 @@ class TransFusionLiDARBranch(nn.Module):
         self.num_classes, self.num_queries = int(num_classes), int(num_queries)
         self.nms_kernel, self.no_nms_classes = int(nms_kernel), tuple(no_nms_classes)
         self.shared_conv = nn.Conv2d(in_channels, channels, 3, padding=1)
-        self.heatmap_head = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-                                          nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-                                          nn.Conv2d(channels, num_classes, 3, padding=1))
-        nn.init.constant_(self.heatmap_head[-1].bias, -2.19)
+        self.heatmap_head = heatmap_head(channels, num_classes)
         self.class_encoding = nn.Conv1d(num_classes, channels, 1)
         self.decoder = QueryDecoderLayer(channels, num_heads, ffn_channels, dropout,
                                          PositionEmbeddingLearned(2, channels), PositionEmbeddingLearned(2, channels))

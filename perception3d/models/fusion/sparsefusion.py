@@ -178,7 +178,8 @@ class SparseFusion(BaseModel):
     ``inputs``: ``{"points": [Tensor [N_i, F]], "imgs": [Tensor [V, 3, H, W] or [V, H, W, 3] in [0, 1]]}``;
     the images may instead come as each data sample's ``images`` (the readers' list of [H, W, 3] arrays, packed
     with ``Pack3DDetInputs(keys=[..., "images", "cam2img", "lidar2cam", "sparse_depth"])``); with neither, or a
-    sample without cameras, the forward is LiDAR-only. Each data sample carries ``cam2img`` [V, 3, 3], ``lidar2cam`` [V, 4, 4]
+    sample without cameras, the forward is LiDAR-only. Each data sample carries ``cam2img`` [V, 3, 3],
+    ``lidar2cam`` [V, 4, 4]
     (``lidar2img`` is composed when absent), ``sparse_depth`` [V, 2, H/4, W/4] (geometric transfer), and for
     training ``gt_bboxes_3d`` [M, 7 or 9] / ``gt_labels_3d`` [M].
 

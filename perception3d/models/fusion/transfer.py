@@ -7,14 +7,14 @@ branches pick their candidates, each switchable in the config (``semantic_transf
   the LiDAR BEV feature: ``F_bev' = ConvBNReLU([F_lidar, LN(Linear(F_img→bev)), n_views])``, and a heat map of
   its own is predicted from ``F_bev'`` (the authors' ``cross_heatmap_head``). It replaces the LiDAR heat map for
   the query initialisation (the authors' ``cross_only=True``), so objects with few points but clear appearance
-  can still become LiDAR candidates, while the pre-trained LiDAR detector stays frozen. (The authors gather with multi-scale deformable
-  attention; this build samples each camera's feature map at the projected point, no custom CUDA op needed.)
+  can still become LiDAR candidates, while the pre-trained LiDAR detector stays frozen. (The authors gather with
+  a multi-scale deformable decoder over all BEV cells; this build samples each camera's feature map at the
+  projected point, which costs one ``grid_sample``.)
 * :class:`GeometricTransfer` — LiDAR geometry → image features: the projected sparse LiDAR depth map
   (``SparseDepthMap``: normalised depth + hit mask, [B·V, 2, H/4, W/4]) is encoded by a ResNet with one basic block
   per pyramid level whose output is fused with that level's image feature, ``F_l' = Conv3x3([E_l(D), F_l])``
   (the authors' ``DepthEncoderResNet``), which gives the camera branch's monocular depth regression metric
-  evidence.
-  Disabled, each level goes through a plain 3×3 conv instead (the authors' ``shared_conv_img``).
+  evidence. Disabled, each level goes through a plain 3×3 conv instead (the authors' ``shared_conv_img``).
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from perception3d.models.fusion.layers import heatmap_head
 
 __all__ = ["SemanticTransfer", "GeometricTransfer", "bev_cell_centres"]
 
@@ -48,10 +50,7 @@ class SemanticTransfer(nn.Module):
         self.img_proj = nn.Sequential(nn.Linear(channels, channels), nn.LayerNorm(channels))
         self.fuse = nn.Sequential(nn.Conv2d(2 * channels + 1, channels, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
-        self.heatmap_head = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-                                          nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-                                          nn.Conv2d(channels, num_classes, 3, padding=1))
-        nn.init.constant_(self.heatmap_head[-1].bias, -2.19)
+        self.heatmap_head = heatmap_head(channels, num_classes)
 
     def image_to_bev(self, img_feat: torch.Tensor, lidar2img: torch.Tensor, img_size: Sequence[int], h: int,
                      w: int) -> torch.Tensor:
