@@ -11,6 +11,7 @@ The fused candidates are also returned as a :class:`~perception3d.sparse.SparseT
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -29,7 +30,7 @@ from perception3d.models.fusion.lidar_branch import TransFusionLiDARBranch
 from perception3d.models.fusion.transfer import GeometricTransfer, SemanticTransfer
 from perception3d.registry import MODELS
 
-__all__ = ["SparseFusionHead", "SparseFusion"]
+__all__ = ["SparseFusionHead", "SparseFusion", "SparseFusionDataPreprocessor"]
 
 
 @MODELS.register_module()
@@ -172,13 +173,34 @@ def _get(sample: Any, key: str, default=None):
 
 
 @MODELS.register_module()
+class SparseFusionDataPreprocessor(Det3DDataPreprocessor):
+    """:class:`Det3DDataPreprocessor` that also un-collates the camera images.
+
+    mmengine's ``pseudo_collate`` transposes each sample's list of V images into V lists over the batch; this puts
+    them back per sample as one float tensor [V, H, W, 3] (``data_samples[i]["images"]``), so the detector sees the
+    layout the readers produce whatever B and V are.
+    """
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        samples = data.get("data_samples")
+        if isinstance(samples, dict) and isinstance(samples.get("images"), (list, tuple)) and samples["images"] \
+                and isinstance(samples["images"][0], (list, tuple)):
+            per_view = samples["images"]                                    # [V][B] after pseudo_collate
+            samples = dict(samples, images=[torch.as_tensor(np.stack([np.asarray(v[i]) for v in per_view]))
+                                            for i in range(len(per_view[0]))])
+            data = dict(data, data_samples=samples)
+        return super().forward(data, training)
+
+
+@MODELS.register_module()
 class SparseFusion(BaseModel):
     """The detector: ``forward(inputs, data_samples, mode)`` as :class:`CenterPoint`'s, plus cameras.
 
     ``inputs``: ``{"points": [Tensor [N_i, F]], "imgs": [Tensor [V, 3, H, W] or [V, H, W, 3] in [0, 1]]}``;
     the images may instead come as each data sample's ``images`` (the readers' list of [H, W, 3] arrays, packed
     with ``Pack3DDetInputs(keys=[..., "images", "cam2img", "lidar2cam", "sparse_depth"])``); with neither, or a
-    sample without cameras, the forward is LiDAR-only. Each data sample carries ``cam2img`` [V, 3, 3],
+    sample without cameras (a reader's ``skip_missing_cameras``), the batch runs LiDAR-only — the TransFusion-L
+    predictions — with a counted warning. Each data sample carries ``cam2img`` [V, 3, 3],
     ``lidar2cam`` [V, 4, 4]
     (``lidar2img`` is composed when absent), ``sparse_depth`` [V, 2, H/4, W/4] (geometric transfer), and for
     training ``gt_bboxes_3d`` [M, 7 or 9] / ``gt_labels_3d`` [M].
@@ -197,7 +219,7 @@ class SparseFusion(BaseModel):
                  img_mean: Sequence[float] = (0.485, 0.456, 0.406), img_std: Sequence[float] = (0.229, 0.224, 0.225),
                  freeze_lidar: bool = False, data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(data_preprocessor=data_preprocessor or Det3DDataPreprocessor(),
+        super().__init__(data_preprocessor=data_preprocessor or SparseFusionDataPreprocessor(),
                          init_cfg=init_cfg)
         self.voxel_encoder = MODELS.build(voxel_encoder)
         self.backbone_3d = MODELS.build(backbone_3d) if backbone_3d is not None else None
@@ -209,6 +231,7 @@ class SparseFusion(BaseModel):
         self.register_buffer("img_mean", torch.tensor(img_mean).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("img_std", torch.tensor(img_std).reshape(1, 3, 1, 1), persistent=False)
         self.freeze_lidar = bool(freeze_lidar)
+        self.num_lidar_only_batches = 0  # batches where some sample had no images (counted, warned)
         for m in self._lidar_modules() if self.freeze_lidar else ():
             for p in m.parameters():
                 p.requires_grad_(False)
@@ -267,9 +290,17 @@ class SparseFusion(BaseModel):
                 mode: str = "tensor"):
         points = inputs["points"] if isinstance(inputs, dict) else inputs
         imgs = inputs.get("imgs") if isinstance(inputs, dict) else None
-        if imgs is None and data_samples and all(_get(s, "images") is not None for s in data_samples):
-            imgs = [torch.as_tensor(np.stack(_get(s, "images"))) if not isinstance(_get(s, "images"), torch.Tensor)
-                    else _get(s, "images") for s in data_samples]        # packed by Pack3DDetInputs(keys=[images])
+        if imgs is None and data_samples:                                # packed by Pack3DDetInputs(keys=[images])
+            have = [_get(s, "images") is not None and len(_get(s, "images")) > 0 for s in data_samples]
+            if all(have):
+                imgs = [torch.as_tensor(np.stack(_get(s, "images"))) if not isinstance(_get(s, "images"),
+                                                                                        torch.Tensor)
+                        else _get(s, "images") for s in data_samples]
+            elif any(have):
+                self.num_lidar_only_batches += 1
+                warnings.warn(f"SparseFusion: {have.count(False)} of {len(have)} samples have no camera images "
+                              f"(skip_missing_cameras); this batch runs LiDAR-only "
+                              f"({self.num_lidar_only_batches} so far)")
         bev = self.extract_bev(points)
         calib, img_feats = None, None
         if imgs is not None and self.head.use_camera:
