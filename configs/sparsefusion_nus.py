@@ -8,8 +8,8 @@ FPN(256), images 800 × 448; head: 128 channels, 8 heads, FFN 256, dropout 0.1, 
 decoder layer per branch and one fusion layer, both transfers on, CameraSE on.
 Schedule (their fusion stage): AdamW lr 1e-4 (×0.1 for the image backbone/neck), wd 0.01, one-cycle to 8e-4 at
 40 % then to 1e-8, β₁ 0.95 ↔ 0.85, grad clip 0.1, 6 epochs, batch 4 per GPU on 4 GPUs, starting from a LiDAR-only
-TransFusion-L checkpoint (their first stage: the LiDAR model alone, 20 epochs) with the LiDAR backbone and
-detector frozen. Set ``load_from`` to that checkpoint and ``model.img_backbone.pretrained`` to a local
+TransFusion-L checkpoint (their first stage, ``configs/sparsefusion_nus_lidar.py``: the LiDAR model alone, 20
+epochs) with the LiDAR backbone and detector frozen. Set ``load_from`` to that checkpoint and ``model.img_backbone.pretrained`` to a local
 torchvision ResNet-50 file; nothing is downloaded.
 Data: ``tools/create_data.py nuscenes --root data/nuscenes``. Class order: mmdet3d's (the reader's), so
 pedestrian = 7 and traffic_cone = 8 keep every heat-map cell (their nuScenes NMS exception).
@@ -88,4 +88,4 @@ param_scheduler = [dict(type="OneCycleLR", eta_max=8 * lr, pct_start=0.4, div_fa
                    dict(type="OneCycleMomentum", moms=(0.95, 0.85), pct_start=0.4, by_epoch=True, begin=0,
                         end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(type="ExactEpochBasedTrainLoop", max_epochs=max_epochs, val_interval=1)
-load_from = None  # the TransFusion-L (LiDAR-only) checkpoint of the first stage
+load_from = None  # the checkpoint of configs/sparsefusion_nus_lidar.py (TransFusion-L, the first stage)

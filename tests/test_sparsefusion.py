@@ -327,3 +327,21 @@ def test_sample_without_cameras_runs_lidar_only_with_a_counted_warning():
         with pytest.warns(UserWarning, match="1 of 2 samples have no camera images"):
             out = model(inputs, samples, mode="predict")
     assert model.num_lidar_only_batches == 1 and out[1]["pred_instances_3d"]["bboxes_3d"].shape[1] == 9
+
+
+def test_lidar_stage_checkpoint_loads_into_the_fusion_stage():
+    """The authors' two-stage recipe: configs/sparsefusion_nus_lidar.py (TransFusion-L, 8,306,030 parameters =
+    LiDAR backbone + LiDAR detector) trains first; every one of its tensors loads into configs/sparsefusion_nus.py,
+    whose LiDAR part then stays frozen."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope("perception3d"):
+        stage1 = MODELS.build(Config.fromfile(str(ROOT / "configs" / "sparsefusion_nus_lidar.py")).model)
+        stage2 = MODELS.build(Config.fromfile(str(ROOT / "configs" / "sparsefusion_nus.py")).model)
+    assert _n(stage1) == AUTHORS["lidar"] + AUTHORS["lidar_detector"] == 8_306_030
+    res = stage2.load_state_dict(stage1.state_dict(), strict=False)
+    assert res.unexpected_keys == []
+    assert res.missing_keys and all(not k.startswith(("backbone_3d", "backbone_2d", "head.lidar"))
+                                    for k in res.missing_keys)
+    frozen = {n for n, p in stage2.named_parameters() if not p.requires_grad}
+    assert {n for n, _ in stage1.named_parameters()} <= frozen
