@@ -21,7 +21,7 @@ from typing import Tuple
 
 import torch
 
-from perception3d.structures.boxes import as_box_tensor, bev_corners, check_boxes
+from perception3d.ops.box_tensor import as_box_tensor, bev_corners, check_boxes
 
 __all__ = ["bev_intersection_aligned", "box_iou_bev", "box_iou_3d", "box_iou_bev_aligned",
            "box_iou_3d_aligned", "box_diou_3d_axis_aligned", "polygon_clip_area", "candidate_pairs",

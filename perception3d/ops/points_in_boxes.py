@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from perception3d.structures.boxes import as_box_tensor, check_boxes
+from perception3d.ops.box_tensor import as_box_tensor, check_boxes
 
 __all__ = ["points_in_boxes", "points_in_boxes_mask"]
 
