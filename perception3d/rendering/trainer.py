@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from perception3d.fileio import atomic_path, atomic_write_text
+from perception3d.ops.image_quality import psnr, ssim
 
 from .gaussians import GaussianModel
 from .scenes import Scene
@@ -142,9 +143,7 @@ def image_grid(rows: list[list[torch.Tensor]]) -> np.ndarray:
 @torch.no_grad()
 def evaluate_views(model: GaussianModel, scene: Scene, ids, background, tile_size: int = 16,
                    sh_degree: Optional[int] = None) -> tuple[dict, list[torch.Tensor]]:
-    """PSNR / SSIM (perception3d.evaluation.image_metrics) of the views ``ids``; returns (metrics, renders)."""
-    from perception3d.evaluation.image_metrics import psnr, ssim
-
+    """PSNR / SSIM (perception3d.ops.image_quality) of the views ``ids``; returns (metrics, renders)."""
     ps, ss, renders = [], [], []
     for i in ids:
         cam = scene.cameras[i]
