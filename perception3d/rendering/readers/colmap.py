@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...fileio import DataFormatError, read_text
-from ..cameras import Cameras
+from perception3d.structures.cameras import Cameras, _rotmat_to_quat
 from .base import PathLike, Scene, _image_size, _target_size
 
 __all__ = ["read_colmap", "read_colmap_model", "write_colmap_model", "colmap_K", "COLMAP_CAMERA_MODELS"]
@@ -36,8 +36,6 @@ def _qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
 
 
 def _rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
-    from ..cameras import _rotmat_to_quat
-
     q = _rotmat_to_quat(torch.as_tensor(np.asarray(R), dtype=torch.float64)).numpy()
     return q if q[0] >= 0 else -q
 

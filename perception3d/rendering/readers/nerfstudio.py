@@ -12,7 +12,7 @@ The format (nerfstudio's ``ns-process-data`` output, instant-ngp's ``colmap2nerf
                  "mask_path": "masks/0001.png", "depth_file_path": "depths/0001.png"}]}
 
 ``transform_matrix`` is camera → world with OpenGL camera axes (x right, y up, looking −z); it is converted to
-the house OpenCV world → camera convention here (:func:`~perception3d.rendering.cameras.opengl_to_opencv`).
+the house OpenCV world → camera convention here (:func:`~perception3d.structures.cameras.opengl_to_opencv`).
 
 **Distortion is removed, not carried**: the rasterizer is a pinhole camera, so every image is undistorted with
 OpenCV (``cv2.initUndistortRectifyMap`` + ``cv2.remap``, bilinear) at its file resolution onto a pinhole camera
@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..cameras import Cameras, opengl_to_opencv, shift_principal_point
+from perception3d.structures.cameras import Cameras, opengl_to_opencv, shift_principal_point
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size, load_image
 
 __all__ = ["read_nerfstudio", "read_points_ply", "UndistortedScene", "NERFSTUDIO_CAMERA_MODELS"]
