@@ -45,9 +45,8 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from perception3d.fileio import atomic_path, atomic_write_text
+from perception3d.fileio import atomic_write_parquet, atomic_write_text
 from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
 from perception3d.datasets.synthetic_scene import (CLASS_TO_WAYMO_TYPE, CameraSpec, LidarSpec, count_points_in_boxes,
                                                    frame_scene, render_camera, rpy_from_rotation,
@@ -119,9 +118,8 @@ def write_parquet_atomic(path: Path, rows: Dict[str, list], schema: pa.Schema) -
     if missing:
         raise ValueError(f"{path}: rows lack the columns {missing}")
     table = pa.table({n: pa.array(rows[n], type=schema.field(n).type) for n in schema.names}, schema=schema)
-    with atomic_path(path) as tmp:
-        # list items named "item" as in the official files (pyarrow now defaults to "element")
-        pq.write_table(table, tmp, compression="zstd", use_compliant_nested_type=False)
+    # list items named "item" as in the official files (pyarrow now defaults to "element")
+    atomic_write_parquet(path, table, compression="zstd", use_compliant_nested_type=False)
 
 
 def _flat(m: np.ndarray) -> list:

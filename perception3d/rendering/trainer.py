@@ -23,20 +23,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perception3d.fileio import atomic_path, atomic_write_text
+from perception3d.fileio import atomic_torch_save, atomic_write_text
 from perception3d.ops.image_quality import psnr, ssim
 
 from .gaussians import GaussianModel
 from .scenes import Scene
 
-__all__ = ["GSTrainer", "build_scene", "resolve_background", "carve_points", "evaluate_views", "image_grid",
-           "atomic_torch_save"]
-
-
-def atomic_torch_save(obj, path) -> None:
-    """``torch.save`` to a temp file in the same folder, then ``os.replace`` (never a half-written file)."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+__all__ = ["GSTrainer", "build_scene", "resolve_background", "carve_points", "evaluate_views", "image_grid"]
 
 
 def build_scene(data: dict) -> Scene:
@@ -391,7 +384,7 @@ class GSTrainer:
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def save_checkpoint(self, path=None) -> Path:
         path = Path(path) if path is not None else self.ckpt_path
-        atomic_torch_save({
+        atomic_torch_save(path, {
             "step": self.step,
             "sh_degree": self.model.sh_degree,
             "params": {k: v.detach().clone() for k, v in self.model.params.items()},
@@ -404,7 +397,7 @@ class GSTrainer:
             "seed": self.seed,
             "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(), "numpy": np.random.get_state(),
                     "python": random.getstate()},
-        }, path)
+        })
         return path
 
     def load_checkpoint(self, path) -> None:
