@@ -350,7 +350,7 @@ def make_demo_bag(out: PathLike, fmt: Optional[str] = None, scans: int = 10, roo
     vehicle frame ``frame_id``).  More scans than the split holds cycle through it again.  Header stamps start at
     the first frame's timestamp and advance by ``period_ns`` (10 Hz), log time = header stamp.
     Returns {"out", "format", "scans", "points"}."""
-    from perception3d.datasets.synthetic_street import ensure_waymo_mini
+    from perception3d.datasets.synthetic.writer import ensure_waymo_mini
     from perception3d.datasets.waymo_v2 import WaymoV2Segment, find_split_dir, list_segments
     from perception3d.io.pointcloud2 import points_to_pointcloud2
     if scans < 1:
