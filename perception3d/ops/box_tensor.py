@@ -3,7 +3,7 @@ it, wrapping yaw, BEV corners. The one place these live: the box datatype (``str
 kernels (IoU, NMS, points in boxes) and the readers all use them. Imports nothing of the package.
 
 BEV corners (``bev_corners()``, [N, 4, 2]) are the bottom four corners, counter-clockwise seen from above, starting
-at (+dx/2, +dy/2) in box coordinates.
+at (+dx/2, +dy/2) in box coordinates; ``box_corners()`` [N, 8, 3] adds the top four in the same order.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
-__all__ = ["as_box_tensor", "check_boxes", "limit_period", "bev_corners"]
+__all__ = ["as_box_tensor", "check_boxes", "limit_period", "bev_corners", "box_corners"]
 
 
 def as_box_tensor(boxes: ArrayLike, name: str = "boxes", min_dim: int = 7,
@@ -74,4 +74,13 @@ def bev_corners(boxes: torch.Tensor) -> torch.Tensor:
     ly = dy[:, None] * sy
     c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
     return torch.stack([x[:, None] + c * lx - s * ly, y[:, None] + s * lx + c * ly], dim=-1)
+
+
+def box_corners(boxes: torch.Tensor) -> torch.Tensor:
+    """[N, 8, 3] corners of [N, >=7] boxes: the bottom four as :func:`bev_corners` (counter-clockwise), then the
+    top four in the same order."""
+    bev = bev_corners(boxes)
+    z0 = boxes[:, 2:3].unsqueeze(-1).expand(-1, 4, 1)
+    z1 = (boxes[:, 2:3] + boxes[:, 5:6]).unsqueeze(-1).expand(-1, 4, 1)
+    return torch.cat([torch.cat([bev, z0], -1), torch.cat([bev, z1], -1)], dim=1)
 

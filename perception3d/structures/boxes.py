@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from perception3d.ops.box_tensor import ArrayLike, as_box_tensor, bev_corners, check_boxes, limit_period
+from perception3d.ops.box_tensor import ArrayLike, as_box_tensor, bev_corners, box_corners, check_boxes, limit_period
 from perception3d.ops.points_in_boxes import points_in_boxes
 
 __all__ = ["Boxes3D", "as_box_tensor", "check_boxes", "limit_period", "bev_corners", "kitti_camera_to_lidar",
@@ -184,10 +184,7 @@ class Boxes3D:
 
     def corners(self) -> torch.Tensor:
         """[N, 8, 3] corners: bottom four counter-clockwise (as ``bev_corners``), then the top four."""
-        bev = self.bev_corners()
-        z0 = self.tensor[:, 2:3].unsqueeze(-1).expand(-1, 4, 1)
-        z1 = (self.tensor[:, 2:3] + self.tensor[:, 5:6]).unsqueeze(-1).expand(-1, 4, 1)
-        return torch.cat([torch.cat([bev, z0], -1), torch.cat([bev, z1], -1)], dim=1)
+        return box_corners(self.tensor)
 
     def nearest_bev(self) -> torch.Tensor:
         """[N, 4] axis-aligned BEV boxes (x1, y1, x2, y2) of the yaw snapped to 0 or 90 degrees (mmdet3d)."""

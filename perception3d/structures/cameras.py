@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..fileio import atomic_write_text
+from .rotation import quat_to_rotmat, rotmat_to_quat
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 
@@ -342,41 +343,6 @@ def orbit_path(center: ArrayLike, radius: float, n: int, elevation: float = 30.0
     return look_at(eyes, center, up_v)
 
 
-def _rotmat_to_quat(R: torch.Tensor) -> torch.Tensor:
-    """[..., 3, 3] → unit quaternions [..., 4] (w, x, y, z)."""
-    R = R.double()
-    m = R.reshape(-1, 3, 3)
-    out = []
-    for r in m:
-        tr = r[0, 0] + r[1, 1] + r[2, 2]
-        if tr > 0:
-            s = torch.sqrt(tr + 1.0) * 2
-            q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
-        elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-            s = torch.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2]) * 2
-            q = [(r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
-        elif r[1, 1] > r[2, 2]:
-            s = torch.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2]) * 2
-            q = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s]
-        else:
-            s = torch.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1]) * 2
-            q = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s]
-        q = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in q])
-        out.append(q / q.norm())
-    return torch.stack(out).reshape(*R.shape[:-2], 4)
-
-
-def _quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions [..., 4] (w, x, y, z) → [..., 3, 3]."""
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(*q.shape[:-1], 3, 3)
-
-
 def _slerp(q0: torch.Tensor, q1: torch.Tensor, t: float) -> torch.Tensor:
     d = float(q0 @ q1)
     if d < 0:  # take the short way round
@@ -396,7 +362,7 @@ def interpolate_path(keyframes: ArrayLike, n_per_segment: int = 30, closed: bool
         raise ValueError(f"interpolate_path: need at least 2 keyframes [K, 4, 4], got {tuple(kf.shape)}")
     if n_per_segment < 1:
         raise ValueError("interpolate_path: n_per_segment must be >= 1")
-    quats = _rotmat_to_quat(kf[:, :3, :3])
+    quats = rotmat_to_quat(kf[:, :3, :3])
     pairs = list(range(kf.shape[0] - 1)) + ([kf.shape[0] - 1] if closed else [])
     out = []
     for i in pairs:
@@ -404,7 +370,7 @@ def interpolate_path(keyframes: ArrayLike, n_per_segment: int = 30, closed: bool
         for s in range(n_per_segment):
             t = s / n_per_segment
             m = torch.eye(4, dtype=torch.float64)
-            m[:3, :3] = _quat_to_rotmat(_slerp(quats[i], quats[j], t))
+            m[:3, :3] = quat_to_rotmat(_slerp(quats[i], quats[j], t))
             m[:3, 3] = (1 - t) * kf[i, :3, 3] + t * kf[j, :3, 3]
             out.append(m)
     if not closed:
