@@ -183,6 +183,10 @@ def count_points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         points: [N, >=3]; boxes: [M, 7].
     Returns:
         [M] int64 (boundaries count as inside).
+
+    Not :func:`perception3d.ops.points_in_boxes_mask`: that kernel also counts points within 1e-6 m outside a face
+    (and takes bottom-centred boxes); on the default mini dataset (seed 0) 3 of its 6,730 boxes would get another
+    count, so the generated files, and the detector AP figures measured on them, would change.
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 7)
     pts = np.asarray(points, np.float64)[:, :3]
