@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "ssim_map"]
+__all__ = ["psnr", "ssim", "ssim_map", "ssim_differentiable"]
 
 ImageLike = Union[np.ndarray, torch.Tensor]
 
@@ -89,16 +89,39 @@ def ssim_map(pred: ImageLike, gt: ImageLike, window: int = 11, sigma: float = 1.
                 a = a[..., r:a.shape[-2] - r, r:a.shape[-1] - r]
             return torch.from_numpy(np.ascontiguousarray(a))
     else:
-        def blur(t: torch.Tensor) -> torch.Tensor:  # separable Gaussian, depthwise
-            t = F.conv2d(t, w1.view(1, 1, 1, -1).expand(C, 1, 1, window), padding=(0, pad), groups=C)
-            return F.conv2d(t, w1.view(1, 1, -1, 1).expand(C, 1, window, 1), padding=(pad, 0), groups=C)
+        blur = _torch_blur(w1, C, pad)
+    return _ssim_from_blur(x, y, blur, (k1 * data_range) ** 2, (k2 * data_range) ** 2)
 
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+
+def _torch_blur(w1: torch.Tensor, C: int, pad: int):
+    """Separable Gaussian of the 1-D window ``w1``, depthwise over C channels, zero padding ``pad``."""
+    window = w1.numel()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        t = F.conv2d(t, w1.view(1, 1, 1, -1).expand(C, 1, 1, window), padding=(0, pad), groups=C)
+        return F.conv2d(t, w1.view(1, 1, -1, 1).expand(C, 1, window, 1), padding=(pad, 0), groups=C)
+    return blur
+
+
+def _ssim_from_blur(x: torch.Tensor, y: torch.Tensor, blur, c1: float, c2: float) -> torch.Tensor:
+    """The SSIM map (Wang et al. 2004, Eq. 13) from Gaussian-weighted local means, variances and covariance."""
     mu_x, mu_y = blur(x), blur(y)
     sxx = blur(x * x) - mu_x ** 2
     syy = blur(y * y) - mu_y ** 2
     sxy = blur(x * y) - mu_x * mu_y
     return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+
+
+def ssim_differentiable(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
+                        k2: float = 0.03, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM of [B, C, H, W] tensors as a differentiable scalar in their dtype and device ("valid" positions,
+    the same formula as :func:`ssim_map`): the D-SSIM term of the 3DGS loss (Kerbl et al. 2023, Eq. 7)."""
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"ssim_differentiable: expected two [B, C, H, W] tensors of one shape, got "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    w1 = _gaussian_window(window, sigma).to(device=x.device, dtype=x.dtype)
+    blur = _torch_blur(w1, x.shape[1], 0)
+    return _ssim_from_blur(x, y, blur, (k1 * data_range) ** 2, (k2 * data_range) ** 2).mean()
 
 
 def ssim(pred: ImageLike, gt: ImageLike, padding: str = "valid", **kw) -> float:

@@ -19,7 +19,7 @@ The PLY file (3DGS layout) is read and written by :mod:`perception3d.io.ply`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -96,12 +96,16 @@ class GaussianModel(nn.Module):
 
     @classmethod
     def random(cls, n: int, center, extent: float, sh_degree: int = 3, init_opacity: float = 0.1,
-               init_scale: float = 1.0, generator: Optional[torch.Generator] = None) -> "GaussianModel":
+               init_scale: float = 1.0, generator: Optional[torch.Generator] = None,
+               keep: Optional[Callable[[Tensor], Tensor]] = None) -> "GaussianModel":
         """``n`` Gaussians uniformly in the cube ``center ± extent`` with random colours (for scenes without
-        SfM points, e.g. NeRF-synthetic, as 3DGS does with 100k points)."""
+        SfM points, e.g. NeRF-synthetic, as 3DGS does with 100k points). ``keep`` maps the points [n, 3] to the
+        ones to keep (e.g. carving by object masks) before the colours are drawn."""
         c = torch.as_tensor(center, dtype=torch.float32).reshape(1, 3)
         pts = (torch.rand(n, 3, generator=generator) * 2 - 1) * extent + c
-        rgb = torch.rand(n, 3, generator=generator)
+        if keep is not None:
+            pts = keep(pts)
+        rgb = torch.rand(len(pts), 3, generator=generator)
         return cls.from_points(pts, rgb, sh_degree, init_opacity, init_scale)
 
     # -- activated views ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from perception3d.fileio import atomic_torch_save, atomic_write_text
-from perception3d.ops.image_quality import psnr, ssim
+from perception3d.ops.image_quality import psnr, ssim, ssim_differentiable
 
 from .gaussians import GaussianModel
 from .scenes import Scene
@@ -260,13 +260,14 @@ class GSTrainer:
         center = m.get("init_center", None)
         center = self.scene.scene_center if center is None else torch.tensor(center, dtype=torch.float32)
         extent = float(m.get("init_extent", self.scene.scene_scale / 1.1 * 0.5))
-        pts = (torch.rand(n, 3, generator=self.gen) * 2 - 1) * extent + center.reshape(1, 3)
+        keep = None
         if m.get("carve_with_masks", False):
-            pts = carve_points(pts, self.scene, self.scene.train_ids)
-            if len(pts) == 0:
-                raise ValueError("carve_with_masks removed every initial point; check the masks/cameras")
-        rgb = torch.rand(len(pts), 3, generator=self.gen)
-        return GaussianModel.from_points(pts, rgb, deg, opa, sc)
+            def keep(pts: torch.Tensor) -> torch.Tensor:
+                pts = carve_points(pts, self.scene, self.scene.train_ids)
+                if len(pts) == 0:
+                    raise ValueError("carve_with_masks removed every initial point; check the masks/cameras")
+                return pts
+        return GaussianModel.random(n, center, extent, deg, opa, sc, generator=self.gen, keep=keep)
 
     def _make_optimizers(self) -> dict:
         lr = {"means": 1.6e-4, "scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 2.5e-3,
@@ -286,8 +287,6 @@ class GSTrainer:
 
     # -- one step -----------------------------------------------------------------------------------------------
     def train_step(self, i: int) -> dict:
-        import pytorch_msssim
-
         cam = self.scene.cameras[i]
         gt = self.scene.image(i)
         bg = torch.rand(3, generator=self.gen) if self.random_background else self.background
@@ -297,8 +296,7 @@ class GSTrainer:
         self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, self.step, meta)
         pred = out[0]
         l1 = (pred - gt).abs().mean()
-        ssim = pytorch_msssim.ssim(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0,
-                                   size_average=True)
+        ssim = ssim_differentiable(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None])
         loss = (1 - self.ssim_lambda) * l1 + self.ssim_lambda * (1 - ssim)  # 3DGS Eq. 7
         loss.backward()
         for g in self.optimizers["means"].param_groups:
