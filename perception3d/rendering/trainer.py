@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from perception3d.fileio import atomic_torch_save, atomic_write_text
 from perception3d.ops.image_quality import psnr, ssim, ssim_differentiable
 
+from .config import GSModelConfig, GSTrainConfig, section
 from .gaussians import GaussianModel
 from .scenes import Scene
 
@@ -97,12 +98,16 @@ def resolve_background(cfg) -> tuple[torch.Tensor, bool]:
     """(evaluation/render background [3], whether training draws a random one each step) from a config's
     ``train.background`` (RGB or "random"; default ``data.background``, else white) and
     ``train.eval_background`` (default: that colour, or black with "random")."""
-    tcfg, dcfg = dict(cfg.get("train", {}) or {}), dict(cfg.get("data", {}) or {})
-    bg = tcfg.get("background", dcfg.get("background", (1.0, 1.0, 1.0)))
+    tcfg = section(GSTrainConfig, cfg.get("train", {}), "train")
+    bg = tcfg.background
+    if bg is None:
+        bg = dict(cfg.get("data", {}) or {}).get("background", (1.0, 1.0, 1.0))
     rand = isinstance(bg, str)
     if rand and bg != "random":
         raise ValueError(f"train.background must be an RGB triple or 'random', got {bg!r}")
-    ev = tcfg.get("eval_background", (0.0, 0.0, 0.0) if rand else bg)
+    ev = tcfg.eval_background
+    if ev is None:
+        ev = (0.0, 0.0, 0.0) if rand else bg
     if ev is None or len(ev) != 3:
         raise ValueError(f"train.eval_background must be an RGB triple, got {ev!r}")
     return torch.tensor(ev, dtype=torch.float32), rand
@@ -172,23 +177,23 @@ class GSTrainer:
         torch.manual_seed(seed)
         self.gen = torch.Generator().manual_seed(seed)
 
-        tcfg = self.cfg["train"]
-        self.max_steps = int(tcfg.get("max_steps", 3000))
-        self.max_minutes = tcfg.get("max_minutes", None)
-        self.ssim_lambda = float(tcfg.get("ssim_lambda", 0.2))
-        self.sh_interval = int(tcfg.get("sh_degree_interval", 1000))
-        self.eval_every = int(tcfg.get("eval_every", 1000))
-        self.save_every = int(tcfg.get("save_every", 1000))
-        self.log_every = int(tcfg.get("log_every", 10))
-        self.tile_size = int(tcfg.get("tile_size", 16))
+        tcfg = self.train_cfg = section(GSTrainConfig, self.cfg["train"], "train")
+        self.model_cfg = section(GSModelConfig, self.cfg["model"], "model")
+        self.max_steps = int(tcfg.max_steps)
+        self.max_minutes = tcfg.max_minutes
+        self.ssim_lambda = float(tcfg.ssim_lambda)
+        self.sh_interval = int(tcfg.sh_degree_interval)
+        self.eval_every = int(tcfg.eval_every)
+        self.save_every = int(tcfg.save_every)
+        self.log_every = int(tcfg.log_every)
+        self.tile_size = int(tcfg.tile_size)
         # train.background: an RGB colour, or "random" (a new colour every step, 3DGS's --random_background:
         # real captures have no alpha, and a random background keeps the model from explaining the image with
         # transparency); evaluation and renders use train.eval_background (default black for "random").
         self.background, self.random_background = resolve_background(self.cfg)
         self.priors: dict = {}  # which prior ran for what (recorded in the log, checkpoint and metrics.json)
         self.scene = build_scene(self.cfg["data"])
-        self.scene_scale = (self._scene_scale(tcfg.get("scene_scale", "rig"))
-                            * float(tcfg.get("scene_scale_mult", 1.1)))
+        self.scene_scale = self._scene_scale(tcfg.scene_scale) * float(tcfg.scene_scale_mult)
         self.model = self._init_model()
         self.strategy = DefaultStrategy(**self.cfg["strategy"])
         self.optimizers = self._make_optimizers()
@@ -221,7 +226,7 @@ class GSTrainer:
     def _depth_range(self) -> tuple[float, float]:
         from .scenes import depth_range
 
-        r = self.cfg["model"].get("init_depth_range")
+        r = self.model_cfg.init_depth_range
         return (float(r[0]), float(r[1])) if r is not None else depth_range(self.scene, self.scene.train_ids)
 
     def _init_model(self) -> GaussianModel:
@@ -230,11 +235,11 @@ class GSTrainer:
         the images, :func:`~perception3d.rendering.scenes.frustum_points`), "depth_prior" (the training views'
         depth prior unprojected, :mod:`perception3d.rendering.priors`), "auto" (points if the scene has them,
         else frustum) or "random" (a cube, ``init_center ± init_extent``)."""
-        m = self.cfg["model"]
-        deg = int(m.get("sh_degree", 3))
-        opa, sc = float(m.get("init_opacity", 0.1)), float(m.get("init_scale", 1.0))
-        how = m.get("init", "random")
-        n = int(m.get("init_num", 100_000))
+        m = self.model_cfg
+        deg = int(m.sh_degree)
+        opa, sc = float(m.init_opacity), float(m.init_scale)
+        how = m.init
+        n = int(m.init_num)
         if how == "auto":
             how = "points" if self.scene.points3d is not None else "frustum"
         if how == "points":
@@ -251,17 +256,17 @@ class GSTrainer:
         if how == "depth_prior":
             from .priors import build_depth_prior, depth_prior_points
 
-            prior = build_depth_prior(m.get("depth_prior", {}))
+            prior = build_depth_prior(dict(m.depth_prior))
             self.priors["depth"] = prior.describe()
             pts, rgb = depth_prior_points(prior, self.scene, self.scene.train_ids, n, self.gen)
             return GaussianModel.from_points(pts, rgb, deg, opa, sc)
         if how != "random":
             raise ValueError(f"model.init must be 'points', 'frustum', 'depth_prior', 'auto' or 'random', got {how!r}")
-        center = m.get("init_center", None)
+        center = m.init_center
         center = self.scene.scene_center if center is None else torch.tensor(center, dtype=torch.float32)
-        extent = float(m.get("init_extent", self.scene.scene_scale / 1.1 * 0.5))
+        extent = float(m.init_extent if m.init_extent is not None else self.scene.scene_scale / 1.1 * 0.5)
         keep = None
-        if m.get("carve_with_masks", False):
+        if m.carve_with_masks:
             def keep(pts: torch.Tensor) -> torch.Tensor:
                 pts = carve_points(pts, self.scene, self.scene.train_ids)
                 if len(pts) == 0:
@@ -272,7 +277,7 @@ class GSTrainer:
     def _make_optimizers(self) -> dict:
         lr = {"means": 1.6e-4, "scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 2.5e-3,
               "shN": 2.5e-3 / 20}
-        lr.update(self.cfg["train"].get("lr", {}))
+        lr.update(self.train_cfg.lr)
         lr["means"] = lr["means"] * self.scene_scale
         self.base_lr = lr
         return {k: torch.optim.Adam([{"params": [p], "lr": lr[k], "name": k}], eps=1e-15)
