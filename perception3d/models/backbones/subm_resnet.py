@@ -16,7 +16,7 @@ from torch import nn
 
 from perception3d.models.layers.z_pad import pad_z_one
 from perception3d.registry import MODELS
-from perception3d.sparse import SparseConv3d, SubMConv3d
+from perception3d.sparse import SparseConv3d, SparseSequential, SubMConv3d
 
 __all__ = ["VoxelResBackBone8x", "SparseBasicBlock", "SparseSequential", "SparseBNReLU"]
 
@@ -32,10 +32,6 @@ class SparseBNReLU(nn.Module):
     def forward(self, x):
         f = self.bn(x.feats)
         return x.replace(feats=f.relu() if self.relu else f)
-
-
-class SparseSequential(nn.Sequential):
-    """nn.Sequential over SparseTensor → SparseTensor modules."""
 
 
 class SparseBasicBlock(nn.Module):
