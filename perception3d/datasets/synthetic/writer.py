@@ -45,13 +45,13 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from perception3d.fileio import atomic_path, atomic_write_text
 from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
-from perception3d.datasets.synthetic_scene import (CLASS_TO_WAYMO_TYPE, CameraSpec, LidarSpec, count_points_in_boxes,
-                                                   frame_scene, render_camera, rpy_from_rotation,
-                                                   sample_street_segment, simulate_lidar)
+from perception3d.datasets.synthetic.layout import sample_street_segment
+from perception3d.datasets.synthetic.objects import CLASS_TO_WAYMO_TYPE, frame_scene
+from perception3d.datasets.synthetic.sensors import (CameraSpec, LidarSpec, count_points_in_boxes, render_camera,
+                                                     rpy_from_rotation, simulate_lidar)
+from perception3d.fileio import atomic_write_parquet, atomic_write_text
 
 __all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "waymo_mini_is_current", "MANIFEST_NAME",
            "SPLITS", "write_parquet_atomic"]
@@ -60,6 +60,9 @@ PathLike = Union[str, Path]
 MANIFEST_NAME = "waymo_mini_manifest.json"
 SPLITS = {"train": "training", "val": "validation"}
 GENERATOR_VERSION = 7          # bump whenever the generated data change, so that old datasets are regenerated
+# written into the manifest; the module's name before it moved into datasets/synthetic/, kept so that the manifests
+# (which prepare_waymo_mini fingerprints to decide whether to convert again) stay byte-identical
+_GENERATOR_NAME = "perception3d.datasets.synthetic_street"
                                # (7: car cabins towards the rear, so a car's heading shows in its points)
 TOP, FRONT = 1, 1
 
@@ -119,9 +122,8 @@ def write_parquet_atomic(path: Path, rows: Dict[str, list], schema: pa.Schema) -
     if missing:
         raise ValueError(f"{path}: rows lack the columns {missing}")
     table = pa.table({n: pa.array(rows[n], type=schema.field(n).type) for n in schema.names}, schema=schema)
-    with atomic_path(path) as tmp:
-        # list items named "item" as in the official files (pyarrow now defaults to "element")
-        pq.write_table(table, tmp, compression="zstd", use_compliant_nested_type=False)
+    # list items named "item" as in the official files (pyarrow now defaults to "element")
+    atomic_write_parquet(path, table, compression="zstd", use_compliant_nested_type=False)
 
 
 def _flat(m: np.ndarray) -> list:
@@ -371,7 +373,7 @@ def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40,
         summary["cpu_seconds"] = round(time.process_time() - cpu_start, 2)  # this process's CPU time
         summary["root"] = str(root)
         atomic_write_text(root / MANIFEST_NAME, json.dumps(dict(params=params, summary=summary, files=sorted(files),
-                           generator="perception3d.datasets.synthetic_street"), indent=1, sort_keys=True))
+                           generator=_GENERATOR_NAME), indent=1, sort_keys=True))
         return dict(summary, skipped=False)
 
 

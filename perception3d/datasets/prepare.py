@@ -17,6 +17,9 @@ from typing import Optional, Sequence
 from mmengine.logging import print_log
 from mmengine.registry import FUNCTIONS
 
+from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
+from perception3d.datasets.synthetic.writer import ensure_waymo_mini
+from perception3d.datasets.waymo_v2 import convert_waymo_v2
 from perception3d.fileio import atomic_write_text
 
 __all__ = ["prepare_waymo_mini", "require_prepared_data"]
@@ -34,8 +37,6 @@ def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None,
 
 
 def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, classes) -> Path:
-    from perception3d.datasets import ensure_waymo_mini
-    from perception3d.datasets.waymo_v2 import convert_waymo_v2
     need = [out_p / "waymo_infos_train.pkl", out_p / "waymo_infos_val.pkl"]
     if gt_database:
         need.append(out_p / "waymo_dbinfos_train.pkl")
@@ -58,7 +59,6 @@ def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, cla
     result = convert_waymo_v2(root_p, out_p, splits=["train", "val"])
     print_log(f"prepare_waymo_mini: converted; bad frames left out: {len(result.get('bad', []))}", logger="current")
     if gt_database:
-        from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
         create_gt_database_from_infos(out_p / "waymo_infos_train.pkl", out_p, out_p, "waymo", classes=classes,
                                       load_dim=6, use_dim=5)
     atomic_write_text(marker, fingerprint)
