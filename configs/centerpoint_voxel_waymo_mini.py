@@ -16,7 +16,7 @@ made the heading targets a coin toss). The dataset is generated and converted on
 _base_ = ["./centerpoint_voxel_waymo.py"]
 
 data_root = "{{fileDirname}}/../data/waymo_mini/processed/"
-prepare_data = dict(type="prepare_waymo_mini", root="{{fileDirname}}/../data/waymo_mini")
+prepare_data = dict(type="prepare_waymo_mini", root="{{fileDirname}}/../data/waymo_mini", gt_database=False)
 
 class_names = ["Car", "Pedestrian", "Cyclist"]
 point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]

@@ -232,3 +232,20 @@ def test_prepare_waymo_mini_serialises_processes_that_start_together(tmp_path, m
     [t.join() for t in threads]
     (a0, a1), (b0, b1) = sorted(spans)
     assert len(spans) == 2 and b0 >= a1                     # the second waited for the first to finish
+
+
+def test_prepare_waymo_mini_builds_the_gt_database_only_when_asked(tmp_path):
+    """The mini configs skip the GT database (no GT sampling); asking for it later builds just the database on
+    top of the existing conversion instead of converting again."""
+    from perception3d.datasets import generate_waymo_mini
+    from perception3d.datasets.prepare import prepare_waymo_mini
+    root = tmp_path / "mini"
+    generate_waymo_mini(root, num_train=2, num_val=1, lidar_width=64, camera=False)
+    out = prepare_waymo_mini(str(root), gt_database=False)
+    info = out / "waymo_infos_train.pkl"
+    stamp = info.stat().st_mtime_ns
+    assert info.is_file() and not (out / "waymo_dbinfos_train.pkl").exists()
+    assert not (out / "waymo_gt_database").exists()
+    prepare_waymo_mini(str(root), gt_database=True)
+    assert (out / "waymo_dbinfos_train.pkl").is_file() and any((out / "waymo_gt_database").iterdir())
+    assert info.stat().st_mtime_ns == stamp                 # not converted again
