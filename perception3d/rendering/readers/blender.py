@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..cameras import Cameras, focal_from_fov, opengl_to_opencv
+from perception3d.structures.cameras import Cameras, focal_from_fov, opengl_to_opencv
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 
 __all__ = ["read_blender"]
