@@ -20,7 +20,8 @@ from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 from torch import nn
 
-from perception3d.models.detectors.centerpoint import Det3DDataPreprocessor, to_box_tensor
+from perception3d.models.data_preprocessor import Det3DDataPreprocessor
+from perception3d.models.detectors.centerpoint import to_box_tensor
 from perception3d.models.fusion.camera_branch import CameraBranch, ViewTransformer
 from perception3d.models.fusion.candidates import candidates_to_sparse
 from perception3d.models.fusion.layers import (BOX_HEADS, PositionEmbeddingLearned, PredictionHeads,
