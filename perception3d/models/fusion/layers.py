@@ -31,8 +31,7 @@ from perception3d.ops import box_iou_3d
 __all__ = ["PositionEmbeddingLearned", "QueryDecoderLayer", "MSDeformAttn", "DeformableDecoderLayer",
            "ChannelLayerNorm", "heatmap_head", "PredictionHeads", "ProjectionLayerNorm",
            "encode_boxes", "decode_boxes", "pred_codes", "set_prediction_loss", "sigmoid_focal_loss",
-           "hungarian_match", "heatmap_topk",
-           "BOX_HEADS"]
+           "hungarian_match", "heatmap_topk", "BOX_HEADS"]
 
 #: TransFusion's ``common_heads`` + the class heat map (sizes; ``heatmap`` is added with the class count).
 BOX_HEADS = dict(center=2, height=1, dim=3, rot=2, vel=2)
@@ -43,7 +42,7 @@ class PositionEmbeddingLearned(nn.Module):
 
     def __init__(self, in_dim: int, channels: int, norm: bool = True):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv1d(in_dim, channels, 1), *( [nn.BatchNorm1d(channels)] if norm else []),
+        self.net = nn.Sequential(nn.Conv1d(in_dim, channels, 1), *([nn.BatchNorm1d(channels)] if norm else []),
                                  nn.ReLU(inplace=True), nn.Conv1d(channels, channels, 1))
 
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
@@ -54,7 +53,7 @@ class QueryDecoderLayer(nn.Module):
     """TransFusion's decoder layer. Shapes: query [B, C, Pq], key [B, C, Pk], positions [B, Pq|Pk, d] →
     [B, C, Pq]. ``attn_mask`` [B·heads, Pq, Pk] bool (True = blocked) restricts which keys a query sees.
 
-    ``Q' = LN(Q + SelfAttn(Q + PE_q))``; ``Q'' = LN(Q' + CrossAttn(Q' + PE_q, K + PE_k, K + PE_k))``;
+    ``Q' = LN(Q + SelfAttn(Q + PE_q))`` (query, key and value all carry the position, as TransFusion's); ``Q'' = LN(Q' + CrossAttn(Q' + PE_q, K + PE_k, K + PE_k))``;
     ``out = LN(Q'' + FFN(Q''))`` (Vaswani et al. / TransFusion Sec. 3.2).
     """
 
@@ -82,7 +81,7 @@ class QueryDecoderLayer(nn.Module):
         kp = self.key_pos(key_pos).permute(2, 0, 1) if self.key_pos is not None else 0
         if not self.cross_only:
             qq = q + qp
-            q = self.norm1(q + self.drop(self.self_attn(qq, qq, q, need_weights=False)[0]))
+            q = self.norm1(q + self.drop(self.self_attn(qq, qq, qq, need_weights=False)[0]))
         kk = k + kp
         q = self.norm2(q + self.drop(self.cross_attn(q + qp, kk, kk, attn_mask=attn_mask, need_weights=False)[0]))
         q = self.norm3(q + self.drop(self.ffn(q)))
