@@ -9,17 +9,34 @@ VOXEL = [0.5, 0.5, 0.1]
 
 
 def tiny_cfg(use_camera=True, semantic=True, geometric=True, backbone="resnet"):
-    bb3d = dict(type="VoxelResBackBone8x", in_channels=4, base_channels=4, out_channels=16,
-                blocks_per_stage=1, xy_strides=(2, 2, 1))
-    return dict(
-        type="SparseFusion",
+    """backbone: "resnet" (sparse-conv VoxelResBackBone8x, BEV 8 × 8 of 2 m) or "dsvt" (pillars → DSVT → BEV
+    ResNet, BEV 16 × 16 of 1 m)."""
+    lidar = dict(
         voxel_encoder=dict(type="DynamicVFE", voxel_size=VOXEL, point_cloud_range=PC_RANGE, num_point_features=4),
-        backbone_3d=bb3d, map_to_bev=dict(type="HeightCompression"),
+        backbone_3d=dict(type="VoxelResBackBone8x", in_channels=4, base_channels=4, out_channels=16,
+                         blocks_per_stage=1, xy_strides=(2, 2, 1)),
+        map_to_bev=dict(type="HeightCompression"))
+    bev_channels, stride = 32, 4
+    if backbone == "dsvt":
+        lidar = dict(
+            voxel_encoder=dict(type="DynamicPillarVFE", voxel_size=[0.5, 0.5, 4.0], point_cloud_range=PC_RANGE,
+                               num_point_features=4, num_filters=[16, 16], with_distance=False,
+                               use_absolute_xyz=True),
+            backbone_3d=dict(type="DSVT", grid_size=[32, 32, 1], window_shape=[[8, 8, 1]], hybrid_factor=[2, 2, 1],
+                             shifts_list=[[[0, 0, 0], [4, 4, 0]]], set_info=[[16, 1]], d_model=[16], nhead=[2],
+                             dim_feedforward=[32], downsample_stride=[], activation="gelu", dropout=0.0,
+                             normalize_pos=False),
+            map_to_bev=dict(type="PointPillarScatter", num_bev_features=16),
+            backbone_2d=dict(type="BaseBEVResBackbone", in_channels=16, layer_nums=[1, 1], layer_strides=[2, 2],
+                             num_filters=[16, 32], upsample_strides=[1, 2], num_upsample_filters=[16, 16]))
+        bev_channels, stride = 32, 2
+    return dict(
+        type="SparseFusion", **lidar,
         img_backbone=dict(type="ImageResNet", depth=18, out_indices=(1, 2)),
         img_neck=dict(type="ImageFPN", in_channels=[128, 256], out_channels=32),
-        head=dict(type="SparseFusionHead", in_channels=32, num_classes=3, pc_range=PC_RANGE, voxel_size=VOXEL[:2],
-                  out_size_factor=4, channels=32, img_channels=32, num_queries=12, num_img_queries=12,
-                  num_img_levels=2, num_heads=4, ffn_channels=64, dropout=0.0, use_camera=use_camera,
+        head=dict(type="SparseFusionHead", in_channels=bev_channels, num_classes=3, pc_range=PC_RANGE,
+                  voxel_size=VOXEL[:2], out_size_factor=stride, channels=32, img_channels=32, num_queries=12,
+                  num_img_queries=12, num_img_levels=2, num_heads=4, ffn_channels=64, dropout=0.0, use_camera=use_camera,
                   semantic_transfer=semantic, geometric_transfer=geometric, semantic_level=0, z_ref=0.0))
 
 

@@ -345,3 +345,16 @@ def test_lidar_stage_checkpoint_loads_into_the_fusion_stage():
                                     for k in res.missing_keys)
     frozen = {n for n, p in stage2.named_parameters() if not p.requires_grad}
     assert {n for n, _ in stage1.named_parameters()} <= frozen
+
+
+def test_dsvt_lidar_backbone_under_the_fusion_head():
+    """Any of our LiDAR backbones feeds the fusion head: pillars → DSVT → BEV ResNet, one training step, the
+    gradient reaches the DSVT blocks."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg(backbone="dsvt")).train()
+    inputs, samples = tiny_batch()
+    losses = model(inputs, samples, mode="loss")
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    grads = [p.grad for p in model.backbone_3d.parameters()]
+    assert grads and all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
