@@ -201,9 +201,10 @@ def _rasterize_tiles(means, quats, scales, opacities, colors, viewmats, Ks, widt
         if fused:
             feats = rasterize_cpu.sh_colors_cpu(sh_degree, means, colors, campos.detach())
         else:
-            dirs = means[None] - campos[:, None]  # [C, N, 3]
+            # float64 arithmetic rounded once, as the compiled backend
+            dirs = means.double()[None] - campos.double()[:, None]  # [C, N, 3]
             shs = colors if colors.dim() == 4 else colors[None].expand((C,) + colors.shape)
-            feats = torch.clamp_min(eval_sh(sh_degree, dirs, shs) + 0.5, 0.0)
+            feats = torch.clamp_min(eval_sh(sh_degree, dirs, shs.double()) + 0.5, 0.0).to(means.dtype)
     if render_mode in ("RGB+D", "RGB+ED"):
         feats = torch.cat([feats, depths[..., None]], -1)
     elif render_mode in ("D", "ED"):

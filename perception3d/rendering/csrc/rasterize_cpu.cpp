@@ -375,7 +375,8 @@ void project_fwd(int64_t n0, int64_t n1, const F* means, const F* quats, const F
       // radius = ceil(3.33 √Σ'_ii) per axis (float, as the torch reference); culling as project_gaussians
       const F ra = F(a), rc = F(cc);
       const F rx = std::ceil(F(3.33) * std::sqrt(ra)), ry = std::ceil(F(3.33) * std::sqrt(rc));
-      bool valid = tz > P.near_plane && tz < P.far_plane && std::isfinite(rx) && std::isfinite(ry);
+      const F tzf = F(tz);  // the culling tests on the stored (rounded) values, as the torch reference
+      bool valid = tzf > P.near_plane && tzf < P.far_plane && std::isfinite(rx) && std::isfinite(ry);
       if (P.radius_clip > 0 && rx <= P.radius_clip && ry <= P.radius_clip) valid = false;
       valid = valid && mx + rx > 0 && mx - rx < F(P.width) && my + ry > 0 && my - ry < F(P.height);
       const int32_t ix = valid ? int32_t(rx) : 0, iy = valid ? int32_t(ry) : 0;
