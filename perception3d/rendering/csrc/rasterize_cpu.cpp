@@ -121,6 +121,8 @@ void forward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, c
     for (int64_t q = 0; q < g.pw; ++q)
       T[r * g.pw + q] = (r < g.y1 - g.y0 && q < g.x1 - g.x0) ? F(1) : F(-1);
   int64_t n_live = (g.x1 - g.x0) * (g.y1 - g.y0);
+  std::vector<int64_t> row_live(tile_size, 0);  // live pixels per row: rows whose pixels all stopped are skipped
+  for (int64_t r = 0; r < g.y1 - g.y0; ++r) row_live[r] = g.x1 - g.x0;
   const int64_t start = offsets[t], end = offsets[t + 1];
   for (int64_t j = start; j < end && n_live > 0; ++j) {
     const int32_t jj = int32_t(j - start);
@@ -128,6 +130,7 @@ void forward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, c
     if (j + PREFETCH < end) prefetch_gauss(flatten_ids[j + PREFETCH], means2d, conics, opac, feats, D, boxr);
     const auto [mx, my, ca, cb, cc, o, bx1, by0, by1, c_lo] = load_splat(gi, means2d, conics, opac, boxr, g);
     for (int64_t py = by0; py < by1; ++py) {
+      if (row_live[py - g.y0] == 0) continue;
       const F dy = F(py) + F(0.5) - my;
       for (int64_t cs = c_lo; cs < bx1 - g.x0; cs += LANES) {
         F* Tv = T.data() + (py - g.y0) * g.pw + cs;
@@ -159,6 +162,7 @@ void forward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, c
           for (int ln = 0; ln < LANES; ++ln) a[ln] += wb[ln] * f;
         }
         n_live -= n_stop;
+        row_live[py - g.y0] -= n_stop;
       }
     }
   }
@@ -190,6 +194,7 @@ void backward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, 
   std::vector<F> T(npx, F(0)), tail(npx, F(0)), S(D * npx, F(0)), G(D * npx, F(0));
   std::vector<int32_t> last(npx, -1);
   int32_t max_last = -1;
+  std::vector<int32_t> row_last(tile_size, -1);  // per row: the deepest last contributor (rows past it are skipped)
   for (int64_t py = g.y0; py < g.y1; ++py)
     for (int64_t px = g.x0; px < g.x1; ++px) {
       const int64_t k = (py - g.y0) * g.pw + (px - g.x0);
@@ -198,6 +203,7 @@ void backward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, 
       tail[k] = g_T[o] * T_final[o];
       last[k] = last_ids[o];
       max_last = std::max(max_last, last[k]);
+      row_last[py - g.y0] = std::max(row_last[py - g.y0], last[k]);
       for (int64_t d = 0; d < D; ++d) G[d * npx + k] = g_img[o * D + d];
     }
   alignas(64) F w_l[LANES], T_l[LANES], ra_l[LANES], va_l[LANES], vis_l[LANES];
@@ -210,6 +216,7 @@ void backward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, 
     std::fill(acc.begin(), acc.end(), F(0));
     F* am = acc.data();
     for (int64_t py = by0; py < by1; ++py) {
+      if (row_last[py - g.y0] < jj) continue;  // no pixel of this row reached Gaussian jj: nothing to add
       const F dy = F(py) + F(0.5) - my;
       for (int64_t cs = c_lo; cs < bx1 - g.x0; cs += LANES) {
         const int64_t k0 = (py - g.y0) * g.pw + cs;
