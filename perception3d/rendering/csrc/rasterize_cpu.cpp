@@ -13,7 +13,8 @@
 
 namespace {
 
-constexpr int LANES = 16;  // pixels per SIMD chunk; tile rows are padded to a multiple of this
+// LANES: pixels per SIMD chunk (16, or 8 for tiles of at most 8 pixels: no half-empty chunks); tile rows are
+// padded to a multiple of it.
 
 template <typename F>
 struct Consts {
@@ -71,6 +72,7 @@ struct Tile {
   int64_t cam, x0, y0, x1, y1, pw;
 };
 
+template <int LANES>
 inline Tile tile_geom(int64_t t, int64_t tile_size, int64_t tiles_w, int64_t tiles_h, int64_t width,
                       int64_t height) {
   Tile g;
@@ -92,7 +94,7 @@ struct Splat {
   int64_t bx1, by0, by1, c_lo;
 };
 
-template <typename F>
+template <typename F, int LANES>
 inline Splat<F> load_splat(int64_t gi, const F* means2d, const F* conics, const F* opac, const int32_t* boxr,
                            const Tile& g) {
   Splat<F> s{means2d[2 * gi], means2d[2 * gi + 1], conics[3 * gi], conics[3 * gi + 1], conics[3 * gi + 2],
@@ -107,13 +109,13 @@ inline Splat<F> load_splat(int64_t gi, const F* means2d, const F* conics, const 
 }
 
 // 3DGS Eq. 3, front to back, Gaussian outer / pixel inner; T < 0 marks a finished pixel (and padding).
-template <typename F>
+template <typename F, int LANES>
 void forward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, const F* feats, int64_t D,
                   const int32_t* boxr, const int64_t* flatten_ids, const int64_t* offsets, int64_t tile_size,
                   int64_t tiles_w, int64_t tiles_h, int64_t width, int64_t height, F* out_img, F* out_T,
                   int32_t* out_last) {
   using K = Consts<F>;
-  const Tile g = tile_geom(t, tile_size, tiles_w, tiles_h, width, height);
+  const Tile g = tile_geom<LANES>(t, tile_size, tiles_w, tiles_h, width, height);
   const int64_t npx = tile_size * g.pw;
   std::vector<F> T(npx), acc(D * npx, F(0)), wbuf(LANES);
   std::vector<int32_t> last(npx, -1);
@@ -128,7 +130,7 @@ void forward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, c
     const int32_t jj = int32_t(j - start);
     const int64_t gi = flatten_ids[j];
     if (j + PREFETCH < end) prefetch_gauss(flatten_ids[j + PREFETCH], means2d, conics, opac, feats, D, boxr);
-    const auto [mx, my, ca, cb, cc, o, bx1, by0, by1, c_lo] = load_splat(gi, means2d, conics, opac, boxr, g);
+    const auto [mx, my, ca, cb, cc, o, bx1, by0, by1, c_lo] = load_splat<F, LANES>(gi, means2d, conics, opac, boxr, g);
     for (int64_t py = by0; py < by1; ++py) {
       if (row_live[py - g.y0] == 0) continue;
       const F dy = F(py) + F(0.5) - my;
@@ -180,7 +182,7 @@ void forward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, c
 // and S_i = Σ_{j>i} w_j c_j:  ∂L/∂c_i = w_i g,  ∂L/∂α_i = T_i c_i·g − (S_i·g + g_T T_N) / (1 − α_i);
 // α = o e^{−σ} when unclamped: ∂α/∂o = e^{−σ}, ∂α/∂σ = −α;  σ = ½(a dx² + c dy²) + b dx dy.
 // Sums over the tile's pixels are kept per SIMD lane and reduced once per pair; each pair is written once.
-template <typename F>
+template <typename F, int LANES>
 void backward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, const F* feats, int64_t D,
                    const int32_t* boxr, const int64_t* flatten_ids, const int64_t* offsets, int64_t tile_size,
                    int64_t tiles_w, int64_t tiles_h, int64_t width, int64_t height, const F* T_final,
@@ -189,7 +191,7 @@ void backward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, 
   using K = Consts<F>;
   const int64_t start = offsets[t];
   if (offsets[t + 1] == start) return;
-  const Tile g = tile_geom(t, tile_size, tiles_w, tiles_h, width, height);
+  const Tile g = tile_geom<LANES>(t, tile_size, tiles_w, tiles_h, width, height);
   const int64_t npx = tile_size * g.pw;
   std::vector<F> T(npx, F(0)), tail(npx, F(0)), S(D * npx, F(0)), G(D * npx, F(0));
   std::vector<int32_t> last(npx, -1);
@@ -212,7 +214,7 @@ void backward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, 
     const int64_t j = start + jj;
     const int64_t gi = flatten_ids[j];
     if (jj >= PREFETCH) prefetch_gauss(flatten_ids[j - PREFETCH], means2d, conics, opac, feats, D, boxr);
-    const auto [mx, my, ca, cb, cc, o, bx1, by0, by1, c_lo] = load_splat(gi, means2d, conics, opac, boxr, g);
+    const auto [mx, my, ca, cb, cc, o, bx1, by0, by1, c_lo] = load_splat<F, LANES>(gi, means2d, conics, opac, boxr, g);
     std::fill(acc.begin(), acc.end(), F(0));
     F* am = acc.data();
     for (int64_t py = by0; py < by1; ++py) {
@@ -474,7 +476,8 @@ void project_bwd(int64_t n0, int64_t n1, const F* means, const F* quats, const F
       // Σc = W Σ Wᵀ → v_Σ = Wᵀ v_Σc W;  Σ = M Mᵀ → v_M += 2 v_Σ M (v_Σ symmetric)
       double T1[9], vS[9];
       for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) T1[3 * i + j] = vSc[3 * i] * W[j] + vSc[3 * i + 1] * W[3 + j] + vSc[3 * i + 2] * W[6 + j];
+        for (int j = 0; j < 3; ++j)
+          T1[3 * i + j] = vSc[3 * i] * W[j] + vSc[3 * i + 1] * W[3 + j] + vSc[3 * i + 2] * W[6 + j];
       for (int i = 0; i < 3; ++i)
         for (int j = 0; j < 3; ++j) vS[3 * i + j] = W[i] * T1[j] + W[3 + i] * T1[3 + j] + W[6 + i] * T1[6 + j];
       for (int i = 0; i < 3; ++i)
@@ -500,8 +503,10 @@ void project_bwd(int64_t n0, int64_t n1, const F* means, const F* quats, const F
     double vq[4];
     vq[0] = 2 * (-z * vR[1] + y * vR[2] + z * vR[3] - x * vR[5] - y * vR[6] + x * vR[7]);
     vq[1] = 2 * (y * vR[1] + z * vR[2] + y * vR[3] - 2 * x * vR[4] - w * vR[5] + z * vR[6] + w * vR[7] - 2 * x * vR[8]);
-    vq[2] = 2 * (-2 * y * vR[0] + x * vR[1] + w * vR[2] + x * vR[3] + z * vR[5] - w * vR[6] + z * vR[7] - 2 * y * vR[8]);
-    vq[3] = 2 * (-2 * z * vR[0] - w * vR[1] + x * vR[2] + w * vR[3] - 2 * z * vR[4] + y * vR[5] + x * vR[6] + y * vR[7]);
+    vq[2] = 2 * (-2 * y * vR[0] + x * vR[1] + w * vR[2] + x * vR[3] + z * vR[5] - w * vR[6] + z * vR[7] -
+                 2 * y * vR[8]);
+    vq[3] = 2 * (-2 * z * vR[0] - w * vR[1] + x * vR[2] + w * vR[3] - 2 * z * vR[4] + y * vR[5] + x * vR[6] +
+                 y * vR[7]);
     // q̂ = q / max(|q|, eps): v_q = (v_q̂ − q̂ (q̂·v_q̂)) / |q|
     const double dot = w * vq[0] + x * vq[1] + y * vq[2] + z * vq[3];
     const bool clamped = qnorm <= 1e-12;
@@ -682,8 +687,8 @@ void bin_fill(int64_t nv, const int64_t* order, const int32_t* rect, int64_t N, 
                                          int64_t tiles_w, int64_t tiles_h, int64_t width, int64_t height,        \
                                          F* out_img, F* out_T, int32_t* out_last) {                              \
     for (int64_t i = 0; i < n; ++i)                                                                              \
-      forward_tile<F>(tiles[i], means2d, conics, opac, feats, D, boxr, flatten_ids, offsets, tile_size, tiles_w, \
-                      tiles_h, width, height, out_img, out_T, out_last);                                         \
+      (tile_size <= 8 ? forward_tile<F, 8> : forward_tile<F, 16>)(tiles[i], means2d, conics, opac, feats, D, boxr, \
+                      flatten_ids, offsets, tile_size, tiles_w, tiles_h, width, height, out_img, out_T, out_last); \
   }                                                                                                              \
   extern "C" void backward_tiles_##SUFFIX(                                                                       \
       const int64_t* tiles, int64_t n, const F* means2d, const F* conics, const F* opac, const F* feats,         \
@@ -692,9 +697,9 @@ void bin_fill(int64_t nv, const int64_t* order, const int32_t* rect, int64_t N, 
       const int32_t* last_ids, const F* g_img, const F* g_T, F* v_means2d, F* v_conics, F* v_opac,               \
       F* v_feats) {                                                                                              \
     for (int64_t i = 0; i < n; ++i)                                                                              \
-      backward_tile<F>(tiles[i], means2d, conics, opac, feats, D, boxr, flatten_ids, offsets, tile_size,         \
-                       tiles_w, tiles_h, width, height, T_final, last_ids, g_img, g_T, v_means2d, v_conics,      \
-                       v_opac, v_feats);                                                                         \
+      (tile_size <= 8 ? backward_tile<F, 8> : backward_tile<F, 16>)(tiles[i], means2d, conics, opac, feats, D,     \
+                       boxr, flatten_ids, offsets, tile_size, tiles_w, tiles_h, width, height, T_final, last_ids, \
+                       g_img, g_T, v_means2d, v_conics, v_opac, v_feats);                                        \
   }
 
 P3D_EXPORT(float, f32)
