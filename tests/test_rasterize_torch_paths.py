@@ -53,8 +53,8 @@ def path_spy(monkeypatch):
     seen = dict(clamped=0, terminated=0, segments=0, chunks=0)
     real_alpha, real_blend, real_apply = rt._segment_alpha, rt._segment_blend, rt._CompositeChunk.apply
 
-    def alpha(Fp, Hc):
-        raw, a = real_alpha(Fp, Hc)
+    def alpha(*args):
+        raw, a = real_alpha(*args)
         seen["clamped"] += int((raw > rt.ALPHA_MAX).sum())
         seen["segments"] += 1
         return raw, a

@@ -1,8 +1,9 @@
 """``rasterize``: render 3D Gaussians into C pinhole cameras — gsplat's ``rasterization()`` contract, three backends.
 
 * ``backend="gsplat"`` calls :func:`gsplat.rasterization` (CUDA tensors and gsplat installed).
-* ``backend="cpu"`` composites with the compiled C++ kernels of :mod:`perception3d.rendering.rasterize_cpu`
-  (built on first use, cached) — the fast CPU path; projection, SH and tile binning are the torch backend's.
+* ``backend="cpu"`` runs the compiled C++ kernels of :mod:`perception3d.rendering.rasterize_cpu` (built on first
+  use, cached) — the fast CPU path: projection, SH colours, tile binning and compositing, forward and backward
+  (with ``viewmats`` / ``Ks`` that require gradients, projection and SH are the torch backend's).
 * ``backend="torch"`` is the pure-PyTorch path of :mod:`perception3d.rendering.rasterize_torch` (CPU or GPU,
   differentiable by autograd): the reference and the fallback.
 * ``backend="auto"`` takes gsplat when the inputs are on CUDA and gsplat imports, "cpu" for CPU tensors when the
@@ -72,7 +73,9 @@ def _check_tensor(name: str, t, shape: tuple, dtype: Optional[torch.dtype] = Non
     if t.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
         raise ValueError(f"{name} must have shape {want}, got {list(t.shape)}")
-    if not torch.isfinite(t).all():
+    # one reduction instead of an elementwise mask (NaN / Inf propagate into the sum; the exact test only runs
+    # when the sum is not finite, which an overflow of finite values can also cause)
+    if t.numel() and not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
         raise ValueError(f"{name} contains NaN or Inf")
 
 
@@ -177,34 +180,48 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
 def _rasterize_tiles(means, quats, scales, opacities, colors, viewmats, Ks, width, height, sh_degree,
                      near_plane, far_plane, radius_clip, eps2d, backgrounds, render_mode, tile_size, backend,
                      max_pairs_per_chunk, segment, keep_budget):
-    """The torch and cpu backends: torch projection, SH and binning, then either compositor."""
+    """The torch and cpu backends: projection, SH colours, binning and compositing (compiled or torch)."""
     C, N = viewmats.shape[0], means.shape[0]
-    radii, means2d, depths, conics, cov2d = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
-                                                              eps2d, near_plane, far_plane, radius_clip)
+    tw, th = math.ceil(width / tile_size), math.ceil(height / tile_size)
+    op = opacities[None].expand(C, N)
+    # compiled projection / SH / binning unless the cameras themselves are optimised (their gradients are the
+    # torch path's)
+    fused = backend == "cpu" and not (viewmats.requires_grad or Ks.requires_grad)
+    if fused:
+        radii, means2d, depths, conics, bin_radii = rasterize_cpu.project_cpu(
+            means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near_plane, far_plane, radius_clip)
+    else:
+        radii, means2d, depths, conics, cov2d = project_gaussians(means, quats, scales, viewmats, Ks, width, height,
+                                                                  eps2d, near_plane, far_plane, radius_clip)
     # per-camera colours [C, N, D]
     if sh_degree is None:
         feats = colors if colors.dim() == 3 else colors[None].expand(C, N, colors.shape[-1])
     else:
         campos = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
-        dirs = means[None] - campos[:, None]  # [C, N, 3]
-        shs = colors if colors.dim() == 4 else colors[None].expand((C,) + colors.shape)
-        feats = torch.clamp_min(eval_sh(sh_degree, dirs, shs) + 0.5, 0.0)
+        if fused:
+            feats = rasterize_cpu.sh_colors_cpu(sh_degree, means, colors, campos.detach())
+        else:
+            # float64 arithmetic rounded once, as the compiled backend
+            dirs = means.double()[None] - campos.double()[:, None]  # [C, N, 3]
+            shs = colors if colors.dim() == 4 else colors[None].expand((C,) + colors.shape)
+            feats = torch.clamp_min(eval_sh(sh_degree, dirs, shs.double()) + 0.5, 0.0).to(means.dtype)
     if render_mode in ("RGB+D", "RGB+ED"):
         feats = torch.cat([feats, depths[..., None]], -1)
     elif render_mode in ("D", "ED"):
         feats = depths[..., None]
-    op = opacities[None].expand(C, N)
 
-    tw, th = math.ceil(width / tile_size), math.ceil(height / tile_size)
-    # Bin with opacity-aware radii (what gsplat's CUDA projection does): alpha ≥ 1/255 needs
-    # σ ≤ ln(255·o), i.e. |dx| ≤ √(2 ln(255·o) Σ'_xx); pixels outside that box are cut anyway, so the image is
-    # unchanged and far fewer (tile, Gaussian) pairs are evaluated. meta["radii"] keeps the 3.33σ radii.
-    with torch.no_grad():
-        ext = torch.sqrt(2.0 * torch.log((255.0 * op).clamp_min(1.0)))[..., None]  # [C, N, 1]
-        sd = torch.stack([cov2d[..., 0, 0], cov2d[..., 1, 1]], -1).sqrt()
-        bin_radii = torch.minimum(radii.to(sd.dtype), torch.ceil(ext * sd + 0.01))
-        bin_radii = torch.where((ext > 0) & (radii > 0), bin_radii, torch.zeros_like(bin_radii)).to(torch.int32)
-    flatten_ids, offsets = bin_tiles(means2d.detach(), bin_radii, depths.detach(), tile_size, tw, th)
+    if fused:
+        flatten_ids, offsets = rasterize_cpu.bin_tiles_cpu(means2d, bin_radii, depths, tile_size, tw, th)
+    else:
+        # Bin with opacity-aware radii (what gsplat's CUDA projection does): alpha ≥ 1/255 needs
+        # σ ≤ ln(255·o), i.e. |dx| ≤ √(2 ln(255·o) Σ'_xx); pixels outside that box are cut anyway, so the image
+        # is unchanged and far fewer (tile, Gaussian) pairs are evaluated. meta["radii"] keeps the 3.33σ radii.
+        with torch.no_grad():
+            ext = torch.sqrt(2.0 * torch.log((255.0 * op).clamp_min(1.0)))[..., None]  # [C, N, 1]
+            sd = torch.stack([cov2d[..., 0, 0], cov2d[..., 1, 1]], -1).sqrt()
+            bin_radii = torch.minimum(radii.to(sd.dtype), torch.ceil(ext * sd + 0.01))
+            bin_radii = torch.where((ext > 0) & (radii > 0), bin_radii, torch.zeros_like(bin_radii)).to(torch.int32)
+        flatten_ids, offsets = bin_tiles(means2d.detach(), bin_radii, depths.detach(), tile_size, tw, th)
     if backend == "cpu":
         img, T = rasterize_cpu.composite_tiles_cpu(means2d, conics, op, feats, bin_radii, flatten_ids, offsets,
                                                    width, height, tile_size, C)

@@ -19,8 +19,10 @@ hand-written backward pass for the blending).
    pixel–Gaussian evaluations at a time; under autograd a hand-written backward pass (below) either reuses the
    forward pass's alpha/transmittance (up to ``keep_budget`` evaluations) or recomputes them per chunk.
 
-σ is evaluated as one batched matmul of per-pixel features (u², uv, v², u, v, 1) with per-(tile, Gaussian)
-coefficients that also fold in −log(o) (:func:`_quad_coeffs`), so ``α = exp(−F·H)``.
+α is evaluated in gsplat's float expression (``σ = ½(a dx² + c dy²) + b dx dy`` from the pixel's offset to the mean,
+``α = min(0.999, o e^{−σ})``), so that float32 renders stay within ~1e-5 of float64 ones; the backward pass writes
+the same α as ``exp(−F·H)`` with per-pixel features F = (u², uv, v², u, v, 1) and per-(tile, Gaussian) quadratic
+coefficients H that fold in −log(o) (:func:`_quad_coeffs`), so ∂L/∂H is one batched matmul per segment.
 
 Tile-size independence: with o ≤ 1, α ≥ 1/255 implies σ ≤ ln 255, i.e. |dx| ≤ √(2 ln 255 · Σ'_xx) =
 3.329 √Σ'_xx < r_x (and likewise in y), so every pixel a Gaussian can reach lies inside its radius box, which
@@ -69,7 +71,12 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Te
     Returns:
         radii [C, N, 2] int32 (0 = culled), means2d [C, N, 2], depths [C, N] (camera z),
         conics [C, N, 3] (upper triangle of Σ'⁻¹: a, b, c), covars2d [C, N, 2, 2] (with eps2d added).
+
+    The arithmetic is float64 whatever the input dtype, rounded once at the end (as the compiled backend does):
+    in float32, Σ'⁻¹ of a thin Gaussian loses digits in det Σ' = ac − b², which moved pixels by ~1e-5.
     """
+    dt = means.dtype
+    means, quats, scales, viewmats, Ks = (x.double() for x in (means, quats, scales, viewmats, Ks))
     covars = covariance_3d(quats, scales)  # [N, 3, 3]
     R = viewmats[:, :3, :3]  # [C, 3, 3]
     t = viewmats[:, :3, 3]
@@ -97,9 +104,11 @@ def project_gaussians(means: Tensor, quats: Tensor, scales: Tensor, viewmats: Te
 
     a, b, c = cov2d[..., 0, 0], 0.5 * (cov2d[..., 0, 1] + cov2d[..., 1, 0]), cov2d[..., 1, 1]
     det = (a * c - cov2d[..., 0, 1] * cov2d[..., 1, 0]).clamp(min=1e-10)
-    conics = torch.stack([c / det, -b / det, a / det], -1)
+    conics = torch.stack([c / det, -b / det, a / det], -1).to(dt)
+    means2d, tz, cov2d = means2d.to(dt), tz.to(dt), cov2d.to(dt)
 
     with torch.no_grad():
+        a, c = cov2d[..., 0, 0], cov2d[..., 1, 1]
         radius = torch.stack([torch.ceil(3.33 * a.sqrt()), torch.ceil(3.33 * c.sqrt())], -1)
         valid = (det > 0) & (tz > near_plane) & (tz < far_plane)
         if radius_clip > 0:
@@ -182,9 +191,19 @@ def _pixel_features(tile_size: int, dtype, device) -> Tensor:
     return torch.stack([u * u, u * v, v * v, u, v, torch.ones_like(u)], -1)
 
 
-def _segment_alpha(Fp: Tensor, H: Tensor):
-    """alpha before/after the 3DGS cut-offs for one segment. Fp [A, P, 6], H [A, S, 6] → raw, alpha [A, P, S]."""
-    raw = torch.exp(-torch.bmm(Fp, H.transpose(1, 2)))
+def _segment_alpha(H: Tensor, aux: Tensor, tile_size: int):
+    """alpha before/after the 3DGS cut-offs for one segment of S Gaussians in A tiles, in gsplat's float expression:
+    ``σ = ½(a dx² + c dy²) + b dx dy`` with d = pixel centre − mean (small numbers: no cancellation), then
+    ``α = min(0.999, o e^{−σ})``, cut below 1/255. H [A, S, 6] (:func:`_quad_coeffs`: a = 2 H₀, b = H₁,
+    c = 2 H₂, exactly), aux [A, S, 3] = (mean x, mean y relative to the tile origin, opacity; 0 pads).
+    Returns raw (o e^{−σ}) and alpha, both [A, P, S] with P = tile_size² pixels row-major."""
+    A, S = H.shape[:2]
+    u = torch.arange(tile_size, dtype=H.dtype, device=H.device) + 0.5
+    dx = u[None, None, :, None] - aux[:, None, None, :, 0]  # [A, 1, ts, S] (pixel column)
+    dy = u[None, :, None, None] - aux[:, None, None, :, 1]  # [A, ts, 1, S] (pixel row)
+    a, b, c = (2.0 * H[:, None, None, :, 0], H[:, None, None, :, 1], 2.0 * H[:, None, None, :, 2])
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    raw = (aux[:, None, None, :, 2] * torch.exp(-sigma)).reshape(A, tile_size * tile_size, S)
     alpha = torch.clamp_max(raw, ALPHA_MAX)
     alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
     return raw, alpha
@@ -201,8 +220,9 @@ def _segment_blend(alpha: Tensor, T0: Tensor):
 
 
 class _CompositeChunk(torch.autograd.Function):
-    """Blend B tiles. Inputs: H [B, L, 6] (padded with const = _PAD), colors [B, L, D], counts [B],
-    Fp [P, 6] pixel features, segment (int). Outputs: colors [B, P, D], final transmittance [B, P].
+    """Blend B tiles. Inputs: H [B, L, 6] (padded with const = _PAD), colors [B, L, D], aux [B, L, 3] (tile-local
+    mean and opacity, 0 for pads; see :func:`_segment_alpha`), counts [B], Fp [P, 6] pixel features, segment
+    (int). Outputs: colors [B, P, D], final transmittance [B, P].
 
     Forward keeps nothing of size B·P·L; backward recomputes each segment and applies the analytic gradient of
     C = Σ c_i α_i T_i, T_N = Π (1 − α_i):
@@ -211,9 +231,10 @@ class _CompositeChunk(torch.autograd.Function):
     with Σ_{j>i} = (total) − (prefix up to i), as gsplat's backward kernel does back to front."""
 
     @staticmethod
-    def _walk(H, colors, counts, Fp, segment, visit):
+    def _walk(H, aux, counts, Fp, segment, visit):
         B, L = H.shape[:2]
         P = Fp.shape[0]
+        ts = math.isqrt(P)
         T = torch.ones(B, P, dtype=H.dtype, device=H.device)
         done = torch.zeros(B, P, dtype=torch.bool, device=H.device)
         for s0 in range(0, L, segment):
@@ -224,7 +245,7 @@ class _CompositeChunk(torch.autograd.Function):
             if n == B:
                 act = slice(None)  # all tiles still active: views instead of gathers
             s1 = min(s0 + segment, L)
-            raw, alpha = _segment_alpha(Fp.expand(n, P, 6), H[act, s0:s1])
+            raw, alpha = _segment_alpha(H[act, s0:s1], aux[act, s0:s1], ts)
             T0 = torch.where(done[act], 0.0, T[act])
             w, Tc, contrib, T_incl = _segment_blend(alpha, T0)
             visit(act, s0, s1, raw, alpha, w, Tc, contrib)
@@ -233,7 +254,7 @@ class _CompositeChunk(torch.autograd.Function):
         return T
 
     @staticmethod
-    def forward(ctx, H, colors, counts, Fp, segment, keep_budget):
+    def forward(ctx, H, colors, aux, counts, Fp, segment, keep_budget):
         B, L, D = colors.shape
         out = torch.zeros(B, Fp.shape[0], D, dtype=colors.dtype, device=colors.device)
         # Keep the per-segment alpha / transmittance for the backward pass when they fit in the budget
@@ -246,8 +267,8 @@ class _CompositeChunk(torch.autograd.Function):
             if keep:
                 saved.append((act, s0, s1, alpha, Tc, raw < ALPHA_MAX))
 
-        T = _CompositeChunk._walk(H, colors, counts, Fp, segment, visit)
-        ctx.save_for_backward(H, colors, counts, Fp, out, T)
+        T = _CompositeChunk._walk(H, aux, counts, Fp, segment, visit)
+        ctx.save_for_backward(H, colors, aux, counts, Fp, out, T)
         ctx.segment = segment
         ctx.saved = saved if keep else None
         ctx.kept = B * L * Fp.shape[0] if keep else 0
@@ -255,7 +276,7 @@ class _CompositeChunk(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out, g_T):
-        H, colors, counts, Fp, out, T_final = ctx.saved_tensors
+        H, colors, aux, counts, Fp, out, T_final = ctx.saved_tensors
         g_out = torch.zeros_like(out) if g_out is None else g_out
         g_T = torch.zeros_like(T_final) if g_T is None else g_T
         dH = torch.zeros_like(H)
@@ -273,7 +294,7 @@ class _CompositeChunk(torch.autograd.Function):
             pre = torch.cumsum(w * cg, -1) + prefix[act, :, None]
             after = total[act, :, None] - pre  # Σ_{j>i} w_j c_j·g
             d_alpha = Tc * cg - torch.where(Tc > 0, (after + tail[act, :, None]) / (1.0 - alpha), 0.0)
-            d_sig = torch.where(unclamped, -(alpha * d_alpha), 0.0)  # α = exp(−F·H) unless clamped / cut (α = 0)
+            d_sig = torch.where(unclamped, -(alpha * d_alpha), 0.0)  # α = o e^{−σ} = exp(−F·H) unless clamped / cut
             dH[act, s0:s1] += torch.bmm(d_sig.transpose(1, 2), Fp.expand(g.shape[0], *Fp.shape))
             dcol[act, s0:s1] += torch.bmm(w.transpose(1, 2), g)
             prefix[act] = pre[..., -1]
@@ -283,10 +304,10 @@ class _CompositeChunk(torch.autograd.Function):
                 grads(*item)
             ctx.saved = None
         else:
-            _CompositeChunk._walk(H, colors, counts, Fp, ctx.segment,
+            _CompositeChunk._walk(H, aux, counts, Fp, ctx.segment,
                                   lambda act, s0, s1, raw, alpha, w, Tc, contrib:
                                   grads(act, s0, s1, alpha, Tc, raw < ALPHA_MAX))
-        return dH, dcol, None, None, None, None
+        return dH, dcol, None, None, None, None, None
 
 
 def composite_tiles(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, radii: Tensor,
@@ -336,7 +357,10 @@ def composite_tiles(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: 
             org = torch.stack([(t_in_cam % tw) * tile_size, (t_in_cam // tw) * tile_size], -1).to(dtype)
             H = _quad_coeffs(m2[g] - org[:, None, :], con[g], op[g])
             H = torch.where(inlist[..., None], H, torch.tensor([0, 0, 0, 0, 0, _PAD], dtype=dtype, device=dev))
-            o, T = _CompositeChunk.apply(H, col[g], cnt, Fp, segment, keep_budget)
+            with torch.no_grad():
+                aux = torch.cat([m2[g] - org[:, None, :], op[g][..., None]], -1)
+                aux = torch.where(inlist[..., None], aux, torch.zeros_like(aux))
+            o, T = _CompositeChunk.apply(H, col[g], aux, cnt, Fp, segment, keep_budget)
             if torch.is_grad_enabled() and (H.requires_grad or col.requires_grad):
                 keep_budget -= int(sel.numel()) * L * P
             outs.append(o)
