@@ -38,6 +38,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from perception3d.datasets.mmdet3d_info import save_infos
+from perception3d.fileio import read_text
 from perception3d.registry import DATASETS
 from perception3d.structures.calibration import as_matrix4, check_invertible, compose_lidar2img
 
@@ -119,7 +120,7 @@ class NuScenesTables:
             if not path.is_file():
                 raise NuScenesDataError(f"{path}: missing nuScenes table {name!r}")
             try:
-                rows = json.loads(path.read_text())
+                rows = json.loads(read_text(path))
             except json.JSONDecodeError as exc:
                 raise NuScenesDataError(f"{path}: not valid json: {exc}") from exc
             if not isinstance(rows, list) or not all(isinstance(r, dict) and "token" in r for r in rows):

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ...fileio import read_text
 from ..cameras import Cameras, focal_from_fov, opengl_to_opencv
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 
@@ -45,7 +46,7 @@ def read_blender(root: PathLike, splits: Sequence[str] = ("train", "test"),
             continue
         found = True
         try:
-            meta = json.loads(jpath.read_text())
+            meta = json.loads(read_text(jpath))
         except json.JSONDecodeError as e:
             raise ValueError(f"{jpath}: invalid JSON ({e})") from e
         if "frames" not in meta:

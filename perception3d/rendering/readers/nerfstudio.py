@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ...fileio import read_text
 from ..cameras import Cameras, opengl_to_opencv, shift_principal_point
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size, load_image
 
@@ -233,7 +234,7 @@ def read_nerfstudio(root: PathLike, transforms: str = "transforms.json", downsca
     if not jpath.is_file():
         raise FileNotFoundError(f"{root}: no {transforms} (nerfstudio / instant-ngp capture)")
     try:
-        meta = json.loads(jpath.read_text())
+        meta = json.loads(read_text(jpath))
     except json.JSONDecodeError as e:
         raise ValueError(f"{jpath}: invalid JSON ({e})") from e
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
