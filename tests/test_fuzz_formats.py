@@ -442,3 +442,19 @@ def teardown_module(module):
         print("\n" + "\n".join(rows))
     if "dir" in _SEGMENT:
         shutil.rmtree(_SEGMENT["dir"].parent, ignore_errors=True)
+
+
+def test_nuscenes_info_pickle_runs_no_code(tmp_path):
+    """nuScenes info pickles are read like every info file: data only.  A pickle whose loading would call a
+    function is refused with the reader's error naming the file, and the function does not run."""
+    from perception3d.datasets.nuscenes import NuScenesDataError, load_nuscenes_infos
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+    p = tmp_path / "nuscenes_infos_val.pkl"
+    p.write_bytes(pickle.dumps(dict(metainfo=dict(dataset="nuscenes"), data_list=[Evil()])))
+    with pytest.raises(NuScenesDataError, match=r"nuscenes_infos_val\.pkl.*refuses the global pathlib"):
+        load_nuscenes_infos(p)
+    assert not marker.exists()

@@ -28,7 +28,6 @@ of the previous and next annotations, NaN when the gap is over 1.5 s, 3 s centre
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import warnings
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from mmengine.dataset import BaseDataset
 
-from perception3d.datasets.mmdet3d_info import save_infos
+from perception3d.datasets.mmdet3d_info import load_data_pickle, save_infos
 from perception3d.fileio import read_text
 from perception3d.registry import DATASETS
 from perception3d.structures.calibration import as_matrix4, check_invertible, compose_lidar2img
@@ -334,7 +333,7 @@ def load_nuscenes_infos(path: PathLike) -> Tuple[dict, List[dict]]:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f)
+            obj = load_data_pickle(f)     # data only: a pickle naming other classes is refused
     except FileNotFoundError:
         raise
     except Exception as exc:  # a damaged pickle fails in many ways
