@@ -250,8 +250,6 @@ def infer_bag(model: torch.nn.Module, bag: PathLike, topic: str, out: Optional[P
                            class_names, jf, result)
                 if bar is not None:
                     bar.update(1)
-                if index % 10 == 9:
-                    _trim_heap()
             _flush(model, pending, batch_size, score_thr, writer, ts, det_topic, marker_topic, marker_style,
                    class_names, jf, result)
             result.seconds = time.perf_counter() - t0
@@ -273,18 +271,6 @@ def infer_bag(model: torch.nn.Module, bag: PathLike, topic: str, out: Optional[P
         reader.close()
     result.out, result.jsonl = out, jsonl_path
     return result
-
-
-def _trim_heap() -> None:
-    """Hand freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).  Nothing is held from
-    scan to scan, but ~1 MB message buffers and the model's tensors of varying sizes fragment glibc's heap, so
-    without this the resident size crept up by 145 MB over a 1,000-scan bag (bench/memory.py)."""
-    import ctypes
-    import ctypes.util
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _prepare(msg, index: int, t_ns: int, columns: list, state: dict, target_frame, T, point_range,
