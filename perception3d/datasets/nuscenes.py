@@ -263,7 +263,23 @@ def create_nuscenes_infos(root: PathLike, out: Optional[PathLike] = None, versio
         (default: the devkit's splits; built in for v1.0-mini; all scenes → ``test`` for v1.0-test).
     Returns:
         ``{split: number of samples, "files": [paths], "version": ...}``.
+    Raises:
+        NuScenesDataError naming the table folder and the field for damaged tables (a record without a field
+        the conversion needs, a value of the wrong shape or type).
     """
+    try:
+        return _create_nuscenes_infos(root, out, version, max_sweeps, splits, prefix)
+    except NuScenesDataError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        what = (f"a record lacks the field {exc}" if isinstance(exc, KeyError)
+                else f"a malformed record ({type(exc).__name__}: {exc})")
+        tdir = Path(root) / version if version else min(Path(root).glob("v1.0-*"), default=Path(root))
+        raise NuScenesDataError(f"{tdir}: damaged nuScenes tables: {what}") from exc
+
+
+def _create_nuscenes_infos(root: PathLike, out: Optional[PathLike], version: Optional[str], max_sweeps: int,
+                           splits: Optional[Mapping[str, Sequence[str]]], prefix: str) -> Dict[str, Any]:
     tables = NuScenesTables(root, version)
     out_dir = Path(out) if out is not None else Path(root)
     scene_of_split = _scene_splits(tables, splits)

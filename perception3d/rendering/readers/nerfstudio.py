@@ -254,7 +254,10 @@ def read_nerfstudio(root: PathLike, transforms: str = "transforms.json", downsca
                 continue
             raise FileNotFoundError(f"{jpath}: frames[{k}] image file not found: {p} "
                                     f"(a camera without an image; pass only_existing=True to skip such frames)")
-        m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        try:
+            m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        except (TypeError, ValueError) as e:      # ragged rows, words: not a matrix of numbers
+            raise ValueError(f"{jpath}: frames[{k}] transform_matrix is not a matrix of numbers ({e})") from e
         if m.shape not in ((4, 4), (3, 4)) or not np.isfinite(m).all():
             raise ValueError(f"{jpath}: frames[{k}] transform_matrix must be a finite 4 x 4 (or 3 x 4) matrix, "
                              f"got shape {m.shape}")
