@@ -25,13 +25,15 @@ WRITERS = {
         "'intensity'], k, 'lidar', seq=i))\n",
         "from perception3d.io.bags import BagReader\n"
         "def read(path):\n    with BagReader(path) as r:\n        msgs = list(r.messages(['/points']))\n"
-        "    assert len(msgs) == 3\n    stamps = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, _, m in msgs}\n"
+        "    assert len(msgs) == 3\n"
+        "    stamps = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, _, m in msgs}\n"
         "    assert len(stamps) == 1; return stamps.pop()\n"),
     "SpaRe submission zip (write_submission)": (
         "submission.zip",
         "import numpy as np\nfrom perception3d.evaluation.spare import write_submission\n"
         "SPLIT = {'scan24': dict(input_views=[0], test_views=[1, 2], dataset='dtu')}\n"
-        "def write(path, k):\n    img = np.zeros((600, 800, 3), np.uint8); img[..., 0] = k % 256; img[..., 1] = k // 256\n"
+        "def write(path, k):\n    img = np.zeros((600, 800, 3), np.uint8)\n"
+        "    img[..., 0] = k % 256; img[..., 1] = k // 256\n"
         "    img[::7, ::5, 2] = 255\n"
         "    write_submission({'scan24': {1: img, 2: img}}, SPLIT, path, size=(800, 600), check=False)\n",
         "import zipfile\nfrom perception3d.evaluation.spare import check_submission, read_png\n"

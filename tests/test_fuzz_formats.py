@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from test_fuzz_readers import _mutations, damage
@@ -375,11 +375,17 @@ def config_changes(draw):
                 elif k != "type":
                     leaves.append(key)
         walk({k: cfg[k] for k in ("model", "train_cfg", "optim_wrapper")}, "")
-        _CFG.update(leaves=sorted(leaves), parents=sorted(parents))
+        _CFG.update(leaves=sorted(leaves), parents=sorted(parents), cfg=cfg)
     if draw(st.booleans()):
         return ("unknown", draw(st.sampled_from(_CFG["parents"])), draw(st.sampled_from(["foo", "lrr", "max_epoch",
                                                                                         "num_filter", "voxel_sizes"])))
-    return ("wrong", draw(st.sampled_from(_CFG["leaves"])), draw(st.sampled_from(WRONG_VALUES)))
+    key, value = draw(st.sampled_from(_CFG["leaves"])), draw(st.sampled_from(WRONG_VALUES))
+    old = _CFG["cfg"]
+    for part in key.split("."):
+        old = old[part]
+    kinds = {type(old), type(value)}
+    assume(len(kinds) > 1 and kinds != {int, float})     # a value of another type, not another value
+    return ("wrong", key, value)
 
 
 _CFG: dict = {}
