@@ -204,6 +204,7 @@ def det_differences(ref: Path, run: Path) -> list:
     return diff
 
 
+@pytest.mark.slow   # the reference training run (~1 min)
 def test_reference_run_finished(det_setup):
     cfg, wrapper, ref, _ = det_setup
     f = _final(ref)
