@@ -106,7 +106,7 @@ def _gs_lego(steps: int, work: Path) -> dict:
 def make_bag(path: Path, scans: int) -> dict:
     """The demo bag of ``scans`` scans (written once per path)."""
     from perception3d.apis.bag_inference import make_demo_bag
-    from perception3d.engine.prepare import prepare_waymo_mini
+    from perception3d.datasets.prepare import prepare_waymo_mini
     prepare_waymo_mini(str(MINI_ROOT))
     return make_demo_bag(path, "ros2-mcap", scans=scans, root=MINI_ROOT, overwrite=True)
 
@@ -258,7 +258,7 @@ def _measure(names, threads: int, iters: int, steps: int, scans: int, parquet_gb
                 make_bag(bag, scans)
             rows.append(run_child(name, "--bag", str(bag), "--scans", str(scans), threads=threads))
         elif name == "parquet-folder":
-            from perception3d.engine.prepare import prepare_waymo_mini
+            from perception3d.datasets.prepare import prepare_waymo_mini
             from perception3d.datasets.waymo_v2 import find_split_dir
             prepare_waymo_mini(str(MINI_ROOT))
             info = make_parquet_folder(find_split_dir(MINI_ROOT, "train"), work / "parquet", parquet_gb)

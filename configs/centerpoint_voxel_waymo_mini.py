@@ -7,17 +7,7 @@ pure-PyTorch sparse convs dominate the CPU time). Its last down-sampling (conv4)
 stride 8 of 0.1 m). Then a SECOND-FPN with one block per level ([1, 1] / strides [1, 2] / [64, 128] → 2 × 96)
 and the head on those 80 × 80 cells. BN momentum 0.1, batch 1, 12 epochs over the 160 training frames (1,920
 steps), one-cycle peak lr 0.008, the last epoch without augmentation (DSVT's DisableAugmentationHook), no
-worker processes. Adam's β₁ is not cycled (see below).
-
-Measured, vehicle / pedestrian / cyclist LEVEL_1 AP on the mini val, seed 0, 2-core CPU (AVX-512):
-- this config, 2 threads: 0.625 / 0.852 / 0.883 in 9.9 min wall (start-up, training and validation); seed 1:
-  0.635 / 0.876 / 0.855 in 9.7 min.
-- exploration, 1 thread per run, two runs at a time (vehicle AP):
-  - stride-8 backbone (1.6 m output, head on 2×-up-sampled 0.8 m cells): the best was 0.578 (18 epochs,
-    lr 0.008) and 20 epochs gave 0.579. It got worse with β₁ cycled 0.95 ↔ 0.85 (0.525), at lr 0.012 (0.440),
-    with the DIoU box loss (0.543) and with two blocks per stage (0.560).
-  - 0.8 m backbone output, 12 epochs: 0.676 with one BEV block per level, 0.588 with two.
-  - an earlier session's stride-8 config (lr 0.005, 10 epochs, no un-augmented epoch): 0.355.
+worker processes. Adam's β₁ is not cycled (``docs/model_zoo.md`` has what it measured and what was tried).
 
 Augmentation: ±22.5° rotation (as ``dsvt_waymo_mini.py``) and 0.95–1.05 scaling, no flips and no GT sampling
 (see ``dsvt_waymo_mini.py``: on the mini streets the side of the road is what tells a car's heading, and flips
@@ -26,7 +16,7 @@ made the heading targets a coin toss). The dataset is generated and converted on
 _base_ = ["./centerpoint_voxel_waymo.py"]
 
 data_root = "{{fileDirname}}/../data/waymo_mini/processed/"
-prepare_data = dict(type="prepare_waymo_mini", root="{{fileDirname}}/../data/waymo_mini")
+prepare_data = dict(type="prepare_waymo_mini", root="{{fileDirname}}/../data/waymo_mini", gt_database=False)
 
 class_names = ["Car", "Pedestrian", "Cyclist"]
 point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]

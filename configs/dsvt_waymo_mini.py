@@ -29,7 +29,8 @@ The dataset is generated and converted on first use (``prepare_data``).
 _base_ = ["./dsvt_waymo.py"]
 
 data_root = "{{fileDirname}}/../data/waymo_mini/processed/"
-prepare_data = dict(_delete_=True, type="prepare_waymo_mini", root="{{fileDirname}}/../data/waymo_mini")
+prepare_data = dict(_delete_=True, type="prepare_waymo_mini", root="{{fileDirname}}/../data/waymo_mini",
+                    gt_database=False)  # no GT sampling in this recipe
 
 class_names = ["Car", "Pedestrian", "Cyclist"]
 point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]

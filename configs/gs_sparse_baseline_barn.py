@@ -18,9 +18,7 @@ third. The default fold holds out the middle view; the other folds::
   Gaussian "large" for densification; random background while training, black at evaluation (as the fox
   baseline, whose other settings this config inherits).
 
-Measured so far (2-core machine shared with five other engineers' jobs, load average ~13, torch rasterizer):
-the 5-minute budget reached only 16 steps on the default fold — held-out PSNR 16.43 dB, SSIM 0.480, 334 s
-wall — a smoke run, not yet the baseline; the figures to beat need the fast CPU rasterizer or an idle machine.
+What it has measured so far: ``docs/model_zoo.md``.
 """
 _base_ = ["./gs_sparse_baseline_fox.py"]
 

@@ -10,9 +10,7 @@ LM-Gaussian must beat with the same views, resolution and time budget.
   the cameras look at), coloured from their pixels; random background while training (photos have no alpha),
   black at evaluation.
 
-Not measured yet: on the 2-core machine shared with other jobs (load average ~13) a step of the torch rasterizer
-at this size took tens of seconds, so the budget held only a few dozen steps; the run was stopped. Measure it
-with the fast CPU rasterizer or on an idle machine before comparing methods against it.
+What it has measured so far: ``docs/model_zoo.md``.
 
     nice -n 10 python tools/train_gs.py configs/gs_sparse_baseline_fox.py
     python tools/render.py work_dirs/gs_sparse_baseline_fox/ckpt_latest.pt --cameras orbit --video fox.mp4

@@ -1,6 +1,11 @@
 """Atomic file writes (a temporary file in the target's folder, then ``os.replace`` onto the final name) and the
 package's error for malformed input files, :class:`DataFormatError`.
 
+Every writer takes the destination first: ``atomic_write_bytes(path, data)``, ``atomic_write_text(path, text)``,
+``atomic_torch_save(path, obj)``, ``atomic_write_parquet(path, table)``; ``fsync=True`` (checkpoints) also flushes the
+file to disk before the rename, so it survives a power cut and not only a kill. :func:`atomic_path` is the
+building block for any other writer that wants a file name.
+
 A crash or SIGKILL at any moment leaves either the old file or the new one, never a half-written one; the
 temporary file (``.<name>.<pid>.<random>.tmp``) is removed when the write fails, and one left by a SIGKILLed
 writer is removed by the next write of the same file. A leaf module: it imports nothing of
@@ -112,3 +117,19 @@ def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = False) -> None
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_torch_save(path: PathLike, obj, fsync: bool = False) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints: pass ``fsync=True`` to survive a power cut)."""
+    import torch
+
+    with atomic_path(path, fsync=fsync) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_write_parquet(path: PathLike, table, **write_table_kwargs) -> None:
+    """``pyarrow.parquet.write_table(table)`` to ``path`` atomically (keyword arguments go to ``write_table``)."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **write_table_kwargs)

@@ -26,10 +26,19 @@ if [ "$NAME" != "e3dsnn_t_shapes" ]; then
 fi
 python tools/train.py "$CONFIG" --work-dir "$WORK" --seed "$SEED" ${OPTS[@]+--cfg-options "${OPTS[@]}"}
 CKPT=$(cat "$WORK/last_checkpoint")
-python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test"
 case "$NAME" in
-  e3dsnn*) python tools/snn_energy.py "$CONFIG" "$CKPT" --out-dir "$WORK/energy"
+  e3dsnn*) python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test"
+           python tools/snn_energy.py "$CONFIG" "$CKPT" --out-dir "$WORK/energy"
            echo "main job done: $CKPT; energy table and picture in $WORK/energy/" ;;
-  *)       python tools/visualize.py "$CONFIG" "$CKPT" --frames 0 1 2 --out-dir "$WORK/bev"
+  *)       # the BEV pictures are drawn on one core while the test runs on the other; their log follows the table
+           mkdir -p "$WORK/bev"
+           OMP_NUM_THREADS=1 python tools/visualize.py "$CONFIG" "$CKPT" --frames 0 1 2 --out-dir "$WORK/bev" \
+             > "$WORK/bev/visualize.log" 2>&1 &
+           VIS=$!
+           trap 'kill "$VIS" 2>/dev/null || true' EXIT
+           TEST_THREADS=$(( OMP_NUM_THREADS > 1 ? OMP_NUM_THREADS - 1 : 1 ))
+           OMP_NUM_THREADS=$TEST_THREADS python tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test"
+           if ! wait "$VIS"; then cat "$WORK/bev/visualize.log" >&2; echo "main job: tools/visualize.py failed" >&2; exit 1; fi
+           cat "$WORK/bev/visualize.log"
            echo "main job done: $CKPT; BEV pictures in $WORK/bev/" ;;
 esac

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.rendering.cameras import (Cameras, decompose_projection, interpolate_path, load_camera_path,
+from perception3d.structures.cameras import (Cameras, decompose_projection, interpolate_path, load_camera_path,
                                             look_at, opengl_to_opencv, orbit_path, save_camera_path,
                                             shift_principal_point)
 

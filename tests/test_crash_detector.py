@@ -83,7 +83,8 @@ if tool == "train.py":
     import torch.utils.data
     from mmengine.optim import OptimWrapper
     from mmengine.runner.loops import ValLoop
-    from perception3d.engine import AtomicLocalBackend, ExactEpochBasedTrainLoop, SeededDataset
+    from perception3d.datasets.loading import SeededDataset
+    from perception3d.engine import AtomicLocalBackend, ExactEpochBasedTrainLoop
     patch(OptimWrapper, "step", "step", before=True)
     patch(ExactEpochBasedTrainLoop, "run_iter", "iter")
     patch(ValLoop, "run_iter", "val")
@@ -148,7 +149,7 @@ def temp_files(d: Path) -> list:
 # -------------------------------------------------------------------------------------------------- the trainer
 @pytest.fixture(scope="module")
 def det_setup(tmp_path_factory):
-    from perception3d.engine.prepare import prepare_waymo_mini
+    from perception3d.datasets.prepare import prepare_waymo_mini
     prepare_waymo_mini(str(ROOT / "data" / "waymo_mini"))        # once, outside the timed / killed runs
     d = tmp_path_factory.mktemp("det")
     cfg = d / "centerpoint_tiny.py"
@@ -255,7 +256,7 @@ def test_detector_20_seeded_kill_points(det_setup, tmp_path):
 # -------------------------------------------------------------------------------------------- the conversion
 @pytest.fixture(scope="module")
 def conv_setup(tmp_path_factory):
-    from perception3d.datasets.synthetic_street import generate_waymo_mini
+    from perception3d.datasets import generate_waymo_mini
     d = tmp_path_factory.mktemp("conv")
     generate_waymo_mini(d / "src", num_train=4, num_val=2, frames_per_segment=2, lidar_width=256, camera=False)
     assert len(list((d / "src").rglob("lidar/*.parquet"))) == 3

@@ -197,6 +197,7 @@ kind, _, n = os.environ.get("P3D_KILL_AT", "").partition(":")
 n = int(n or 1)
 import torch
 import perception3d.rendering.trainer as T
+from perception3d.fileio import atomic_path
 from perception3d.rendering.gaussians import GaussianModel
 seen = {}
 def hit(event):
@@ -219,12 +220,12 @@ kill_after(T.GSTrainer, "evaluate", "eval")
 kill_after(GaussianModel, "save_ply", "ply")
 kill_after(T, "atomic_write_text", "metrics")
 orig_save = T.atomic_torch_save
-def save_then_die(obj, path):
+def save_then_die(path, obj):
     if hit("savemid"):
-        with T.atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:
             torch.save(obj, tmp)
             die()
-    return orig_save(obj, path)
+    return orig_save(path, obj)
 T.atomic_torch_save = save_then_die
 sys.argv = [os.path.join(root, "tools", "train_gs.py")] + sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")

@@ -41,8 +41,8 @@ WRITERS = {
         "    return m['v']\n"),
     "3DGS trainer checkpoint (atomic_torch_save)": (
         "ckpt_latest.pt",
-        TORCH + "from perception3d.rendering.trainer import atomic_torch_save\n"
-        "def write(path, k):\n    atomic_torch_save({'step': k, 'p': torch.full((700_000,), float(k))}, path)\n",
+        TORCH + "from perception3d.fileio import atomic_torch_save\n"
+        "def write(path, k):\n    atomic_torch_save(path, {'step': k, 'p': torch.full((700_000,), float(k))})\n",
         "def read(path):\n    c = torch.load(path, weights_only=True); assert bool((c['p'] == c['step']).all())\n"
         "    return c['step']\n"),
     "3DGS PLY (save_ply)": (

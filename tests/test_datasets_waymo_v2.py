@@ -345,7 +345,7 @@ def test_camera_calibration_to_opencv(tmp_path):
 
 
 def test_mini_dataset_camera_images(tmp_path):
-    from perception3d.datasets.synthetic_street import generate_waymo_mini
+    from perception3d.datasets.synthetic.writer import generate_waymo_mini
     from perception3d.datasets.waymo_v2 import list_segments
     generate_waymo_mini(tmp_path, num_train=1, num_val=0, frames_per_segment=1, lidar_width=64, camera=True)
     seg = WaymoV2Segment(tmp_path / "training", list_segments(tmp_path / "training")[0])

@@ -130,7 +130,7 @@ def test_with_pack_transform(tmp_path):
 def test_mini_waymo_to_dataset(tmp_path):
     """Built-in mini dataset (Waymo v2 layout) → convert_waymo_v2 → Det3DDataset; the generator's
     num_lidar_points_in_box equals what we count in our converted points."""
-    from perception3d.datasets.synthetic_street import generate_waymo_mini
+    from perception3d.datasets.synthetic.writer import generate_waymo_mini
     from perception3d.datasets.waymo_v2 import convert_waymo_v2
     summary = generate_waymo_mini(tmp_path / "waymo", num_train=2, num_val=1, frames_per_segment=2,
                                   lidar_width=128, camera=False)

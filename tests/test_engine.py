@@ -8,19 +8,20 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from perception3d.engine import (AtomicLocalBackend, ResumableSampler, SeededDataset, atomic_write_bytes,
-                                 check_state_dict_keys, det3d_collate, find_latest_checkpoint, merge_cfg_options)
-from perception3d.models.detectors.centerpoint import Det3DDataPreprocessor
+from perception3d.datasets.loading import ResumableSampler, SeededDataset, det3d_collate
+from perception3d.engine import AtomicLocalBackend, check_state_dict_keys, find_latest_checkpoint, merge_cfg_options
+from perception3d.fileio import atomic_write_bytes
+from perception3d.models.data_preprocessor import Det3DDataPreprocessor
 
 
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     path = tmp_path / "iter_3.pth"
-    atomic_write_bytes(b"old", path)
+    atomic_write_bytes(path, b"old")
     def boom(*a, **k):
         raise KeyboardInterrupt("killed between write and rename")
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        atomic_write_bytes(b"new" * 1000, path)
+        atomic_write_bytes(path, b"new" * 1000)
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["iter_3.pth"]  # no temp file left behind
     monkeypatch.undo()
@@ -217,7 +218,7 @@ def test_one_cycle_momentum_builds_from_the_base_schedule_and_rejects_bad_moms()
 def test_prepare_waymo_mini_serialises_processes_that_start_together(tmp_path, monkeypatch):
     import threading
     import time
-    from perception3d.engine import prepare as prep
+    from perception3d.datasets import prepare as prep
     spans = []
 
     def slow_prepare(root_p, out_p, gt_database, classes):
@@ -231,3 +232,20 @@ def test_prepare_waymo_mini_serialises_processes_that_start_together(tmp_path, m
     [t.join() for t in threads]
     (a0, a1), (b0, b1) = sorted(spans)
     assert len(spans) == 2 and b0 >= a1                     # the second waited for the first to finish
+
+
+def test_prepare_waymo_mini_builds_the_gt_database_only_when_asked(tmp_path):
+    """The mini configs skip the GT database (no GT sampling); asking for it later builds just the database on
+    top of the existing conversion instead of converting again."""
+    from perception3d.datasets import generate_waymo_mini
+    from perception3d.datasets.prepare import prepare_waymo_mini
+    root = tmp_path / "mini"
+    generate_waymo_mini(root, num_train=2, num_val=1, lidar_width=64, camera=False)
+    out = prepare_waymo_mini(str(root), gt_database=False)
+    info = out / "waymo_infos_train.pkl"
+    stamp = info.stat().st_mtime_ns
+    assert info.is_file() and not (out / "waymo_dbinfos_train.pkl").exists()
+    assert not (out / "waymo_gt_database").exists()
+    prepare_waymo_mini(str(root), gt_database=True)
+    assert (out / "waymo_dbinfos_train.pkl").is_file() and any((out / "waymo_gt_database").iterdir())
+    assert info.stat().st_mtime_ns == stamp                 # not converted again

@@ -236,7 +236,7 @@ _SEGMENT: dict = {}
 def _waymo_segment() -> Path:
     """A one-segment, two-frame Waymo v2 split (generated once per session, copied per example)."""
     if "dir" not in _SEGMENT:
-        from perception3d.datasets.synthetic_street import generate_waymo_mini
+        from perception3d.datasets import generate_waymo_mini
         d = Path(tempfile.mkdtemp(prefix="p3dfuzz_waymo_"))
         generate_waymo_mini(d, num_train=1, num_val=0, frames_per_segment=2, lidar_width=64, camera=False)
         _SEGMENT["dir"] = d / "training"

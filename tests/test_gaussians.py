@@ -121,6 +121,19 @@ def tiny_scene(tmp_path_factory):
     return root
 
 
+def test_trainer_config_sections_are_typed_and_reject_unknown_keys(tmp_path, tiny_scene):
+    from perception3d.rendering.config import GSModelConfig, GSTrainConfig, section
+    from perception3d.rendering.trainer import GSTrainer
+
+    t = section(GSTrainConfig, {"max_steps": 7}, "train")
+    assert (t.max_steps, t.ssim_lambda, t.tile_size, t.scene_scale) == (7, 0.2, 16, "rig")   # defaults in one place
+    assert section(GSModelConfig, None, "model").init == "random"
+    cfg = tiny_cfg(tiny_scene, steps=1)
+    cfg["train"]["max_step"] = 5          # a typo of max_steps must not silently train 3000 steps
+    with pytest.raises(ValueError, match=r"train: unknown key\(s\) \['max_step'\]"):
+        GSTrainer(cfg, tmp_path / "run", progress=False)
+
+
 def test_trainer_learns_and_resumes(tmp_path, tiny_scene):
     from perception3d.rendering.trainer import GSTrainer
 

@@ -32,6 +32,28 @@ def test_psnr_vs_skimage_and_hand():
     assert psnr(gt, gt) == float("inf")
 
 
+def test_training_ssim_is_the_evaluation_ssim_and_matches_pytorch_msssim_gradients():
+    """The 3DGS D-SSIM term (ssim_differentiable, float32, with gradients) is the evaluation SSIM's formula: the
+    same value as ``ssim`` (float64) and as pytorch-msssim, and pytorch-msssim's gradient."""
+    from pytorch_msssim import ssim as ms_ssim
+
+    from perception3d.ops.image_quality import ssim_differentiable
+
+    for seed in range(2):
+        pred, gt = _pair(seed=seed)
+        x = torch.from_numpy(pred).float().permute(2, 0, 1)[None].requires_grad_(True)
+        y = torch.from_numpy(gt).float().permute(2, 0, 1)[None]
+        ours = ssim_differentiable(x, y)
+        (g_ours,) = torch.autograd.grad(ours, x)
+        ref = ms_ssim(x, y, data_range=1.0, size_average=True)
+        (g_ref,) = torch.autograd.grad(ref, x)
+        assert abs(float(ours) - ssim(pred, gt)) < 1e-6
+        assert abs(float(ours) - float(ref)) < 1e-5      # float32 sums in a different order
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-3, atol=1e-3 * float(g_ref.abs().max()))
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        ssim_differentiable(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8))
+
+
 def test_ssim_vs_skimage_and_pytorch_msssim():
     from pytorch_msssim import ssim as ms_ssim
     from skimage.metrics import structural_similarity

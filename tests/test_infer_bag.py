@@ -311,7 +311,7 @@ def test_cli_lists_topics_and_matches_package(model, tmp_path, capsys):
 
 
 def test_make_demo_bag_matches_dataset(tmp_path):
-    from perception3d.datasets.synthetic_street import waymo_mini_is_current
+    from perception3d.datasets.synthetic.writer import waymo_mini_is_current
     root = ROOT / "data" / "waymo_mini"
     if not waymo_mini_is_current(root):
         pytest.skip("the built-in mini dataset (this generator version) is not at data/waymo_mini; "

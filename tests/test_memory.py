@@ -15,7 +15,7 @@ N = 2  # segments; the folder holds 4N
 
 @pytest.fixture(scope="module")
 def waymo_folder(tmp_path_factory):
-    from perception3d.datasets.synthetic_street import generate_waymo_mini
+    from perception3d.datasets.synthetic.writer import generate_waymo_mini
     from perception3d.datasets.waymo_v2 import find_split_dir, list_segments
 
     root = tmp_path_factory.mktemp("wm")

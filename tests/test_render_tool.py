@@ -46,7 +46,7 @@ def test_render_ground_truth_ply_reproduces_test_views(scene_dir, tmp_path, caps
 
 
 def test_render_orbit_video_and_camera_path(scene_dir, tmp_path):
-    from perception3d.rendering.cameras import orbit_path, save_camera_path
+    from perception3d.structures.cameras import orbit_path, save_camera_path
 
     main = _render_main()
     res = main([str(scene_dir / "gt_gaussians.ply"), "--cameras", "orbit", "--config", str(scene_dir / "cfg.py"),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.rendering.cameras import Cameras, opencv_to_opengl
+from perception3d.structures.cameras import Cameras, opencv_to_opengl
 from perception3d.rendering.scenes import (focus_point, frustum_points, read_nerfstudio, read_scene, scene_format,
                                            select_views)
 from perception3d.rendering.trainer import build_scene
@@ -24,7 +24,7 @@ W, H = 64, 48
 
 def _rig(n=4, radius=4.0):
     """n OpenCV cameras on an arc looking at the origin (f = 50, centre principal point)."""
-    from perception3d.rendering.cameras import look_at
+    from perception3d.structures.cameras import look_at
 
     az = torch.linspace(-0.5, 0.5, n)
     eyes = torch.stack([radius * torch.sin(az), -radius * torch.cos(az), 0.8 * torch.ones(n)], -1)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.rendering.cameras import Cameras
+from perception3d.structures.cameras import Cameras
 from perception3d.rendering.scenes import (decode_jet_depth, read_blender, read_colmap, read_dtu,
                                            read_lmgaussian, read_lmgaussian_depth, read_scene,
                                            write_colmap_model)

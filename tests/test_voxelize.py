@@ -88,3 +88,39 @@ def test_voxel_means_equal_open3d_voxel_down_sample_on_real_kitti():
     ours = np.array(sorted(map(tuple, np.round(x.feats.numpy(), 5))))
     theirs = np.array(sorted(map(tuple, np.round(ref, 5))))
     assert np.abs(ours - theirs).max() <= 1e-4
+
+
+@pytest.mark.parametrize("reduce", ["max", "min"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_scatter_reduce_extremum_gradient_equals_autograds(reduce, dtype):
+    """The segment max/min's own backward gives exactly autograd's gradients of Tensor.scatter_reduce, including
+    ties (duplicated rows share the gradient), extrema of exactly 0 (relu'd input; autograd counts the initial
+    zero as a tie) and empty rows."""
+    g = torch.Generator().manual_seed(0)
+    n, m, c = 2000, 150, 7                                   # rows 140.. stay empty
+    index = torch.randint(0, 140, (n,), generator=g)
+    src = torch.randn(n, c, generator=g, dtype=dtype)
+    src = src.relu() if reduce == "max" else -src.relu()     # many segments whose extremum is exactly 0
+    src[10:20] = src[0:10]                                   # exact ties with positive maxima
+    index[10:20] = index[0:10]
+    a = src.clone().requires_grad_()
+    b = src.clone().requires_grad_()
+    ref = torch.zeros(m, c, dtype=dtype).scatter_reduce(0, index[:, None].expand(-1, c), a, "a" + reduce[:3],
+                                                        include_self=False)
+    out = scatter_reduce(b, index, m, reduce)
+    assert type(out.grad_fn).__name__ == "_SegmentExtremumBackward"      # the package's backward, not autograd's
+    grad = torch.randn(m, c, generator=g, dtype=dtype)
+    ref.backward(grad)
+    out.backward(grad)
+    assert torch.equal(out, ref)
+    assert torch.equal(b.grad, a.grad)
+    tied = b.grad[0:10] != 0                                 # the duplicated rows each got half
+    assert tied.any() and torch.equal(b.grad[0:10][tied], b.grad[10:20][tied])
+
+
+def test_scatter_reduce_max_gradient_by_hand():
+    src = torch.tensor([[1.0], [3.0], [3.0], [2.0], [0.0]], requires_grad=True)
+    out = scatter_reduce(src, torch.tensor([0, 0, 0, 1, 2]), 4, "max")
+    out.backward(torch.tensor([[6.0], [5.0], [4.0], [3.0]]))
+    # row 0: two tied maxima of 3 share 6; row 1: 2 is its own max; row 2: max 0 ties with the initial 0 → 4 / 2
+    assert src.grad.squeeze(1).tolist() == [0.0, 3.0, 3.0, 5.0, 2.0]

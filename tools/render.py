@@ -74,7 +74,7 @@ def write_video(frames: list, path: Path, fps: int = 15) -> Path:
 
 def select_cameras(args, model, cfg):
     """→ (Cameras, list of gt images or None, scene or None)."""
-    from perception3d.rendering.cameras import Cameras, focal_from_fov, load_camera_path, orbit_path
+    from perception3d.structures.cameras import Cameras, focal_from_fov, load_camera_path, orbit_path
     from perception3d.rendering.trainer import build_scene
 
     scene = None

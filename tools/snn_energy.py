@@ -36,10 +36,10 @@ def _collate(cfg):
     ctype = (cfg.val_dataloader.get("collate_fn") or {}).get("type", "pseudo_collate")
     if ctype == "pseudo_collate":
         return pseudo_collate
-    import perception3d.engine  # noqa: F401  (registers det3d_collate)
+    import perception3d.datasets  # noqa: F401  (registers det3d_collate)
     fn = FUNCTIONS.get(ctype)
     if fn is None:
-        from perception3d.engine import data as _d
+        from perception3d.datasets import loading as _d
         fn = getattr(_d, ctype)
     return fn
 

@@ -164,7 +164,6 @@ def main(argv=None) -> list[str]:
         import perception3d.datasets  # noqa: F401
         from perception3d.registry import DATASETS
         if cfg.get("prepare_data"):
-            from perception3d.engine.prepare import prepare_waymo_mini  # noqa: F401
             from mmengine.registry import FUNCTIONS
             kw = dict(cfg.prepare_data)
             FUNCTIONS.get(kw.pop("type"))(**kw)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # run from a checkout without installing
 
-from perception3d.datasets.synthetic_street import generate_waymo_mini  # noqa: E402
+from perception3d.datasets.synthetic.writer import generate_waymo_mini  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -37,11 +37,12 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from perception3d.apis.inference import inference_detector
+from perception3d.apis.inference import inference_detector, model_point_dims
 from perception3d.io.bags import BagReader, BagWriter, StagedOutputs, list_pointcloud_topics, output_format
 from perception3d.io.pointcloud2 import PointCloud2Error, pointcloud2_to_points
 from perception3d.io.ros_msgs import (POINTCLOUD2, boxes_to_markers, convert_msg, detections_to_msg,
                                       stamp_to_ns)
+from perception3d.structures.points import point_columns
 
 __all__ = ["BagInferenceResult", "infer_bag", "make_demo_bag", "list_pointcloud_topics", "model_point_columns",
            "parse_extrinsic", "default_output_path", "WAYMO_POINT_COLUMNS"]
@@ -88,14 +89,7 @@ def model_point_columns(model) -> list:
     names = cfg.get("point_columns", None) if cfg is not None else None
     if names:
         return list(names)
-    use_dim = 5
-    try:
-        use_dim = cfg.test_dataloader.dataset.get("use_dim", 5)
-    except Exception:
-        pass
-    if isinstance(use_dim, int):
-        return list(WAYMO_POINT_COLUMNS[:use_dim])
-    return [WAYMO_POINT_COLUMNS[i] for i in use_dim]
+    return [WAYMO_POINT_COLUMNS[i] for i in point_columns(model_point_dims(model)[1])]
 
 
 def parse_extrinsic(values: Union[None, str, Path, Sequence[float], np.ndarray]) -> Optional[np.ndarray]:
@@ -350,7 +344,7 @@ def make_demo_bag(out: PathLike, fmt: Optional[str] = None, scans: int = 10, roo
     vehicle frame ``frame_id``).  More scans than the split holds cycle through it again.  Header stamps start at
     the first frame's timestamp and advance by ``period_ns`` (10 Hz), log time = header stamp.
     Returns {"out", "format", "scans", "points"}."""
-    from perception3d.datasets.synthetic_street import ensure_waymo_mini
+    from perception3d.datasets.synthetic.writer import ensure_waymo_mini
     from perception3d.datasets.waymo_v2 import WaymoV2Segment, find_split_dir, list_segments
     from perception3d.io.pointcloud2 import points_to_pointcloud2
     if scans < 1:

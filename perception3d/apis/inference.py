@@ -8,14 +8,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-__all__ = ["init_model", "inference_detector", "load_points"]
+from perception3d.structures.points import point_columns
+
+__all__ = ["init_model", "inference_detector", "load_points", "model_point_dims"]
 
 PointsLike = Union[torch.Tensor, np.ndarray, str, Path]
 
@@ -37,7 +39,9 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[str] = Non
     return model.to(device).eval()
 
 
-def _point_dims(model) -> tuple[int, Union[int, list]]:
+def model_point_dims(model) -> tuple[int, Union[int, list]]:
+    """``(load_dim, use_dim)`` of the model's test dataset config (the columns stored per point and those the model
+    reads); (6, 5), the Waymo layout, when the model carries no config."""
     cfg = getattr(model, "cfg", None)
     try:
         ds = cfg.test_dataloader.dataset
@@ -50,7 +54,7 @@ def load_points(p: PointsLike, load_dim: int = 6, use_dim: Union[int, Sequence[i
     """A cloud as float32 [N, len(use_dim)]: a ``.bin`` file read as float32 × load_dim, then its ``use_dim`` columns;
     a tensor / array with exactly the model's columns as is, or with ``load_dim`` columns (the raw layout) cut the
     same way as a file. Any other width is an error naming both widths."""
-    cols = list(range(use_dim)) if isinstance(use_dim, int) else list(use_dim)
+    cols = point_columns(use_dim)
     if isinstance(p, (str, Path)):
         path = Path(p)
         if not path.is_file():
@@ -80,7 +84,7 @@ def inference_detector(model: torch.nn.Module, points: Union[PointsLike, Sequenc
     """
     single = not isinstance(points, (list, tuple))
     clouds = [points] if single else list(points)
-    load_dim, use_dim = _point_dims(model)
+    load_dim, use_dim = model_point_dims(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -1,5 +1,5 @@
 """perception3d.datasets."""
-from perception3d.datasets.synthetic_street import ensure_waymo_mini, generate_waymo_mini  # noqa: F401
+from perception3d.datasets.synthetic.writer import ensure_waymo_mini, generate_waymo_mini  # noqa: F401
 from perception3d.datasets import modelnet40, semantickitti, synthetic_shapes  # noqa: F401,E402  (E-3DSNN datasets)
 from perception3d.datasets.det3d_dataset import Det3DDataset  # noqa: F401,E402  (registers in DATASETS)
 from perception3d.datasets.waymo_v2 import WaymoV2Segment, convert_waymo_v2  # noqa: F401,E402
@@ -9,3 +9,5 @@ from perception3d.datasets import transforms  # noqa: F401,E402  (registers the 
 from perception3d.datasets.gt_database import DataBaseSampler, create_gt_database  # noqa: F401,E402
 from perception3d.datasets import transforms_multimodal  # noqa: F401,E402  (LiDAR + camera augmentations in TRANSFORMS)
 from perception3d.datasets.nuscenes import NuScenesDataset  # noqa: F401,E402  (registers in DATASETS)
+from perception3d.datasets import loading  # noqa: F401,E402  (ResumableSampler, SeededDataset, det3d_collate)
+from perception3d.datasets import prepare  # noqa: F401,E402  (prepare_data functions in FUNCTIONS)

@@ -49,6 +49,7 @@ from mmengine.logging import print_log
 from perception3d.datasets.mmdet3d_info import (KITTI_2D_KEYS, info_box_mode, info_classes, kitti_calib,
                                                 load_info_file, parse_instances, resolve_lidar_path)
 from perception3d.registry import DATASETS
+from perception3d.structures.points import point_columns
 
 __all__ = ["Det3DDataset", "BadFrameError", "create_gt_database_from_infos"]
 
@@ -98,9 +99,7 @@ class Det3DDataset(BaseDataset):
         self.load_interval = int(load_interval)
         self.modality = modality or dict(use_lidar=True, use_camera=False)
         self.load_dim = int(load_dim)
-        self.use_dim = list(range(use_dim)) if isinstance(use_dim, int) else [int(d) for d in use_dim]
-        if not self.use_dim or max(self.use_dim) >= self.load_dim or min(self.use_dim) < 0:
-            raise ValueError(f"use_dim={use_dim} must select columns of the load_dim={load_dim} loaded ones")
+        self.use_dim = point_columns(use_dim, self.load_dim)
         self.filter_empty_gt = bool(filter_empty_gt)
         self.box_mode = box_mode
         self._search_pts = data_prefix is None or "pts" not in data_prefix

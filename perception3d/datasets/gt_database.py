@@ -22,6 +22,7 @@ import torch
 from perception3d.fileio import atomic_write_bytes
 from perception3d.ops.iou3d import box_iou_bev
 from perception3d.ops.points_in_boxes import points_in_boxes_mask
+from perception3d.structures.points import point_columns
 
 __all__ = ["create_gt_database", "DataBaseSampler"]
 
@@ -141,8 +142,7 @@ class DataBaseSampler:
             raise ValueError(f"{path}: {raw.size} float32 values is not a whole number of {dim}-value points")
         pts = raw.reshape(-1, dim)
         if self.use_dim is not None:
-            cols = list(range(self.use_dim)) if isinstance(self.use_dim, int) else list(self.use_dim)
-            pts = pts[:, cols]
+            pts = pts[:, point_columns(self.use_dim)]
         return pts
 
     def sample_all(self, gt_bboxes: np.ndarray, gt_labels: np.ndarray, rng=np.random) -> Optional[Dict[str, Any]]:

@@ -15,9 +15,10 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from perception3d.datasets.mmdet3d_info import save_infos
 from perception3d.fileio import DataFormatError, read_text as _read_text
 from perception3d.ops.points_in_boxes import points_in_boxes_mask
-from perception3d.structures.boxes import kitti_camera_to_lidar
+from perception3d.structures.boxes import camera_to_lidar_boxes
 
 __all__ = [
     "KITTI_CLASSES", "read_velodyne", "read_label", "read_calib", "camera_to_lidar_boxes", "kitti_difficulty",
@@ -115,20 +116,6 @@ def read_calib(path: PathLike) -> Dict[str, np.ndarray]:
     return out
 
 
-def camera_to_lidar_boxes(boxes_cam: np.ndarray, lidar2cam: np.ndarray) -> np.ndarray:
-    """Camera boxes ``(x, y, z, l, h, w, ry)`` (mmdet3d's CameraInstance3DBoxes order) → LiDAR ``(x, y, z, dx,
-    dy, dz, yaw)``, by :func:`perception3d.structures.boxes.kitti_camera_to_lidar`.
-
-    Args:
-        boxes_cam: [M, 7] bottom centre in the rectified camera frame, sizes l (along x at ry = 0), h, w, ry.
-        lidar2cam: [4, 4] LiDAR → rectified camera, i.e. ``R0_rect @ Tr_velo_to_cam``.
-    Returns:
-        [M, 7] float32 LiDAR boxes, z at the bottom.
-    """
-    boxes_cam = np.asarray(boxes_cam, dtype=np.float64).reshape(-1, 7)
-    dims_hwl = boxes_cam[:, [4, 5, 3]]
-    out = kitti_camera_to_lidar(boxes_cam[:, :3], dims_hwl, boxes_cam[:, 6], np.eye(4), lidar2cam)
-    return out.numpy().astype(np.float32)
 
 
 def kitti_difficulty(bbox: np.ndarray, occluded: np.ndarray, truncated: np.ndarray) -> np.ndarray:
@@ -230,7 +217,6 @@ def create_kitti_infos(root: PathLike, out: Optional[PathLike] = None, classes: 
         {split: number of frames written, "bad": [(frame, reason)]}.
     """
     from tqdm import tqdm
-    from perception3d.datasets.mmdet3d_info import save_infos
     root = Path(root)
     out = Path(out) if out is not None else root
     image_sets = root / "ImageSets"

@@ -26,8 +26,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from perception3d.datasets.kitti_raw import camera_to_lidar_boxes
 from perception3d.fileio import DataFormatError, atomic_write_bytes  # atomic_write_bytes: re-exported
+from perception3d.structures.boxes import camera_to_lidar_boxes
 
 __all__ = [
     "MMDET3D_KITTI_CLASSES", "MMDET3D_WAYMO_CLASSES", "atomic_write_bytes", "save_infos", "load_info_file",

@@ -34,12 +34,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from mmengine.dataset import BaseDataset
 
 from perception3d.datasets.mmdet3d_info import load_data_pickle, save_infos
 from perception3d.fileio import read_text
 from perception3d.registry import DATASETS
 from perception3d.structures.calibration import as_matrix4, check_invertible, compose_lidar2img
+from perception3d.structures.rotation import quat_to_rotmat
 
 __all__ = ["NUSCENES_CLASSES", "NUSCENES_ATTRIBUTES", "CATEGORY_TO_CLASS", "CAMERA_NAMES", "MINI_SPLITS",
            "quaternion_to_matrix", "NuScenesTables", "nuscenes_info_entry", "create_nuscenes_infos",
@@ -77,10 +79,7 @@ class NuScenesDataError(ValueError):
 
 def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
     """[3, 3] rotation of a unit quaternion ``(w, x, y, z)`` (nuScenes / pyquaternion order)."""
-    w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(np.asarray(q, np.float64))
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return quat_to_rotmat(torch.as_tensor(np.asarray(q, np.float64))).numpy()
 
 
 def _pose(rec: Mapping) -> np.ndarray:

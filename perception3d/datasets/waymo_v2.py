@@ -27,7 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from perception3d.datasets.mmdet3d_info import save_infos
 from perception3d.datasets.range_image import range_image_to_points, row_inclinations
+from perception3d.fileio import atomic_write_bytes
 from perception3d.io.waymo_parquet import (check_columns, column_values, fixed_list_column, list_cell, open_parquet,
                                           read_columns)
 
@@ -498,7 +500,6 @@ def _convert_segment(task: tuple) -> dict:
     Returns:
         dict(infos=[...], bad=[reason, ...], converted=int, existed=int).
     """
-    from perception3d.datasets.mmdet3d_info import atomic_write_bytes
     split_dir, segment, seg_index, split_prefix, out_dir, filter_nlz, lasers, returns = task
     out_dir = Path(out_dir)
     rel = lambda ts: f"points/{segment}_{ts}.bin"  # noqa: E731
@@ -570,7 +571,6 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
     import contextlib
     import multiprocessing as mp
     from tqdm import tqdm
-    from perception3d.datasets.mmdet3d_info import save_infos
     root, out = Path(root), Path(out)
     result: dict = {"converted": 0, "skipped_existing": 0, "bad": []}
     # temporary files of an interrupted earlier run (never complete; the .bin files themselves always are)

@@ -1,9 +1,9 @@
 """Checkpoint helpers: atomic writes, finding the newest complete checkpoint, strict key checks.
 
-- ``atomic_write_bytes`` / ``AtomicLocalBackend``: write to ``.<name>.<random>.tmp`` in the same folder, fsync,
-  ``os.replace`` onto the final name. A SIGKILL at any moment leaves either the old file or the new one,
-  never a torn one. Registered as mmengine file backend ``'atomic_local'``; the configs give
-  ``default_hooks.checkpoint.backend_args=dict(backend='atomic_local')``.
+- ``AtomicLocalBackend``: mmengine's local file backend writing through ``perception3d.fileio.atomic_write_bytes``
+  (``.<name>.<random>.tmp`` in the same folder, fsync, ``os.replace`` onto the final name). A SIGKILL at any moment
+  leaves either the old file or the new one, never a torn one. Registered as mmengine file backend
+  ``'atomic_local'``; the configs give ``default_hooks.checkpoint.backend_args=dict(backend='atomic_local')``.
 - ``find_latest_checkpoint(work_dir)``: the ``iter_*.pth`` / ``epoch_*.pth`` with the most training iterations
   (read from its meta), not trusting mmengine's ``last_checkpoint`` text file (written non-atomically).
 - ``check_state_dict_keys(model, state_dict)``: raise ``KeyError`` naming missing / unexpected / mis-shaped keys
@@ -12,23 +12,17 @@
 from __future__ import annotations
 
 import glob
-import os
 import os.path as osp
 import re
-from typing import Any, Union
+from typing import Any
 
 import torch
 from mmengine.fileio import LocalBackend, register_backend
 
 from perception3d import fileio
 
-__all__ = ["atomic_write_bytes", "AtomicLocalBackend", "find_latest_checkpoint", "check_state_dict_keys",
+__all__ = ["AtomicLocalBackend", "find_latest_checkpoint", "check_state_dict_keys",
            "load_checkpoint_file", "load_state_dict_strict", "state_dict_of"]
-
-
-def atomic_write_bytes(data: bytes, path: Union[str, os.PathLike]) -> None:
-    """Write ``data`` to ``path`` atomically and fsync'd (checkpoints must survive a power cut, not only a kill)."""
-    fileio.atomic_write_bytes(path, data, fsync=True)
 
 
 @register_backend("atomic_local", force=True)
@@ -36,10 +30,10 @@ class AtomicLocalBackend(LocalBackend):
     """mmengine ``LocalBackend`` whose ``put`` / ``put_text`` are atomic (temp + rename)."""
 
     def put(self, obj: bytes, filepath) -> None:
-        atomic_write_bytes(obj, filepath)
+        fileio.atomic_write_bytes(filepath, obj, fsync=True)   # checkpoints must survive a power cut
 
     def put_text(self, obj: str, filepath, encoding: str = "utf-8") -> None:
-        atomic_write_bytes(obj.encode(encoding), filepath)
+        fileio.atomic_write_bytes(filepath, obj.encode(encoding), fsync=True)
 
 
 def _ckpt_iter(path: str) -> int:

@@ -25,7 +25,7 @@ __all__ = ["RNGStateHook", "ProgressHook", "DisableAugHook"]
 class RNGStateHook(Hook):
     """Saves python / numpy / torch (and CUDA) RNG states into each checkpoint and restores them on resume,
     so random ops in the model continue the same stream after a resume. (Data randomness is per sample,
-    see ``perception3d.engine.data``.) In DDP the states of rank 0 are saved."""
+    see ``perception3d.datasets.loading``.) In DDP the states of rank 0 are saved."""
 
     priority = "VERY_LOW"
 

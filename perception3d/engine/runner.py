@@ -22,7 +22,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.runner import Runner
 
 from perception3d.engine.checkpoint import check_state_dict_keys, find_latest_checkpoint, state_dict_of
-from perception3d.engine.data import set_run_seed
+import perception3d.datasets  # noqa: F401  (registers datasets, transforms, samplers, prepare_data functions)
+from perception3d.datasets.loading import set_run_seed
 
 __all__ = ["Det3DRunner", "merge_cfg_options", "prepare_cfg", "init_cpu_distributed", "build_runner"]
 
@@ -197,7 +198,6 @@ def build_runner(cfg: Config) -> Det3DRunner:
     prep = cfg.get("prepare_data")
     if prep:
         from mmengine.registry import FUNCTIONS
-        import perception3d.datasets  # noqa: F401
         kw = dict(prep)
         fn = FUNCTIONS.get(kw.pop("type"))
         if fn is None:

@@ -19,35 +19,16 @@ Images are float ``[H, W, 3]`` (or ``[B, H, W, 3]``) in [0, 1], numpy or torch; 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from perception3d.ops.image_quality import ImageLike, _img, _pair, _psnr_from_mse, psnr, ssim, ssim_map  # noqa: F401
 
 __all__ = ["psnr", "psnr_masked", "ssim", "ssim_masked", "mask_bbox", "LPIPS", "lpips", "load_lpips"]
-
-ImageLike = Union[np.ndarray, torch.Tensor]
-
-
-def _img(x: ImageLike, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
-    t = t.detach().to(torch.float64)
-    if t.ndim == 3:
-        t = t[None]
-    if t.ndim != 4 or t.shape[-1] not in (1, 3):
-        raise ValueError(f"{name}: expected an image [H, W, 3] or [B, H, W, 3], got {tuple(t.shape)}")
-    return t
-
-
-def _pair(pred: ImageLike, gt: ImageLike) -> tuple[torch.Tensor, torch.Tensor]:
-    p, g = _img(pred, "pred"), _img(gt, "gt")
-    if p.shape != g.shape:
-        raise ValueError(f"pred and gt shapes differ: {tuple(p.shape)} vs {tuple(g.shape)}")
-    return p, g
 
 
 def _mask(mask: ImageLike, shape: tuple[int, ...]) -> torch.Tensor:
@@ -60,16 +41,6 @@ def _mask(mask: ImageLike, shape: tuple[int, ...]) -> torch.Tensor:
     return m > 0.5 if m.is_floating_point() else m.bool()
 
 
-def _psnr_from_mse(mse: float) -> float:
-    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
-
-
-def psnr(pred: ImageLike, gt: ImageLike) -> float:
-    """PSNR in dB over all pixels and channels, data range 1 (a batch is pooled into one MSE)."""
-    p, g = _pair(pred, gt)
-    return _psnr_from_mse(float(((p - g) ** 2).mean()))
-
-
 def psnr_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike) -> float:
     """PSNR-M: MSE over the pixels where ``mask`` is true only (``[H, W]``), all channels."""
     p, g = _pair(pred, gt)
@@ -79,59 +50,6 @@ def psnr_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike) -> float:
     if not m.any():
         raise ValueError("psnr_masked: the mask is empty")
     return _psnr_from_mse(float(((p[0] - g[0]) ** 2)[m].mean()))
-
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    return g / g.sum()
-
-
-def ssim_map(pred: ImageLike, gt: ImageLike, window: int = 11, sigma: float = 1.5, padding: str = "valid",
-             k1: float = 0.01, k2: float = 0.03, data_range: float = 1.0, backend: str = "auto") -> torch.Tensor:
-    """The SSIM map [B, 3, H', W'] (Eq. 13 of Wang et al. 2004, Gaussian-weighted local statistics).
-
-    ``backend``: "scipy" (float64 separable correlation, the CPU default), "torch" (depthwise conv, the
-    default for GPU tensors) or "auto"."""
-    p, g = _pair(pred, gt)
-    x, y = p.permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)
-    C = x.shape[1]
-    if padding not in ("valid", "same"):
-        raise ValueError(f"ssim: padding must be 'valid' or 'same', got {padding!r}")
-    if padding == "valid" and min(x.shape[-2:]) < window:
-        raise ValueError(f"ssim: image {tuple(x.shape[-2:])} smaller than the {window} x {window} window")
-    w1 = _gaussian_window(window, sigma).to(x.device)
-    pad = window // 2 if padding == "same" else 0
-
-    if backend not in ("auto", "scipy", "torch"):
-        raise ValueError(f"ssim: backend must be 'auto', 'scipy' or 'torch', got {backend!r}")
-    if backend == "scipy" or (backend == "auto" and x.device.type == "cpu"):
-        # On CPU scipy's separable correlation in float64 is several times faster than torch's depthwise conv.
-        from scipy.ndimage import correlate1d
-
-        wn, r = w1.numpy(), window // 2
-
-        def blur(t: torch.Tensor) -> torch.Tensor:  # zero padding, then crop to "valid" if asked
-            a = correlate1d(correlate1d(t.numpy(), wn, axis=-1, mode="constant"), wn, axis=-2, mode="constant")
-            if pad == 0:
-                a = a[..., r:a.shape[-2] - r, r:a.shape[-1] - r]
-            return torch.from_numpy(np.ascontiguousarray(a))
-    else:
-        def blur(t: torch.Tensor) -> torch.Tensor:  # separable Gaussian, depthwise
-            t = F.conv2d(t, w1.view(1, 1, 1, -1).expand(C, 1, 1, window), padding=(0, pad), groups=C)
-            return F.conv2d(t, w1.view(1, 1, -1, 1).expand(C, 1, window, 1), padding=(pad, 0), groups=C)
-
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    mu_x, mu_y = blur(x), blur(y)
-    sxx = blur(x * x) - mu_x ** 2
-    syy = blur(y * y) - mu_y ** 2
-    sxy = blur(x * y) - mu_x * mu_y
-    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
-
-
-def ssim(pred: ImageLike, gt: ImageLike, padding: str = "valid", **kw) -> float:
-    """Mean SSIM (Gaussian 11 × 11, σ = 1.5) over channels and positions; see the module doc for ``padding``."""
-    return float(ssim_map(pred, gt, padding=padding, **kw).mean())
 
 
 def mask_bbox(mask: ImageLike) -> tuple[int, int, int, int]:

@@ -28,6 +28,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from perception3d.fileio import DataFormatError, atomic_path, read_text
+from perception3d.rendering.scenes import read_dtu
 
 from .image_metrics import LPIPS, lpips, psnr, psnr_masked, ssim, ssim_masked
 
@@ -117,8 +118,6 @@ def read_spare_scene(root: PathLike, scene: str, split: Union[PathLike, Mapping]
     :func:`~perception3d.rendering.scenes.read_dtu`, ``train_ids`` = its input views, ``test_ids`` = its test
     views (cameras only when the test images are not there, as in the challenge data). ``kwargs`` go to
     ``read_dtu`` (e.g. ``calib_dir``, ``downscale``)."""
-    from ..rendering.scenes import read_dtu
-
     sp = _split(split)
     if scene not in sp:
         raise KeyError(f"scene {scene!r} is not in the split (scenes: {sorted(sp)})")

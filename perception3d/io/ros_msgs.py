@@ -15,7 +15,10 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from perception3d.ops.box_tensor import box_corners as _box_corners
 
 __all__ = ["VISION_MSGS_ROS1", "VISION_MSGS_ROS2", "typestore_for", "make_msg", "make_header", "stamp_to_ns",
            "convert_msg", "detections_to_msg", "boxes_to_markers", "class_color", "box_corners",
@@ -137,14 +140,7 @@ def class_color(label: int) -> tuple[float, float, float]:
 def box_corners(box: Sequence[float]) -> np.ndarray:
     """Eight corners [8, 3] of ``(x, y, z_bottom, dx, dy, dz, yaw)``: bottom face 0–3 then top face 4–7,
     counter-clockwise seen from above."""
-    x, y, z, dx, dy, dz, yaw = [float(v) for v in box[:7]]
-    sx = np.array([0.5, -0.5, -0.5, 0.5]) * dx
-    sy = np.array([0.5, 0.5, -0.5, -0.5]) * dy
-    c, s = math.cos(yaw), math.sin(yaw)
-    px, py = x + c * sx - s * sy, y + s * sx + c * sy
-    bottom = np.stack([px, py, np.full(4, z)], 1)
-    top = np.stack([px, py, np.full(4, z + dz)], 1)
-    return np.concatenate([bottom, top])
+    return _box_corners(torch.tensor([[float(v) for v in box[:7]]], dtype=torch.float64))[0].numpy()
 
 
 _EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]

@@ -6,6 +6,7 @@
   [its features, xyz − cluster mean, xyz − pillar centre] (+ ‖xyz‖), then ``PFNLayer`` s (Linear → BN → ReLU,
   max over the pillar; every layer but the last concatenates the pillar max back onto each point).
   Output a 2D SparseTensor (b, y, x) with ``num_filters[-1]`` channels (pillars from ``voxelize(ndim=2)``).
+- ``DynamicVoxelPFN``: the same PFN on 3-D voxels (DSVT-V's ``DynPillarVFE3D``); output (b, z, y, x).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from perception3d.registry import MODELS
 
-__all__ = ["DynamicVFE", "DynamicPillarVFE", "PFNLayer"]
+__all__ = ["DynamicVFE", "DynamicPillarVFE", "DynamicVoxelPFN", "PFNLayer"]
 
 Points = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -152,3 +153,20 @@ class DynamicPillarVFE(nn.Module):
         for pfn in self.pfn_layers:
             x = pfn(x, inv, n_cells)
         return st.replace(feats=x)
+
+
+@MODELS.register_module()
+class DynamicVoxelPFN(DynamicPillarVFE):
+    """The PFN of ``DynamicPillarVFE`` on 3-D voxels (authors' ``DynPillarVFE3D`` for DSVT-V).
+
+    Same features per point ([point, xyz − voxel mean, xyz − voxel centre]) and layers; the voxel centre
+    includes z and the output keeps the z axis: SparseTensor (b, z, y, x), spatial_shape (Z, Y, X).
+    (The forward is ``DynamicPillarVFE``'s with ``_ndim = 3``.)
+    """
+
+    _ndim = 3
+
+    def __init__(self, voxel_size: Sequence[float], point_cloud_range: Sequence[float], **kwargs) -> None:
+        pillar = (voxel_size[0], voxel_size[1], float(point_cloud_range[5]) - float(point_cloud_range[2]))
+        super().__init__(pillar, point_cloud_range, **kwargs)
+        self.voxel_size = tuple(float(v) for v in voxel_size)

@@ -21,7 +21,8 @@ from typing import Tuple
 
 import torch
 
-from perception3d.structures.boxes import as_box_tensor, bev_corners, check_boxes
+from perception3d.ops.box_tensor import as_box_tensor, bev_corners, check_boxes
+from perception3d.ops.window_pairs import window_pairs
 
 __all__ = ["bev_intersection_aligned", "box_iou_bev", "box_iou_3d", "box_iou_bev_aligned",
            "box_iou_3d_aligned", "box_diou_3d_axis_aligned", "polygon_clip_area", "candidate_pairs",
@@ -196,19 +197,8 @@ def candidate_pairs(a: torch.Tensor, b: torch.Tensor, three_d: bool = False, upp
     reach = (hi_b[:, 0] - b[:, 0]).max()
     start = torch.searchsorted(bx, (lo_a[:, 0] - reach).contiguous())
     end = torch.searchsorted(bx, (hi_a[:, 0] + reach).contiguous(), right=True)
-    counts = (end - start).clamp(min=0)
-    cum = torch.cumsum(counts, 0)
     out_i, out_j = [], []
-    r0 = 0
-    while r0 < N:
-        base = int(cum[r0 - 1]) if r0 > 0 else 0
-        r1 = int(torch.searchsorted(cum, torch.tensor(base + max_pairs, device=dev), right=True))
-        r1 = min(max(r1, r0 + 1), N)
-        c = counts[r0:r1]
-        i = torch.repeat_interleave(torch.arange(r0, r1, device=dev), c)
-        first = torch.cumsum(c, 0) - c
-        offs = torch.arange(int(c.sum()), device=dev) - torch.repeat_interleave(first, c)
-        j = order[start[i] + offs]
+    for i, j in window_pairs(start, end, order, max_pairs):
         keep = ((lo_a[i, 0] < hi_b[j, 0]) & (lo_b[j, 0] < hi_a[i, 0])
                 & (lo_a[i, 1] < hi_b[j, 1]) & (lo_b[j, 1] < hi_a[i, 1]))
         if three_d:
@@ -217,7 +207,6 @@ def candidate_pairs(a: torch.Tensor, b: torch.Tensor, three_d: bool = False, upp
             keep &= i < j
         out_i.append(i[keep])
         out_j.append(j[keep])
-        r0 = r1
     return torch.cat(out_i), torch.cat(out_j)
 
 

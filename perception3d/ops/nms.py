@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from perception3d.ops.iou3d import pairwise_iou_sparse
-from perception3d.structures.boxes import as_box_tensor
+from perception3d.ops.box_tensor import as_box_tensor
 
 __all__ = ["nms_rotated", "batched_nms_rotated", "circle_nms"]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from perception3d.structures.boxes import as_box_tensor, check_boxes
+from perception3d.ops.box_tensor import as_box_tensor, check_boxes
+from perception3d.ops.window_pairs import window_pairs
 
 __all__ = ["points_in_boxes", "points_in_boxes_mask"]
 
@@ -41,30 +42,17 @@ def _inside_pairs(p: torch.Tensor, b: torch.Tensor):
 
     Points are sorted by x once; each box only tests the points whose x falls in its footprint's x-range
     (found by binary search), so the cost follows the points near boxes rather than N * M."""
-    dev = p.device
     order = torch.argsort(p[:, 0])
     px = p[order, 0].contiguous()
     c, s = torch.cos(b[:, 6]).abs(), torch.sin(b[:, 6]).abs()
     hx = 0.5 * (b[:, 3] * c + b[:, 4] * s) + 1e-5
     start = torch.searchsorted(px, (b[:, 0] - hx).contiguous())
     end = torch.searchsorted(px, (b[:, 0] + hx).contiguous(), right=True)
-    counts = (end - start).clamp(min=0)
-    cum = torch.cumsum(counts, 0)
     pts_out, box_out = [], []
-    j0, M = 0, b.shape[0]
-    while j0 < M:
-        base = int(cum[j0 - 1]) if j0 > 0 else 0
-        j1 = int(torch.searchsorted(cum, torch.tensor(base + _CHUNK, device=dev), right=True))
-        j1 = min(max(j1, j0 + 1), M)
-        cnt = counts[j0:j1]
-        bj = torch.repeat_interleave(torch.arange(j0, j1, device=dev), cnt)
-        first = torch.cumsum(cnt, 0) - cnt
-        offs = torch.arange(int(cnt.sum()), device=dev) - torch.repeat_interleave(first, cnt)
-        pi = order[start[bj] + offs]
+    for bj, pi in window_pairs(start, end, order, _CHUNK):
         ok = _inside(p[pi], b[bj])
         pts_out.append(pi[ok])
         box_out.append(bj[ok])
-        j0 = j1
     return torch.cat(pts_out), torch.cat(box_out)
 
 

@@ -1,5 +1,5 @@
 """perception3d.rendering."""
-from .cameras import (Cameras, decompose_projection, interpolate_path, load_camera_path, look_at,  # noqa: F401
+from perception3d.structures.cameras import (Cameras, decompose_projection, interpolate_path, load_camera_path, look_at,  # noqa: F401
                       opengl_to_opencv, orbit_path, save_camera_path)
 from .scenes import (Scene, load_image, read_blender, read_colmap, read_dtu, read_lmgaussian,  # noqa: F401
                      read_scene)

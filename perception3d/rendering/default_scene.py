@@ -18,7 +18,7 @@ from typing import Union
 import torch
 
 from ..fileio import atomic_write_text
-from .cameras import focal_from_fov, look_at, opencv_to_opengl
+from perception3d.structures.cameras import focal_from_fov, look_at, opencv_to_opengl
 from .gaussians import GaussianModel
 from .sh import rgb_to_sh
 

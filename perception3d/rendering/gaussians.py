@@ -1,4 +1,4 @@
-"""The 3D Gaussian scene model of 3DGS (Kerbl et al. 2023, §4) and its PLY file.
+"""The 3D Gaussian scene model of 3DGS (Kerbl et al. 2023, §4).
 
 Parameters are stored un-activated, as in the original code and in gsplat's trainers, in a
 ``torch.nn.ParameterDict`` (the layout ``gsplat.strategy.DefaultStrategy`` edits in place):
@@ -14,21 +14,18 @@ sh0            [N, 1, 3]       SH DC coefficient (colour = SH·C0 + 0.5)
 shN            [N, K − 1, 3]   higher SH bands, K = (sh_degree + 1)²
 =============  ==============  ==============================================
 
-PLY layout (the original 3DGS ``save_ply``; readable by the usual viewers): ``x, y, z, nx, ny, nz,
-f_dc_0..2, f_rest_0..3(K−1)−1, opacity (logit), scale_0..2 (log), rot_0..3 (w, x, y, z)``; ``f_rest`` is
-channel-major (all R coefficients, then G, then B), as 3DGS writes ``features_rest.transpose(1, 2)``.
+The PLY file (3DGS layout) is read and written by :mod:`perception3d.io.ply`.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from perception3d.fileio import atomic_path
+from perception3d.io.ply import load_ply, save_ply
 
 from .rasterize import rasterize
 from .sh import num_sh_bases, rgb_to_sh
@@ -99,12 +96,16 @@ class GaussianModel(nn.Module):
 
     @classmethod
     def random(cls, n: int, center, extent: float, sh_degree: int = 3, init_opacity: float = 0.1,
-               init_scale: float = 1.0, generator: Optional[torch.Generator] = None) -> "GaussianModel":
+               init_scale: float = 1.0, generator: Optional[torch.Generator] = None,
+               keep: Optional[Callable[[Tensor], Tensor]] = None) -> "GaussianModel":
         """``n`` Gaussians uniformly in the cube ``center ± extent`` with random colours (for scenes without
-        SfM points, e.g. NeRF-synthetic, as 3DGS does with 100k points)."""
+        SfM points, e.g. NeRF-synthetic, as 3DGS does with 100k points). ``keep`` maps the points [n, 3] to the
+        ones to keep (e.g. carving by object masks) before the colours are drawn."""
         c = torch.as_tensor(center, dtype=torch.float32).reshape(1, 3)
         pts = (torch.rand(n, 3, generator=generator) * 2 - 1) * extent + c
-        rgb = torch.rand(n, 3, generator=generator)
+        if keep is not None:
+            pts = keep(pts)
+        rgb = torch.rand(len(pts), 3, generator=generator)
         return cls.from_points(pts, rgb, sh_degree, init_opacity, init_scale)
 
     # -- activated views ------------------------------------------------------------------------------------
@@ -161,78 +162,3 @@ class GaussianModel(nn.Module):
         """Replace all parameters (N may change, e.g. when resuming after densification)."""
         for k in list(self.params.keys()):
             self.params[k] = nn.Parameter(torch.as_tensor(params[k]).float().clone())
-
-
-def _ply_fields(K: int) -> list[str]:
-    return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
-            + [f"f_rest_{i}" for i in range(3 * (K - 1))]
-            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"])
-
-
-def save_ply(path: PathLike, params: dict) -> None:
-    """Write Gaussians (un-activated params, see :class:`GaussianModel`) as a binary 3DGS PLY, atomically."""
-    from plyfile import PlyData, PlyElement
-
-    n = params["means"].shape[0]
-    K = params["shN"].shape[1] + 1
-    cols = [
-        params["means"].reshape(n, 3),
-        torch.zeros(n, 3),
-        params["sh0"].reshape(n, 1, 3).transpose(1, 2).reshape(n, 3),
-        params["shN"].reshape(n, K - 1, 3).transpose(1, 2).reshape(n, 3 * (K - 1)),
-        params["opacities"].reshape(n, 1),
-        params["scales"].reshape(n, 3),
-        params["quats"].reshape(n, 4),
-    ]
-    data = torch.cat([c.detach().float().cpu() for c in cols], 1).numpy()
-    names = _ply_fields(K)
-    rec = np.empty(n, dtype=[(nm, "f4") for nm in names])
-    for i, nm in enumerate(names):
-        rec[nm] = data[:, i]
-    with atomic_path(path) as tmp:
-        PlyData([PlyElement.describe(rec, "vertex")]).write(str(tmp))
-
-
-def load_ply(path: PathLike) -> tuple[dict, int]:
-    """Read a 3DGS PLY → (params dict as in :class:`GaussianModel`, sh_degree)."""
-    from plyfile import PlyData
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"PLY file not found: {path}")
-    try:
-        ply = PlyData.read(str(path))
-        v = ply["vertex"]
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read a 'vertex' element from this PLY ({e})") from e
-    names = [p.name for p in v.properties]
-    need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
-            "rot_0", "rot_1", "rot_2", "rot_3"]
-    missing = [nm for nm in need if nm not in names]
-    if missing:
-        raise ValueError(f"{path}: not a 3DGS PLY, missing properties {missing}")
-    n_rest = sum(1 for nm in names if nm.startswith("f_rest_"))
-    if n_rest % 3:
-        raise ValueError(f"{path}: number of f_rest_* properties ({n_rest}) is not a multiple of 3")
-    K = n_rest // 3 + 1
-    deg = int(round(math.sqrt(K))) - 1
-    if num_sh_bases(deg) != K:
-        raise ValueError(f"{path}: {n_rest} f_rest_* properties do not match any SH degree")
-
-    def col(*nms):
-        return torch.from_numpy(np.stack([np.asarray(v[nm], dtype=np.float32) for nm in nms], 1))
-
-    n = len(v["x"])
-    params = {
-        "means": col("x", "y", "z"),
-        "sh0": col("f_dc_0", "f_dc_1", "f_dc_2").reshape(n, 1, 3),
-        "shN": (col(*[f"f_rest_{i}" for i in range(n_rest)]).reshape(n, 3, K - 1).transpose(1, 2).contiguous()
-                if n_rest else torch.zeros(n, 0, 3)),
-        "opacities": col("opacity").reshape(n),
-        "scales": col("scale_0", "scale_1", "scale_2"),
-        "quats": col("rot_0", "rot_1", "rot_2", "rot_3"),
-    }
-    for k, t in params.items():
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{path}: property group '{k}' contains NaN or Inf")
-    return params, deg

@@ -23,19 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perception3d.fileio import atomic_path, atomic_write_text
+from perception3d.fileio import atomic_torch_save, atomic_write_text
+from perception3d.ops.image_quality import psnr, ssim, ssim_differentiable
 
+from .config import GSModelConfig, GSTrainConfig, section
 from .gaussians import GaussianModel
 from .scenes import Scene
 
-__all__ = ["GSTrainer", "build_scene", "resolve_background", "carve_points", "evaluate_views", "image_grid",
-           "atomic_torch_save"]
-
-
-def atomic_torch_save(obj, path) -> None:
-    """``torch.save`` to a temp file in the same folder, then ``os.replace`` (never a half-written file)."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+__all__ = ["GSTrainer", "build_scene", "resolve_background", "carve_points", "evaluate_views", "image_grid"]
 
 
 def build_scene(data: dict) -> Scene:
@@ -103,12 +98,16 @@ def resolve_background(cfg) -> tuple[torch.Tensor, bool]:
     """(evaluation/render background [3], whether training draws a random one each step) from a config's
     ``train.background`` (RGB or "random"; default ``data.background``, else white) and
     ``train.eval_background`` (default: that colour, or black with "random")."""
-    tcfg, dcfg = dict(cfg.get("train", {}) or {}), dict(cfg.get("data", {}) or {})
-    bg = tcfg.get("background", dcfg.get("background", (1.0, 1.0, 1.0)))
+    tcfg = section(GSTrainConfig, cfg.get("train", {}), "train")
+    bg = tcfg.background
+    if bg is None:
+        bg = dict(cfg.get("data", {}) or {}).get("background", (1.0, 1.0, 1.0))
     rand = isinstance(bg, str)
     if rand and bg != "random":
         raise ValueError(f"train.background must be an RGB triple or 'random', got {bg!r}")
-    ev = tcfg.get("eval_background", (0.0, 0.0, 0.0) if rand else bg)
+    ev = tcfg.eval_background
+    if ev is None:
+        ev = (0.0, 0.0, 0.0) if rand else bg
     if ev is None or len(ev) != 3:
         raise ValueError(f"train.eval_background must be an RGB triple, got {ev!r}")
     return torch.tensor(ev, dtype=torch.float32), rand
@@ -142,9 +141,7 @@ def image_grid(rows: list[list[torch.Tensor]]) -> np.ndarray:
 @torch.no_grad()
 def evaluate_views(model: GaussianModel, scene: Scene, ids, background, tile_size: int = 16,
                    sh_degree: Optional[int] = None) -> tuple[dict, list[torch.Tensor]]:
-    """PSNR / SSIM (perception3d.evaluation.image_metrics) of the views ``ids``; returns (metrics, renders)."""
-    from perception3d.evaluation.image_metrics import psnr, ssim
-
+    """PSNR / SSIM (perception3d.ops.image_quality) of the views ``ids``; returns (metrics, renders)."""
     ps, ss, renders = [], [], []
     for i in ids:
         cam = scene.cameras[i]
@@ -180,23 +177,23 @@ class GSTrainer:
         torch.manual_seed(seed)
         self.gen = torch.Generator().manual_seed(seed)
 
-        tcfg = self.cfg["train"]
-        self.max_steps = int(tcfg.get("max_steps", 3000))
-        self.max_minutes = tcfg.get("max_minutes", None)
-        self.ssim_lambda = float(tcfg.get("ssim_lambda", 0.2))
-        self.sh_interval = int(tcfg.get("sh_degree_interval", 1000))
-        self.eval_every = int(tcfg.get("eval_every", 1000))
-        self.save_every = int(tcfg.get("save_every", 1000))
-        self.log_every = int(tcfg.get("log_every", 10))
-        self.tile_size = int(tcfg.get("tile_size", 16))
+        tcfg = self.train_cfg = section(GSTrainConfig, self.cfg["train"], "train")
+        self.model_cfg = section(GSModelConfig, self.cfg["model"], "model")
+        self.max_steps = int(tcfg.max_steps)
+        self.max_minutes = tcfg.max_minutes
+        self.ssim_lambda = float(tcfg.ssim_lambda)
+        self.sh_interval = int(tcfg.sh_degree_interval)
+        self.eval_every = int(tcfg.eval_every)
+        self.save_every = int(tcfg.save_every)
+        self.log_every = int(tcfg.log_every)
+        self.tile_size = int(tcfg.tile_size)
         # train.background: an RGB colour, or "random" (a new colour every step, 3DGS's --random_background:
         # real captures have no alpha, and a random background keeps the model from explaining the image with
         # transparency); evaluation and renders use train.eval_background (default black for "random").
         self.background, self.random_background = resolve_background(self.cfg)
         self.priors: dict = {}  # which prior ran for what (recorded in the log, checkpoint and metrics.json)
         self.scene = build_scene(self.cfg["data"])
-        self.scene_scale = (self._scene_scale(tcfg.get("scene_scale", "rig"))
-                            * float(tcfg.get("scene_scale_mult", 1.1)))
+        self.scene_scale = self._scene_scale(tcfg.scene_scale) * float(tcfg.scene_scale_mult)
         self.model = self._init_model()
         self.strategy = DefaultStrategy(**self.cfg["strategy"])
         self.optimizers = self._make_optimizers()
@@ -229,7 +226,7 @@ class GSTrainer:
     def _depth_range(self) -> tuple[float, float]:
         from .scenes import depth_range
 
-        r = self.cfg["model"].get("init_depth_range")
+        r = self.model_cfg.init_depth_range
         return (float(r[0]), float(r[1])) if r is not None else depth_range(self.scene, self.scene.train_ids)
 
     def _init_model(self) -> GaussianModel:
@@ -238,11 +235,11 @@ class GSTrainer:
         the images, :func:`~perception3d.rendering.scenes.frustum_points`), "depth_prior" (the training views'
         depth prior unprojected, :mod:`perception3d.rendering.priors`), "auto" (points if the scene has them,
         else frustum) or "random" (a cube, ``init_center ± init_extent``)."""
-        m = self.cfg["model"]
-        deg = int(m.get("sh_degree", 3))
-        opa, sc = float(m.get("init_opacity", 0.1)), float(m.get("init_scale", 1.0))
-        how = m.get("init", "random")
-        n = int(m.get("init_num", 100_000))
+        m = self.model_cfg
+        deg = int(m.sh_degree)
+        opa, sc = float(m.init_opacity), float(m.init_scale)
+        how = m.init
+        n = int(m.init_num)
         if how == "auto":
             how = "points" if self.scene.points3d is not None else "frustum"
         if how == "points":
@@ -259,27 +256,28 @@ class GSTrainer:
         if how == "depth_prior":
             from .priors import build_depth_prior, depth_prior_points
 
-            prior = build_depth_prior(m.get("depth_prior", {}))
+            prior = build_depth_prior(dict(m.depth_prior))
             self.priors["depth"] = prior.describe()
             pts, rgb = depth_prior_points(prior, self.scene, self.scene.train_ids, n, self.gen)
             return GaussianModel.from_points(pts, rgb, deg, opa, sc)
         if how != "random":
             raise ValueError(f"model.init must be 'points', 'frustum', 'depth_prior', 'auto' or 'random', got {how!r}")
-        center = m.get("init_center", None)
+        center = m.init_center
         center = self.scene.scene_center if center is None else torch.tensor(center, dtype=torch.float32)
-        extent = float(m.get("init_extent", self.scene.scene_scale / 1.1 * 0.5))
-        pts = (torch.rand(n, 3, generator=self.gen) * 2 - 1) * extent + center.reshape(1, 3)
-        if m.get("carve_with_masks", False):
-            pts = carve_points(pts, self.scene, self.scene.train_ids)
-            if len(pts) == 0:
-                raise ValueError("carve_with_masks removed every initial point; check the masks/cameras")
-        rgb = torch.rand(len(pts), 3, generator=self.gen)
-        return GaussianModel.from_points(pts, rgb, deg, opa, sc)
+        extent = float(m.init_extent if m.init_extent is not None else self.scene.scene_scale / 1.1 * 0.5)
+        keep = None
+        if m.carve_with_masks:
+            def keep(pts: torch.Tensor) -> torch.Tensor:
+                pts = carve_points(pts, self.scene, self.scene.train_ids)
+                if len(pts) == 0:
+                    raise ValueError("carve_with_masks removed every initial point; check the masks/cameras")
+                return pts
+        return GaussianModel.random(n, center, extent, deg, opa, sc, generator=self.gen, keep=keep)
 
     def _make_optimizers(self) -> dict:
         lr = {"means": 1.6e-4, "scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 2.5e-3,
               "shN": 2.5e-3 / 20}
-        lr.update(self.cfg["train"].get("lr", {}))
+        lr.update(self.train_cfg.lr)
         lr["means"] = lr["means"] * self.scene_scale
         self.base_lr = lr
         return {k: torch.optim.Adam([{"params": [p], "lr": lr[k], "name": k}], eps=1e-15)
@@ -294,8 +292,6 @@ class GSTrainer:
 
     # -- one step -----------------------------------------------------------------------------------------------
     def train_step(self, i: int) -> dict:
-        import pytorch_msssim
-
         cam = self.scene.cameras[i]
         gt = self.scene.image(i)
         bg = torch.rand(3, generator=self.gen) if self.random_background else self.background
@@ -305,8 +301,7 @@ class GSTrainer:
         self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, self.step, meta)
         pred = out[0]
         l1 = (pred - gt).abs().mean()
-        ssim = pytorch_msssim.ssim(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0,
-                                   size_average=True)
+        ssim = ssim_differentiable(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None])
         loss = (1 - self.ssim_lambda) * l1 + self.ssim_lambda * (1 - ssim)  # 3DGS Eq. 7
         loss.backward()
         for g in self.optimizers["means"].param_groups:
@@ -392,7 +387,7 @@ class GSTrainer:
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def save_checkpoint(self, path=None) -> Path:
         path = Path(path) if path is not None else self.ckpt_path
-        atomic_torch_save({
+        atomic_torch_save(path, {
             "step": self.step,
             "sh_degree": self.model.sh_degree,
             "params": {k: v.detach().clone() for k, v in self.model.params.items()},
@@ -405,7 +400,7 @@ class GSTrainer:
             "seed": self.seed,
             "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(), "numpy": np.random.get_state(),
                     "python": random.getstate()},
-        }, path)
+        })
         return path
 
     def load_checkpoint(self, path) -> None:

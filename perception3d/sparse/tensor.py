@@ -39,10 +39,12 @@ def _tuple(value: Optional[IntOrSeq | Sequence[float]], ndim: int, name: str, ca
 class CoordSet:
     """A coordinate set and everything derived from it: sorted keys, cached kernel maps, parents.
 
-    `kmaps` maps (kind, kernel_size, stride, padding, dilation) to a `KernelMap` (see kmap.py).
-    `parents` maps the same kind of key of a strided conv/pool to (parent CoordSet, parent shape,
-    parent stride, KernelMap) so that an inverse convolution can go back up (spconv's `indice_key`,
-    found without one).
+    `kmaps` caches what was built on this set (see kmap.py): ("subm", kernel_size, dilation) → the submanifold
+    `KernelMap`; ("conv", kernel_size, stride, padding, dilation) → (KernelMap, output CoordSet) of a strided
+    conv/pool.
+    `parents` lives on the *output* set of a strided conv/pool: it maps that conv's ("conv", kernel_size, stride,
+    padding, dilation) key, and ("key", indice_key) when one was given, to (input CoordSet, KernelMap, stride),
+    so that an inverse convolution can go back up (spconv's `indice_key`, found without one).
     """
 
     coords: torch.Tensor
@@ -75,7 +77,8 @@ def linearize(coords: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tenso
 
 
 class SparseTensor:
-    """A batch of sparse D-dimensional feature grids (D = 2 or 3). See the module docstring for the layout.
+    """A batch of sparse D-dimensional feature grids, D = 1 … 4 (the models use 2 and 3; the sparse conv, pooling and
+    kernel maps work for any D). See the module docstring for the layout.
 
     Args:
         feats: [N, C] floating features.

@@ -1,5 +1,6 @@
 """perception3d.structures: boxes (LiDAR convention), cameras, point clouds."""
 from .boxes import Boxes3D
+from .cameras import Cameras
 
-__all__ = ["Boxes3D"]
+__all__ = ["Boxes3D", "Cameras"]
 from . import calibration  # noqa: F401,E402  (camera <-> LiDAR projection helpers)

@@ -17,62 +17,16 @@ BEV corners (``bev_corners()``, [N, 4, 2]) are the bottom four, counter-clockwis
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
 
-ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
+from perception3d.ops.box_tensor import ArrayLike, as_box_tensor, bev_corners, box_corners, check_boxes, limit_period
+from perception3d.ops.points_in_boxes import points_in_boxes
 
-__all__ = ["Boxes3D", "as_box_tensor", "check_boxes", "limit_period", "kitti_camera_to_lidar",
-           "lidar_to_kitti_camera"]
-
-
-def as_box_tensor(boxes: ArrayLike, name: str = "boxes", min_dim: int = 7,
-                  dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """Turn ``boxes`` ([N, >=7] tensor / array / nested list) into a 2D float tensor; check the shape.
-
-    Raises ``ValueError`` naming ``name`` when the shape is wrong. Values are not checked here
-    (see :func:`check_boxes`).
-    """
-    if isinstance(boxes, Boxes3D):
-        t = boxes.tensor
-    elif isinstance(boxes, torch.Tensor):
-        t = boxes
-    else:
-        t = torch.as_tensor(np.asarray(boxes, dtype=np.float64) if not isinstance(boxes, np.ndarray)
-                            else boxes)
-    if t.ndim == 1 and t.numel() == 0:
-        t = t.reshape(0, min_dim)
-    if t.ndim != 2 or t.shape[1] < min_dim:
-        raise ValueError(f"{name}: expected a [N, {min_dim}] box array (x, y, z, dx, dy, dz, yaw), "
-                         f"got shape {tuple(t.shape)}")
-    if not t.is_floating_point():
-        t = t.float()
-    if dtype is not None:
-        t = t.to(dtype)
-    return t
-
-
-def check_boxes(boxes: torch.Tensor, name: str = "boxes") -> None:
-    """Raise ``ValueError`` naming ``name`` and the first bad box index when a box has a NaN/inf value
-    or a non-positive size."""
-    if boxes.numel() == 0:
-        return
-    finite = torch.isfinite(boxes[:, :7]).all(dim=1)
-    if not bool(finite.all()):
-        i = int((~finite).nonzero()[0, 0])
-        raise ValueError(f"{name}: box {i} has a NaN or infinite value: {boxes[i, :7].tolist()}")
-    pos = (boxes[:, 3:6] > 0).all(dim=1)
-    if not bool(pos.all()):
-        i = int((~pos).nonzero()[0, 0])
-        raise ValueError(f"{name}: box {i} has a non-positive size (dx, dy, dz) = "
-                         f"{boxes[i, 3:6].tolist()}")
-
-
-def limit_period(val: torch.Tensor, offset: float = 0.5, period: float = 2 * math.pi) -> torch.Tensor:
-    """Wrap ``val`` into ``[-offset * period, (1 - offset) * period)`` (mmdet3d's ``limit_period``)."""
-    return val - torch.floor(val / period + offset) * period
+__all__ = ["Boxes3D", "as_box_tensor", "check_boxes", "limit_period", "bev_corners", "kitti_camera_to_lidar",
+           "lidar_to_kitti_camera", "camera_to_lidar_boxes"]
 
 
 def _to4x4(m: ArrayLike, name: str) -> torch.Tensor:
@@ -129,6 +83,23 @@ def lidar_to_kitti_camera(boxes: ArrayLike, r0_rect: ArrayLike, tr_velo_to_cam: 
     xyz = b[:, :3] @ rt[:3, :3].T + rt[:3, 3]
     ry = limit_period(-b[:, 6] - math.pi / 2)
     return torch.stack([xyz[:, 0], xyz[:, 1], xyz[:, 2], b[:, 5], b[:, 4], b[:, 3], ry], dim=1).float()
+
+
+def camera_to_lidar_boxes(boxes_cam: np.ndarray, lidar2cam: np.ndarray) -> np.ndarray:
+    """Camera boxes ``(x, y, z, l, h, w, ry)`` (mmdet3d's CameraInstance3DBoxes order) → LiDAR ``(x, y, z, dx,
+    dy, dz, yaw)``, by :func:`kitti_camera_to_lidar`.
+
+    Args:
+        boxes_cam: [M, 7] bottom centre in the rectified camera frame, sizes l (along x at ry = 0), h, w, ry.
+        lidar2cam: [4, 4] LiDAR → rectified camera, i.e. ``R0_rect @ Tr_velo_to_cam``.
+    Returns:
+        [M, 7] float32 LiDAR boxes, z at the bottom.
+    """
+    boxes_cam = np.asarray(boxes_cam, dtype=np.float64).reshape(-1, 7)
+    dims_hwl = boxes_cam[:, [4, 5, 3]]
+    out = kitti_camera_to_lidar(boxes_cam[:, :3], dims_hwl, boxes_cam[:, 6], np.eye(4), lidar2cam)
+    return out.numpy().astype(np.float32)
+
 
 
 class Boxes3D:
@@ -213,10 +184,7 @@ class Boxes3D:
 
     def corners(self) -> torch.Tensor:
         """[N, 8, 3] corners: bottom four counter-clockwise (as ``bev_corners``), then the top four."""
-        bev = self.bev_corners()
-        z0 = self.tensor[:, 2:3].unsqueeze(-1).expand(-1, 4, 1)
-        z1 = (self.tensor[:, 2:3] + self.tensor[:, 5:6]).unsqueeze(-1).expand(-1, 4, 1)
-        return torch.cat([torch.cat([bev, z0], -1), torch.cat([bev, z1], -1)], dim=1)
+        return box_corners(self.tensor)
 
     def nearest_bev(self) -> torch.Tensor:
         """[N, 4] axis-aligned BEV boxes (x1, y1, x2, y2) of the yaw snapped to 0 or 90 degrees (mmdet3d)."""
@@ -292,7 +260,6 @@ class Boxes3D:
 
     def points_in_boxes(self, points: ArrayLike) -> torch.Tensor:
         """[P] index of the first box containing each point, -1 if none (see ``perception3d.ops``)."""
-        from perception3d.ops.points_in_boxes import points_in_boxes
         return points_in_boxes(points, self.tensor)
 
     # ---------------------------------------------------------------- constructors
@@ -305,14 +272,3 @@ class Boxes3D:
     def to_kitti_camera(self, r0_rect: ArrayLike, tr_velo_to_cam: ArrayLike) -> torch.Tensor:
         """[N, 7] camera boxes (x, y, z, h, w, l, rotation_y) (see :func:`lidar_to_kitti_camera`)."""
         return lidar_to_kitti_camera(self.tensor, r0_rect, tr_velo_to_cam)
-
-
-def bev_corners(boxes: torch.Tensor) -> torch.Tensor:
-    """[N, 4, 2] BEV corners of [N, >=5] boxes (uses x, y, dx, dy and column 6 as yaw), CCW."""
-    x, y, dx, dy, yaw = boxes[:, 0], boxes[:, 1], boxes[:, 3], boxes[:, 4], boxes[:, 6]
-    sx = torch.tensor([0.5, -0.5, -0.5, 0.5], dtype=boxes.dtype, device=boxes.device)
-    sy = torch.tensor([0.5, 0.5, -0.5, -0.5], dtype=boxes.dtype, device=boxes.device)
-    lx = dx[:, None] * sx  # [N, 4]
-    ly = dy[:, None] * sy
-    c, s = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
-    return torch.stack([x[:, None] + c * lx - s * ly, y[:, None] + s * lx + c * ly], dim=-1)

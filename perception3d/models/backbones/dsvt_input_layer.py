@@ -27,11 +27,10 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from perception3d.models.voxel_encoders import DynamicPillarVFE
-from perception3d.registry import MODELS
+from perception3d.models.voxel_encoders import DynamicVoxelPFN  # noqa: F401  (moved to voxel_encoders; old path)
 
 __all__ = ["window_partition", "dynamic_set_partition", "SetPartition", "pooling_index", "PoolingIndex",
-           "PositionEmbeddingLearned", "StageInfo", "DSVTInputLayer", "DynamicVoxelPFN"]
+           "PositionEmbeddingLearned", "StageInfo", "DSVTInputLayer"]
 
 
 def _first_flags(sorted_keys: Tensor) -> Tensor:
@@ -291,21 +290,3 @@ class DSVTInputLayer(nn.Module):
         in_dim = embed.position_embedding_head[0].in_features
         loc = torch.stack([xc, yc, zc] if in_dim == 3 else [xc, yc], dim=-1)
         return embed(loc)
-
-
-@MODELS.register_module()
-class DynamicVoxelPFN(DynamicPillarVFE):
-    """The PFN of ``DynamicPillarVFE`` on 3-D voxels (authors' ``DynPillarVFE3D`` for DSVT-V).
-
-    Same features per point ([point, xyz − voxel mean, xyz − voxel centre]) and layers; the voxel centre
-    includes z and the output keeps the z axis: SparseTensor (b, z, y, x), spatial_shape (Z, Y, X).
-    (The forward is ``DynamicPillarVFE``'s with ``_ndim = 3``.)
-    """
-
-    _ndim = 3
-
-    def __init__(self, voxel_size: Sequence[float], point_cloud_range: Sequence[float], **kwargs) -> None:
-        pillar = (voxel_size[0], voxel_size[1], float(point_cloud_range[5]) - float(point_cloud_range[2]))
-        super().__init__(pillar, point_cloud_range, **kwargs)
-        self.voxel_size = tuple(float(v) for v in voxel_size)
-

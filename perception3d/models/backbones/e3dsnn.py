@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from perception3d.models.layers.spiking import LIFNeuron, MultiSpike, SpikingNeuron
+from perception3d.models.layers.z_pad import pad_z_one
 from perception3d.registry import MODELS
 from perception3d.sparse import (SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d, gather_gemm_scatter,
                                  inverse_kmap, strided_kmap, subm_kmap, voxelize)
@@ -434,9 +435,7 @@ class SpikingVoxelBackBone8x(nn.Module):
 
     def forward(self, x: SparseTensor):
         if self.z_pad_one:     # OpenPCDet: sparse_shape = grid_size[::-1] + [1, 0, 0] (one extra empty z level)
-            z, y, w = x.spatial_shape
-            x = SparseTensor(x.feats, x.coords, (z + 1, y, w), x.batch_size, stride=x.stride,
-                             voxel_size=x.voxel_size, origin=x.origin, check=False)
+            x = pad_z_one(x)
         x = self.conv_input(x)
         feats = {}
         for name in ("conv1", "conv2", "conv3", "conv4"):

@@ -14,7 +14,9 @@ from typing import Sequence
 
 from torch import nn
 
+from perception3d.models.layers.z_pad import pad_z_one
 from perception3d.registry import MODELS
+from perception3d.sparse import SparseConv3d, SparseSequential, SubMConv3d
 
 __all__ = ["VoxelResBackBone8x", "SparseBasicBlock", "SparseSequential", "SparseBNReLU"]
 
@@ -32,16 +34,11 @@ class SparseBNReLU(nn.Module):
         return x.replace(feats=f.relu() if self.relu else f)
 
 
-class SparseSequential(nn.Sequential):
-    """nn.Sequential over SparseTensor → SparseTensor modules."""
-
-
 class SparseBasicBlock(nn.Module):
     """Submanifold ResNet basic block: SubM 3³ → BN → ReLU → SubM 3³ → BN, + identity, ReLU."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        from perception3d.sparse import SubMConv3d
         self.conv1 = SubMConv3d(channels, channels, 3, padding=1, bias=False)
         self.bn1 = SparseBNReLU(channels)
         self.conv2 = SubMConv3d(channels, channels, 3, padding=1, bias=False)
@@ -53,7 +50,6 @@ class SparseBasicBlock(nn.Module):
 
 
 def _down(cin: int, cout: int, kernel, stride, padding) -> SparseSequential:
-    from perception3d.sparse import SparseConv3d
     return SparseSequential(SparseConv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
                             SparseBNReLU(cout))
 
@@ -77,7 +73,6 @@ class VoxelResBackBone8x(nn.Module):
         xy = [int(v) for v in xy_strides]
         if len(xy) != 3 or any(v not in (1, 2) for v in xy):
             raise ValueError(f"VoxelResBackBone8x: xy_strides must be three strides of 1 or 2, got {xy_strides}")
-        from perception3d.sparse import SubMConv3d
         c = [base_channels, base_channels * 2, base_channels * 4, base_channels * 8]
         nb = [blocks_per_stage] * 4 if isinstance(blocks_per_stage, int) else list(blocks_per_stage)
         self.conv_input = SparseSequential(SubMConv3d(in_channels, c[0], 3, padding=1, bias=False),
@@ -99,11 +94,8 @@ class VoxelResBackBone8x(nn.Module):
         As OpenPCDet (``sparse_shape = grid_size[::-1] + [1, 0, 0]``), the z extent gets one extra empty level
         (41 for 40 voxels) so that the z strides end at 2 levels for the official grid.
         """
-        from perception3d.sparse import SparseTensor
         if self.z_pad_one:
-            z, y, w = x.spatial_shape
-            x = SparseTensor(x.feats, x.coords, (z + 1, y, w), x.batch_size, stride=x.stride,
-                             voxel_size=x.voxel_size, origin=x.origin, check=False)
+            x = pad_z_one(x)
         x = self.conv_input(x)
         x = self.conv1(x)
         x = self.conv2(x)

@@ -15,24 +15,25 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
+from perception3d.models.data_preprocessor import Det3DDataPreprocessor  # noqa: F401  (default preprocessor)
+from perception3d.ops.box_tensor import as_box_tensor
 from perception3d.registry import MODELS
 
-__all__ = ["CenterPoint", "Det3DDataPreprocessor", "to_box_tensor"]
+__all__ = ["CenterPoint", "to_box_tensor"]
 
 
 def to_box_tensor(x: Any, width: int = 7, name: str = "gt_bboxes_3d") -> torch.Tensor:
-    """Boxes3D / ndarray / Tensor / list → float tensor [M, width] (first ``width`` columns)."""
-    if hasattr(x, "tensor") and isinstance(getattr(x, "tensor"), torch.Tensor):
-        x = x.tensor
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
+    """Boxes3D / ndarray / Tensor / list → float32 tensor [M, width] (the first ``width`` columns; any empty input
+    → [0, width]); the shape is checked by :func:`perception3d.ops.box_tensor.as_box_tensor`."""
+    t = x if isinstance(x, torch.Tensor) else getattr(x, "tensor", None)
+    if not isinstance(t, torch.Tensor):
+        t = torch.as_tensor(np.asarray(x, dtype=np.float32))
     if t.numel() == 0:
         return t.reshape(0, width).float()
-    if t.dim() != 2 or t.shape[1] < width:
-        raise ValueError(f"{name}: expected [M, >={width}] boxes, got shape {tuple(t.shape)}")
-    return t[:, :width].float()
+    return as_box_tensor(t, name, min_dim=width)[:, :width].float()
 
 
 def _get(sample: Any, key: str, default=None):
@@ -46,30 +47,6 @@ def _set(sample: Any, key: str, value) -> None:
         sample[key] = value
     else:
         setattr(sample, key, value)
-
-
-@MODELS.register_module()
-class Det3DDataPreprocessor(BaseDataPreprocessor):
-    """Moves a batch to the model's device and normalises its layout.
-
-    Accepts what mmengine's ``pseudo_collate`` makes of ``Pack3DDetInputs`` output (a dict of lists for dict
-    data samples) as well as a list of per-frame dicts, and returns
-    ``{"inputs": {"points": [Tensor, ...]}, "data_samples": [dict | BaseDataElement, ...]}``.
-    """
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        data = self.cast_data(data)
-        inputs = data.get("inputs", data)
-        points = inputs["points"] if isinstance(inputs, dict) else inputs
-        if isinstance(points, torch.Tensor):
-            points = [points] if points.dim() == 2 else list(points)
-        points = [p.float() for p in points]
-        samples = data.get("data_samples")
-        if isinstance(samples, dict):  # dict of lists → list of dicts
-            n = len(points)
-            samples = [{k: (v[i] if isinstance(v, (list, tuple)) and len(v) == n else v)
-                        for k, v in samples.items()} for i in range(n)]
-        return dict(inputs=dict(points=points), data_samples=samples)
 
 
 @MODELS.register_module()

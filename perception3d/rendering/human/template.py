@@ -24,7 +24,7 @@ import functools
 
 import numpy as np
 
-from .body_model import SMPL_JOINT_NAMES, SMPL_PARENTS, BodyModelData
+from .body_data import SMPL_JOINT_NAMES, SMPL_PARENTS, BodyModelData
 
 __all__ = ["build_template", "TEMPLATE_JOINTS", "template_segments"]
 

@@ -12,7 +12,7 @@
 ``<frame>`` is the integer in the image file name (``000123.jpg`` → ``123.npy``; a zero-padded name is accepted
 too), or the frame's index in ``ims`` when the file name is not a number (older sequences).
 
-Cameras become the house convention (:class:`~perception3d.rendering.cameras.Cameras`): world → camera viewmat
+Cameras become the house convention (:class:`~perception3d.structures.cameras.Cameras`): world → camera viewmat
 ``[R | T / 1000]`` in metres, and K with the principal point moved by +0.5 px (ZJU's K follows OpenCV, pixel
 centres at integers; the house puts them at +0.5). ``dist`` keeps D; :meth:`ZJUMoCap.image` and
 :meth:`ZJUMoCap.mask` undistort with it onto the same K (``cv2.undistort``, as the authors' loaders do), so the
@@ -32,7 +32,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..cameras import Cameras, shift_principal_point
+from perception3d.structures.cameras import Cameras, shift_principal_point
 from ..readers.base import _image_size, load_image
 from .body_model import restricted_load
 

@@ -8,7 +8,7 @@
 
 Every prior says what it is through :meth:`describe` (recorded in the trainer's log, checkpoint and
 ``metrics.json``). Images are float32 [H, W, 3] in [0, 1] (torch or numpy), intrinsics 3 × 3 in the house
-convention (pixel centres at +0.5, :mod:`perception3d.rendering.cameras`).
+convention (pixel centres at +0.5, :mod:`perception3d.structures.cameras`).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..cameras import shift_principal_point
+from perception3d.structures.cameras import shift_principal_point
 from .base import ImageLike, PosePrior, RelativePose, to_uint8_gray
 
 __all__ = ["FeaturePose", "match_features", "triangulate", "solve_pnp", "rotation_angle_deg"]

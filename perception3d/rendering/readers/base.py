@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..cameras import Cameras
+from perception3d.structures.cameras import Cameras
 
 __all__ = ["Scene", "load_image", "camera_radius", "IMAGE_EXTS"]
 

@@ -9,8 +9,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ...fileio import read_text
-from ..cameras import Cameras, focal_from_fov, opengl_to_opencv
+from perception3d.fileio import read_text
+from perception3d.structures.cameras import Cameras, focal_from_fov, opengl_to_opencv
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 
 __all__ = ["read_blender"]

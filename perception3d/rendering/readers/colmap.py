@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ...fileio import DataFormatError, read_text
-from ..cameras import Cameras
+from perception3d.structures.cameras import Cameras
+from perception3d.structures.rotation import quat_to_rotmat, rotmat_to_quat
 from .base import PathLike, Scene, _image_size, _target_size
 
 __all__ = ["read_colmap", "read_colmap_model", "write_colmap_model", "colmap_K", "COLMAP_CAMERA_MODELS"]
@@ -27,18 +28,11 @@ _DISTORTION_FREE = ("SIMPLE_PINHOLE", "PINHOLE")
 
 def _qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
     """COLMAP quaternion (qw, qx, qy, qz), world → camera rotation."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    return quat_to_rotmat(torch.as_tensor(np.asarray(q, dtype=np.float64))).numpy()
 
 
 def _rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
-    from ..cameras import _rotmat_to_quat
-
-    q = _rotmat_to_quat(torch.as_tensor(np.asarray(R), dtype=torch.float64)).numpy()
+    q = rotmat_to_quat(torch.as_tensor(np.asarray(R), dtype=torch.float64)).numpy()
     return q if q[0] >= 0 else -q
 
 

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..cameras import Cameras, decompose_projection
+from perception3d.structures.cameras import Cameras, decompose_projection
 from .base import PathLike, Scene, _image_size, _target_size
 
 __all__ = ["read_dtu", "read_projection_matrix", "DTU_IMAGE", "SPARE_IMAGE"]
@@ -64,7 +64,7 @@ def read_dtu(scene_dir: PathLike, view_ids: Optional[Sequence[int]] = None,
     object's bounding sphere becomes the unit sphere, as IDR / NeuS train).
 
     DTU's calibration does not state its pixel-centre convention; ``cx, cy`` are used as they are (as RegNeRF,
-    pixelNeRF and the SpaRe baselines do; :func:`~perception3d.rendering.cameras.shift_principal_point` moves
+    pixelNeRF and the SpaRe baselines do; :func:`~perception3d.structures.cameras.shift_principal_point` moves
     them by half a pixel if needed).
 
     Args:

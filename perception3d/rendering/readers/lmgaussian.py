@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...fileio import DataFormatError, read_text
-from ..cameras import Cameras
+from perception3d.structures.cameras import Cameras
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 
 __all__ = ["read_lmgaussian", "read_cam_txt", "decode_jet_depth", "read_depth_array", "read_lmgaussian_depth"]

@@ -12,7 +12,7 @@ The format (nerfstudio's ``ns-process-data`` output, instant-ngp's ``colmap2nerf
                  "mask_path": "masks/0001.png", "depth_file_path": "depths/0001.png"}]}
 
 ``transform_matrix`` is camera → world with OpenGL camera axes (x right, y up, looking −z); it is converted to
-the house OpenCV world → camera convention here (:func:`~perception3d.rendering.cameras.opengl_to_opencv`).
+the house OpenCV world → camera convention here (:func:`~perception3d.structures.cameras.opengl_to_opencv`).
 
 **Distortion is removed, not carried**: the rasterizer is a pinhole camera, so every image is undistorted with
 OpenCV (``cv2.initUndistortRectifyMap`` + ``cv2.remap``, bilinear) at its file resolution onto a pinhole camera
@@ -33,8 +33,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ...fileio import read_text
-from ..cameras import Cameras, opengl_to_opencv, shift_principal_point
+from perception3d.fileio import read_text
+from perception3d.io.ply import read_points_ply
+from perception3d.structures.cameras import Cameras, opengl_to_opencv, shift_principal_point
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size, load_image
 
 __all__ = ["read_nerfstudio", "read_points_ply", "UndistortedScene", "NERFSTUDIO_CAMERA_MODELS"]
@@ -185,24 +186,6 @@ def _frame_camera(meta: dict, fr: dict, jpath: Path, k: int, image: Path) -> _Di
             raise ValueError(f"{where}: k4 needs camera_model OPENCV_FISHEYE")
         coeffs, fisheye = (g["k1"], g["k2"], g["p1"], g["p2"], g["k3"]), False
     return _Distortion(K, coeffs, fisheye, (int(round(w)), int(round(h))))
-
-
-def read_points_ply(path: Path) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """x, y, z (+ red, green, blue if present) of a PLY's vertex element → ([P, 3], [P, 3] in [0, 1] or None)."""
-    from plyfile import PlyData
-
-    try:
-        v = PlyData.read(str(path))["vertex"]
-        xyz = np.stack([np.asarray(v[a], dtype=np.float32) for a in ("x", "y", "z")], 1)
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read x, y, z of a PLY vertex element ({e})") from e
-    names = {p.name for p in v.properties}
-    rgb = None
-    if {"red", "green", "blue"} <= names:
-        rgb = np.stack([np.asarray(v[a], dtype=np.float32) for a in ("red", "green", "blue")], 1) / 255.0
-    ok = np.isfinite(xyz).all(1)
-    return (torch.from_numpy(xyz[ok]),
-            torch.from_numpy(np.clip(rgb[ok], 0, 1)).float() if rgb is not None else None)
 
 
 def read_nerfstudio(root: PathLike, transforms: str = "transforms.json", downscale: Optional[float] = None,

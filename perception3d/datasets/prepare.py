@@ -1,7 +1,8 @@
 """Data preparation that a config can ask for before the run starts (``prepare_data = dict(type=...)``).
 
 ``prepare_waymo_mini(root, out)``: generate the built-in mini dataset at ``root`` if needed (``ensure_waymo_mini``)
-and convert it (the same calls as ``tools/create_data.py waymo --gt-database``) unless ``<out>`` already holds a
+and convert it (the same calls as ``tools/create_data.py waymo``, plus ``--gt-database`` when ``gt_database``, which
+configs without GT sampling turn off: it costs ~20 s) unless ``<out>`` already holds a
 conversion of exactly that dataset (the generator's manifest is fingerprinted into ``<out>/source_manifest.sha256``,
 written last). Idempotent and cheap when the data is there; a stale conversion is redone. A lock file
 (``<root>.prepare.lock``) makes processes that start together (DDP ranks, parallel runs) wait for one another
@@ -17,6 +18,9 @@ from typing import Optional, Sequence
 from mmengine.logging import print_log
 from mmengine.registry import FUNCTIONS
 
+from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
+from perception3d.datasets.synthetic.writer import ensure_waymo_mini
+from perception3d.datasets.waymo_v2 import convert_waymo_v2
 from perception3d.fileio import atomic_write_text
 
 __all__ = ["prepare_waymo_mini", "require_prepared_data"]
@@ -34,16 +38,14 @@ def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None,
 
 
 def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, classes) -> Path:
-    from perception3d.datasets import ensure_waymo_mini
-    from perception3d.datasets.waymo_v2 import convert_waymo_v2
     need = [out_p / "waymo_infos_train.pkl", out_p / "waymo_infos_val.pkl"]
-    if gt_database:
-        need.append(out_p / "waymo_dbinfos_train.pkl")
     ensure_waymo_mini(root_p)
     manifest = root_p / "waymo_mini_manifest.json"
     fingerprint = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "none"
     marker = out_p / "source_manifest.sha256"
     if all(p.is_file() for p in need) and marker.is_file() and marker.read_text().strip() == fingerprint:
+        if gt_database and not (out_p / "waymo_dbinfos_train.pkl").is_file():   # converted without the database
+            _gt_database(out_p, classes)
         return out_p
     if out_p.exists():
         print_log(f"prepare_waymo_mini: {out_p} was converted from another version of the data; converting again",
@@ -58,11 +60,15 @@ def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, cla
     result = convert_waymo_v2(root_p, out_p, splits=["train", "val"])
     print_log(f"prepare_waymo_mini: converted; bad frames left out: {len(result.get('bad', []))}", logger="current")
     if gt_database:
-        from perception3d.datasets.det3d_dataset import create_gt_database_from_infos
-        create_gt_database_from_infos(out_p / "waymo_infos_train.pkl", out_p, out_p, "waymo", classes=classes,
-                                      load_dim=6, use_dim=5)
+        _gt_database(out_p, classes)
     atomic_write_text(marker, fingerprint)
     return out_p
+
+
+def _gt_database(out_p: Path, classes) -> None:
+    """The GT-sampling database of the converted train split (``waymo_gt_database/``, ``waymo_dbinfos_train.pkl``)."""
+    create_gt_database_from_infos(out_p / "waymo_infos_train.pkl", out_p, out_p, "waymo", classes=classes,
+                                  load_dim=6, use_dim=5)
 
 
 @FUNCTIONS.register_module(force=True)

@@ -39,19 +39,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from perception3d.fileio import atomic_path, atomic_write_text
 from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
-from perception3d.datasets.synthetic_scene import (CLASS_TO_WAYMO_TYPE, CameraSpec, LidarSpec, count_points_in_boxes,
-                                                   frame_scene, render_camera, rpy_from_rotation,
-                                                   sample_street_segment, simulate_lidar)
+from perception3d.datasets.synthetic.layout import sample_street_segment
+from perception3d.datasets.synthetic.objects import CLASS_TO_WAYMO_TYPE, frame_scene
+from perception3d.datasets.synthetic.sensors import (CameraSpec, LidarSpec, count_points_in_boxes, render_camera,
+                                                     rpy_from_rotation, simulate_lidar)
+from perception3d.fileio import atomic_write_parquet, atomic_write_text
 
 __all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "waymo_mini_is_current", "MANIFEST_NAME",
            "SPLITS", "write_parquet_atomic"]
@@ -60,6 +61,9 @@ PathLike = Union[str, Path]
 MANIFEST_NAME = "waymo_mini_manifest.json"
 SPLITS = {"train": "training", "val": "validation"}
 GENERATOR_VERSION = 7          # bump whenever the generated data change, so that old datasets are regenerated
+# written into the manifest; the module's name before it moved into datasets/synthetic/, kept so that the manifests
+# (which prepare_waymo_mini fingerprints to decide whether to convert again) stay byte-identical
+_GENERATOR_NAME = "perception3d.datasets.synthetic_street"
                                # (7: car cabins towards the rear, so a car's heading shows in its points)
 TOP, FRONT = 1, 1
 
@@ -119,9 +123,8 @@ def write_parquet_atomic(path: Path, rows: Dict[str, list], schema: pa.Schema) -
     if missing:
         raise ValueError(f"{path}: rows lack the columns {missing}")
     table = pa.table({n: pa.array(rows[n], type=schema.field(n).type) for n in schema.names}, schema=schema)
-    with atomic_path(path) as tmp:
-        # list items named "item" as in the official files (pyarrow now defaults to "element")
-        pq.write_table(table, tmp, compression="zstd", use_compliant_nested_type=False)
+    # list items named "item" as in the official files (pyarrow now defaults to "element")
+    atomic_write_parquet(path, table, compression="zstd", use_compliant_nested_type=False)
 
 
 def _flat(m: np.ndarray) -> list:
@@ -306,10 +309,70 @@ def _lock(root: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _write_segment(job: tuple) -> tuple:
+    """Simulate and write one segment (a job of ``generate_waymo_mini``) → (split, name, files, its stats)."""
+    (root, seed, split_id, split, split_dir, idx, nf, frame_interval_s, lidar_width, camera, label_range,
+     jpeg_quality, rolling_shutter) = job
+    name = _segment_name(seed, split, idx)
+    rng = np.random.default_rng([seed, split_id, idx])
+    t0_us = 1_600_000_000_000_000 + (split_id * 1000 + idx) * 60_000_000
+    cam_spec = CameraSpec() if camera else None
+    stats = {"frames": 0, "segments": 0, "points": 0, "boxes": {}}
+    rows = _segment_rows(name, rng, nf, frame_interval_s, t0_us, LidarSpec(width=lidar_width), cam_spec,
+                         label_range, jpeg_quality, stats, rolling_shutter)
+    files = []
+    for comp, schema in V2_SCHEMAS.items():
+        if comp.startswith("camera") and cam_spec is None:
+            continue
+        rel = f"{split_dir}/{comp}/{name}.parquet"
+        write_parquet_atomic(Path(root) / rel, rows[comp], schema)
+        files.append(rel)
+    return split, name, files, stats
+
+
+def _run_segments(jobs: list, workers: int):
+    """Yield ``_write_segment`` of every job in order; with ``workers`` > 1 in that many spawned processes (one
+    thread each, so they do not fight over the cores)."""
+    if workers <= 1:
+        yield from map(_write_segment, jobs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})          # inherited by the spawned workers
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield from pool.map(_write_segment, jobs, chunksize=4)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _add_stats(total: dict, part: dict) -> None:
+    for key in ("frames", "segments", "points"):
+        total[key] += part[key]
+    for cls, counts in part["boxes"].items():
+        into = total["boxes"].setdefault(cls, {k: 0 for k in counts})
+        for k, v in counts.items():
+            into[k] += v
+
+
+def _children_cpu() -> float:
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40, seed: int = 0,
                         frames_per_segment: int = 1, frame_interval_s: float = 0.5, lidar_width: int = 1024,
                         camera: bool = True, label_range: float = 32.0, jpeg_quality: int = 90,
-                        rolling_shutter: bool = True, verbose: bool = False) -> dict:
+                        rolling_shutter: bool = True, verbose: bool = False, workers: Optional[int] = None) -> dict:
     """Write the mini dataset (see the module docstring) and return its summary.
 
     Args:
@@ -323,6 +386,8 @@ def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40,
         label_range: label objects whose box centre has |x|, |y| ≤ this (vehicle frame, metres).
         rolling_shutter: the ego keeps moving during the 0.1 s sweep (16 pose steps, written per pixel into
             ``lidar_pose``); False: every pixel at the frame's pose.
+        workers: processes that simulate segments in parallel (default: one per CPU core). Segments draw from
+            their own seeded generators, so the files are byte-identical for any number of workers.
     Returns:
         summary dict: ``splits`` → {``train``, ``val``} → ``frames``, ``segments``, ``points`` (TOP return-1 points),
         ``boxes`` per class (``total``, ``with_points``, ``level_1``, ``points``); ``seconds`` (wall clock),
@@ -343,35 +408,28 @@ def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40,
             raise FileExistsError(f"{root}: holds Waymo v2 files this generator did not write (e.g. {foreign[0]}); "
                                   f"refusing to mix the synthetic mini dataset into it: choose another root")
         _clean(root)
-        start, cpu_start = time.time(), time.process_time()
-        lidar_spec = LidarSpec(width=lidar_width)
-        cam_spec = CameraSpec() if camera else None
-        files: List[str] = []
-        summary: dict = {"splits": {}}
+        start, cpu_start = time.time(), time.process_time() + _children_cpu()
+        jobs = []                                             # one per segment, in split and segment order
         for split_id, (split, split_dir) in enumerate(SPLITS.items()):
             n = num_train if split == "train" else num_val
-            stats = {"frames": 0, "segments": 0, "points": 0, "boxes": {}}
             for idx in range((n + frames_per_segment - 1) // frames_per_segment):
                 nf = min(frames_per_segment, n - idx * frames_per_segment)
-                name = _segment_name(seed, split, idx)
-                rng = np.random.default_rng([seed, split_id, idx])
-                t0_us = 1_600_000_000_000_000 + (split_id * 1000 + idx) * 60_000_000
-                rows = _segment_rows(name, rng, nf, frame_interval_s, t0_us, lidar_spec, cam_spec, label_range,
-                                     jpeg_quality, stats, rolling_shutter)
-                for comp, schema in V2_SCHEMAS.items():
-                    if comp.startswith("camera") and cam_spec is None:
-                        continue
-                    rel = f"{split_dir}/{comp}/{name}.parquet"
-                    write_parquet_atomic(root / rel, rows[comp], schema)
-                    files.append(rel)
-                if verbose:
-                    print(f"[waymo_mini] {split}/{name}: {nf} frames, {time.time() - start:.1f} s", flush=True)
-            summary["splits"][split] = stats
+                jobs.append((str(root), seed, split_id, split, split_dir, idx, nf, frame_interval_s, lidar_width,
+                             camera, label_range, jpeg_quality, rolling_shutter))
+        workers = max(1, min(int(workers if workers is not None else (os.cpu_count() or 1)), len(jobs)))
+        files: List[str] = []
+        summary: dict = {"splits": {s: {"frames": 0, "segments": 0, "points": 0, "boxes": {}} for s in SPLITS}}
+        for (split, name, seg_files, seg_stats) in _run_segments(jobs, workers):
+            files += seg_files
+            _add_stats(summary["splits"][split], seg_stats)
+            if verbose:
+                print(f"[waymo_mini] {split}/{name}: {seg_stats['frames']} frames, {time.time() - start:.1f} s",
+                      flush=True)
         summary["seconds"] = round(time.time() - start, 2)                 # wall clock
-        summary["cpu_seconds"] = round(time.process_time() - cpu_start, 2)  # this process's CPU time
+        summary["cpu_seconds"] = round(time.process_time() + _children_cpu() - cpu_start, 2)  # incl. workers
         summary["root"] = str(root)
         atomic_write_text(root / MANIFEST_NAME, json.dumps(dict(params=params, summary=summary, files=sorted(files),
-                           generator="perception3d.datasets.synthetic_street"), indent=1, sort_keys=True))
+                           generator=_GENERATOR_NAME), indent=1, sort_keys=True))
         return dict(summary, skipped=False)
 
 
