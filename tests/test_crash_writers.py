@@ -66,8 +66,9 @@ def _leftovers(folder: Path, keep: str) -> list:
     return sorted(p.name for p in folder.iterdir() if p.name != keep)
 
 
-def kill_writer(name: str, tmp: Path, kills: int, seed: int) -> dict:
-    fname, writer, reader = WRITERS[name]
+def kill_writer(name: str, tmp: Path, kills: int, seed: int, spec: tuple | None = None) -> dict:
+    """Kill the writer ``name`` of WRITERS (or ``spec``: a tuple of the same form) ``kills`` times."""
+    fname, writer, reader = spec or WRITERS[name]
     folder = tmp / "out"
     folder.mkdir()
     path = folder / fname

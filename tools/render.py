@@ -40,6 +40,16 @@ def colormap_depth(depth: torch.Tensor, alpha: torch.Tensor) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
+def write_image(path: Path, image: np.ndarray) -> None:
+    """Write a uint8 image (format from the suffix) atomically: a render killed midway leaves no torn file."""
+    import imageio.v3 as iio
+
+    from perception3d.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, image, extension=Path(path).suffix)
+
+
 def write_video(frames: list, path: Path, fps: int = 15) -> Path:
     """Write uint8 [H, W, 3] frames as MP4 (imageio + ffmpeg) or, failing that, GIF; returns the path written."""
     import imageio.v3 as iio
@@ -150,8 +160,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--tile-size", type=int, default=16)
     args = ap.parse_args(argv)
 
-    import imageio.v3 as iio
-
     from perception3d.evaluation.image_metrics import psnr, ssim
 
     c = load_config(args.config) if args.config else None
@@ -177,9 +185,9 @@ def main(argv=None) -> dict:
             rgb = img[0, ..., :3].clamp(0, 1)
             a = alpha[0, ..., 0]
             rgb8 = (rgb * 255).round().byte().numpy()
-            iio.imwrite(out / "rgb" / f"{i:04d}.png", rgb8)
-            iio.imwrite(out / "depth" / f"{i:04d}.png", colormap_depth(img[0, ..., 3], a))
-            iio.imwrite(out / "alpha" / f"{i:04d}.png", (a.clamp(0, 1) * 255).round().byte().numpy())
+            write_image(out / "rgb" / f"{i:04d}.png", rgb8)
+            write_image(out / "depth" / f"{i:04d}.png", colormap_depth(img[0, ..., 3], a))
+            write_image(out / "alpha" / f"{i:04d}.png", (a.clamp(0, 1) * 255).round().byte().numpy())
             frames.append(rgb8)
             if gts is not None:
                 ps.append(psnr(rgb, gts[i]))
@@ -189,8 +197,8 @@ def main(argv=None) -> dict:
     if ps:
         result.update(psnr=float(np.mean(ps)), ssim=float(np.mean(ss)), psnr_per_view=ps, ssim_per_view=ss)
         print(f"mean over {len(ps)} views: PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}")
-        with open(out / "metrics.json", "w") as f:
-            json.dump(result, f, indent=1)
+        from perception3d.fileio import atomic_write_text
+        atomic_write_text(out / "metrics.json", json.dumps(result, indent=1))
     if args.video:
         result["video"] = str(write_video(frames, Path(args.video), args.fps))
         print(f"video: {result['video']}")

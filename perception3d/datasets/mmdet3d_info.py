@@ -32,7 +32,7 @@ from perception3d.structures.boxes import camera_to_lidar_boxes
 __all__ = [
     "MMDET3D_KITTI_CLASSES", "MMDET3D_WAYMO_CLASSES", "atomic_write_bytes", "save_infos", "load_info_file",
     "info_box_mode", "info_classes", "resolve_lidar_path", "parse_instances", "kitti_calib", "load_mmdet3d_infos",
-    "KITTI_2D_KEYS",
+    "KITTI_2D_KEYS", "load_data_pickle",
 ]
 
 PathLike = Union[str, Path]
@@ -99,6 +99,12 @@ class _InfoUnpickler(pickle.Unpickler):
         if (module, name) in _INFO_PICKLE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refuses the global {module}.{name} (info files hold data only)")
+
+
+def load_data_pickle(f) -> object:
+    """Unpickle an open binary file holding data only (numpy arrays and plain containers; any other class or
+    function is refused with ``pickle.UnpicklingError``): how every info pickle is read."""
+    return _InfoUnpickler(f).load()
 
 
 def load_info_file(path: PathLike) -> Tuple[dict, list]:

@@ -28,7 +28,6 @@ of the previous and next annotations, NaN when the gap is over 1.5 s, 3 s centre
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import warnings
 from pathlib import Path
@@ -38,7 +37,8 @@ import numpy as np
 import torch
 from mmengine.dataset import BaseDataset
 
-from perception3d.datasets.mmdet3d_info import save_infos
+from perception3d.datasets.mmdet3d_info import load_data_pickle, save_infos
+from perception3d.fileio import read_text
 from perception3d.registry import DATASETS
 from perception3d.structures.calibration import as_matrix4, check_invertible, compose_lidar2img
 from perception3d.structures.rotation import quat_to_rotmat
@@ -118,7 +118,7 @@ class NuScenesTables:
             if not path.is_file():
                 raise NuScenesDataError(f"{path}: missing nuScenes table {name!r}")
             try:
-                rows = json.loads(path.read_text())
+                rows = json.loads(read_text(path))
             except json.JSONDecodeError as exc:
                 raise NuScenesDataError(f"{path}: not valid json: {exc}") from exc
             if not isinstance(rows, list) or not all(isinstance(r, dict) and "token" in r for r in rows):
@@ -262,7 +262,23 @@ def create_nuscenes_infos(root: PathLike, out: Optional[PathLike] = None, versio
         (default: the devkit's splits; built in for v1.0-mini; all scenes → ``test`` for v1.0-test).
     Returns:
         ``{split: number of samples, "files": [paths], "version": ...}``.
+    Raises:
+        NuScenesDataError naming the table folder and the field for damaged tables (a record without a field
+        the conversion needs, a value of the wrong shape or type).
     """
+    try:
+        return _create_nuscenes_infos(root, out, version, max_sweeps, splits, prefix)
+    except NuScenesDataError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        what = (f"a record lacks the field {exc}" if isinstance(exc, KeyError)
+                else f"a malformed record ({type(exc).__name__}: {exc})")
+        tdir = Path(root) / version if version else min(Path(root).glob("v1.0-*"), default=Path(root))
+        raise NuScenesDataError(f"{tdir}: damaged nuScenes tables: {what}") from exc
+
+
+def _create_nuscenes_infos(root: PathLike, out: Optional[PathLike], version: Optional[str], max_sweeps: int,
+                           splits: Optional[Mapping[str, Sequence[str]]], prefix: str) -> Dict[str, Any]:
     tables = NuScenesTables(root, version)
     out_dir = Path(out) if out is not None else Path(root)
     scene_of_split = _scene_splits(tables, splits)
@@ -332,7 +348,7 @@ def load_nuscenes_infos(path: PathLike) -> Tuple[dict, List[dict]]:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f)
+            obj = load_data_pickle(f)     # data only: a pickle naming other classes is refused
     except FileNotFoundError:
         raise
     except Exception as exc:  # a damaged pickle fails in many ways

@@ -395,6 +395,11 @@ class WaymoV2Segment:
                 if image is None:
                     continue
                 calib = self.calibrations[laser]
+                try:
+                    inclinations = calib.row_inclinations(image.shape[0])
+                except ValueError as exc:     # a calibration that does not fit the range image
+                    raise ValueError(f"{self.split_dir / 'lidar_calibration' / self.segment}.parquet: laser "
+                                     f"{laser}: {exc}") from exc
                 pp = fp = None
                 if laser == 1:
                     if pixel_pose is None:
@@ -403,7 +408,7 @@ class WaymoV2Segment:
                     if pp is False:
                         pp = fp = None
                 xyz, feats, mask = range_image_to_points(image, calib.extrinsic,
-                                                         calib.row_inclinations(image.shape[0]), pp, fp)
+                                                         inclinations, pp, fp)
                 if self.filter_no_label_zone and image.shape[2] > 3:
                     keep = image[..., 3][mask] != 1.0
                     xyz, feats = xyz[keep], feats[keep]

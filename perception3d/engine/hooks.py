@@ -15,6 +15,7 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
+from perception3d.fileio import atomic_write_text
 from perception3d.registry import HOOKS
 
 __all__ = ["RNGStateHook", "ProgressHook", "DisableAugHook"]
@@ -70,6 +71,8 @@ class ProgressHook(Hook):
         self._cpu0 = time.process_time()
         self._it0 = runner.iter
         self.skipped = int(runner.message_hub.get_info("num_skipped_frames", 0) or 0)
+        if self.log_file and is_main_process():
+            _drop_torn_last_line(osp.join(runner.work_dir, self.log_file))
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         samples = (data_batch or {}).get("data_samples") or []
@@ -114,8 +117,18 @@ class ProgressHook(Hook):
         runner.logger.info(msg.strip())
         summary = dict(iters=runner.iter, epochs=runner.epoch, train_seconds=el, cpu_seconds=cpu,
                        skipped_frames=skipped)
-        with open(osp.join(runner.work_dir, "train_summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        atomic_write_text(osp.join(runner.work_dir, "train_summary.json"), json.dumps(summary, indent=1))
+
+
+def _drop_torn_last_line(path: str) -> None:
+    """A run killed while appending to a JSON-lines log leaves a partial last line; cut it off before a resumed
+    run appends (otherwise the log holds a line no reader can parse)."""
+    if not osp.isfile(path):
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 def _dataset_with_pipeline(dataset):

@@ -33,7 +33,7 @@ class ExactEpochBasedTrainLoop(EpochBasedTrainLoop):
             raise RuntimeError(f"ExactEpochBasedTrainLoop: checkpoint iter {self._iter} does not lie in epoch "
                                f"{self._epoch} of {n} iterations; was the batch size or dataset changed?")
         sampler = _sampler_of(self.dataloader)
-        if start:
+        if 0 < start < n:   # (start == n: a checkpoint written at the epoch's last iteration; nothing to skip)
             if not hasattr(sampler, "set_start"):
                 raise RuntimeError("ExactEpochBasedTrainLoop: resuming mid-epoch needs a sampler with set_start "
                                    "(train_dataloader.sampler=dict(type='ResumableSampler'))")

@@ -126,8 +126,37 @@ def merge_cfg_options(cfg: Config, options: Optional[dict]) -> Config:
             where = ".".join(parts[:depth]) or "<top level>"
             raise KeyError(f"--cfg-options: config key '{full_key}' does not exist ('{part}' not in {where})"
                            + (f"; did you mean {close}?" if close else ""))
+        else:  # the key exists: the new value must be of the kind the config holds there
+            _check_kind(full_key, node, options[full_key])
     cfg.merge_from_dict(options)
     return cfg
+
+
+def _kind(v: Any) -> Optional[str]:
+    """The kind of a config value for ``--cfg-options`` checks: bool, int, float, str, list, dict (None: any)."""
+    for t, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), ((list, tuple), "list"),
+                    (dict, "dict")):
+        if isinstance(v, t):
+            return name
+    return None
+
+
+def _check_kind(key: str, old: Any, new: Any) -> None:
+    """``TypeError`` naming ``key`` when ``new`` is of another kind than the config's ``old`` value (None on
+    either side is allowed: it switches a part off or on; an int may stand where a float is and a whole float
+    where an int is), or a list whose items are of another kind than the config's (all-alike) items."""
+    a, b = _kind(old), _kind(new)
+    if (a is None or b is None or a == b or (a, b) == ("float", "int")
+            or ((a, b) == ("int", "float") and float(new).is_integer())):
+        if a == b == "list" and old and new:
+            kinds = {_kind(x) for x in old}
+            if len(kinds) == 1 and None not in kinds:
+                for x in new:
+                    _check_kind(f"{key}[]", old[0], x)
+        return
+    an = {"int": "an int"}
+    raise TypeError(f"--cfg-options {key}={new!r}: the config holds {an.get(a, 'a ' + a)} there ({old!r}), not "
+                    f"{an.get(b, 'a ' + b)}")
 
 
 def prepare_cfg(cfg: Config, work_dir: Optional[str] = None, resume: Optional[str | bool] = None,

@@ -159,6 +159,17 @@ class BagReader:
             yield topic, t_ns, self.deserialize(raw, msgtype)
 
 
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Remove the staging folders ``.<name>.partial-<pid>-*`` that writers killed by SIGKILL (no cleanup runs)
+    left next to ``name``: those whose process is gone.  Called when ``name`` is staged again."""
+    from perception3d.fileio import _pid_alive
+    prefix = f".{name}.partial-"
+    for d in parent.iterdir():
+        pid = d.name[len(prefix):].split("-", 1)[0] if d.name.startswith(prefix) else ""
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class StagedOutputs:
     """Write several outputs aside in one staging directory next to them; rename all into place on
     :meth:`commit` (in the order staged), remove everything on :meth:`abort`.
@@ -184,7 +195,8 @@ class StagedOutputs:
         parent = final.parent
         parent.mkdir(parents=True, exist_ok=True)
         if parent not in self._dirs:
-            self._dirs[parent] = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=parent))
+            _remove_stale_staging(parent, final.name)
+            self._dirs[parent] = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=parent))
         staged = self._dirs[parent] / f"{len(self._items)}_{final.name}"
         self._items.append((staged, final))
         return staged

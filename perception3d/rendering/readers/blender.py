@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from perception3d.fileio import read_text
 from perception3d.structures.cameras import Cameras, focal_from_fov, opengl_to_opencv
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 
@@ -45,13 +46,13 @@ def read_blender(root: PathLike, splits: Sequence[str] = ("train", "test"),
             continue
         found = True
         try:
-            meta = json.loads(jpath.read_text())
+            meta = json.loads(read_text(jpath))
         except json.JSONDecodeError as e:
             raise ValueError(f"{jpath}: invalid JSON ({e})") from e
-        if "frames" not in meta:
-            raise ValueError(f"{jpath}: no 'frames' key")
+        if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
+            raise ValueError(f"{jpath}: no 'frames' list")
         for k, fr in enumerate(meta["frames"]):
-            if "file_path" not in fr or "transform_matrix" not in fr:
+            if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
                 raise ValueError(f"{jpath}: frames[{k}] needs 'file_path' and 'transform_matrix'")
             p = root / fr["file_path"]
             if p.suffix.lower() not in IMAGE_EXTS:
@@ -61,20 +62,30 @@ def read_blender(root: PathLike, splits: Sequence[str] = ("train", "test"),
                     continue
                 raise FileNotFoundError(
                     f"{jpath}: frames[{k}] image file not found: {p} (pass only_existing=True to skip such frames)")
-            if wh is None:
-                wh = (int(meta["w"]), int(meta["h"])) if "w" in meta and "h" in meta else _image_size(p)
-            W, H = wh
-            if "fl_x" in meta:
-                fx = float(meta["fl_x"])
-                fy = float(meta.get("fl_y", fx))
-                cx, cy = float(meta.get("cx", W / 2)), float(meta.get("cy", H / 2))
-            elif "camera_angle_x" in meta:
-                fx = fy = focal_from_fov(float(meta["camera_angle_x"]), W)
-                cx, cy = W / 2, H / 2
-            else:
-                raise ValueError(f"{jpath}: needs 'camera_angle_x' or 'fl_x' for the focal length")
+            try:
+                if wh is None:
+                    wh = (int(meta["w"]), int(meta["h"])) if "w" in meta and "h" in meta else _image_size(p)
+                W, H = wh
+                if "fl_x" in meta:
+                    fx = float(meta["fl_x"])
+                    fy = float(meta.get("fl_y", fx))
+                    cx, cy = float(meta.get("cx", W / 2)), float(meta.get("cy", H / 2))
+                elif "camera_angle_x" in meta:
+                    fx = fy = focal_from_fov(float(meta["camera_angle_x"]), W)
+                    cx, cy = W / 2, H / 2
+                else:
+                    raise ValueError("needs 'camera_angle_x' or 'fl_x' for the focal length")
+            except (TypeError, ValueError) as e:      # a word or a list where a number belongs
+                raise ValueError(f"{jpath}: camera intrinsics (w, h, fl_x, fl_y, cx, cy, camera_angle_x): {e}") from e
             Ks.append([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
-            c2ws.append(np.asarray(fr["transform_matrix"], dtype=np.float64))
+            try:
+                m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+            except (TypeError, ValueError) as e:      # ragged rows, words: not a matrix of numbers
+                raise ValueError(f"{jpath}: frames[{k}] transform_matrix is not a matrix of numbers ({e})") from e
+            if m.shape != (4, 4) or not np.isfinite(m).all():
+                raise ValueError(f"{jpath}: frames[{k}] transform_matrix must be a finite 4 x 4 matrix, "
+                                 f"got shape {m.shape}")
+            c2ws.append(m)
             paths.append(p)
             names.append(Path(fr["file_path"]).with_suffix("").as_posix().lstrip("./") if p.suffix else p.stem)
             split_of.append(split)

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from perception3d.fileio import read_text
 from perception3d.io.ply import read_points_ply
 from perception3d.structures.cameras import Cameras, opengl_to_opencv, shift_principal_point
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size, load_image
@@ -216,7 +217,7 @@ def read_nerfstudio(root: PathLike, transforms: str = "transforms.json", downsca
     if not jpath.is_file():
         raise FileNotFoundError(f"{root}: no {transforms} (nerfstudio / instant-ngp capture)")
     try:
-        meta = json.loads(jpath.read_text())
+        meta = json.loads(read_text(jpath))
     except json.JSONDecodeError as e:
         raise ValueError(f"{jpath}: invalid JSON ({e})") from e
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
@@ -236,7 +237,10 @@ def read_nerfstudio(root: PathLike, transforms: str = "transforms.json", downsca
                 continue
             raise FileNotFoundError(f"{jpath}: frames[{k}] image file not found: {p} "
                                     f"(a camera without an image; pass only_existing=True to skip such frames)")
-        m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        try:
+            m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+        except (TypeError, ValueError) as e:      # ragged rows, words: not a matrix of numbers
+            raise ValueError(f"{jpath}: frames[{k}] transform_matrix is not a matrix of numbers ({e})") from e
         if m.shape not in ((4, 4), (3, 4)) or not np.isfinite(m).all():
             raise ValueError(f"{jpath}: frames[{k}] transform_matrix must be a finite 4 x 4 (or 3 x 4) matrix, "
                              f"got shape {m.shape}")
