@@ -134,6 +134,21 @@ def test_trainer_config_sections_are_typed_and_reject_unknown_keys(tmp_path, tin
         GSTrainer(cfg, tmp_path / "run", progress=False)
 
 
+def test_trainer_config_scalars_of_the_wrong_kind_name_the_key():
+    """A string where a number belongs (e.g. ``--cfg-options train.max_minutes=None`` read as the text "None")
+    is a TypeError naming the key, not a crash deep in the training loop; None, ints for floats stay allowed."""
+    from perception3d.rendering.config import GSModelConfig, GSTrainConfig, section
+
+    with pytest.raises(TypeError, match=r"train\.max_minutes='None': expected None or float, got str"):
+        section(GSTrainConfig, {"max_minutes": "None"}, "train")
+    with pytest.raises(TypeError, match=r"train\.max_steps=1\.5: expected int"):
+        section(GSTrainConfig, {"max_steps": 1.5}, "train")
+    with pytest.raises(TypeError, match=r"model\.carve_with_masks=1: expected bool"):
+        section(GSModelConfig, {"carve_with_masks": 1}, "model")
+    t = section(GSTrainConfig, {"max_minutes": None, "ssim_lambda": 0, "scene_scale": 2.0}, "train")
+    assert t.max_minutes is None and t.ssim_lambda == 0 and t.scene_scale == 2.0
+
+
 def test_trainer_learns_and_resumes(tmp_path, tiny_scene):
     from perception3d.rendering.trainer import GSTrainer
 

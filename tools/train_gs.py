@@ -31,7 +31,7 @@ def main(argv=None):
             try:
                 opts[k] = json.loads(v)
             except json.JSONDecodeError:
-                opts[k] = v
+                opts[k] = None if v in ("None", "none") else v   # mmengine's spelling of null
         cfg.merge_from_dict(opts)
     work_dir = args.work_dir or os.path.join("work_dirs", Path(args.config).stem)
     if args.resume and os.path.exists(os.path.join(work_dir, "ckpt_latest.pt")):

@@ -67,11 +67,31 @@ class GSTrainConfig:
     eval_background: Optional[Sequence[float]] = None
 
 
+_SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_scalar(section_name: str, f: dataclasses.Field, value: Any) -> None:
+    """A ``TypeError`` naming the key when a plain scalar field (``int``, ``float``, ``bool``, ``str``, optionally
+    ``Optional[...]``) gets a value of another kind, e.g. the string "None" or "1e3" from a command line."""
+    ann = str(f.type).replace("typing.", "")
+    optional = ann.startswith("Optional[") and ann.endswith("]")
+    base = ann[len("Optional["):-1] if optional else ann
+    if base not in _SCALARS or (optional and value is None):
+        return
+    ok = isinstance(value, _SCALARS[base]) and (base == "bool" or not isinstance(value, bool))
+    if not ok:
+        raise TypeError(f"{section_name}.{f.name}={value!r}: expected {'None or ' if optional else ''}{base}, got "
+                        f"{type(value).__name__}")
+
+
 def section(cls, values: Optional[Mapping[str, Any]], name: str):
-    """``cls(**values)`` for a config section, with an unknown key named in a ``ValueError``."""
+    """``cls(**values)`` for a config section: an unknown key is a ``ValueError`` naming it, a scalar of the wrong
+    kind a ``TypeError`` naming it."""
     values = dict(values or {})
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(known))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"{name}: unknown key(s) {unknown}; the keys of {name} are {known}")
+        raise ValueError(f"{name}: unknown key(s) {unknown}; the keys of {name} are {list(fields)}")
+    for key, value in values.items():
+        _check_scalar(name, fields[key], value)
     return cls(**values)
