@@ -14,6 +14,7 @@ the package, so every layer can use it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -107,6 +108,15 @@ def read_text(path: PathLike, encoding: str = "utf-8") -> str:
     except UnicodeDecodeError as exc:
         raise DataFormatError(path, None, f"not {encoding} text (byte {exc.start}: {exc.reason})") from exc
 
+
+
+def read_json(path: PathLike, error: type = ValueError):
+    """The JSON document in ``path`` (read with :func:`read_text`); malformed JSON raises ``error`` naming the file
+    and where the parse failed."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: invalid JSON ({exc})") from exc
 
 def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` atomically; ``fsync=True`` also flushes it to disk before the rename."""

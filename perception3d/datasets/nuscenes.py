@@ -27,7 +27,6 @@ of the previous and next annotations, NaN when the gap is over 1.5 s, 3 s centre
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 from mmengine.dataset import BaseDataset
 
 from perception3d.datasets.mmdet3d_info import load_data_pickle, save_infos
-from perception3d.fileio import read_text
+from perception3d.fileio import read_json
 from perception3d.registry import DATASETS
 from perception3d.structures.calibration import as_matrix4, check_invertible, compose_lidar2img
 from perception3d.structures.rotation import quat_to_rotmat
@@ -117,10 +116,7 @@ class NuScenesTables:
             path = self.table_dir / f"{name}.json"
             if not path.is_file():
                 raise NuScenesDataError(f"{path}: missing nuScenes table {name!r}")
-            try:
-                rows = json.loads(read_text(path))
-            except json.JSONDecodeError as exc:
-                raise NuScenesDataError(f"{path}: not valid json: {exc}") from exc
+            rows = read_json(path, NuScenesDataError)
             if not isinstance(rows, list) or not all(isinstance(r, dict) and "token" in r for r in rows):
                 raise NuScenesDataError(f"{path}: expected a list of records with a 'token'")
             self.tables[name] = rows

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from perception3d.fileio import read_text
+from perception3d.fileio import read_json
 from perception3d.structures.cameras import Cameras, focal_from_fov, opengl_to_opencv
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size
 
@@ -45,10 +44,7 @@ def read_blender(root: PathLike, splits: Sequence[str] = ("train", "test"),
         if not jpath.is_file():
             continue
         found = True
-        try:
-            meta = json.loads(read_text(jpath))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{jpath}: invalid JSON ({e})") from e
+        meta = read_json(jpath)
         if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
             raise ValueError(f"{jpath}: no 'frames' list")
         for k, fr in enumerate(meta["frames"]):

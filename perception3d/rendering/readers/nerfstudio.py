@@ -25,7 +25,6 @@ cast rays); OpenCV's functions take pixel centres at integers, so K is shifted b
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Sequence
@@ -33,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from perception3d.fileio import read_text
+from perception3d.fileio import read_json
 from perception3d.io.ply import read_points_ply
 from perception3d.structures.cameras import Cameras, opengl_to_opencv, shift_principal_point
 from .base import IMAGE_EXTS, PathLike, Scene, _image_size, _target_size, load_image
@@ -216,10 +215,7 @@ def read_nerfstudio(root: PathLike, transforms: str = "transforms.json", downsca
     jpath = Path(transforms) if Path(transforms).is_absolute() else root / transforms
     if not jpath.is_file():
         raise FileNotFoundError(f"{root}: no {transforms} (nerfstudio / instant-ngp capture)")
-    try:
-        meta = json.loads(read_text(jpath))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{jpath}: invalid JSON ({e})") from e
+    meta = read_json(jpath)
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
         raise ValueError(f"{jpath}: no 'frames' list")
     c2ws, cams_of, paths, names, masks, depths = [], [], [], [], [], []
