@@ -30,3 +30,8 @@ PARAM_SCHEDULERS = Registry("parameter scheduler", parent=MMENGINE_PARAM_SCHEDUL
                             locations=["perception3d.engine"])
 VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="perception3d",
                        locations=["perception3d.engine"])
+# Rendering methods (3DGS, CoherentGS, LM-Gaussian, ...): a config's ``method`` key names the trainer class that
+# ``tools/train_gs.py`` builds; each takes ``(cfg, work_dir, seed=, resume=, progress=)`` and writes checkpoints
+# that ``rendering.trainer.load_model`` reads (``params`` and ``sh_degree``).
+RENDER_METHODS = Registry("render method", scope="perception3d",
+                          locations=["perception3d.rendering.trainer"])

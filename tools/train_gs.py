@@ -21,7 +21,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from perception3d.cli import check_checkpoint, load_config
-    from perception3d.rendering.trainer import GSTrainer
+    from perception3d.registry import RENDER_METHODS
 
     cfg = load_config(args.config)
     if args.cfg_options:
@@ -36,7 +36,12 @@ def main(argv=None):
     work_dir = args.work_dir or os.path.join("work_dirs", Path(args.config).stem)
     if args.resume and os.path.exists(os.path.join(work_dir, "ckpt_latest.pt")):
         check_checkpoint(os.path.join(work_dir, "ckpt_latest.pt"))
-    trainer = GSTrainer(cfg, work_dir, seed=args.seed, resume=args.resume, progress=not args.no_progress)
+    method = cfg.get("method", "3dgs")
+    trainer_cls = RENDER_METHODS.get(method)
+    if trainer_cls is None:
+        raise ValueError(f"{args.config}: method={method!r} is not a registered rendering method "
+                         f"(known: {sorted(RENDER_METHODS.module_dict)})")
+    trainer = trainer_cls(cfg, work_dir, seed=args.seed, resume=args.resume, progress=not args.no_progress)
     res = trainer.train()
     print(json.dumps({**{k: res[k] for k in ("step", "psnr", "ssim", "num_gaussians", "wall_s", "split")},
                       "priors": trainer.priors}, default=str))

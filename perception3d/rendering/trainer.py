@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from perception3d.fileio import atomic_torch_save, atomic_write_text
 from perception3d.ops.image_quality import psnr, ssim, ssim_differentiable
+from perception3d.registry import RENDER_METHODS
 
 from .config import GSModelConfig, GSTrainConfig, section
 from .gaussians import GaussianModel
@@ -156,6 +157,7 @@ def evaluate_views(model: GaussianModel, scene: Scene, ids, background, tile_siz
             "ssim_per_view": ss}, renders
 
 
+@RENDER_METHODS.register_module(name="3dgs")
 class GSTrainer:
     """Trains a :class:`GaussianModel` on a :class:`Scene` from a config (see the module docstring).
 
