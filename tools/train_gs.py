@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""Train 3D Gaussian Splatting from a config: ``python tools/train_gs.py CONFIG [--work-dir D] [--seed S]
-[--resume] [--cfg-options key=value ...]``.  See perception3d/rendering/trainer.py for what is written."""
+"""Train a rendering method from a config: ``python tools/train_gs.py CONFIG [--work-dir D] [--seed S]
+[--resume] [--cfg-options key=value ...]``.  The config's ``method`` (default ``"3dgs"``, see
+``perception3d.registry.RENDER_METHODS``) names the trainer; perception3d/rendering/trainer.py says what 3DGS
+writes.  ``tools/train_human.py`` is the same tool under the name human-field users look for."""
 import argparse
 import json
 import os
@@ -43,8 +45,8 @@ def main(argv=None):
                          f"(known: {sorted(RENDER_METHODS.module_dict)})")
     trainer = trainer_cls(cfg, work_dir, seed=args.seed, resume=args.resume, progress=not args.no_progress)
     res = trainer.train()
-    print(json.dumps({**{k: res[k] for k in ("step", "psnr", "ssim", "num_gaussians", "wall_s", "split")},
-                      "priors": trainer.priors}, default=str))
+    summary = {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool))}
+    print(json.dumps({**summary, "priors": getattr(trainer, "priors", {})}, default=str))
     return res
 
 
