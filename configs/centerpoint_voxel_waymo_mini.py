@@ -21,7 +21,6 @@ prepare_data = dict(type="prepare_waymo_mini", root="{{fileDirname}}/../data/way
 class_names = ["Car", "Pedestrian", "Cyclist"]
 point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]
 voxel_size = [0.2, 0.2, 0.25]
-out_size_factor = 4
 max_epochs = 12
 lr = 0.008
 
@@ -32,8 +31,7 @@ model = dict(
     map_to_bev=dict(num_bev_features=64),
     backbone_2d=dict(in_channels=64, layer_nums=[1, 1], layer_strides=[1, 2], num_filters=[64, 128],
                      upsample_strides=[1, 2], num_upsample_filters=[96, 96]),
-    bbox_head=dict(in_channels=192, point_cloud_range=point_cloud_range, voxel_size=voxel_size,
-                   out_size_factor=out_size_factor,
+    bbox_head=dict(in_channels=192, point_cloud_range=point_cloud_range,  # BEV cells: 0.2 m × 8 / 2 = 0.8 m
                    test_cfg=dict(post_center_limit_range=point_cloud_range)))
 
 train_pipeline = [

@@ -43,7 +43,7 @@ model = dict(
                      num_filters=[128, 128, 256], upsample_strides=[1, 2, 4], num_upsample_filters=[128, 128, 128]),
     bbox_head=dict(
         type="CenterHead", in_channels=384, class_names=class_names, tasks=[class_names],
-        point_cloud_range=point_cloud_range, voxel_size=voxel_size[:2], out_size_factor=1,
+        point_cloud_range=point_cloud_range,  # the BEV grid (0.32 m pillars, stride 1) comes from the backbone
         shared_conv_channels=64, head_conv_channels=64, num_head_convs=2,
         common_heads=dict(center=2, center_z=1, dim=3, rot=2), with_iou=True, iou_reg_loss=True,
         gaussian_overlap=0.1, min_radius=2, max_objs=500, loss_cls_weight=1.0, loss_reg_weight=2.0,

@@ -36,7 +36,6 @@ class_names = ["Car", "Pedestrian", "Cyclist"]
 point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]
 voxel_size = [0.4, 0.4, 6.0]
 d_model = 32
-out_size_factor = 2
 max_epochs = 12
 lr = 0.008
 
@@ -47,8 +46,8 @@ model = dict(
     map_to_bev=dict(num_bev_features=d_model),
     backbone_2d=dict(in_channels=d_model, layer_nums=[1, 1], layer_strides=[2, 2], num_filters=[64, 128],
                      upsample_strides=[1, 2], num_upsample_filters=[64, 64]),
-    bbox_head=dict(in_channels=128, point_cloud_range=point_cloud_range, voxel_size=voxel_size[:2],
-                   out_size_factor=out_size_factor, shared_conv_channels=64, head_conv_channels=32,
+    bbox_head=dict(in_channels=128, point_cloud_range=point_cloud_range,  # BEV cells 0.4 m × 2 (from the backbone)
+                   shared_conv_channels=64, head_conv_channels=32,
                    test_cfg=dict(post_center_limit_range=point_cloud_range)))
 
 train_pipeline = [

@@ -409,7 +409,8 @@ def test_configs_build(name):
     head = model.bbox_head
     assert head.class_names == ["Car", "Pedestrian", "Cyclist"] and len(head.tasks) == 1
     if name == "centerpoint_voxel_waymo.py":  # the official grid: 1504 × 1504 × 40, BEV 188 × 188 × 256
-        assert cfg.model.voxel_encoder.voxel_size == [0.1, 0.1, 0.15] and head.out_size_factor == 8
+        assert cfg.model.voxel_encoder.voxel_size == [0.1, 0.1, 0.15]
+        assert head.out_size_factor is None and head.voxel_size is None  # read from the backbone's BEV grid
         assert 7e6 < n < 1e7, n
     else:
         assert cfg.prepare_data.type == "prepare_waymo_mini" and n < 3e6
@@ -439,3 +440,80 @@ def test_voxel_resbackbone_xy_strides():
     assert ((y4.coords[:, 2] == 15) & (y4.coords[:, 3] == 15)).any()
     with pytest.raises(ValueError, match="xy_strides"):
         VoxelResBackBone8x(5, xy_strides=(2, 3, 2))
+
+
+# -- the BEV grid: heads read cell size and origin off the sparse tensor ------------------------------------------
+def test_bev_grid_from_sparse_worked_by_hand():
+    from perception3d.sparse import SparseTensor
+    from perception3d.structures import BEVGrid
+    # (z, y, x) voxels of 0.25 / 0.5 / 0.2 m from origin (-3, -10, -20), at stride (2, 4, 8): a BEV cell is
+    # 0.2·8 = 1.6 m in x and 0.5·4 = 2 m in y; 40 × 25 cells at that stride
+    st = SparseTensor(torch.zeros(1, 1), torch.tensor([[0, 0, 0, 0]], dtype=torch.int32), (5, 25, 40), 1,
+                      stride=(2, 4, 8), voxel_size=(0.25, 0.5, 0.2), origin=(-3.0, -10.0, -20.0))
+    g = BEVGrid.from_sparse(st)
+    assert g == BEVGrid((1.6, 2.0), (-20.0, -10.0), (25, 40))
+    # a 2-D backbone that halves the map doubles the cell; one that up-samples 2× halves it
+    assert BEVGrid.from_sparse(st).resampled((13, 20)).cell == (1.6 * 40 / 20, 2.0 * 25 / 13)
+    assert g.resampled((50, 80)).cell == (0.8, 1.0) and g.resampled((50, 80)).origin == (-20.0, -10.0)
+    with pytest.raises(ValueError, match="voxel_size"):
+        BEVGrid.from_sparse(SparseTensor(torch.zeros(1, 1), torch.tensor([[0, 0, 0]], dtype=torch.int32), (4, 4), 1))
+
+
+@pytest.mark.parametrize("voxel", [False, True])
+def test_head_reads_the_backbone_grid_exactly_as_the_restated_config(voxel):
+    """The same model with and without voxel_size / out_size_factor in the head's config: identical losses and
+    predictions (the grid's numbers are the restated ones, bit for bit); a config that disagrees is an error."""
+    from mmengine.registry import DefaultScope
+    from perception3d.registry import MODELS
+    cfg = _tiny_cfg(voxel)
+    pts, box = _scene(3)
+    labels = torch.tensor([0])
+    outs = []
+    for restate in (True, False):
+        head = dict(cfg.model.bbox_head)
+        if not restate:
+            head.pop("voxel_size"), head.pop("out_size_factor")
+        torch.manual_seed(0)
+        with DefaultScope.overwrite_default_scope("perception3d"):
+            model = MODELS.build(dict(cfg.model, bbox_head=head)).eval()
+        samples = [dict(gt_bboxes_3d=box, gt_labels_3d=labels)]
+        losses = model.forward(dict(points=[pts]), samples, mode="loss")
+        pred = model.forward(dict(points=[pts]), [dict()], mode="predict")[0]["pred_instances_3d"]
+        outs.append((losses, pred))
+    (la, pa), (lb, pb) = outs
+    assert la.keys() == lb.keys() and all(torch.equal(la[k], lb[k]) for k in la)
+    assert all(torch.equal(pa[k], pb[k]) for k in ("bboxes_3d", "scores_3d", "labels_3d"))
+    head = dict(cfg.model.bbox_head, out_size_factor=cfg.model.bbox_head["out_size_factor"] * 2)
+    with DefaultScope.overwrite_default_scope("perception3d"):
+        model = MODELS.build(dict(cfg.model, bbox_head=head)).eval()
+    with pytest.raises(ValueError, match="out_size_factor"):
+        model.forward(dict(points=[pts]), [dict()], mode="predict")
+
+
+def test_head_without_grid_or_config_says_what_is_missing():
+    head = CenterHead(16, CLASSES, PCR, min_radius=1)
+    preds = head(torch.zeros(1, 16, 8, 8))
+    with pytest.raises(ValueError, match="no BEV grid"):
+        head.predict(preds)
+
+
+def test_mini_configs_grid_equals_the_cells_their_ap_was_measured_with():
+    """The DSVT-P and CenterPoint mini configs no longer restate the head's stride: the grid read off the
+    backbone is exactly voxel × stride of before (0.4 m × 2, 0.2 m × 4) from the range's corner."""
+    from pathlib import Path
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from perception3d.registry import MODELS
+    from perception3d.structures import BEVGrid
+    root = Path(__file__).resolve().parents[1] / "configs"
+    g = np.random.default_rng(0)
+    pts = torch.from_numpy(np.c_[g.uniform(-30, 30, (2000, 2)), g.uniform(-1.5, 2, 2000),
+                                 g.uniform(0, 1, (2000, 2))].astype(np.float32))
+    for name, cell, hw in (("dsvt_waymo_mini.py", 0.4 * 2, 80), ("centerpoint_voxel_waymo_mini.py", 0.2 * 4, 80)):
+        cfg = Config.fromfile(str(root / name))
+        with DefaultScope.overwrite_default_scope("perception3d"):
+            model = MODELS.build(cfg.model).eval()
+        with torch.no_grad():
+            _, grid = model.extract_bev([pts[:, :model.voxel_encoder.num_point_features]
+                                         if hasattr(model.voxel_encoder, "num_point_features") else pts])
+        assert grid == BEVGrid((cell, cell), (-32.0, -32.0), (hw, hw)), (name, grid)

@@ -21,6 +21,7 @@ from mmengine.structures import BaseDataElement
 from perception3d.models.data_preprocessor import Det3DDataPreprocessor  # noqa: F401  (default preprocessor)
 from perception3d.ops.box_tensor import as_box_tensor
 from perception3d.registry import MODELS
+from perception3d.structures.bev_grid import BEVGrid
 
 __all__ = ["CenterPoint", "to_box_tensor"]
 
@@ -84,25 +85,34 @@ class CenterPoint(BaseModel):
     def class_names(self) -> list[str]:
         return list(self.bbox_head.class_names)
 
-    def extract_feat(self, points: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Per-frame point tensors → BEV feature map [B, C, H, W]."""
+    def extract_bev(self, points: Sequence[torch.Tensor]) -> tuple[torch.Tensor, BEVGrid]:
+        """Per-frame point tensors → (BEV feature map [B, C, H, W], its metric grid).
+
+        The grid is read off the sparse tensor that is scattered to BEV (its ``voxel_size``, ``stride`` and
+        ``origin``) and follows the 2-D backbone's resampling, so the head needs no ``out_size_factor``."""
         x = self.voxel_encoder(points)
         if self.backbone_3d is not None:
             x = self.backbone_3d(x)
+        grid = BEVGrid.from_sparse(x)
         x = self.map_to_bev(x)
         if x.shape[0] != len(points):  # frames without any voxel at the end of the batch
             pad = x.new_zeros((len(points) - x.shape[0],) + tuple(x.shape[1:]))
             x = torch.cat([x, pad])
         if self.backbone_2d is not None:
             x = self.backbone_2d(x)
-        return x
+        return x, grid.resampled(x.shape[-2:])
+
+    def extract_feat(self, points: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-frame point tensors → BEV feature map [B, C, H, W]."""
+        return self.extract_bev(points)[0]
 
     def forward(self, inputs: Union[dict, Sequence[torch.Tensor]], data_samples: Optional[list] = None,
                 mode: str = "tensor"):
         points = inputs["points"] if isinstance(inputs, dict) else inputs
         if isinstance(points, torch.Tensor):
             points = [points]
-        preds = self.bbox_head(self.extract_feat(points))
+        feats, grid = self.extract_bev(points)
+        preds = self.bbox_head(feats)
         if mode == "tensor":
             return preds
         if mode == "loss":
@@ -113,9 +123,9 @@ class CenterPoint(BaseModel):
             labels = [torch.as_tensor(np.asarray(_get(s, "gt_labels_3d"))).long().reshape(-1).to(dev)
                       if not isinstance(_get(s, "gt_labels_3d"), torch.Tensor)
                       else _get(s, "gt_labels_3d").long().reshape(-1).to(dev) for s in data_samples]
-            return self.bbox_head.loss(preds, boxes, labels)
+            return self.bbox_head.loss(preds, boxes, labels, grid=grid)
         if mode == "predict":
-            results = self.bbox_head.predict(preds)
+            results = self.bbox_head.predict(preds, grid=grid)
             if data_samples is None:
                 data_samples = [dict() for _ in results]
             for s, r in zip(data_samples, results):

@@ -27,6 +27,7 @@ from torch import nn
 
 from perception3d.ops import box_diou_3d_axis_aligned, box_iou_3d_aligned, circle_nms, nms_rotated
 from perception3d.registry import MODELS
+from perception3d.structures.bev_grid import BEVGrid
 
 __all__ = ["CenterHead", "SeparateHead", "gaussian_radius", "draw_gaussian", "focal_loss_centernet"]
 
@@ -145,8 +146,13 @@ class CenterHead(nn.Module):
         in_channels: BEV feature channels.
         class_names: all class names, in label order (label i = class_names[i]).
         tasks: class groups, each a list of names (default: one task with all classes).
-        point_cloud_range: (x0, y0, z0, x1, y1, z1) metres. voxel_size: (vx, vy[, vz]) of the input grid.
-        out_size_factor: feature-map stride relative to the voxel grid.
+        point_cloud_range: (x0, y0, z0, x1, y1, z1) metres.
+        voxel_size, out_size_factor: optional. Inside a detector the head reads the BEV map's cell size and
+            origin from the :class:`~perception3d.structures.BEVGrid` the detector passes to ``loss`` /
+            ``predict`` (read off the sparse tensor's ``voxel_size``, ``stride`` and ``origin``), so configs
+            need not restate them. Given both (the input voxel size (vx, vy[, vz]) and the feature map's stride
+            relative to it), they are used when no grid is passed (the head on its own) and checked against
+            the grid when one is: a mismatch is a ``ValueError``.
         common_heads: regression outputs (name → channels); ``with_iou`` adds ``iou`` 1.
         iou_reg_loss: add ``loss_iou_reg`` = loss_reg_weight · mean(1 − DIoU(decoded box, gt)) over the positive
             cells, DIoU with the yaw ignored (:func:`~perception3d.ops.box_diou_3d_axis_aligned`); DSVT's
@@ -161,8 +167,8 @@ class CenterHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, class_names: Sequence[str], point_cloud_range: Sequence[float],
-                 voxel_size: Sequence[float], tasks: Optional[Sequence[Sequence[str]]] = None,
-                 out_size_factor: int = 8, shared_conv_channels: int = 64, head_conv_channels: int = 64,
+                 voxel_size: Optional[Sequence[float]] = None, tasks: Optional[Sequence[Sequence[str]]] = None,
+                 out_size_factor: Optional[int] = None, shared_conv_channels: int = 64, head_conv_channels: int = 64,
                  num_head_convs: int = 2, common_heads: Optional[dict[str, int]] = None, with_iou: bool = False,
                  iou_reg_loss: bool = False,
                  gaussian_overlap: float = 0.1, min_radius: int = 2, max_objs: int = 500,
@@ -181,8 +187,8 @@ class CenterHead(nn.Module):
         if len(point_cloud_range) != 6:
             raise ValueError(f"CenterHead: point_cloud_range needs 6 values, got {point_cloud_range}")
         self.pc_range = [float(v) for v in point_cloud_range]
-        self.voxel_size = [float(v) for v in voxel_size]
-        self.out_size_factor = int(out_size_factor)
+        self.voxel_size = None if voxel_size is None else [float(v) for v in voxel_size]
+        self.out_size_factor = None if out_size_factor is None else int(out_size_factor)
         self.gaussian_overlap, self.min_radius, self.max_objs = gaussian_overlap, int(min_radius), int(max_objs)
         self.loss_cls_weight, self.loss_reg_weight, self.loss_iou_weight = loss_cls_weight, loss_reg_weight, \
             loss_iou_weight
@@ -218,16 +224,14 @@ class CenterHead(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- targets
     def get_targets(self, gt_boxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
-                    feat_hw: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+                    feat_hw: tuple[int, int], grid: Optional[BEVGrid] = None) -> list[dict[str, torch.Tensor]]:
         """Per task: heatmap [B, n_cls, H, W], ind [B, K], mask [B, K], box [B, K, 8], gt [B, K, 7].
 
         gt_boxes[i]: [M, 7] (x, y, z_bottom, dx, dy, dz, yaw); gt_labels[i]: [M] (index into class_names;
         negative labels are ignored).
         """
         h, w = feat_hw
-        vx = self.voxel_size[0] * self.out_size_factor
-        vy = self.voxel_size[1] * self.out_size_factor
-        x0, y0 = self.pc_range[0], self.pc_range[1]
+        vx, vy, x0, y0 = self._geometry(grid)
         bsz, K = len(gt_boxes), self.max_objs
         out = []
         for t_i, labels_of_task in enumerate(self.task_labels):
@@ -263,26 +267,46 @@ class CenterHead(nn.Module):
         return out
 
     # ----------------------------------------------------------------------------------------------- decoding
+    def _geometry(self, grid: Optional[BEVGrid]) -> tuple[float, float, float, float]:
+        """(vx, vy, x0, y0): metres of one feature-map cell and the map's corner, from the grid the detector
+        passes or, for the head on its own, from ``voxel_size × out_size_factor`` and ``point_cloud_range``."""
+        configured = self.voxel_size is not None and self.out_size_factor is not None
+        if configured:
+            vx = self.voxel_size[0] * self.out_size_factor
+            vy = self.voxel_size[1] * self.out_size_factor
+            x0, y0 = self.pc_range[0], self.pc_range[1]
+            if grid is not None and not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) for a, b in
+                                            zip((vx, vy, x0, y0), grid.cell + grid.origin)):
+                raise ValueError(
+                    f"CenterHead: the config's voxel_size {self.voxel_size[:2]} × out_size_factor "
+                    f"{self.out_size_factor} and point_cloud_range corner {(x0, y0)} give {(vx, vy)} m cells, but "
+                    f"the BEV map the backbone produced has {grid.cell} m cells from {grid.origin}; drop "
+                    f"voxel_size / out_size_factor from the head's config to use the backbone's grid")
+            return vx, vy, x0, y0
+        if grid is None:
+            raise ValueError("CenterHead: no BEV grid: call it through a detector (which passes grid=) or give "
+                             "the head voxel_size and out_size_factor")
+        return grid.cell[0], grid.cell[1], grid.origin[0], grid.origin[1]
+
     def _decode_boxes(self, preds: dict[str, torch.Tensor], ys: torch.Tensor, xs: torch.Tensor,
-                      ind: torch.Tensor) -> torch.Tensor:
+                      ind: torch.Tensor, grid: Optional[BEVGrid] = None) -> torch.Tensor:
         """Box code at flat indices ``ind`` [B, K] → LiDAR boxes [B, K, 7] (z at the bottom)."""
-        vx = self.voxel_size[0] * self.out_size_factor
-        vy = self.voxel_size[1] * self.out_size_factor
+        vx, vy, x0, y0 = self._geometry(grid)
         center = _gather(preds["center"], ind)
         cz = _gather(preds["center_z"], ind)[..., 0]
         dim = torch.exp(_gather(preds["dim"], ind).clamp(max=8.0))
         rot = _gather(preds["rot"], ind)
-        x = (xs + center[..., 0]) * vx + self.pc_range[0]
-        y = (ys + center[..., 1]) * vy + self.pc_range[1]
+        x = (xs + center[..., 0]) * vx + x0
+        y = (ys + center[..., 1]) * vy + y0
         yaw = torch.atan2(rot[..., 1], rot[..., 0])
         return torch.stack([x, y, cz - dim[..., 2] / 2, dim[..., 0], dim[..., 1], dim[..., 2], yaw], dim=-1)
 
     # ----------------------------------------------------------------------------------------------- loss
     def loss(self, preds: list[dict[str, torch.Tensor]], gt_boxes: Sequence[torch.Tensor],
-             gt_labels: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+             gt_labels: Sequence[torch.Tensor], grid: Optional[BEVGrid] = None) -> dict[str, torch.Tensor]:
         """Focal heat-map loss + weighted L1 box loss (+ IoU loss) summed over tasks."""
         h, w = preds[0]["hm"].shape[-2:]
-        targets = self.get_targets(gt_boxes, gt_labels, (h, w))
+        targets = self.get_targets(gt_boxes, gt_labels, (h, w), grid)
         dev = preds[0]["hm"].device
         cw = torch.tensor(self.code_weights, device=dev)
         losses: dict[str, torch.Tensor] = {}
@@ -305,7 +329,7 @@ class CenterHead(nn.Module):
                 ys, xs = (t["ind"] // w).float(), (t["ind"] % w).float()
                 # with gradients only where the DIoU loss needs them; the IoU branch's target is detached
                 src = {k: v.float() if self.iou_reg_loss else v.detach().float() for k, v in p.items()}
-                dec = self._decode_boxes(src, ys, xs, t["ind"])[pos]
+                dec = self._decode_boxes(src, ys, xs, t["ind"], grid)[pos]
             if self.with_iou:
                 iou_pred = _gather(p["iou"], t["ind"])[..., 0]
                 if dec is not None:
@@ -324,7 +348,8 @@ class CenterHead(nn.Module):
         return losses
 
     @torch.no_grad()
-    def predict(self, preds: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    def predict(self, preds: list[dict[str, torch.Tensor]],
+                grid: Optional[BEVGrid] = None) -> list[dict[str, torch.Tensor]]:
         """Decode to per-sample dicts {bboxes_3d [N, 7], scores_3d [N], labels_3d [N]} (CPU tensors)."""
         cfg = self.test_cfg
         n_cls = len(self.class_names)
@@ -343,7 +368,7 @@ class CenterHead(nn.Module):
             cls_local = idx // (h * w)
             pix = idx % (h * w)
             ys, xs = (pix // w).float(), (pix % w).float()
-            boxes = self._decode_boxes(p, ys, xs, pix)
+            boxes = self._decode_boxes(p, ys, xs, pix, grid)
             labels = self.task_labels[t_i].to(hm.device)[cls_local]
             above = scores > cfg["score_thresh"]        # on the raw heat-map score, before the rectification
             if self.with_iou and rect is not None:
