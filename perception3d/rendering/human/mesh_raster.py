@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["MeshRaster", "rasterize_mesh", "vertex_normals"]
+__all__ = ["MeshRaster", "rasterize_mesh", "vertex_normals", "outward_normals"]
 
 
 @dataclass
@@ -54,6 +54,15 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
     n = torch.zeros_like(verts).index_add_(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def outward_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """:func:`vertex_normals` of a closed mesh, flipped when its winding makes them point inwards on average
+    (marching-cubes meshes come with either winding)."""
+    n = vertex_normals(verts, faces)
+    if torch.mean(torch.sum(n * (verts - verts.mean(0)), 1)) < 0:
+        n = -n
+    return n
 
 
 def rasterize_mesh(verts_cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, width: int, height: int,

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from .body_model import BodyModel, rodrigues
-from .mesh_raster import rasterize_mesh, vertex_normals
+from .mesh_raster import outward_normals, rasterize_mesh
 from .template import TEMPLATE_JOINTS, build_template
 
 __all__ = ["ensure_synthetic_humans", "make_synthetic_humans", "synthetic_gt_mesh", "synthetic_settings",
@@ -201,10 +201,7 @@ def _clothed_rest(template, v_shaped: np.ndarray, part: np.ndarray, subj: dict) 
     """The subject's clothed rest surface: the shaped body pushed out along its normals by the clothing
     thickness (smoothed across part borders) plus small wrinkles."""
     faces = template.faces
-    n = vertex_normals(torch.from_numpy(v_shaped).double(), torch.from_numpy(faces)).numpy()
-    inward = np.mean(np.sum(n * (v_shaped - v_shaped.mean(0)), 1)) < 0
-    if inward:  # marching-cubes winding: make the normals point out
-        n = -n
+    n = outward_normals(torch.from_numpy(v_shaped).double(), torch.from_numpy(faces)).numpy()
     thick = np.zeros(len(v_shaped))
     thick[part == SHIRT] = subj["shirt_thickness"]
     thick[part == PANTS] = subj["pants_thickness"]
@@ -282,9 +279,7 @@ def _write_subject(out: Path, subj: dict, settings: dict, cams: dict, body: Body
         Th = np.array([subj["offset_xy"][0], subj["offset_xy"][1], -float(cl[:, 2].min())])
         cl = cl + torch.from_numpy(Th)
         naked = naked + torch.from_numpy(Th)
-        normals = vertex_normals(cl, faces_t)
-        if torch.mean(torch.sum(normals * (cl - cl.mean(0)), 1)) < 0:
-            normals = -normals
+        normals = outward_normals(cl, faces_t)
         names = []
         for c in range(C):
             Rc, tc = torch.tensor(cams["R"][c]), torch.tensor(cams["T"][c][:, 0]) / 1000.0
