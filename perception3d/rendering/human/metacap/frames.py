@@ -49,9 +49,10 @@ class FrameBody:
             self._trees[key] = cKDTree((self.verts_c if canonical else self.verts).double().numpy())
         return self._trees[key]
 
-    def distance(self, x: torch.Tensor, canonical: bool = False) -> torch.Tensor:
-        """Distance [N] of points [N, 3] to the nearest (posed or canonical) body vertex."""
-        d, _ = self.tree(canonical).query(x.detach().double().cpu().numpy(), k=1)
+    def distance(self, x: torch.Tensor, canonical: bool = False, upper: float = float("inf")) -> torch.Tensor:
+        """Distance [N] of points [N, 3] to the nearest (posed or canonical) body vertex (inf beyond ``upper``: the
+        tree search stops early)."""
+        d, _ = self.tree(canonical).query(x.detach().double().cpu().numpy(), k=1, distance_upper_bound=upper)
         return torch.from_numpy(d).to(x)
 
     def blended_transforms(self, x: torch.Tensor, canonical: bool = False, k: int = 4) -> torch.Tensor:
@@ -70,6 +71,10 @@ class FrameBody:
         Minv = torch.linalg.inv(A[:, :3, :3])
         xc = torch.einsum("nij,nj->ni", Minv, x - A[:, :3, 3])
         return xc, Minv
+
+    def to(self, device) -> "FrameBody":
+        return FrameBody(self.verts.to(device), self.verts_c.to(device), self.faces.to(device),
+                         self.weights.to(device), self.G.to(device), self._trees)
 
     def to_world(self, xc: torch.Tensor) -> torch.Tensor:
         """Canonical points [N, 3] → posed (world) points, skinned with the canonical neighbours' weights."""
@@ -100,7 +105,7 @@ def pose_body(body: BodyModel, params: dict, source: str = "params") -> FrameBod
 def canonical_body(fb: FrameBody) -> FrameBody:
     """The same body in its canonical space (identity transforms): what the occlusion proxies are rendered in."""
     K = fb.G.shape[0]
-    return FrameBody(fb.verts_c, fb.verts_c, fb.faces, fb.weights, torch.eye(4).repeat(K, 1, 1))
+    return FrameBody(fb.verts_c, fb.verts_c, fb.faces, fb.weights, torch.eye(4, device=fb.G.device).repeat(K, 1, 1))
 
 
 @dataclass
@@ -114,6 +119,11 @@ class FrameData:
     body: FrameBody
     boxes: torch.Tensor
     name: str = ""
+
+    def to(self, device) -> "FrameData":
+        """The frame on ``device`` (images, masks, cameras, body; the KD-trees stay on the CPU)."""
+        return FrameData(self.images.to(device), self.masks.to(device), self.cameras.to(device),
+                         self.body.to(device), self.boxes.to(device), self.name)
 
 
 def _boxes(cams: Cameras, verts: torch.Tensor, margin: int = 4) -> torch.Tensor:
@@ -157,9 +167,11 @@ def sample_rays(frame: FrameData, n: int, gen: torch.Generator, cams: Optional[S
     uniform in each camera's body box → (origins [n, 3], dirs [n, 3], rgb [n, 3] in [0, 1], mask [n] float)."""
     pool = torch.arange(len(frame.cameras)) if cams is None else torch.as_tensor(list(cams))
     ci = pool[torch.randint(len(pool), (n,), generator=gen)]
-    b = frame.boxes[ci].double()
+    b = frame.boxes.cpu()[ci].double()
     px = (b[:, 0] + torch.rand(n, generator=gen, dtype=torch.float64) * (b[:, 2] - b[:, 0])).floor().long()
     py = (b[:, 1] + torch.rand(n, generator=gen, dtype=torch.float64) * (b[:, 3] - b[:, 1])).floor().long()
+    dev = frame.images.device
+    ci, px, py = ci.to(dev), px.to(dev), py.to(dev)
     o, d = camera_rays(frame.cameras, ci, px, py)
     rgb = frame.images[ci, py, px].float() / 255.0
     m = frame.masks[ci, py, px].float()

@@ -89,7 +89,7 @@ def train_step(field: CanonicalField, opt: torch.optim.Optimizer, frame: FrameDa
                proxy: Optional[ProxyRays] = None, global_step: int = 0) -> float:
     """One optimisation step on ``n_rays`` random rays of ``frame`` (+ occlusion proxy rays); returns the loss."""
     o, d, rgb, m = sample_rays(frame, n_rays, gen, cams)
-    bg = torch.rand(3, generator=gen)
+    bg = torch.rand(3, generator=gen).to(rgb)
     rgb = rgb * m[:, None] + bg * (1 - m[:, None])
     r = dict(step=render_cfg["step"], threshold=render_cfg["threshold"],
              cos_anneal_ratio=min(1.0, global_step / render_cfg["cos_anneal_end"]) if render_cfg.get(
@@ -98,7 +98,7 @@ def train_step(field: CanonicalField, opt: torch.optim.Optimizer, frame: FrameDa
     loss = metacap_loss(out, rgb, m, loss_w)
     if proxy is not None and proxy.rate > 0 and len(proxy.o):
         k = max(1, int(n_rays * proxy.rate))
-        i = torch.randint(len(proxy.o), (k,), generator=gen)
+        i = torch.randint(len(proxy.o), (k,), generator=gen).to(proxy.o.device)
         pm = proxy.mask[i]
         prgb = proxy.rgb[i] + bg * (1 - pm[:, None])
         pout = render_rays(field, proxy.body, proxy.o[i], proxy.d[i], bg, gen=gen, canonical=True, **r)
@@ -173,7 +173,7 @@ def visible_vertices(frame: FrameData, tol: float = 0.004) -> torch.Tensor:
     from scipy.spatial import cKDTree
 
     body, cams = frame.body, frame.cameras
-    vis = torch.zeros(len(body.verts), dtype=torch.bool)
+    vis = torch.zeros(len(body.verts), dtype=torch.bool, device=body.verts.device)
     for c in range(len(cams)):
         vm = cams.viewmats[c]
         vc = body.verts @ vm[:3, :3].T + vm[:3, 3]
@@ -186,8 +186,8 @@ def visible_vertices(frame: FrameData, tol: float = 0.004) -> torch.Tensor:
         z_dir = (d @ cams.camtoworlds[c][:3, 2])
         pts = o + d * (ras.depth[py, px] / z_dir)[:, None]
         f = float(cams.Ks[c][0, 0])
-        dist, _ = cKDTree(pts.double().numpy()).query(body.verts.double().numpy(), k=1)
-        vis |= torch.from_numpy(dist).float() < tol + 0.75 * vc[:, 2].clamp_min(0) / f
+        dist, _ = cKDTree(pts.double().cpu().numpy()).query(body.verts.double().cpu().numpy(), k=1)
+        vis |= torch.from_numpy(dist).to(vc) < tol + 0.75 * vc[:, 2].clamp_min(0) / f
     return vis
 
 
@@ -207,10 +207,10 @@ def _proxy_cameras(body_c: FrameBody, n: int, size: int):
     centre = (v.min(0).values + v.max(0).values) / 2
     extent = float((v.max(0).values - v.min(0).values).max())
     radius = 3.0
-    c2w = orbit_path(centre, radius, n, elevation=10.0, up=(0.0, 1.0, 0.0))
+    c2w = orbit_path(centre.cpu(), radius, n, elevation=10.0, up=(0.0, 1.0, 0.0))
     f = size * radius / (1.1 * extent)
     K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
-    return Cameras.from_camtoworlds(c2w, K.expand(n, 3, 3), size, size)
+    return Cameras.from_camtoworlds(c2w, K.expand(n, 3, 3), size, size).to(v.device)
 
 
 def occlusion_proxies(prior: CanonicalField, frame: FrameData, render_cfg: dict, proxy_views: int = 8,
@@ -226,6 +226,7 @@ def occlusion_proxies(prior: CanonicalField, frame: FrameData, render_cfg: dict,
         ras = rasterize_mesh(body_c.verts @ vm[:3, :3].T + vm[:3, 3], body_c.faces, cams.Ks[c], size, size)
         fid = ras.face_id
         use = torch.ones_like(fid, dtype=torch.bool)
+        occluded = occluded.to(fid.device)
         on = fid >= 0
         use[on] = occluded[body_c.faces[fid[on]]].any(1)
         rgb, acc = render_image(prior, body_c, cams, c, background=(0.0, 0.0, 0.0), step=render_cfg["step"],
@@ -242,6 +243,6 @@ def occlusion_proxies(prior: CanonicalField, frame: FrameData, render_cfg: dict,
         ds.append(d)
         rgbs.append(rgb[py, px])
         ms.append((acc[py, px] > 0.5).float())
-    cat = (lambda xs, w: torch.cat(xs) if xs else torch.zeros(0, w))
+    cat = (lambda xs, w: torch.cat(xs) if xs else torch.zeros(0, w, device=body_c.verts.device))
     return ProxyRays(cat(os_, 3), cat(ds, 3), cat(rgbs, 3), cat(ms, 1).reshape(-1), body_c,
                      float(occluded.float().mean()))

@@ -26,6 +26,8 @@ def extract_mesh(field: CanonicalField, body: FrameBody, voxel: float = 0.01, th
     ``posed=False``; faces [M, 3])."""
     from skimage.measure import marching_cubes
 
+    dev = body.verts_c.device
+    body = body.to("cpu")
     vc = body.verts_c
     lo = (vc.min(0).values - threshold - voxel).double()
     hi = (vc.max(0).values + threshold + voxel).double()
@@ -40,7 +42,7 @@ def extract_mesh(field: CanonicalField, body: FrameBody, voxel: float = 0.01, th
     near = torch.nonzero(d < threshold).squeeze(1)
     for s in range(0, len(near), chunk):
         i = near[s:s + chunk]
-        vol[i] = field.sdf(grid[i], with_feature=False).float()
+        vol[i] = field.sdf(grid[i].to(dev), with_feature=False).float().cpu()
     vol = vol.reshape(*n).numpy()
     if not (vol.min() < 0 < vol.max()):
         return torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.long)
@@ -48,6 +50,7 @@ def extract_mesh(field: CanonicalField, body: FrameBody, voxel: float = 0.01, th
     verts = torch.from_numpy(verts.copy()).float() + lo.float()
     if posed:
         verts = body.to_world(verts)
+    verts = verts.to(dev)
     return verts, torch.from_numpy(faces.astype(np.int64))
 
 
@@ -71,6 +74,7 @@ def chamfer_distance(va: torch.Tensor, fa: torch.Tensor, vb: torch.Tensor, fb: t
     if len(fa) == 0 or len(fb) == 0:
         return {"chamfer": float("inf"), "a_to_b": float("inf"), "b_to_a": float("inf")}
     gen = torch.Generator().manual_seed(seed)
+    va, fa, vb, fb = va.cpu(), fa.cpu(), vb.cpu(), fb.cpu()
     pa, pb = sample_surface(va, fa, n, gen).double().numpy(), sample_surface(vb, fb, n, gen).double().numpy()
     ab = float(cKDTree(pb).query(pa)[0].mean())
     ba = float(cKDTree(pa).query(pb)[0].mean())

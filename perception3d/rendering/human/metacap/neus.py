@@ -41,18 +41,19 @@ def render_rays(field: CanonicalField, body: FrameBody, o: torch.Tensor, d: torc
     """Render rays (origins [R, 3], unit directions [R, 3]) through the posed body (``canonical=True``: the rays
     are in canonical space already, identity warp). Returns comp_rgb [R, 3], opacity [R], depth [R], valid [R]
     (the ray kept a sample), and per sample sdf [S], grad [S, 3] (world), n_samples."""
-    R = o.shape[0]
+    R, dev = o.shape[0], o.device
+    background = background.to(o)
     verts = body.verts_c if canonical else body.verts
     lo, hi = verts.min(0).values - threshold, verts.max(0).values + threshold
     near, far = _ray_box(o, d, lo, hi)
     n_max = max(1, int(math.ceil(float((far - near).clamp_min(0).max()) / step)))
-    jitter = (torch.rand(R, 1, generator=gen) if randomized else torch.full((R, 1), 0.5))
-    t = near[:, None] + (torch.arange(n_max)[None] + jitter) * step                    # [R, n_max]
+    jitter = (torch.rand(R, 1, generator=gen) if randomized else torch.full((R, 1), 0.5)).to(o)
+    t = near[:, None] + (torch.arange(n_max, device=dev)[None] + jitter) * step                    # [R, n_max]
     ok = t < far[:, None]
     x = o[:, None] + t[..., None] * d[:, None]
     ri, si = torch.nonzero(ok, as_tuple=True)
     xs = x[ri, si]
-    keep = body.distance(xs, canonical=canonical) < threshold
+    keep = body.distance(xs, canonical=canonical, upper=threshold) < threshold
     ri, si, xs = ri[keep], si[keep], xs[keep]
     ds = d[ri]
     out = {"n_samples": int(len(ri))}
@@ -62,7 +63,7 @@ def render_rays(field: CanonicalField, body: FrameBody, o: torch.Tensor, d: torc
                    sdf=o.new_zeros(0), grad=o.new_zeros(0, 3))
         return out
     if canonical:
-        xc, M = xs, torch.eye(3).expand(len(xs), 3, 3)
+        xc, M = xs, torch.eye(3, device=dev).expand(len(xs), 3, 3)
     else:
         xc, M = body.to_canonical(xs)
     sdf, g_c, h = field.sdf_and_grad(xc, create_graph=create_graph)
@@ -83,7 +84,7 @@ def render_rays(field: CanonicalField, body: FrameBody, o: torch.Tensor, d: torc
     opacity = o.new_zeros(R).index_add(0, ri, w)
     comp = o.new_zeros(R, 3).index_add(0, ri, w[:, None] * rgb) + (1.0 - opacity)[:, None] * background
     depth = o.new_zeros(R).index_add(0, ri, w * t[ri, si])
-    valid = torch.zeros(R, dtype=torch.bool).index_fill(0, ri, True)
+    valid = torch.zeros(R, dtype=torch.bool, device=dev).index_fill(0, ri, True)
     out.update(comp_rgb=comp, opacity=opacity, depth=depth, valid=valid, sdf=sdf, grad=g_w)
     return out
 
@@ -93,16 +94,17 @@ def render_image(field: CanonicalField, body: FrameBody, cams, index: int, backg
     """Render camera ``index`` of ``cams`` (:class:`Cameras`): (rgb [H, W, 3], opacity [H, W]). Only pixels in the
     body's projected box are traced; the rest are background."""
     H, W = cams.height, cams.width
-    bg = torch.as_tensor(background, dtype=torch.float32)
-    rgb = bg.expand(H, W, 3).clone()
-    acc = torch.zeros(H, W)
     verts = body.verts_c if canonical else body.verts
+    dev = verts.device
+    bg = torch.as_tensor(background, dtype=torch.float32, device=dev)
+    rgb = bg.expand(H, W, 3).clone()
+    acc = torch.zeros(H, W, device=dev)
     uv, _ = cams[index].project(verts)
     x0, y0 = [int(max(0, math.floor(float(v)) - 3)) for v in uv[0].min(0).values]
     x1, y1 = int(min(W, math.ceil(float(uv[0, :, 0].max())) + 3)), int(min(H, math.ceil(float(uv[0, :, 1].max())) + 3))
     if x1 <= x0 or y1 <= y0:
         return rgb, acc
-    yy, xx = torch.meshgrid(torch.arange(y0, y1), torch.arange(x0, x1), indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(y0, y1, device=dev), torch.arange(x0, x1, device=dev), indexing="ij")
     px, py = xx.reshape(-1), yy.reshape(-1)
     ci = torch.full_like(px, index)
     o, d = camera_rays(cams, ci, px, py)

@@ -58,7 +58,8 @@ class MetaCapData:
 
 @dataclass
 class MetaCapModel:
-    """``model``: the field (:class:`CanonicalField`) and the sampler (step along rays, body-model threshold)."""
+    """``model``: the field (:class:`CanonicalField`), the sampler (step along rays, body-model threshold) and
+    the device ("auto": CUDA when available; the body-model nearest-vertex searches run on the CPU either way)."""
     voxel_sizes: Sequence[float] = (0.08, 0.04, 0.02)
     features: int = 2
     hidden: int = 64
@@ -69,6 +70,7 @@ class MetaCapModel:
     step: float = 0.01
     threshold: float = 0.05
     cos_anneal_end: int = 20000
+    device: str = "auto"
 
 
 @dataclass
@@ -202,19 +204,22 @@ class MetaCapTrainer:
         gen = torch.Generator().manual_seed(self.seed)
         seqs, body = self._sequences()
         rc = _render_cfg(self.model)
+        dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if self.model.device == "auto"
+                           else self.model.device)
+        self.priors["device"] = str(dev)
         tasks = []
         if self.meta.outer_steps > 0:
             for s in self.data.meta_sequences:
                 for f in self.data.meta_frames:
                     if not 0 <= f < len(seqs[s]):
                         raise ValueError(f"data.meta_frames: frame {f} but {seqs[s].root} has {len(seqs[s])}")
-                    tasks.append(load_frame(seqs[s], f, body))
+                    tasks.append(load_frame(seqs[s], f, body).to(dev))
         tseq = seqs[self.data.test_sequence]
         if not 0 <= self.data.test_frame < len(tseq):
             raise ValueError(f"data.test_frame {self.data.test_frame}: {tseq.root} has {len(tseq)} frames")
-        eval_frame = load_frame(tseq, self.data.test_frame, body, self.data.eval_views)
-        active = torch.cat([t.body.verts_c for t in tasks] + [eval_frame.body.verts_c])
-        fld = build_field(self.model, active)
+        eval_frame = load_frame(tseq, self.data.test_frame, body, self.data.eval_views).to(dev)
+        active = torch.cat([t.body.verts_c for t in tasks] + [eval_frame.body.verts_c]).cpu()
+        fld = build_field(self.model, active).to(dev)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         results: dict = {"priors": self.priors}
         cfg = {k: v for k, v in self.cfg.items()}
@@ -248,8 +253,8 @@ class MetaCapTrainer:
         # (2) fine-tuning on n views of the unseen frame
         gt_mesh = self._gt_mesh(tseq, eval_frame)
         for n in self.ft.views:
-            inp = load_frame(tseq, self.data.test_frame, body, list(self.data.input_views)[:n])
-            start = copy.deepcopy(fld) if self.ft.init == "meta" else build_field(self.model, active)
+            inp = load_frame(tseq, self.data.test_frame, body, list(self.data.input_views)[:n]).to(dev)
+            start = copy.deepcopy(fld) if self.ft.init == "meta" else build_field(self.model, active).to(dev)
             proxy = (occlusion_proxies(fld, inp, rc, self.ft.proxy_views, self.ft.proxy_size, self.ft.occlusion_rings)
                      if self.ft.occlusion else None)
             t0 = time.time()
