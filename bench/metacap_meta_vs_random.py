@@ -79,7 +79,8 @@ def main(argv=None) -> dict:
              "psnr_step0_meta": hm[0]["psnr"], "psnr_step0_random": hr[0]["psnr"],
              "chamfer_cm_meta": runs["meta"]["metrics"]["chamfer_cm"],
              "chamfer_cm_random": runs["random"]["metrics"]["chamfer_cm"],
-             "finetune_cpu_seconds_meta": hm[-1]["train_seconds"], "finetune_cpu_seconds_random": hr[-1]["train_seconds"],
+             "finetune_cpu_seconds_meta": hm[-1]["train_seconds"],
+             "finetune_cpu_seconds_random": hr[-1]["train_seconds"],
              "meta_learning_wall_seconds": runs["meta"]["meta_seconds"],
              "meta_learning_cpu_seconds": runs["meta"]["meta_cpu_seconds"],
              "threads": torch.get_num_threads()}

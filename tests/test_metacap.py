@@ -32,7 +32,8 @@ TINY = dict(n_subjects=1, motions=("walk",), frames_per_motion=3, n_cameras=21, 
 def _sphere_points(r: float, n: int = 400) -> torch.Tensor:
     k = torch.arange(n, dtype=torch.float64) + 0.5
     phi, th = torch.acos(1 - 2 * k / n), math.pi * (1 + 5 ** 0.5) * k
-    return (r * torch.stack([torch.cos(th) * torch.sin(phi), torch.sin(th) * torch.sin(phi), torch.cos(phi)], -1)).float()
+    xyz = torch.stack([torch.cos(th) * torch.sin(phi), torch.sin(th) * torch.sin(phi), torch.cos(phi)], -1)
+    return (r * xyz).float()
 
 
 def _sphere_body(r: float) -> FrameBody:
@@ -87,7 +88,8 @@ def test_sphere_init_and_neus_render_by_hand():
     # (s = 2000) it is opaque and its depth is the field's zero crossing, found here by bisection
     lo_t, hi_t = 1.70, 1.86                                                 # z = −0.30 (outside) … −0.14 (inside)
     with torch.no_grad():
-        assert float(fld.sdf(torch.tensor([[0, 0, lo_t - 2]]), False)) > 0 > float(fld.sdf(torch.tensor([[0, 0, hi_t - 2]]), False))
+        ends = fld.sdf(torch.tensor([[0, 0, lo_t - 2], [0, 0, hi_t - 2]]), False)
+        assert float(ends[0]) > 0 > float(ends[1])
         for _ in range(30):
             mid = (lo_t + hi_t) / 2
             if float(fld.sdf(torch.tensor([[0.0, 0.0, mid - 2]]), False)) > 0:

@@ -175,7 +175,8 @@ def _subject(rng: np.random.Generator, index: int) -> dict:
         "pants_thickness": round(float(rng.uniform(0.008, 0.015)), 4),
         "skin": [round(float(c), 4) for c in np.array([0.85, 0.65, 0.52]) * rng.uniform(0.55, 1.1)],
         "hair": col(0.05, 0.45),
-        "shirt_a": col(0.15, 0.95), "shirt_b": col(0.05, 0.95), "stripe_period": round(float(rng.uniform(0.05, 0.12)), 4),
+        "shirt_a": col(0.15, 0.95), "shirt_b": col(0.05, 0.95),
+        "stripe_period": round(float(rng.uniform(0.05, 0.12)), 4),
         "pants": col(0.05, 0.6), "check": round(float(rng.uniform(0.03, 0.07)), 4), "shoes": col(0.02, 0.25),
         "offset_xy": [round(float(x), 4) for x in rng.uniform(-0.15, 0.15, 2)],
     }

@@ -1,9 +1,9 @@
 """One captured frame for MetaCap: the posed body model with its space canonicalisation, the calibrated images and
 masks, and the rays sampled from them.
 
-Space canonicalisation (MetaCap Sec. 3.1; the authors' ``_unbatched_point_to_mesh_interp`` of per-vertex inverse
-skinning transforms): a posed-space point x takes the skinning weights of the body surface next to it (here the
-inverse-distance blend of its 4 nearest posed body vertices), forms the blended forward transform
+Space canonicalisation (MetaCap's pose-canonicalised space; the authors' ``_unbatched_point_to_mesh_interp`` of
+per-vertex inverse skinning transforms): a posed-space point x takes the skinning weights of the body surface next
+to it (here the inverse-distance blend of its 4 nearest posed body vertices), forms the blended forward transform
 A(x) = Σ_k w_k(x) G_k (G_k: joint k's rest → world transform, LBS eq. 2 of SMPL with the global Rh/Th) and maps
 x to the canonical (rest-pose, shaped) space as x_c = A(x)⁻¹ x. Only points within ``threshold`` of the posed body
 vertices are sampled (the authors' occupancy grid from the body model: 5 cm for their DDC template, 7.5 cm for

@@ -10,20 +10,20 @@ Losses of one step (the authors' ``system.loss``, weights in ``loss``):
 
 with a random background colour per step composited into the ground truth (``background_color: random``).
 
-Reptile (Nichol et al. 2018, Algorithm 1; MetaCap Sec. 3.2): per outer step, a random (subject, frame) task;
-φ ← θ; ``inner_steps`` (24) Adam steps on φ (lr 0.01, β = (0.9, 0.99), ε = 1e-15; during the first
-``warmup_steps_inner`` (50) outer steps the inner lr ramps linearly from 1 % over 500 inner steps, as the authors'
+Reptile (Nichol et al. 2018, Algorithm 1, as MetaCap meta-learns its field): per outer step, a random
+(subject, frame) task; φ ← θ; ``inner_steps`` (24) Adam steps on φ (lr 0.01, β = (0.9, 0.99), ε = 1e-15; during
+the first ``warmup_steps_inner`` (50) outer steps the inner lr ramps linearly from 1 % over 500 inner steps, as the authors'
 LinearLR); then θ ← θ + ε (φ − θ), implemented as the authors do: an SGD step (lr ε = 1.0) on the "gradient"
 θ − φ.
 
 Fine-tuning (the authors' ``neus-system`` finetune configs): Adam lr 0.01, β = (0.9, 0.99), ε = 1e-15, decayed
 exponentially to 0.1× over the run, 256 rays per step from the input views.
 
-Occlusion handling (MetaCap Sec. 3.3; the authors' ``compute_occlusion``): the body-model vertices that no input
-view sees (the body mesh's depth map of each view unprojected, a vertex seen when a depth point lies next to it; the
-occluded set grown by ``rings``
-vertex rings: the authors' two Laplacian passes on their dense template; one ring of our 2.5 cm template is as wide) mark the body parts the inputs say nothing about; the prior
-(the field before fine-tuning) is rendered in canonical space from ``proxy_views`` cameras around the body, and
+Occlusion handling (MetaCap's, for sparse and monocular inputs; the authors' ``compute_occlusion``): the body-model
+vertices that no input view sees (the body mesh's depth map of each view unprojected, a vertex seen when a depth
+point lies next to it; the occluded set grown by ``rings`` vertex rings: the authors' two Laplacian passes on their
+dense template, one ring of our 2.5 cm template is as wide) mark the body parts the inputs say nothing about; the
+prior (the field before fine-tuning) is rendered in canonical space from ``proxy_views`` cameras around the body, and
 the pixels of those proxy images that show occluded parts (or background) are added as extra canonical-space
 rays, ``rays × occlusion rate`` per step, so the unseen side keeps the prior's appearance and shape.
 """

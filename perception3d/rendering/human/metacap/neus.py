@@ -6,7 +6,7 @@ sample is canonicalised (:meth:`FrameBody.to_canonical`) and queried. Opacity of
 Wang et al. 2021, eq. 13, with instant-nsr-pl's cosine annealing of the section SDFs):
 
     α_i = max((Φ_s(f(p_i) − c_i δ_i / 2) − Φ_s(f(p_i) + c_i δ_i / 2)) / Φ_s(f(p_i) − c_i δ_i / 2), 0)
-    c_i = −(relu(−cos θ_i / 2 + 1/2)(1 − r) + relu(−cos θ_i) r),   cos θ_i = d · ∇f / |∇f|,  Φ_s = sigmoid(s ·)
+    c_i = −(relu(−cos θ_i / 2 + 1/2)(1 − r) + relu(−cos θ_i) r),  cos θ_i = d · ∇f / |∇f|,  Φ_s = sigmoid(s ·)
 
 and the colour C = Σ_i T_i α_i c_i + (1 − Σ_i T_i α_i) · background, T_i = Π_{j<i} (1 − α_j) (NeuS eq. 12).
 The world-space SDF gradient is ∇_x f = Mᵀ ∇_{x_c} f (M: the linear part of the canonicalisation); colours take

@@ -130,7 +130,8 @@ def load_metacap(path) -> tuple[CanonicalField, dict]:
     check_checkpoint(path)
     ck = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ck, dict) or ck.get("method") != "metacap":
-        raise ValueError(f"checkpoint {path}: not a MetaCap checkpoint (method={ck.get('method') if isinstance(ck, dict) else None!r})")
+        got = ck.get("method") if isinstance(ck, dict) else None
+        raise ValueError(f"checkpoint {path}: not a MetaCap checkpoint (method={got!r})")
     m = section(MetaCapModel, ck["config"].get("model"), "model")
     fld = build_field(m, ck["active_points"])
     fld.load_state_dict(ck["state_dict"])
