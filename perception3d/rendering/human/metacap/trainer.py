@@ -259,7 +259,9 @@ class MetaCapTrainer:
             proxy = (occlusion_proxies(fld, inp, rc, self.ft.proxy_views, self.ft.proxy_size, self.ft.occlusion_rings)
                      if self.ft.occlusion else None)
             t0 = time.time()
-            hist = finetune(start, inp, self.ft.steps, gen, rc, self.cfg["loss"], self.ft.lr, self.ft.final_lr_factor,
+            # its own random stream: from the meta-learned or the initial weights, the same rays and backgrounds
+            ft_gen = torch.Generator().manual_seed(self.seed + 1000 * n)
+            hist = finetune(start, inp, self.ft.steps, ft_gen, rc, self.cfg["loss"], self.ft.lr, self.ft.final_lr_factor,
                             self.ft.rays, proxy, evaluate=lambda f: evaluate_views(f, eval_frame, self.model),
                             eval_steps=self.ft.eval_steps)
             for h in hist:
