@@ -142,6 +142,15 @@ def _load(path: str):
         raise
 
 
+def _checkpoint_method(path: str):
+    """The ``method`` a trainer checkpoint records (None for a PLY or a checkpoint without one)."""
+    if Path(path).suffix.lower() != ".pt" or not Path(path).is_file():
+        return None
+    check_checkpoint(path)
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return ck.get("method") if isinstance(ck, dict) else None
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="trainer checkpoint (.pt) or 3DGS .ply")
@@ -158,10 +167,21 @@ def main(argv=None) -> dict:
                     help="world up for the orbit (default: the dataset cameras' mean up, else +z)")
     ap.add_argument("--background", type=float, nargs=3, default=None)
     ap.add_argument("--tile-size", type=int, default=16)
+    ap.add_argument("--frames", type=int, nargs="+", default=None,
+                    help="human fields: frames of the sequence whose body poses drive the render (novel poses)")
     args = ap.parse_args(argv)
 
     from perception3d.evaluation.image_metrics import psnr, ssim
 
+    if _checkpoint_method(args.model) == "metacap":  # a human field: novel views / poses of its frame
+        from perception3d.rendering.human.metacap.trainer import render_checkpoint
+
+        res = render_checkpoint(args.model, args.cameras, args.out, args.n_frames, args.frames, args.width,
+                                write=write_image)
+        if args.video:
+            res["video"] = str(write_video(res["frames"], Path(args.video), args.fps))
+        print(json.dumps({k: v for k, v in res.items() if k != "frames"}))
+        return res
     c = load_config(args.config) if args.config else None
     model, cfg = _load(args.model)
     if c is not None:
