@@ -1,0 +1,264 @@
+"""LM-Gaussian (perception3d.rendering.lmgaussian): its losses against known answers, the background-aware
+initialisation on a scene whose depth is known, the normal-map reader's conversion and errors, and the trainer on
+the real Barn views (it learns; the refinement stage runs or is recorded as skipped; bad priors fail naming the
+file before anything is written)."""
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from perception3d.rendering.lmgaussian import (ViewDepth, background_aware_points, depth_normal_consistency,
+                                               depth_to_normal, distance_weights, gaussian_normals,
+                                               local_pearson_loss, normal_prior_loss, pearson_depth_loss,
+                                               read_normal_map, virtual_cameras)
+from perception3d.structures.cameras import Cameras
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BARN = DATA / "tnt_barn_3view" / "train"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _K(f=50.0, w=64, h=48):
+    return torch.tensor([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
+
+
+# -- losses -----------------------------------------------------------------------------------------------------
+def test_pearson_known_answers():
+    g = torch.Generator().manual_seed(0)
+    d = torch.rand(20, 30, generator=g) + 1
+    # the authors' estimator (unbiased std, biased mean of the product) gives 1/n for a perfect pair
+    n = d.numel()
+    assert float(pearson_depth_loss(3 * d + 7, d)) == pytest.approx(1 / n, abs=1e-5)  # affine-invariant
+    assert float(pearson_depth_loss(-d, d)) == pytest.approx(2 - 1 / n, abs=1e-5)  # inverted depth
+    other = torch.rand(20, 30, generator=g)
+    assert 0.7 < float(pearson_depth_loss(other, d)) < 1.3  # uncorrelated: about 1
+    # a mask excludes the pixels that disagree
+    bad = d.clone()
+    bad[:, :10] = -bad[:, :10]
+    m = torch.zeros(20, 30, dtype=torch.bool)
+    m[:, 10:] = True
+    assert float(pearson_depth_loss(bad, d, m)) == pytest.approx(1 / 400, abs=1e-5)
+    assert float(pearson_depth_loss(bad, d)) > 0.3
+    # local: every patch of an affine pair correlates perfectly; of an inverted pair, inversely
+    assert float(local_pearson_loss(2 * d + 1, d, 8, 0.5, generator=g)) == pytest.approx(1 / 64, abs=1e-4)
+    assert float(local_pearson_loss(-d, d, 8, 0.5, generator=g)) == pytest.approx(2 - 1 / 64, abs=1e-4)
+    with pytest.raises(ValueError, match="differ"):
+        pearson_depth_loss(d, d[:, :5])
+
+
+def test_depth_to_normal_planes():
+    K = _K()
+    flat = torch.full((48, 64), 2.0)
+    n = depth_to_normal(flat, K)
+    assert torch.allclose(n, torch.tensor([0.0, 0.0, -1.0]).expand_as(n), atol=1e-5)
+    # plane z = 2 + 0.5 x (camera frame): normal ∝ (0.5, 0, −1), facing the camera
+    v, u = torch.meshgrid(torch.arange(48) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+    a = (u - K[0, 2]) / K[0, 0]  # x = a z  →  z = 2 / (1 − 0.5 a)
+    tilted = 2.0 / (1 - 0.5 * a)
+    n = depth_to_normal(tilted, K)
+    want = torch.tensor([0.5, 0.0, -1.0]) / math.sqrt(1.25)
+    assert torch.allclose(n[5:-5, 5:-5], want.expand_as(n[5:-5, 5:-5]), atol=1e-4)
+    assert float(depth_normal_consistency(n, tilted, K)) == pytest.approx(0.0, abs=1e-4)
+    # normal loss: 0 for equal maps; for opposite ones 0.01 · Σ|2n| + 0.01 · 2
+    assert float(normal_prior_loss(n, n)) == pytest.approx(0.0, abs=1e-6)
+    assert float(normal_prior_loss(n, -n)) == pytest.approx(0.01 * 2 * 1.5 / math.sqrt(1.25) + 0.01 * 2, rel=1e-3)
+
+
+def test_gaussian_normals_face_the_camera():
+    quats = torch.tensor([[1.0, 0, 0, 0], [math.cos(math.pi / 4), math.sin(math.pi / 4), 0, 0]])  # id, 90° about x
+    scales = torch.tensor([[1.0, 1.0, 0.01], [1.0, 1.0, 0.01]])  # flat in x-y: normal = the rotated z axis
+    means = torch.tensor([[0.0, 0.0, 5.0], [0.0, 0.0, 5.0]])
+    n = gaussian_normals(quats, scales, means, torch.eye(4))
+    assert torch.allclose(n[0], torch.tensor([0.0, 0.0, -1.0]), atol=1e-6)  # z axis turned towards the camera
+    assert torch.allclose(n[1].abs(), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)  # 90° about x: ±y (edge-on)
+
+
+# -- normal maps --------------------------------------------------------------------------------------------------
+def test_read_normal_map_convention_and_errors(tmp_path):
+    import cv2
+
+    # Marigold: x right, y up, z to the viewer, stored as RGB (n + 1) · 127 → a ground plane seen level is
+    # (0, 1, 0) → RGB (127, 254, 127); in OpenCV axes (y down) its normal is (0, −1, 0)
+    img = np.zeros((30, 40, 3), np.uint8)
+    img[:] = (127, 254, 127)
+    img[:15] = (127, 127, 254)  # facing the viewer: (0, 0, 1) → OpenCV (0, 0, −1)
+    p = tmp_path / "normal_a.png"
+    cv2.imwrite(str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    n = read_normal_map(p, (80, 60))
+    assert n.shape == (60, 80, 3)
+    assert torch.allclose(n[-1, 0], torch.tensor([0.0, -1.0, 0.0]), atol=0.02)
+    assert torch.allclose(n[0, 0], torch.tensor([0.0, 0.0, -1.0]), atol=0.02)
+    with pytest.raises(ValueError, match="normal_a.png.*aspect"):
+        read_normal_map(p, (80, 80))
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        read_normal_map(tmp_path / "missing.png", (80, 60))
+
+
+# -- virtual views --------------------------------------------------------------------------------------------------
+def test_virtual_cameras_between_training_views():
+    c2w = torch.eye(4).repeat(3, 1, 1)
+    c2w[1, 0, 3], c2w[2, 0, 3] = 1.0, 3.0
+    cams = Cameras.from_camtoworlds(c2w, _K(), 64, 48)
+    v = virtual_cameras(cams, [0, 1, 2], 10)
+    assert len(v) == 2 * 9
+    xs = v.centers[:, 0]
+    assert torch.allclose(xs[:9], torch.arange(1, 10) / 10.0, atol=1e-5)  # strictly between views 0 and 1
+    assert torch.allclose(xs[9:], 1 + 2 * torch.arange(1, 10) / 10.0, atol=1e-5)
+    w = distance_weights(v, cams, gain=16.0)
+    # d_max = 1.2 × max nearest-neighbour distance (2) = 2.4: the first virtual view is 0.1 from view 0
+    assert float(w[0]) == pytest.approx(16 * 0.1 / 2.4, rel=1e-4)
+    assert float(w.max()) == 1.0
+    with pytest.raises(ValueError, match="at least 2"):
+        virtual_cameras(cams, [0], 10)
+
+
+# -- initialisation -----------------------------------------------------------------------------------------------
+def _two_view_scene(tmp_path):
+    import imageio.v3 as iio
+
+    from perception3d.rendering.scenes import Scene
+
+    c2w = torch.eye(4).repeat(2, 1, 1)
+    c2w[1, 0, 3] = 0.5
+    cams = Cameras.from_camtoworlds(c2w, _K(), 64, 48)
+    paths = []
+    for k in range(2):
+        p = tmp_path / f"v{k}.png"
+        iio.imwrite(p, np.full((48, 64, 3), 100 + 50 * k, np.uint8))
+        paths.append(p)
+    return Scene(cams, paths, ["v0", "v1"], [0, 1], [], background=None)
+
+
+def test_background_aware_points_known_scene(tmp_path):
+    scene = _two_view_scene(tmp_path)
+    d0 = torch.full((48, 64), 5.0)
+    d0[20:28, 40:48] = 2.0  # a floater in view 0, in front of the wall view 1 sees there
+    d0[:6, :4] = 20.0  # far background (> 1.5 × median), in columns view 1 (0.5 to the right) does not see
+    d1 = torch.full((48, 64), 5.0)
+    valid = torch.ones(48, 64, dtype=torch.bool)
+    depths = {0: ViewDepth(d0, valid, d0, "test"), 1: ViewDepth(d1, valid, d1, "test")}
+    pts, rgb, st = background_aware_points(scene, [0, 1], depths, 10 ** 6, occlusion_tol=0.05)
+    assert st["background"] == 24
+    assert st["occluders_removed"] == 64  # the whole floater (it projects inside view 1)
+    assert st["kept"] == 2 * 48 * 64 - 64 == len(pts)
+    z = pts[:, 2]
+    assert int((z - 2.0).abs().lt(1e-4).sum()) == 0  # no floater point
+    assert int((z - 20.0).abs().lt(1e-3).sum()) == 24  # the background patch survives
+    assert torch.allclose(rgb[0], torch.tensor([100 / 255.0] * 3), atol=1e-3)
+    # drawing n of them
+    pts2, _, _ = background_aware_points(scene, [0, 1], depths, 500, generator=torch.Generator().manual_seed(0))
+    assert len(pts2) == 500
+    # holes are inpainted from the surroundings
+    holes = valid.clone()
+    holes[10:20, 10:20] = False
+    d_h = torch.where(holes, d1, torch.zeros_like(d1))
+    depths_h = {0: ViewDepth(d_h, holes, d_h, "t"), 1: ViewDepth(d1, valid, d1, "t")}
+    pts3, _, st3 = background_aware_points(scene, [0, 1], depths_h, 10 ** 6)
+    assert st3["filled"] == 100
+    assert torch.allclose(pts3[:, 2], torch.full_like(pts3[:, 2], 5.0), atol=0.05)
+    empty = {0: ViewDepth(torch.zeros(48, 64), torch.zeros(48, 64, dtype=torch.bool), d1, "t"), 1: depths[1]}
+    with pytest.raises(ValueError, match="no valid pixel on view 0"):
+        background_aware_points(scene, [0, 1], empty, 100)
+
+
+# -- trainer on the real Barn views ---------------------------------------------------------------------------------
+def _barn_cfg(**over):
+    if not BARN.is_dir():
+        pytest.skip(f"sample data not found: {BARN}")
+    from mmengine import Config
+
+    cfg = Config.fromfile(str(CONFIGS / "lmgaussian_barn.py"))
+    opts = {"data.root": str(BARN), "data.size": [128, 72], "train.max_steps": 30, "train.eval_every": 1000,
+            "train.save_every": 1000, "model.init_num": 4000, "lmgaussian.num_virtual": 4}
+    opts.update(over)
+    cfg.merge_from_dict(opts)
+    return cfg
+
+
+def test_lmgaussian_barn_learns_and_records_skipped_refinement(tmp_path):
+    from perception3d.registry import RENDER_METHODS
+    from perception3d.rendering.trainer import evaluate_views, load_model
+
+    cfg = _barn_cfg()
+    tr = RENDER_METHODS.get(cfg.method)(cfg, tmp_path / "run", progress=False)
+    assert tr.priors["init"]["points"] == 4000 and tr.priors["init"]["background"] > 0
+    assert tr.priors["depth"]["kind"] == "dust3r" and tr.priors["depth_loss"]["kind"] == "mono"
+    assert tr.priors["refiner"]["skipped"] is True
+    before, _ = evaluate_views(tr.model, tr.scene, tr.scene.test_ids, tr.background)
+    res = tr.train()
+    assert res["step"] == 30
+    assert res["psnr"] > before["psnr"] + 1.0  # the held-out view improves
+    ck = torch.load(tmp_path / "run" / "ckpt_latest.pt", weights_only=False)
+    assert ck["priors"]["refiner"]["skipped"] is True and "reason" in ck["priors"]["refiner"]
+    model, conf = load_model(tmp_path / "run" / "ckpt_latest.pt")
+    assert len(model) == 4000 and conf["method"] == "lmgaussian"
+
+
+def test_lmgaussian_refinement_stage_runs_with_a_refiner(tmp_path):
+    from perception3d.rendering.lmgaussian import LMGaussianTrainer
+
+    cfg = _barn_cfg(**{"train.max_steps": 12, "lmgaussian.refiner.type": "classical",
+                       "lmgaussian.refine_from": 0.5, "lmgaussian.refine_rounds": 2})
+    tr = LMGaussianTrainer(cfg, tmp_path / "run", progress=False)
+    tr.train()
+    assert tr.priors["refiner"]["type"] == "classical" and tr.priors["refiner"]["rounds_done"] == 2
+    assert tr.refined.shape == (len(tr.virtual), 72, 128, 3)
+    ck = torch.load(tmp_path / "run" / "ckpt_latest.pt", weights_only=False)
+    assert ck["priors"]["refiner"]["rounds_done"] == 2
+
+
+def test_lmgaussian_bad_priors_fail_naming_the_file(tmp_path):
+    from perception3d.rendering.lmgaussian import LMGaussianTrainer
+
+    if not BARN.is_dir():
+        pytest.skip(f"sample data not found: {BARN}")
+    # a DUSt3R depth map of the wrong size
+    root = tmp_path / "barn"
+    shutil.copytree(BARN, root)
+    import cv2
+
+    bad = root / "dust3r_depth" / "depth_map_2.png"
+    cv2.imwrite(str(bad), np.zeros((100, 100, 3), np.uint8))
+    cfg = _barn_cfg(**{"data.root": str(root)})
+    with pytest.raises(ValueError, match="depth_map_2.png"):
+        LMGaussianTrainer(cfg, tmp_path / "w1", progress=False)
+    assert not (tmp_path / "w1").exists()
+    # a normal map missing
+    shutil.copy(BARN / "dust3r_depth" / "depth_map_2.png", bad)
+    (root / "normal_maps" / "normal_000061.png").unlink()
+    with pytest.raises(FileNotFoundError, match="normal_000061.png"):
+        LMGaussianTrainer(cfg, tmp_path / "w2", progress=False)
+    assert not (tmp_path / "w2").exists()
+    # a learned prior whose checkpoint does not exist
+    cfg = _barn_cfg(**{"lmgaussian.depth_prior": {"type": "depth_anything", "checkpoint": str(tmp_path / "da.pth")}})
+    with pytest.raises(FileNotFoundError, match="da.pth"):
+        LMGaussianTrainer(cfg, tmp_path / "w3", progress=False)
+    assert not (tmp_path / "w3").exists()
+    cfg = _barn_cfg(**{"lmgaussian.normal_prior": "sideways"})
+    with pytest.raises(ValueError, match="normal_prior"):
+        LMGaussianTrainer(cfg, tmp_path / "w4", progress=False)
+    cfg = _barn_cfg(**{"lmgaussian.lambda_dept": 0.2})
+    with pytest.raises(ValueError, match="lambda_dept"):
+        LMGaussianTrainer(cfg, tmp_path / "w5", progress=False)
+
+
+@pytest.mark.parametrize("name", ["lmgaussian_fox", "lmgaussian_barn", "lmgaussian_lego", "gs_sparse_baseline_lego"])
+def test_configs_parse(name):
+    from mmengine import Config
+
+    from perception3d.registry import RENDER_METHODS
+    from perception3d.rendering.config import GSModelConfig, GSTrainConfig, section
+    from perception3d.rendering.lmgaussian import LMGaussianConfig
+
+    cfg = Config.fromfile(str(CONFIGS / f"{name}.py"))
+    assert RENDER_METHODS.get(cfg.get("method", "3dgs")) is not None
+    section(GSModelConfig, cfg.model, "model")
+    t = section(GSTrainConfig, cfg.train, "train")
+    assert cfg.data.size[0] >= 384 and t.max_minutes <= 15
+    if name.startswith("lmgaussian"):
+        section(LMGaussianConfig, cfg.lmgaussian, "lmgaussian")
+        base = Config.fromfile(str(CONFIGS / (name.replace("lmgaussian", "gs_sparse_baseline") + ".py")))
+        assert cfg.data == base.data and cfg.train.max_minutes == base.train.max_minutes  # same views, size, time
