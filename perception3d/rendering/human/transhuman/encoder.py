@@ -1,0 +1,82 @@
+"""Image encoder (TransHuman Sec. 3.1 / 3.4): the first three stages of ResNet-18 (stem, layer1, layer2 — the
+authors' ``SpatialEncoder`` with ``num_layers=3``), each upsampled to the image size and concatenated (64 + 64 +
+128 = 256 channels), plus the raw RGB lifted to 128 channels by a 1×1 conv (the FDI's fine-grained appearance):
+the 384-channel **pixel-aligned** map. A 1×1 conv reduces it to the token width (192) for **painting** the body.
+
+ImageNet weights are not downloaded: ``weights`` may name a local torchvision ``resnet18`` state dict (the authors
+start from it); without one the trunk starts from random initialisation, and the trainer logs which it used.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ImageEncoder"]
+log = logging.getLogger(__name__)
+
+
+class _BasicBlock(nn.Module):
+    """ResNet's basic block (two 3×3 convs with BatchNorm, identity or 1×1 projection shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ImageEncoder(nn.Module):
+    """``forward(images [V, 3, H, W]) → (holder [V, token_dim, H, W], pixel [V, 384, H, W])``."""
+
+    pixel_dim = 384
+
+    def __init__(self, token_dim: int = 192, weights: Optional[Union[str, Path]] = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = nn.Sequential(_BasicBlock(64, 64, 1), _BasicBlock(64, 64, 1))
+        self.layer2 = nn.Sequential(_BasicBlock(64, 128, 2), _BasicBlock(128, 128, 1))
+        self.upsample_color = nn.Conv2d(3, 128, 1)             # raw colour → 128 channels (fine-grained detail)
+        self.reduction = nn.Conv2d(self.pixel_dim, token_dim, 1)   # pixel features → painted-vertex features
+        self.pretrained = False
+        if weights is not None:
+            self.load_trunk(weights)
+
+    def load_trunk(self, path: Union[str, Path]) -> None:
+        """Load ``conv1``/``bn1``/``layer1``/``layer2`` from a local torchvision resnet18 state dict."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"ResNet-18 weights not found: {p} (a torchvision resnet18 state dict; "
+                                    "nothing is downloaded)")
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+        sd = sd.get("state_dict", sd)
+        want = {k: v for k, v in sd.items() if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")}
+        missing = [k for k in self.state_dict() if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")
+                   and k not in want]
+        if missing:
+            raise ValueError(f"{p}: not a resnet18 state dict (missing {missing[:3]} …)")
+        self.load_state_dict(want, strict=False)
+        self.pretrained = True
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        H, W = images.shape[-2:]
+        x0 = F.relu(self.bn1(self.conv1(images)))
+        x1 = self.layer1(F.max_pool2d(x0, 3, 2, 1))
+        x2 = self.layer2(x1)
+        up = [F.interpolate(x, (H, W), mode="bilinear", align_corners=True) for x in (x0, x1, x2)]
+        pixel = torch.cat(up + [self.upsample_color(images)], 1)
+        return self.reduction(pixel), pixel
