@@ -13,6 +13,11 @@ kitti: a raw KITTI root (``training/{velodyne,label_2,calib}``, optional ``Image
 nuscenes: a nuScenes root (``v1.0-*/`` json tables, ``samples/``, ``sweeps/``) →
 ``<out>/nuscenes_infos_{train,val}.pkl`` (mmdet3d v1.1 layout: sweeps, 6 cameras' calibrations, boxes).
 With ``--gt-database`` the ground-truth database is built too (perception3d.datasets.gt_database, when present).
+
+    python tools/create_data.py human [--root data/zju_synthetic] [--subjects 4] [--cameras 24] [--size 128]
+
+human: generate the built-in multi-view human dataset (ZJU-MoCap layout, one sequence per subject; see
+perception3d.rendering.human.synthetic); the human configs also generate it on first use.
 """
 from __future__ import annotations
 
@@ -47,6 +52,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     n.add_argument("--out", default=None, help="output folder for the info pkls (default: <root>)")
     n.add_argument("--version", default=None, help="table folder, e.g. v1.0-mini (default: the only v1.0-*)")
     n.add_argument("--max-sweeps", type=int, default=10, help="previous LiDAR sweeps listed per sample")
+    h = sub.add_parser("human", help="generate the built-in multi-view human dataset (ZJU-MoCap layout)")
+    h.add_argument("--root", default="data/zju_synthetic", help="output folder (must not exist, or hold the same)")
+    h.add_argument("--subjects", type=int, default=4)
+    h.add_argument("--motions", nargs="+", default=["walk", "wave", "squat_turn"])
+    h.add_argument("--frames-per-motion", type=int, default=4)
+    h.add_argument("--cameras", type=int, default=24)
+    h.add_argument("--size", type=int, default=128, help="image width = height in pixels (<= 256)")
+    h.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
 
@@ -64,6 +77,13 @@ def _gt_database(out: Path, info_name: str, data_root: Path, prefix: str, load_d
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
+    if args.dataset == "human":
+        from perception3d.rendering.human.synthetic import ensure_synthetic_humans
+        root = ensure_synthetic_humans(args.root, n_subjects=args.subjects, motions=args.motions,
+                                       frames_per_motion=args.frames_per_motion, n_cameras=args.cameras,
+                                       image_size=args.size, seed=args.seed)
+        print(json.dumps({"root": str(root), **json.loads((root / "synthetic.json").read_text())}))
+        return {"root": root}
     root = Path(args.root)
     if not root.is_dir():
         raise FileNotFoundError(f"--root {root}: no such folder")

@@ -6,3 +6,4 @@ from .body_model import (SMPL_JOINT_NAMES, SMPL_PARENTS, BodyModel, BodyModelDat
 from .template import build_template  # noqa: F401
 from .zju_mocap import ZJUMoCap, read_zju_mocap  # noqa: F401
 from .canonical import canonical_bounds, canonical_sparse_tensor  # noqa: F401
+from .synthetic import ensure_synthetic_humans, synthetic_gt_mesh  # noqa: F401
