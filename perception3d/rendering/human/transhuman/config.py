@@ -21,7 +21,8 @@ class THDataConfig:
     ratio: image scale (authors: 0.5 of ZJU's 1024²).
     body_model: path of the SMPL file; allow_template: use the procedural template when there is none.
     box_pad: growth of the vertex bounds for the body box (authors: 5 cm along world z).
-    builtin: generate the built-in multi-view human dataset into ``root`` when it is missing.
+    builtin: settings of the built-in multi-view human dataset (:func:`~..synthetic.ensure_synthetic_humans`),
+        generated into ``root`` on first use; empty: ``root`` is a dataset on disk (e.g. ZJU-MoCap).
     """
     root: str = "data/zju_mocap"
     train_subjects: Sequence[str] = ()

@@ -40,7 +40,8 @@ class DPaRF(nn.Module):
         w = torch.softmax(-dist / self.alpha, dim=1)                                     # Eq. 6 weights
         rel = points[:, None] - token_pos[idx]                                           # [P, K, 3]
         local = torch.einsum("pkj,pkji->pki", rel, token_rot[idx])                      # Eq. 4: (x − t) R = Rᵀ(x − t)
-        enc = self.pe(local)                                                             # [P, K, 63]
-        feats = token_feat[:, idx]                                                       # [V, P, K, C]
-        f = torch.cat([feats, enc.expand(feats.shape[0], -1, -1, -1)], -1)               # Eq. 5
-        return (w[None, ..., None] * f).sum(2)                                           # Eq. 6
+        enc = (w[..., None] * self.pe(local)).sum(1)                                    # Σ_k w_k γ(x̂_k) [P, 63]
+        # Σ_k w_k h_k as one matrix product: the weights scattered into a [P, k_tokens] matrix
+        wmat = w.new_zeros(points.shape[0], token_pos.shape[0]).scatter_(1, idx, w)
+        feats = wmat @ token_feat                                                        # [V, P, C]
+        return torch.cat([feats, enc.expand(feats.shape[0], -1, -1)], -1)                # Eqs. 5–6

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .painting import sample_feature_map
+
 __all__ = ["ImageEncoder"]
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,8 @@ class _BasicBlock(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """``forward(images [V, 3, H, W]) → (holder [V, token_dim, H, W], pixel [V, 384, H, W])``."""
+    """``forward(images)`` → feature maps; :meth:`pixel_features` samples the 384-channel features under pixels,
+    :meth:`holder` reduces them to the token width."""
 
     pixel_dim = 384
 
@@ -72,11 +75,23 @@ class ImageEncoder(nn.Module):
         self.load_state_dict(want, strict=False)
         self.pretrained = True
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        H, W = images.shape[-2:]
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images [V, 3, H, W] → the maps [conv1 64 @ H/2, layer1 64 @ H/4, layer2 128 @ H/8, images 3 @ H]."""
         x0 = F.relu(self.bn1(self.conv1(images)))
         x1 = self.layer1(F.max_pool2d(x0, 3, 2, 1))
         x2 = self.layer2(x1)
-        up = [F.interpolate(x, (H, W), mode="bilinear", align_corners=True) for x in (x0, x1, x2)]
-        pixel = torch.cat(up + [self.upsample_color(images)], 1)
-        return self.reduction(pixel), pixel
+        return [x0, x1, x2, images]
+
+    def pixel_features(self, maps: list[torch.Tensor], uv: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """The 384-channel pixel-aligned features under pixels uv [V, N, 2] → [V, N, 384].
+
+        The authors upsample every map to the image size (bilinear, align_corners) and sample there; sampling each
+        map directly at the corresponding position is the same at pixel centres and avoids materialising
+        V × 384 × H × W (the 1 × 1 colour lift commutes with sampling, so it is applied after)."""
+        x0, x1, x2, img = (sample_feature_map(m, uv, width, height) for m in maps)
+        return torch.cat([x0, x1, x2, F.linear(img, self.upsample_color.weight[:, :, 0, 0],
+                                               self.upsample_color.bias)], -1)
+
+    def holder(self, pixel: torch.Tensor) -> torch.Tensor:
+        """Painting features [..., 384] → [..., token_dim] (the authors' 1 × 1 ``reduction_layer``)."""
+        return F.linear(pixel, self.reduction.weight[:, :, 0, 0], self.reduction.bias)

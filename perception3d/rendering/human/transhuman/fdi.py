@@ -56,6 +56,9 @@ class FDIHead(nn.Module):
         self.rgb_res_1 = nn.Linear(pixel_dim, half)
         self.fc_4 = nn.Linear(half, half)
         self.rgb_fc = nn.Linear(half, 3)
+        # density goes through a ReLU (the authors'): a start where every sample is empty has no gradient at all,
+        # so σ starts slightly positive everywhere (an initialisation choice; the authors use PyTorch's default)
+        nn.init.constant_(self.alpha_fc.bias, 0.5)
 
     def cross_attention(self, human: torch.Tensor, pixel: torch.Tensor) -> torch.Tensor:
         """Eq. 7 over the V views of each point: human, pixel [V, P, W] → [V, P, W]."""

@@ -15,7 +15,7 @@ from .dparf import DPaRF
 from .encoder import ImageEncoder
 from .fdi import FDIHead
 from .kmeans import kmeans_labels, pool_by_label
-from .painting import paint_body, painted_tokens, project, sample_feature_map
+from .painting import paint_body, painted_tokens, project
 from .transhe import TransHE
 from .volume import render_rays
 
@@ -48,7 +48,7 @@ class HumanContext:
     tokens: torch.Tensor            # [V, k, C] TransHE output
     token_pos: torch.Tensor         # [k, 3] posed token centres, body coordinates
     token_rot: torch.Tensor         # [k, 3, 3] token LBS rotations (canonical → posed)
-    pixel: torch.Tensor             # [V, 384, H, W] pixel-aligned features
+    maps: list                      # the encoder's feature maps (pixel-aligned features are sampled from them)
     inp: HumanInput
 
 
@@ -77,7 +77,8 @@ class TransHuman(nn.Module):
         if inp.verts.shape != (N, 3):
             raise ValueError(f"TransHuman: the frame has {tuple(inp.verts.shape)} vertices, the body model {N}")
         V, H, W, _ = inp.images.shape
-        holder, pixel = self.encoder(inp.images.permute(0, 3, 1, 2))
+        maps = self.encoder(inp.images.permute(0, 3, 1, 2))
+        holder = lambda uv: self.encoder.holder(self.encoder.pixel_features(maps, uv, W, H))  # noqa: E731
         painted, v2v, _ = paint_body(inp.verts, self.canonical_verts, holder, inp.viewmats, inp.Ks, W, H,
                                      self.voxel_size)
         tokens = painted_tokens(painted, v2v, self.labels, self.num_tokens)              # [V, k, C]
@@ -88,7 +89,7 @@ class TransHuman(nn.Module):
         verts_body = (inp.verts - inp.Th) @ inp.Rh
         token_pos = pool_by_label(verts_body, self.labels, self.num_tokens)
         rot = pool_by_label(inp.vert_transforms[:, :3, :3].reshape(N, 9), self.labels, self.num_tokens)
-        return HumanContext(painted, tokens, token_pos, rot.view(-1, 3, 3), pixel, inp)
+        return HumanContext(painted, tokens, token_pos, rot.view(-1, 3, 3), maps, inp)
 
     # -- query points → raw ----------------------------------------------------------------------------------
     def query(self, ctx: HumanContext, pts: torch.Tensor, viewdir: torch.Tensor) -> torch.Tensor:
@@ -98,7 +99,7 @@ class TransHuman(nn.Module):
         pts_body = (pts - inp.Th) @ inp.Rh
         human = self.dparf(pts_body, ctx.token_pos, ctx.token_rot, ctx.tokens)           # [V, P, C + 63]
         uv, _ = project(pts, inp.viewmats, inp.Ks)
-        pixel = sample_feature_map(ctx.pixel, uv, W, H)                                  # [V, P, 384]
+        pixel = self.encoder.pixel_features(ctx.maps, uv, W, H)                          # [V, P, 384]
         return self.head(human, pixel, viewdir)
 
     def render_rays(self, ctx: HumanContext, o: torch.Tensor, d: torch.Tensor, box: torch.Tensor,

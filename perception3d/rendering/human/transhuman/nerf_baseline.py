@@ -69,6 +69,6 @@ def fit_nerf(images: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, box
         opt.zero_grad()
         l.backward()
         opt.step()
-        step, loss = step + 1, float(l)
+        step, loss = step + 1, l.item()
     net.eval()
     return net, dict(steps=step, cpu_seconds=time.process_time() - t0, loss=loss)

@@ -4,6 +4,8 @@ where they form a :class:`~perception3d.sparse.SparseTensor` (batch index = refe
 k-means groups of that canonical painted body (Sec. 3.2)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -24,10 +26,14 @@ def project(points: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor) -> t
 
 
 def sample_feature_map(feat: torch.Tensor, uv: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Bilinear features under pixels: feat [V, C, h, w] (covering the W × H image), uv [V, N, 2] → [V, N, C].
-    Border padding, as the authors' ``sample_from_feature_map``."""
-    grid = torch.stack([uv[..., 0] / width * 2 - 1, uv[..., 1] / height * 2 - 1], -1)[:, :, None]
-    out = F.grid_sample(feat, grid.to(feat.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    """Bilinear features under pixels: feat [V, C, h, w] covering the W × H image with its corner samples on the
+    corner pixel centres (a map upsampled to W × H with ``align_corners=True`` would be sampled at the same place),
+    uv [V, N, 2] in the house convention (centres at +0.5) → [V, N, C]. Border padding, as the authors'
+    ``sample_from_feature_map``."""
+    gx = (uv[..., 0] - 0.5) / max(width - 1, 1) * 2 - 1
+    gy = (uv[..., 1] - 0.5) / max(height - 1, 1) * 2 - 1
+    grid = torch.stack([gx, gy], -1)[:, :, None]
+    out = F.grid_sample(feat, grid.to(feat.dtype), mode="bilinear", padding_mode="border", align_corners=True)
     return out[..., 0].transpose(1, 2)
 
 
@@ -48,14 +54,15 @@ def vertex_visibility(uv: torch.Tensor, depth: torch.Tensor, width: int, height:
     return inside & (depth <= zbuf[flat] + tol)
 
 
-def paint_body(verts_world: torch.Tensor, verts_canonical: torch.Tensor, feat: torch.Tensor,
+def paint_body(verts_world: torch.Tensor, verts_canonical: torch.Tensor, features: Callable,
                viewmats: torch.Tensor, Ks: torch.Tensor, width: int, height: int,
                voxel_size: float = 0.005) -> tuple[SparseTensor, torch.Tensor, torch.Tensor]:
     """Paint the body from V reference views.
 
     Args:
         verts_world: [N, 3] posed vertices (world); verts_canonical: [N, 3] the same vertices in the T-pose.
-        feat: [V, C, h, w] per-view feature maps (the encoder's "holder" features).
+        features: ``features(uv [V, N, 2]) → [V, N, C]`` the per-view image features under pixels (the encoder's
+            "holder" features).
     Returns:
         (painted SparseTensor in canonical space: batch = view, feats [M, C] the mean painted feature of the
          vertices in each voxel (an occluded vertex paints zeros, as the authors' ``big_holder``);
@@ -63,8 +70,9 @@ def paint_body(verts_world: torch.Tensor, verts_canonical: torch.Tensor, feat: t
     """
     uv, z = project(verts_world, viewmats, Ks)
     vis = vertex_visibility(uv, z, width, height)
-    painted = sample_feature_map(feat, uv, width, height) * vis[..., None].to(feat.dtype)     # [V, N, C]
-    st, v2v = canonical_sparse_tensor([verts_canonical] * feat.shape[0], list(painted), voxel_size=voxel_size)
+    f = features(uv)
+    painted = f * vis[..., None].to(f.dtype)                                              # [V, N, C]
+    st, v2v = canonical_sparse_tensor([verts_canonical] * f.shape[0], list(painted), voxel_size=voxel_size)
     return st, v2v, vis
 
 

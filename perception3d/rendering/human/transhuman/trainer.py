@@ -41,10 +41,10 @@ def build_subjects(data: THDataConfig, which: str, body) -> list[HumanSubject]:
     """The ``train`` or ``test`` subjects of a data section (generating the built-in dataset when configured)."""
     names = list(data.train_subjects if which == "train" else data.test_subjects)
     root = Path(data.root)
-    if data.builtin and not all((root / n / "annots.npy").is_file() for n in names):
-        from ..builtin_dataset import ensure_builtin_dataset   # written by the built-in dataset generator
+    if data.builtin:   # the built-in multi-view human dataset, generated on first use
+        from ..synthetic import ensure_synthetic_humans
 
-        ensure_builtin_dataset(root, **dict(data.builtin))
+        ensure_synthetic_humans(root, **dict(data.builtin))
     return load_subjects(root, names, body, data.ratio, data.frames)
 
 
