@@ -334,3 +334,19 @@ def test_per_scene_nerf_fits_its_views():
     net, info = fit_nerf(img, vm[None], K[None], box, cpu_seconds=60, max_steps=60, n_rays=128, n_samples=16,
                          lr=5e-3, width=32, depth=2)
     assert info["steps"] == 60 and info["loss"] < 0.02
+
+
+def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):
+    from perception3d.rendering.human.transhuman.compare import compare_with_nerf
+    from perception3d.rendering.human.transhuman.trainer import TransHumanTrainer
+
+    t = TransHumanTrainer(_cfg(tiny_root), tmp_path / "w", progress=False)
+    ck = t.save_checkpoint()
+    res = compare_with_nerf(ck, tmp_path / "c", nerf_cpu_seconds=30, frames=[0], progress=False, max_steps=3,
+                            n_rays=32, width=16, depth=2)
+    assert len(res["per_view"]) == 2 and res["per_view"][-1]["nerf_fit"]["steps"] == 3
+    for m in ("transhuman", "nerf"):
+        assert np.isfinite(res[m]["psnr"]) and 0 < res[m]["ssim"] <= 1
+    assert "per-scene NeRF" in (tmp_path / "c" / "compare.md").read_text()
+    import imageio.v3 as iio
+    assert iio.imread(tmp_path / "c" / "compare_grid.png").shape == (2 * 48, 6 * 48, 3)
