@@ -23,7 +23,7 @@ from perception3d.rendering.human.transhuman.nerf_baseline import fit_nerf
 from perception3d.rendering.human.transhuman.painting import (paint_body, painted_tokens, project,
                                                                sample_feature_map, vertex_visibility)
 from perception3d.rendering.human.transhuman.transhe import TransHE
-from perception3d.rendering.human.transhuman.volume import composite, ray_box
+from perception3d.rendering.human.transhuman.volume import composite, near_body, ray_box
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -189,6 +189,12 @@ def test_volume_rendering_by_hand():
     s = torch.sigmoid(torch.tensor([10.0, -10.0, 10.0]))
     assert torch.allclose(rgb[0], 0.5 * 0.5 + 0.5 * s, atol=1e-5)
     assert acc.item() == pytest.approx(1.0) and depth.item() == pytest.approx(2.5)
+    # the fast-inference test keeps every sample within 0.1 m of the body and drops those far from it
+    v = torch.rand(300, 3, generator=torch.Generator().manual_seed(0))
+    p = torch.rand(5000, 3, generator=torch.Generator().manual_seed(1)) * 3 - 1
+    dist = torch.cdist(p, v).min(1).values
+    keep = near_body(v, 0.1)(p)
+    assert keep[dist < 0.1].all() and not keep[dist > 0.1 * math.sqrt(3) + 0.04].any()
 
 
 def test_metrics_follow_the_authors_protocol():

@@ -17,7 +17,7 @@ from .fdi import FDIHead
 from .kmeans import kmeans_labels, pool_by_label
 from .painting import paint_body, painted_tokens, project
 from .transhe import TransHE
-from .volume import render_rays
+from .volume import near_body, render_rays
 
 __all__ = ["TransHuman", "HumanContext", "HumanInput"]
 
@@ -108,8 +108,6 @@ class TransHuman(nn.Module):
         """Render rays o, d [R, 3] through the body box [2, 3] (:func:`.volume.render_rays`). ``skip_far``:
         samples farther than this (metres) from every body vertex get zero density without evaluating the network
         (the authors' fast inference uses 0.1 m)."""
-        keep = None
-        if skip_far is not None:
-            keep = lambda p: torch.cdist(p, ctx.inp.verts).min(1).values < skip_far  # noqa: E731
+        keep = None if skip_far is None else near_body(ctx.inp.verts, skip_far)
         return render_rays(lambda p, v: self.query(ctx, p, v), o, d, box, n_samples, perturb, chunk, keep,
                            generator)

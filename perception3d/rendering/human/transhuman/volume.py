@@ -3,9 +3,11 @@
 rendering the TransHuman authors use (ReLU density, sigmoid colour, last interval 1e10)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["camera_rays", "ray_box", "sample_along_rays", "composite", "body_box", "render_rays"]
+__all__ = ["camera_rays", "ray_box", "sample_along_rays", "composite", "body_box", "render_rays", "near_body"]
 
 
 def camera_rays(viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,3 +87,24 @@ def render_rays(query, o: torch.Tensor, d: torch.Tensor, box: torch.Tensor, n_sa
         rgb = rgb.index_put((j,), c)
         acc, depth = acc.index_put((j,), a), depth.index_put((j,), dep)
     return dict(rgb=rgb, acc=acc, depth=depth, hit=hit)
+
+
+def near_body(verts: torch.Tensor, radius: float, cell: float = 0.02):
+    """A test ``keep(pts [P, 3]) → bool [P]``: is the point within about ``radius`` of a body vertex (the authors'
+    fast inference keeps samples within 0.1 m of the body). Vertices mark the cells of a ``cell``-metre grid, which
+    are dilated by ⌈radius / cell⌉ cells (a cube: it keeps slightly more than the ball, never less)."""
+    r = max(1, math.ceil(radius / cell))
+    lo = verts.min(0).values - (r + 1) * cell
+    n = ((verts.max(0).values + (r + 1) * cell - lo) / cell).ceil().long() + 1
+    idx = ((verts - lo) / cell).long()
+    occ = torch.zeros(*n.tolist(), dtype=torch.float32)
+    occ[idx[:, 0], idx[:, 1], idx[:, 2]] = 1.0
+    occ = torch.nn.functional.max_pool3d(occ[None, None], 2 * r + 1, 1, r)[0, 0] > 0
+
+    def keep(p: torch.Tensor) -> torch.Tensor:
+        i = ((p - lo) / cell).floor().long()
+        inside = ((i >= 0) & (i < n)).all(-1)
+        i = torch.where(inside[:, None], i, torch.zeros_like(i))
+        return inside & occ[i[:, 0], i[:, 1], i[:, 2]]
+
+    return keep
