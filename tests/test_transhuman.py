@@ -356,3 +356,23 @@ def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):
     assert "per-scene NeRF" in (tmp_path / "c" / "compare.md").read_text()
     import imageio.v3 as iio
     assert iio.imread(tmp_path / "c" / "compare_grid.png").shape == (2 * 48, 6 * 48, 3)
+
+
+@pytest.mark.parametrize("name", ["transhuman_human_mini", "transhuman_zju"])
+def test_configs_are_valid_and_zju_has_the_authors_settings(name):
+    from perception3d.cli import load_config
+    from perception3d.registry import RENDER_METHODS
+    from perception3d.rendering.config import section
+    from perception3d.rendering.human.transhuman.config import THDataConfig, THModelConfig, THTrainConfig
+
+    cfg = load_config(ROOT / "configs" / f"{name}.py")
+    assert RENDER_METHODS.get(cfg.method).__name__ == "TransHumanTrainer"
+    d, m, t = (section(c, cfg[k], k) for c, k in ((THDataConfig, "data"), (THModelConfig, "model"),
+                                                  (THTrainConfig, "train")))
+    assert set(d.train_subjects).isdisjoint(d.test_subjects)          # the test subjects are unseen
+    assert tuple(d.input_views) == (0, 7, 15) and tuple(d.target_views) == (3, 5, 10, 12, 18, 20)
+    assert m.num_tokens == 300 and m.knn == 7 and m.dim == 192 and m.heads == 3
+    if name == "transhuman_zju":
+        assert (m.depth, m.head_width, t.n_rays, t.n_samples, t.lr, d.ratio) == (12, 256, 1024, 64, 7e-4, 0.5)
+    else:
+        assert d.builtin and d.ratio * d.builtin["image_size"] <= 256 and t.max_cpu_minutes <= 20
