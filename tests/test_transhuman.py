@@ -376,3 +376,20 @@ def test_configs_are_valid_and_zju_has_the_authors_settings(name):
         assert (m.depth, m.head_width, t.n_rays, t.n_samples, t.lr, d.ratio) == (12, 256, 1024, 64, 7e-4, 0.5)
     else:
         assert d.builtin and d.ratio * d.builtin["image_size"] <= 256 and t.max_cpu_minutes <= 20
+
+
+def test_encoder_loads_a_local_resnet18_state_dict(tmp_path):
+    from perception3d.rendering.human.transhuman.encoder import ImageEncoder
+
+    e = ImageEncoder()
+    sd = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in e.state_dict().items()
+          if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")}
+    sd["layer3.0.conv1.weight"], sd["fc.weight"] = torch.zeros(256, 128, 3, 3), torch.zeros(1000, 512)  # ignored
+    torch.save(sd, tmp_path / "resnet18.pth")
+    e2 = ImageEncoder(weights=tmp_path / "resnet18.pth")
+    assert e2.pretrained and torch.equal(e2.layer2[0].downsample[0].weight, sd["layer2.0.downsample.0.weight"])
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        ImageEncoder(weights=tmp_path / "missing.pth")
+    torch.save({"conv1.weight": sd["conv1.weight"]}, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match="partial.pth: not a resnet18"):
+        ImageEncoder(weights=tmp_path / "partial.pth")

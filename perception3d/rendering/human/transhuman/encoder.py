@@ -8,7 +8,6 @@ start from it); without one the trunk starts from random initialisation, and the
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional, Union
 
@@ -19,26 +18,6 @@ from torch import nn
 from .painting import sample_feature_map
 
 __all__ = ["ImageEncoder"]
-log = logging.getLogger(__name__)
-
-
-class _BasicBlock(nn.Module):
-    """ResNet's basic block (two 3×3 convs with BatchNorm, identity or 1×1 projection shortcut)."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
 
 
 class ImageEncoder(nn.Module):
@@ -49,10 +28,16 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, token_dim: int = 192, weights: Optional[Union[str, Path]] = None) -> None:
         super().__init__()
+        # the ResNet-18 stages of SparseFusion's image backbone (torchvision's layout; imported here, when a model
+        # is built, because perception3d.models is a large import)
+        from perception3d.models.fusion.image_backbone import BasicBlock
+
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = nn.Sequential(_BasicBlock(64, 64, 1), _BasicBlock(64, 64, 1))
-        self.layer2 = nn.Sequential(_BasicBlock(64, 128, 2), _BasicBlock(128, 128, 1))
+        self.layer1 = nn.Sequential(BasicBlock(64, 64), BasicBlock(64, 64))
+        self.layer2 = nn.Sequential(BasicBlock(64, 128, 2, nn.Sequential(nn.Conv2d(64, 128, 1, 2, bias=False),
+                                                                        nn.BatchNorm2d(128))),
+                                    BasicBlock(128, 128))
         self.upsample_color = nn.Conv2d(3, 128, 1)             # raw colour → 128 channels (fine-grained detail)
         self.reduction = nn.Conv2d(self.pixel_dim, token_dim, 1)   # pixel features → painted-vertex features
         self.pretrained = False
@@ -60,19 +45,14 @@ class ImageEncoder(nn.Module):
             self.load_trunk(weights)
 
     def load_trunk(self, path: Union[str, Path]) -> None:
-        """Load ``conv1``/``bn1``/``layer1``/``layer2`` from a local torchvision resnet18 state dict."""
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"ResNet-18 weights not found: {p} (a torchvision resnet18 state dict; "
-                                    "nothing is downloaded)")
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-        sd = sd.get("state_dict", sd)
-        want = {k: v for k, v in sd.items() if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")}
-        missing = [k for k in self.state_dict() if k.split(".")[0] in ("conv1", "bn1", "layer1", "layer2")
-                   and k not in want]
+        """Load ``conv1``/``bn1``/``layer1``/``layer2`` from a local torchvision resnet18 state dict (the rest of
+        the file — layer3, layer4, fc — is ignored)."""
+        from perception3d.models.fusion.image_backbone import load_image_backbone_checkpoint
+
+        missing = [k for k in load_image_backbone_checkpoint(self, path) if k.split(".")[0] in
+                   ("conv1", "bn1", "layer1", "layer2")]
         if missing:
-            raise ValueError(f"{p}: not a resnet18 state dict (missing {missing[:3]} …)")
-        self.load_state_dict(want, strict=False)
+            raise ValueError(f"{path}: not a resnet18 state dict (missing {missing[:3]} ...)")
         self.pretrained = True
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
