@@ -1,7 +1,8 @@
 """Image encoder (TransHuman Sec. 3.1 / 3.4): the first three stages of ResNet-18 (stem, layer1, layer2 — the
-authors' ``SpatialEncoder`` with ``num_layers=3``), each upsampled to the image size and concatenated (64 + 64 +
-128 = 256 channels), plus the raw RGB lifted to 128 channels by a 1×1 conv (the FDI's fine-grained appearance):
-the 384-channel **pixel-aligned** map. A 1×1 conv reduces it to the token width (192) for **painting** the body.
+authors' ``SpatialEncoder`` with ``num_layers=3``), each read at image positions as if upsampled to the image size
+and concatenated (64 + 64 + 128 = 256 channels), plus the raw RGB lifted to 128 channels by a 1×1 conv (the FDI's
+fine-grained appearance): the 384-channel **pixel-aligned** feature. A 1×1 conv reduces it to the token width (192)
+for **painting** the body.
 
 ImageNet weights are not downloaded: ``weights`` may name a local torchvision ``resnet18`` state dict (the authors
 start from it); without one the trunk starts from random initialisation, and the trainer logs which it used.

@@ -78,7 +78,9 @@ def paint_body(verts_world: torch.Tensor, verts_canonical: torch.Tensor, feature
 
 def painted_tokens(st: SparseTensor, vertex2voxel: torch.Tensor, labels: torch.Tensor, num_tokens: int) -> torch.Tensor:
     """Group the painted body into k-means tokens: each token is the mean feature of its vertices, read from the
-    voxels they fell in. st: painted SparseTensor (batch = view), vertex2voxel [V·N], labels [N] → [V, k, C]."""
+    voxels they fell in (vertices closer than a voxel — 5 mm by default — share their mean painted feature; the
+    authors pool the vertices directly). st: painted SparseTensor (batch = view), vertex2voxel [V·N], labels [N]
+    → [V, k, C]."""
     Vn = st.batch_size
     if bool((vertex2voxel < 0).any()):
         raise ValueError("painted_tokens: some vertices fell outside the canonical grid")
