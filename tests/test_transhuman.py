@@ -340,6 +340,11 @@ def test_per_scene_nerf_fits_its_views():
     net, info = fit_nerf(img, vm[None], K[None], box, cpu_seconds=60, max_steps=60, n_rays=128, n_samples=16,
                          lr=5e-3, width=32, depth=2)
     assert info["steps"] == 60 and info["loss"] < 0.02
+    # a fresh field is not empty: with ReLU density on a black background an empty start would stay black
+    from perception3d.rendering.human.transhuman.nerf_baseline import PerSceneNeRF
+    torch.manual_seed(3)
+    raw = PerSceneNeRF()(torch.rand(2000, 3) - 0.5, torch.nn.functional.normalize(torch.randn(2000, 3), dim=-1))
+    assert (raw[:, 3] > 0).float().mean() > 0.9
 
 
 def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):

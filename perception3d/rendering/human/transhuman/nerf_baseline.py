@@ -32,6 +32,9 @@ class PerSceneNeRF(nn.Module):
         self.feature = nn.Linear(width, width)
         self.view = nn.Linear(width + nerf_embed_dim(view_freqs), width // 2)
         self.rgb = nn.Linear(width // 2, 3)
+        # ReLU density on a black background: a start where every sample is empty never leaves it (the fit collapses
+        # to a black image), so σ starts slightly positive, as in TransHuman's head
+        nn.init.constant_(self.sigma.bias, 0.5)
         self.register_buffer("center", torch.zeros(3) if center is None else center.float())
         self.scale = float(scale)
 
