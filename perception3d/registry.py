@@ -36,4 +36,5 @@ VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="percept
 RENDER_METHODS = Registry("render method", scope="perception3d",
                           locations=["perception3d.rendering.trainer",
                                      "perception3d.rendering.human.metacap.trainer",
+                                     "perception3d.rendering.human.transhuman.trainer",
                                      "perception3d.rendering.lmgaussian"])

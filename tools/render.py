@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Render a trained Gaussian scene (trainer checkpoint ``.pt`` or 3DGS ``.ply``).
+"""Render a trained Gaussian scene (trainer checkpoint ``.pt`` or 3DGS ``.ply``) or a TransHuman checkpoint
+(``--subject``, ``--frame``: the subject's target views with the authors' metrics, or an orbit / novel-pose video).
 
     python tools/render.py CKPT_or_PLY [--cameras test|train|orbit|path.json] [--out DIR]
                            [--width W --height H] [--video out.mp4|out.gif] [--config CFG]
@@ -167,9 +168,18 @@ def main(argv=None) -> dict:
                     help="world up for the orbit (default: the dataset cameras' mean up, else +z)")
     ap.add_argument("--background", type=float, nargs=3, default=None)
     ap.add_argument("--tile-size", type=int, default=16)
-    ap.add_argument("--frames", type=int, nargs="+", default=None,
-                    help="human fields: frames of the sequence whose body poses drive the render (novel poses)")
+    ap.add_argument("--subject", default=None, help="human fields: the subject to render (default: first test one)")
+    ap.add_argument("--frames", "--frame", dest="frames", type=int, nargs="+", default=None,
+                    help="human fields: frame(s) of the sequence whose body poses drive the render; several with "
+                         "--cameras orbit give a novel-pose video")
     args = ap.parse_args(argv)
+
+    if Path(args.model).suffix.lower() == ".pt":  # a human field (TransHuman) checkpoint has its own renderer
+        from perception3d.rendering.human.transhuman.render import is_transhuman_checkpoint, render_transhuman
+
+        check_checkpoint(args.model)
+        if is_transhuman_checkpoint(args.model):
+            return render_transhuman(args, write_image, write_video)
 
     from perception3d.evaluation.image_metrics import psnr, ssim
 

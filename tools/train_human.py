@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # train_gs next to this file, also when imported
 from train_gs import main  # noqa: E402
 
 if __name__ == "__main__":
