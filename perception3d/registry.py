@@ -34,4 +34,4 @@ VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="percept
 # ``tools/train_gs.py`` builds; each takes ``(cfg, work_dir, seed=, resume=, progress=)`` and writes checkpoints
 # that ``rendering.trainer.load_model`` reads (``params`` and ``sh_degree``).
 RENDER_METHODS = Registry("render method", scope="perception3d",
-                          locations=["perception3d.rendering.trainer"])
+                          locations=["perception3d.rendering.trainer", "perception3d.rendering.coherentgs"])
