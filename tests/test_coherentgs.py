@@ -175,14 +175,16 @@ def _plane_cams(txs):
     return vm, K.repeat(len(txs), 1, 1)
 
 
-def test_pixel_gaussians_sit_on_their_rays_and_alignment_recovers_depth():
+@pytest.mark.parametrize("start", [1.3, 0.7])
+def test_pixel_gaussians_sit_on_their_rays_and_alignment_recovers_depth(start):
     """decode()/unpack put each pixel's Gaussian at K⁻¹(u, v, 1)·d in its camera; the flow-based alignment moves a
-    depth prior that is 30 % too far back to the true plane (scale × offset ≈ identity)."""
+    depth prior that is 30 % too far back to the true plane, and one that is 30 % too near as well (the
+    depth-relative loss has no pull towards the cameras)."""
     txs = [0.0, 0.3]
     vm, Ks = _plane_cams(txs)
     images = torch.from_numpy(np.stack([_plane_view(t) for t in txs])).float()
     sites = torch.ones(2, H0, W0, dtype=torch.bool)
-    depth = torch.full((2, H0, W0), Z * 1.3)
+    depth = torch.full((2, H0, W0), Z * start)
     layers = torch.ones(2, 1, H0, W0)
     m = CoherentGaussians(vm, Ks, images, depth, sites, layers, sh_degree=0, ngf=1, opacity_ngf=1)
     m.stage = "fixed"
@@ -190,7 +192,7 @@ def test_pixel_gaussians_sit_on_their_rays_and_alignment_recovers_depth():
     assert g["means"].shape == (2 * H0 * W0, 3)
     # pixel (0, 0) of view 1: ((0.5 − 32) / 60 · d + 0.3, (0.5 − 24) / 60 · d, d)
     k = H0 * W0
-    d = Z * 1.3
+    d = Z * start
     assert torch.allclose(g["means"][k], torch.tensor([(0.5 - 32) / FX * d + 0.3, (0.5 - 24) / FX * d, d]),
                           atol=1e-5)
     # the true flow of the plane: view 0 pixel x ↔ view 1 pixel x − f·b/Z
@@ -202,7 +204,9 @@ def test_pixel_gaussians_sit_on_their_rays_and_alignment_recovers_depth():
     m.stage = "align"
     opt = torch.optim.Adam([{"params": [m.mono_scale], "lr": 0.02}, {"params": [m.mono_offset], "lr": 0.01}])
     for it in range(300):
-        loss = warping_loss(m.grid.replace(feats=m.means(m.depth())).dense(), flows, masks, it % 2, m.d_ref)
+        d = m.depth()
+        loss = warping_loss(m.grid.replace(feats=m.means(d)).dense(), flows, masks, it % 2,
+                            m.grid.replace(feats=d[:, None]).dense())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -349,3 +353,23 @@ def test_depth_map_of_the_wrong_size_names_the_file(tmp_path):
     with pytest.raises(ValueError, match="depth_map_0.png"):
         RENDER_METHODS.get("coherentgs")(cfg, work, progress=False)
     assert not work.exists()
+
+
+# ------------------------------------------------------------------------------------------------ configs
+@pytest.mark.parametrize("scene", ["fox", "barn", "lego"])
+def test_configs_match_their_baselines(scene):
+    """Each CoherentGS config has its baseline's views, resolution and time budget, and its sections parse."""
+    from perception3d.cli import load_config
+    from perception3d.rendering.coherentgs.config import CoherentGSModelConfig, CoherentGSTrainConfig
+    from perception3d.rendering.config import section
+
+    base = ROOT / "configs" / f"gs_sparse_baseline_{scene}.py"
+    cfg = load_config(str(ROOT / "configs" / f"coherentgs_{scene}.py"))
+    assert cfg.method == "coherentgs" and not dict(cfg.get("strategy") or {})
+    section(CoherentGSModelConfig, cfg.model, "model")
+    t = section(CoherentGSTrainConfig, cfg.train, "train")
+    if not base.is_file():
+        pytest.skip(f"{base.name} is not in this checkout")
+    b = load_config(str(base))
+    assert dict(cfg.data) == dict(b.data)
+    assert (t.max_steps, t.max_minutes) == (b.train.max_steps, b.train.max_minutes)

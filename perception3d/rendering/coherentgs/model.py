@@ -154,7 +154,7 @@ class CoherentGaussians(nn.Module):
         K = num_sh_bases(self.sh_degree)
         sh = f[:, 9:].reshape(-1, K, 3)
         return {"means": self.means(f[:, 0]), "scales": f[:, 2:5], "quats": f[:, 5:9], "opacities": f[:, 1],
-                "sh0": sh[:, :1], "shN": sh[:, 1:]}
+                "sh0": sh[:, :1], "shN": sh[:, 1:], "depth": f[:, 0]}
 
     def render(self, viewmats: Tensor, Ks: Tensor, width: int, height: int, sh_degree: Optional[int] = None,
                background: Optional[Tensor] = None, render_mode: str = "RGB", gaussians: Optional[dict] = None,

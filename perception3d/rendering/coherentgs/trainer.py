@@ -165,6 +165,10 @@ class CoherentGSTrainer(GSTrainer):
         """[N, 3] per-pixel positions → [V, 3, H, W] through the pixel SparseTensor."""
         return self.model.grid.replace(feats=means).dense()
 
+    def _dense(self, depth: torch.Tensor) -> torch.Tensor:
+        """[N] per-pixel depths → [V, 1, H, W] (1 where a pixel holds no Gaussian)."""
+        return self.model.grid.replace(feats=(depth - 1)[:, None]).dense() + 1
+
     def _random_view(self) -> int:
         return int(torch.randint(self.model.num_views, (1,), generator=self.gen))
 
@@ -179,8 +183,8 @@ class CoherentGSTrainer(GSTrainer):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
         losses = []
         for _ in range(steps):
-            loss = warping_loss(self._xyz(m.means(m.depth())), self.flows, self.masks, self._random_view(),
-                                m.d_ref)
+            d = m.depth()
+            loss = warping_loss(self._xyz(m.means(d)), self.flows, self.masks, self._random_view(), self._dense(d))
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -225,7 +229,8 @@ class CoherentGSTrainer(GSTrainer):
         gamma = t.tv_gamma_start + (1 - t.tv_gamma_start) * frac
         smooth = second_order_tv(disparity[0], self.layers[self.view_of[i]], gamma)
         loss = loss + t.smooth_coeff * smooth
-        wrp = warping_loss(self._xyz(g["means"]), self.flows, self.masks, self._random_view(), m.d_ref) * t.warp_coeff
+        wrp = warping_loss(self._xyz(g["means"]), self.flows, self.masks, self._random_view(),
+                           self._dense(g["depth"])) * t.warp_coeff
         loss = loss + t.warp_coeff * wrp
         loss.backward()
         for opt in self.optimizers.values():
