@@ -93,6 +93,7 @@ class CoherentGSTrainConfig(GSTrainConfig):
         5000 / 13000, 4).
     scale_reset_until / scale_reset_every: fractions of max_steps (authors 8000 / 13000 and 100 / 13000).
     sh_up_at: fractions at which one more SH band turns on.
+    device: "auto" (CUDA when available — the rasterizer is then gsplat's —, else CPU), "cpu" or "cuda".
     """
     max_steps: int = 13000
     align_steps: int = 1000
@@ -114,3 +115,4 @@ class CoherentGSTrainConfig(GSTrainConfig):
     scale_reset_until: float = 8000 / 13000
     scale_reset_every: float = 100 / 13000
     sh_up_at: Sequence[float] = (8000 / 13000, 9000 / 13000, 10000 / 13000)
+    device: str = "auto"

@@ -162,14 +162,18 @@ class CoherentGaussians(nn.Module):
         """Render C views through the SparseTensor (same contract as :meth:`GaussianModel.render`);
         ``gaussians`` = an :meth:`unpack` result to reuse."""
         p = self.unpack(self.decode()) if gaussians is None else gaussians
+        dev, asked = self.depth0.device, viewmats.device  # cameras elsewhere (evaluation on CPU): moved, and back
         C = viewmats.shape[0]
         bg = None
         if background is not None:
-            bg = torch.as_tensor(background, dtype=torch.float32, device=viewmats.device).reshape(-1, 3).expand(C, 3)
+            bg = torch.as_tensor(background, dtype=torch.float32, device=dev).reshape(-1, 3).expand(C, 3)
         deg = self.active_sh_degree if sh_degree is None else sh_degree
-        return rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
-                         torch.cat([p["sh0"], p["shN"]], 1), viewmats, Ks, width, height, sh_degree=deg,
-                         backgrounds=bg, render_mode=render_mode, **kwargs)
+        out = rasterize(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
+                        torch.cat([p["sh0"], p["shN"]], 1), viewmats.to(dev), Ks.to(dev), width, height,
+                        sh_degree=deg, backgrounds=bg, render_mode=render_mode, **kwargs)
+        if asked == dev:
+            return out
+        return out[0].to(asked), out[1].to(asked), out[2]
 
     @torch.no_grad()
     def export(self) -> GaussianModel:

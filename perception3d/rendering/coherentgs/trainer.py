@@ -81,6 +81,12 @@ class CoherentGSTrainer(GSTrainer):
         self.log_every, self.tile_size = int(tcfg.log_every), int(tcfg.tile_size)
         self.background, self.random_background = resolve_background(self._readable_config())
 
+        dev = tcfg.device
+        if dev not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {dev!r}")
+        self.device = torch.device("cuda" if dev == "cuda" or (dev == "auto" and torch.cuda.is_available())
+                                   else "cpu")
+
         from ..priors import build_depth_prior, build_flow_prior
 
         # a prior that cannot be built (a checkpoint path that does not exist / holds another model) fails here,
@@ -90,6 +96,8 @@ class CoherentGSTrainer(GSTrainer):
         self.scene = build_scene(self.cfg["data"])
         self.priors = {"depth": depth_prior.describe(), "flow": flow_prior.describe()}
         self.model, self.flows, self.masks, self.layers = self._build(depth_prior, flow_prior)
+        self.model.to(self.device)
+        self.flows, self.masks, self.layers = (x.to(self.device) for x in (self.flows, self.masks, self.layers))
         self._make_optimizers()
         self.step = 0
         self.order: list[int] = []
@@ -206,9 +214,9 @@ class CoherentGSTrainer(GSTrainer):
         if frac < t.scale_reset_until and self.step % max(1, round(t.scale_reset_every * self.max_steps)) == 0:
             m.reset_scales()
         m.active_sh_degree = min(sum(frac >= f for f in t.sh_up_at), m.sh_degree)
-        cam = self.scene.cameras[i]
-        gt = self.scene.image(i).permute(2, 0, 1)[None]
-        bg = torch.rand(3, generator=self.gen) if self.random_background else self.background
+        cam = self.scene.cameras[i].to(self.device)
+        gt = self.scene.image(i).to(self.device).permute(2, 0, 1)[None]
+        bg = (torch.rand(3, generator=self.gen) if self.random_background else self.background).to(self.device)
         ss = 1
         if frac >= t.multisample_from and int(t.multisample_max) > 1:
             ss = int(torch.randint(1, int(t.multisample_max) + 1, (1,), generator=self.gen))
@@ -295,7 +303,7 @@ class CoherentGSTrainer(GSTrainer):
         if st["state"]["depth0"].shape != self.model.depth0.shape:
             raise ValueError(f"{path}: holds {st['state']['depth0'].shape[0]} per-pixel Gaussians, this config "
                              f"makes {len(self.model)}; it was trained on other views or another resolution")
-        self.model.load_state_dict(st["state"])
+        self.model.load_state_dict(st["state"])  # copies onto the model's device
         self.model.stage = st["stage"]
         self.model.active_sh_degree = int(st["active_sh_degree"])
         self.align_stats = dict(st.get("align", {}))
