@@ -8,7 +8,7 @@ other folds::
     nice -n 10 python tools/train_gs.py configs/coherentgs_barn.py --work-dir work_dirs/cgs_barn_loo2 \\
         --cfg-options data.train_views=[0,1] data.test_views=[2]
 
-* resolution: 512 × 288 (the DUSt3R cameras' own size) — 294,912 per-pixel Gaussians from two views;
+* resolution: 512 × 288 (the DUSt3R cameras' own size) — 294,912 Gaussians, one per pixel of the two views;
 * time budget: 400 steps or 5 minutes per fold from the start of the run, priors included;
 * depth prior: the DUSt3R depth maps the scene ships (relative; aligned by scale and shift to the views'
   triangulated SIFT matches, then by the flow-based alignment); flow: OpenCV DIS. Everything else as
@@ -24,5 +24,5 @@ data = dict(
     train_views=[0, 2],
     test_views=[1],
 )
-model = dict(depth_prior=dict(_delete_=True, type="shipped", kind="dust3r"))
+model = dict(depth_prior=dict(_delete_=True, type="shipped", kind="dust3r"), pixel_stride=1)
 train = dict(max_steps=400, max_minutes=5.0)

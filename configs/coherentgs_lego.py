@@ -23,5 +23,5 @@ data = dict(
     n_train_views=3,
     background=(1.0, 1.0, 1.0),
 )
-model = dict(depth_prior=dict(_delete_=True, type="plane_sweep", depth_range=(2.0, 6.0)))
+model = dict(depth_prior=dict(_delete_=True, type="plane_sweep", depth_range=(2.0, 6.0)), pixel_stride=1)
 train = dict(max_minutes=6.0, background=(1.0, 1.0, 1.0), eval_background=(1.0, 1.0, 1.0))

@@ -53,6 +53,9 @@ class CoherentGSModelConfig:
         median depth (authors: 50 in LLFF's normalised units).
     opacity_residual_scale: the learned opacity logit is ``scale × tanh(decoder)`` (authors 100).
     embed_freqs: positional-encoding frequencies of the decoder's per-view input code (authors 10 → 20 channels).
+    pixel_stride: one Gaussian per s × s block of input pixels (the block's mean colour and disparity, at its
+        centre, radius × s); depth, layers and flow are taken at that grid, while rendering and the losses keep
+        the images' full resolution (authors: 1, one Gaussian per pixel).
     """
     sh_degree: int = 3
     depth_prior: Mapping[str, Any] = field(default_factory=dict)
@@ -67,6 +70,7 @@ class CoherentGSModelConfig:
     depth_residual_scale: float = 1.0
     opacity_residual_scale: float = 100.0
     embed_freqs: int = 10
+    pixel_stride: int = 1
 
 
 @dataclass

@@ -137,14 +137,25 @@ class CoherentGSTrainer(GSTrainer):
             records.append(rec)
         self.priors["depth_views"] = records
         depth = torch.stack(depths)
-        layers = torch.stack([depth_layers(1.0 / depth[k], int(m.num_mask_channels), sites[k]) for k in range(V)])
+        K = int(m.num_mask_channels)
+        layers = torch.stack([depth_layers(1.0 / depth[k], K, sites[k]) for k in range(V)])  # full res: the TV term
+        cams = sc.cameras[ids]
+        Ks, s = cams.Ks.clone(), int(m.pixel_stride)
+        if s < 1:
+            raise ValueError(f"model.pixel_stride must be >= 1, got {s}")
+        if s > 1:  # one Gaussian per s × s block (the last row / column may be partial): mean colour and disparity
+            images = F.avg_pool2d(images.permute(0, 3, 1, 2), s, ceil_mode=True).permute(0, 2, 3, 1)
+            depth = 1.0 / F.avg_pool2d(1.0 / depth[:, None], s, ceil_mode=True)[:, 0]
+            sites = F.avg_pool2d(sites[:, None].float(), s, ceil_mode=True)[:, 0] > 0.5
+            Ks[:, :2] /= s
+        grid_layers = layers if s == 1 else torch.stack(
+            [depth_layers(1.0 / depth[k], K, sites[k], every=max(1, 10 // s)) for k in range(V)])
         flows, masks = correspondences(flow_prior, images, sites, float(t.flow_threshold))
         self.priors["flow_consistent"] = round(float(masks.sum() / max(V * (V - 1), 1) / sites[0].numel()), 4)
         init_opacity = m.init_opacity if m.init_opacity is not None else _by_views(INIT_OPACITY, V, 1.4 / V)
         ngf = m.ngf if m.ngf is not None else int(_by_views(DECODER_NGF["xyz"], V, 18))
         ongf = m.opacity_ngf if m.opacity_ngf is not None else int(_by_views(DECODER_NGF["opacity"], V, 12))
-        cams = sc.cameras[ids]
-        model = CoherentGaussians(cams.viewmats, cams.Ks, images, depth, sites, layers, int(m.sh_degree),
+        model = CoherentGaussians(cams.viewmats, Ks, images, depth, sites, grid_layers, int(m.sh_degree),
                                   float(m.radius_mult), float(init_opacity), int(ngf), int(ongf),
                                   int(m.decoder_finest_level), int(m.embed_freqs), float(m.depth_residual_scale),
                                   float(m.opacity_residual_scale), bool(t.train_colors))
