@@ -299,6 +299,15 @@ def test_spare_zip_from_a_coherentgs_checkpoint_passes_check(trained_plane, caps
     assert "OK" in capsys.readouterr().out
 
 
+def test_render_tool_reads_a_coherentgs_checkpoint(trained_plane, tmp_path):
+    """tools/render.py renders the held-out views of the checkpoint (cameras from its config) with the
+    trainer's own numbers."""
+    tr, res, _, _, _, work = trained_plane
+    out = _tool("render").main([str(work / "ckpt_latest.pt"), "--cameras", "test", "--out", str(tmp_path / "r")])
+    assert len(list((tmp_path / "r" / "rgb").glob("*.png"))) == 2
+    assert abs(out["psnr"] - res["psnr"]) < 0.1
+
+
 def test_resume_continues_from_the_checkpoint(trained_plane, tmp_path):
     from perception3d.registry import RENDER_METHODS
 
