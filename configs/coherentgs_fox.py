@@ -38,9 +38,8 @@ train = dict(
     max_steps=600,
     max_minutes=14.0,
     align_steps=300,  # authors 1000
-    # the decoders' cyclic learning rates ×10 over the authors' (1e-6..1e-4, 1e-6..1e-5): 600 steps instead of 13000
-    decoder_lr=(1e-5, 1e-3),
-    opacity_decoder_lr=(1e-5, 1e-4),
+    # the decoders keep the authors' cyclic learning rates (1e-6..1e-4, 1e-6..1e-5): ten times higher, the fox's
+    # training views reached 28 dB while the held-out views fell to 7.2 dB (opacity holes, scattered depth)
     multisample_max=2,  # authors 4 (a random 1-4× supersampled render in the last 62 % of the steps)
     eval_every=100_000,  # evaluate once, at the end (47 views)
     save_every=100_000,
