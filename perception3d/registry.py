@@ -35,6 +35,7 @@ VISUALIZERS = Registry("visualizer", parent=MMENGINE_VISUALIZERS, scope="percept
 # that ``rendering.trainer.load_model`` reads (``params`` and ``sh_degree``).
 RENDER_METHODS = Registry("render method", scope="perception3d",
                           locations=["perception3d.rendering.trainer",
+                                     "perception3d.rendering.coherentgs",
                                      "perception3d.rendering.human.metacap.trainer",
                                      "perception3d.rendering.human.transhuman.trainer",
                                      "perception3d.rendering.lmgaussian"])
