@@ -259,3 +259,15 @@ def test_mini_fusion_configs_run_on_converted_frames_and_visualize_draws_cameras
             import imageio.v3 as iio
             img = iio.imread(png)
             assert img.ndim == 3 and img.shape[1] > 1000
+
+
+def test_skip_missing_cameras_flag_reaches_every_camera_dataset():
+    from perception3d.cli import load_config
+    from perception3d.datasets.multiview import set_skip_missing_cameras
+    root = Path(__file__).resolve().parents[1] / "configs"
+    cfg = load_config(str(root / "sparsefusion_waymo_mini.py"))
+    assert set_skip_missing_cameras(cfg) == 3
+    assert cfg.train_dataloader.dataset.dataset.skip_missing_cameras is True       # inside SeededDataset
+    assert cfg.val_dataloader.dataset.skip_missing_cameras and cfg.test_dataloader.dataset.skip_missing_cameras
+    with pytest.raises(ValueError, match="no camera dataset"):
+        set_skip_missing_cameras(load_config(str(root / "centerpoint_voxel_waymo_mini.py")))

@@ -198,9 +198,9 @@ def draw_camera_views(path: str, images, lidar2img, pred: dict | None = None, gt
         ax.set_title(cam_names[v] if v < len(cam_names) else f"camera {v}", fontsize=9)
     handles = [Line2D([], [], color=GT_COLOR, lw=1.6, label=f"ground truth ({counts['gt']} box views)")]
     if pred is not None:
+        legend = ", ".join(f"{c}: {COLORS[i % len(COLORS)]}" for i, c in enumerate(class_names))
         handles.append(Line2D([], [], color=COLORS[0], ls=(0, (3, 1.5)), lw=1.6,
-                              label=f"predictions ≥ {score_thr:g} ({counts['pred']} box views; colour = class "
-                                    f"{', '.join(f'{c}: {COLORS[i % len(COLORS)]}' for i, c in enumerate(class_names))})"))
+                              label=f"predictions ≥ {score_thr:g} ({counts['pred']} box views; {legend})"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
@@ -235,9 +235,14 @@ def main(argv=None) -> list[str]:
                     help="draw one box per object: of predictions overlapping by more than this BEV IoU, only the "
                          "best (any class); a negative value draws every box the model output")
     ap.add_argument("--out-dir", default="work_dirs/vis")
+    ap.add_argument("--skip-missing-cameras", action="store_true",
+                    help="camera datasets: draw a frame whose cameras cannot be read from its LiDAR alone")
     ap.add_argument("--cfg-options", nargs="+", action=DictAction)
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    if args.skip_missing_cameras:
+        from perception3d.datasets.multiview import set_skip_missing_cameras
+        set_skip_missing_cameras(cfg)
     model = init_model(cfg, str(check_checkpoint(args.checkpoint))) if args.checkpoint else None
     if model is None and args.points:
         raise ValueError("--points needs a checkpoint (there is no ground truth to draw for a raw cloud)")

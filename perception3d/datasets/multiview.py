@@ -17,7 +17,7 @@ from perception3d.datasets.det3d_dataset import Det3DDataset
 from perception3d.datasets.nuscenes import NuScenesDataError, load_camera_images
 from perception3d.registry import DATASETS
 
-__all__ = ["MultiViewDet3DDataset", "WAYMO_SURROUND_CAMERAS"]
+__all__ = ["MultiViewDet3DDataset", "WAYMO_SURROUND_CAMERAS", "CAMERA_DATASETS", "set_skip_missing_cameras"]
 
 #: the cameras of the Waymo mini dataset's surround rig (``generate_waymo_mini(surround_cameras=True)``)
 WAYMO_SURROUND_CAMERAS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT")
@@ -66,3 +66,26 @@ class MultiViewDet3DDataset(Det3DDataset):
                           f"{self.num_missing_cameras} so far)")
             results["cameras_skipped"] = True
         return results
+
+
+#: the dataset types that read cameras and take ``skip_missing_cameras``
+CAMERA_DATASETS = ("MultiViewDet3DDataset", "NuScenesDataset")
+
+
+def set_skip_missing_cameras(cfg: Any) -> int:
+    """Set ``skip_missing_cameras=True`` on every camera dataset of a config's train / val / test dataloaders
+    (through wrappers such as ``SeededDataset``): the tools' ``--skip-missing-cameras``. Returns how many datasets
+    were changed; a ``ValueError`` when the config has none (the flag would do nothing)."""
+    changed = 0
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        ds = (cfg.get(key) or {}).get("dataset")
+        while isinstance(ds, dict):
+            if str(ds.get("type", "")).split(".")[-1] in CAMERA_DATASETS:
+                ds["skip_missing_cameras"] = True
+                changed += 1
+                break
+            ds = ds.get("dataset")
+    if not changed:
+        raise ValueError("--skip-missing-cameras: this config's dataloaders have no camera dataset "
+                         f"({' / '.join(CAMERA_DATASETS)})")
+    return changed

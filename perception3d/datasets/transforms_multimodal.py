@@ -152,9 +152,9 @@ class SparseDepthMap(_Transform):
     """Projected LiDAR depth per camera at a feature stride: the input of SparseFusion's *geometric transfer*
     (the authors' ``SparseDepth`` pipeline step).
 
-    Key-frame points (time lag column ``time_lag_dim`` == 0, when the points have it) are projected with each camera's current
-    ``lidar2img``; points in front of the camera and strictly inside ``(0, W - 1) × (0, H - 1)`` fill the cell
-    ``(floor(v / s), floor(u / s))`` of an ``(H // s) × (W // s)`` map; the nearest point wins a shared cell.
+    Key-frame points (time lag column ``time_lag_dim`` == 0, when the points have it) are projected with each
+    camera's current ``lidar2img``; points in front of the camera and strictly inside ``(0, W - 1) × (0, H - 1)``
+    fill the cell ``(floor(v / s), floor(u / s))`` of an ``(H // s) × (W // s)`` map; the nearest point wins a shared cell.
 
     Args:
         stride: feature stride ``s`` (4 in the authors' nuScenes config: the FPN's finest level).
