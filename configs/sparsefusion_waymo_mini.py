@@ -7,8 +7,11 @@ and boxes are byte-identical to the default mini dataset's (160 training / 40 va
 
 Model: the LiDAR stages of ``centerpoint_voxel_waymo_mini.py`` (range ±32 m, voxels 0.2 × 0.2 × 0.25 m, half-width
 sparse ResNet ending on 0.8 m BEV cells, SECOND-FPN 2 × 96) → TransFusion-L branch (100 queries, one decoder
-layer); cameras: ResNet-18 from scratch + FPN (64 ch, strides 4 / 8 / 16, the first two used) → 50 image
+layer); cameras: ResNet-18 from scratch + FPN (64 ch) on strides 8 and 16 (30 × 20 and 15 × 10 cells; the
+projected LiDAR depth of the geometric transfer at stride 8, the semantic transfer samples stride 8) → 50 image
 queries → view transformer; both transfers and CameraSE on; one fusion layer. Head width 64, 4 heads, FFN 128.
+(The authors' finest level is stride 4; on a CPU its depth encoder and heat maps cost more than the rest of the
+head, ``docs/model_zoo.md``.)
 
 Schedule (both this and ``transfusion_l_waymo_mini.py``, the LiDAR-only ablation baseline, seed 0): AdamW,
 one-cycle to lr 0.002 at 40 % (β₁ 0.95 ↔ 0.85), wd 0.01, grad clip 0.1 as the authors, batch 2, ``max_epochs``
@@ -44,13 +47,13 @@ model = dict(
     map_to_bev=dict(type="HeightCompression", num_bev_features=64),
     backbone_2d=dict(type="BaseBEVBackbone", in_channels=64, layer_nums=[1, 1], layer_strides=[1, 2],
                      num_filters=[64, 128], upsample_strides=[1, 2], num_upsample_filters=[96, 96]),
-    img_backbone=dict(type="ImageResNet", depth=18, out_indices=(0, 1, 2), pretrained=None),
-    img_neck=dict(type="ImageFPN", in_channels=[64, 128, 256], out_channels=64),
+    img_backbone=dict(type="ImageResNet", depth=18, out_indices=(1, 2), pretrained=None),
+    img_neck=dict(type="ImageFPN", in_channels=[128, 256], out_channels=64),
     head=dict(type="SparseFusionHead", in_channels=192, num_classes=len(class_names),
               pc_range=point_cloud_range, voxel_size=voxel_size[:2], out_size_factor=out_size_factor,
               channels=64, img_channels=64, num_queries=100, num_img_queries=50, num_img_levels=2,
               num_heads=4, ffn_channels=128, dropout=0.1, use_camera=True, semantic_transfer=True,
-              geometric_transfer=True, view_se=True, semantic_level=1, z_ref=0.8, max_det=100,
+              geometric_transfer=True, view_se=True, semantic_level=0, z_ref=0.8, max_det=100,
               code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]))
 
 dataset_type = "MultiViewDet3DDataset"
@@ -59,14 +62,14 @@ _pack = dict(type="Pack3DDetInputs", keys=["points", "gt_bboxes_3d", "gt_labels_
 train_pipeline = [
     dict(type="MultiModalGlobalRotScaleTrans", rot_range=[-0.39269908, 0.39269908], scale_ratio_range=[0.95, 1.05],
          translation_std=[0, 0, 0]),
-    dict(type="SparseDepthMap", stride=4, time_lag_dim=None),
+    dict(type="SparseDepthMap", stride=8, time_lag_dim=None),
     dict(type="PointsRangeFilter", point_cloud_range=point_cloud_range),
     dict(type="ObjectRangeFilter", point_cloud_range=point_cloud_range),
     dict(type="PointShuffle"),
     _pack,
 ]
 test_pipeline = [
-    dict(type="SparseDepthMap", stride=4, time_lag_dim=None),
+    dict(type="SparseDepthMap", stride=8, time_lag_dim=None),
     dict(type="PointsRangeFilter", point_cloud_range=point_cloud_range),
     _pack,
 ]
