@@ -169,7 +169,7 @@ def draw_camera_views(path: str, images, lidar2img, pred: dict | None = None, gt
     ncol = min(n, 3)
     nrow = (n + ncol - 1) // ncol
     h, w = np.asarray(images[0]).shape[:2]
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, 5.5 * nrow * h / w + 0.6), dpi=130, squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, (5.5 * h / w + 0.4) * nrow + 0.6), dpi=130, squeeze=False)
     counts = {"gt": 0, "pred": 0}
     for v in range(nrow * ncol):
         ax = axes[v // ncol, v % ncol]
@@ -203,7 +203,7 @@ def draw_camera_views(path: str, images, lidar2img, pred: dict | None = None, gt
                               label=f"predictions ≥ {score_thr:g} ({counts['pred']} box views; {legend})"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97), h_pad=1.5)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp.png")
     fig.savefig(tmp)
