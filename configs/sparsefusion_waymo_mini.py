@@ -35,7 +35,7 @@ cameras = ["CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT"]
 point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]
 voxel_size = [0.2, 0.2, 0.25]
 out_size_factor = 4
-max_epochs = 4
+max_epochs = 3
 lr = 0.002
 
 model = dict(

@@ -28,9 +28,13 @@ The cameras draw their pixel noise from their own random generator (the writer s
 ``[seed, split, segment, 1]``), so the LiDAR points and boxes of a dataset are byte-identical with and without
 surround cameras.
 
-Cost (measured on this 2-core VM, one thread, default street): ~0.15 s per camera per frame, i.e. ~0.45 s per
-frame for the rig, about the time of the LiDAR sweep itself; it is paid only by datasets generated with
-``surround_cameras=True``.
+Cost (process CPU time, one thread, 8 validation streets of seed 0, 2-core VM shared with other work): the
+rig's ray casting and shading take 0.16 s a frame (0.05 s a camera; the 64 × 1024 LiDAR sweep 0.07 s, the default
+320 × 192 FRONT camera 0.12 s). Generating the whole default-sized dataset with the rig took 84.8 CPU s against
+71.8 CPU s for the default dataset (+18 %). Only datasets generated with ``surround_cameras=True`` pay it.
+
+On those 8 streets, 72 of the 281 labelled boxes have fewer than 20 LiDAR points; 12 of them (11 pedestrians,
+median 33 pixels, and a cyclist) cover 20 or more pixels of the rig; the rest lie outside its 140° or are hidden.
 """
 from __future__ import annotations
 
