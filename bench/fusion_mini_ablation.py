@@ -10,6 +10,11 @@ fewer than ``--few`` LiDAR points (the ones a camera helps with): the SparseFusi
 (``zero_point_gt="ignore"``): the boxes with ``>= few`` points are marked ignored (a prediction matched to one is
 neither TP nor FP, and it is never a miss), so AP is that of the boxes with 1 … few-1 points; LEVEL_1 of that is
 the boxes with 6 … few-1 points (Waymo's LEVEL_2 rule: <= 5 points).
+
+``--fov``: also score inside the mini dataset's camera rig (``surround_camera_specs``: FRONT, FRONT_LEFT,
+FRONT_RIGHT, 140° ahead): ground truths whose box centre no camera sees are ignored the same way and predictions
+whose centre no camera sees are dropped, so the LiDAR-only and the fusion model are compared where a camera can
+help (the labels cover 360°, the cameras 140°).
 """
 from __future__ import annotations
 
@@ -67,10 +72,36 @@ def few_point_truths(gts: list, few: int) -> list:
     return out
 
 
+def in_camera_view(boxes: np.ndarray) -> np.ndarray:
+    """[N] bool: the box centre (LiDAR = vehicle frame, z at the bottom) projects into a camera of the mini rig."""
+    from perception3d.datasets.synthetic.cameras import surround_camera_specs
+    b = np.asarray(boxes, np.float64).reshape(-1, 7)
+    centre = b[:, :3] + np.stack([np.zeros(len(b)), np.zeros(len(b)), b[:, 5] / 2], 1)
+    seen = np.zeros(len(b), bool)
+    for spec in surround_camera_specs().values():
+        uv, d = spec.project(centre)
+        seen |= (d > 0.5) & (uv[:, 0] >= 0) & (uv[:, 0] <= spec.width - 1) & (uv[:, 1] >= 0) & \
+            (uv[:, 1] <= spec.height - 1)
+    return seen
+
+
+def fov_only(preds: list, gts: list) -> tuple[list, list]:
+    """Predictions and ground truths restricted to the rig's view (see ``--fov``)."""
+    p2, g2 = [], []
+    for p, g in zip(preds, gts):
+        keep = in_camera_view(p["boxes_3d"])
+        p2.append({k: np.asarray(v)[keep] for k, v in p.items()})
+        n = np.asarray(g["num_points"]).copy()
+        n[~in_camera_view(g["boxes_3d"])] = 0
+        g2.append(dict(g, num_points=n))
+    return p2, g2
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="name=CONFIG:CHECKPOINT")
     ap.add_argument("--few", type=int, default=20)
+    ap.add_argument("--fov", action="store_true", help="also score inside the mini camera rig's view")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     from perception3d.evaluation.waymo import waymo_evaluate
@@ -90,6 +121,18 @@ def main(argv=None) -> dict:
                            all={k: round(v, 4) for k, v in allm.items() if "mAP " in k or k.endswith("mAP")},
                            few={k: round(v, 4) for k, v in fewm.items() if "mAP " in k or k.endswith("mAP")},
                            eval_wall_s=round(time.time() - t, 1), eval_cpu_s=round(time.process_time() - c, 1))
+        if args.fov:
+            fp, fg = fov_only(preds, gts)
+            fovm = waymo_evaluate(fp, fg)
+            fovfew = waymo_evaluate(fp, few_point_truths(fg, args.few))
+            table[name]["fov"] = {k: round(v, 4) for k, v in fovm.items() if "mAP " in k or k.endswith("mAP")}
+            table[name]["fov_few"] = {k: round(v, 4) for k, v in fovfew.items() if "mAP " in k or k.endswith("mAP")}
+            table[name]["fov_boxes"] = sum(int((np.asarray(g["num_points"]) > 0).sum()) for g in fg)
+            table[name]["fov_few_boxes"] = sum(int(((np.asarray(g["num_points"]) > 0)
+                                                    & (np.asarray(g["num_points"]) < args.few)).sum()) for g in fg)
+            print(f"  in camera view ({table[name]['fov_boxes']} boxes): L1 {fovm['Overall/L1 mAP']:.4f} "
+                  f"L2 {fovm['Overall/L2 mAP']:.4f} | < {args.few} points ({table[name]['fov_few_boxes']} boxes): "
+                  f"L1 {fovfew['Overall/L1 mAP']:.4f} L2 {fovfew['Overall/L2 mAP']:.4f}", flush=True)
         print(f"{name}: all L1 mAP {allm['Overall/L1 mAP']:.4f} L2 {allm['Overall/L2 mAP']:.4f} | "
               f"< {args.few} points ({n_few} of {n_all} boxes): L1 {fewm['Overall/L1 mAP']:.4f} "
               f"L2 {fewm['Overall/L2 mAP']:.4f}", flush=True)

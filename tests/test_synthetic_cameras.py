@@ -271,3 +271,29 @@ def test_skip_missing_cameras_flag_reaches_every_camera_dataset():
     assert cfg.val_dataloader.dataset.skip_missing_cameras and cfg.test_dataloader.dataset.skip_missing_cameras
     with pytest.raises(ValueError, match="no camera dataset"):
         set_skip_missing_cameras(load_config(str(root / "centerpoint_voxel_waymo_mini.py")))
+
+
+def test_ablation_bench_scores_few_point_and_camera_view_subsets():
+    """bench/fusion_mini_ablation.py: boxes with >= 20 points / outside the rig are ignored, not missed; a perfect
+    prediction of the remaining boxes scores AP 1, and one of only the ignored boxes is not a false positive."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "bench" / "fusion_mini_ablation.py"
+    spec = importlib.util.spec_from_file_location("fusion_mini_ablation", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from perception3d.evaluation.waymo import waymo_evaluate
+    boxes = np.array([[20.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0],      # ahead: FRONT sees it
+                      [-20.0, 0.0, 0.0, 4.5, 1.9, 1.6, 0.0],     # behind: no camera
+                      [10.0, 9.0, 0.0, 4.5, 1.9, 1.6, 0.0]])     # 42° left: FRONT_LEFT
+    assert bench.in_camera_view(boxes).tolist() == [True, False, True]
+    gt = [dict(boxes_3d=boxes, labels_3d=np.zeros(3, int), num_points=np.array([10, 8, 300]),
+               difficulty=np.zeros(3, int))]
+    few = bench.few_point_truths(gt, 20)
+    assert few[0]["num_points"].tolist() == [10, 8, 0]
+    pred = [dict(boxes_3d=boxes[[0, 1]], scores_3d=np.array([0.9, 0.8]), labels_3d=np.zeros(2, int))]
+    assert waymo_evaluate(pred, few)["Vehicle/L1 mAP"] == pytest.approx(1.0)
+    p_fov, g_fov = bench.fov_only(pred, few)
+    assert len(p_fov[0]["scores_3d"]) == 1 and g_fov[0]["num_points"].tolist() == [10, 0, 0]
+    assert waymo_evaluate(p_fov, g_fov)["Vehicle/L1 mAP"] == pytest.approx(1.0)
+    miss = [dict(boxes_3d=boxes[[2]], scores_3d=np.array([0.9]), labels_3d=np.zeros(1, int))]
+    assert waymo_evaluate(miss, few)["Vehicle/L1 mAP"] == pytest.approx(0.0)   # the 10-point box is missed
