@@ -36,7 +36,8 @@ def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None,
     out_p = Path(out).resolve() if out else root_p / "processed"
     root_p.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root_p) + ".prepare.lock"):
-        return _prepare_waymo_mini_locked(root_p, out_p, gt_database, classes, surround_cameras)
+        extra = dict(surround_cameras=True) if surround_cameras else {}   # the default call keeps its 4 arguments
+        return _prepare_waymo_mini_locked(root_p, out_p, gt_database, classes, **extra)
 
 
 def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, classes,
