@@ -2,8 +2,8 @@
 fewer than ``--few`` LiDAR points (the ones a camera helps with): the SparseFusion vs LiDAR-only table.
 
     python bench/fusion_mini_ablation.py \\
-        sparsefusion=configs/sparsefusion_waymo_mini.py:work_dirs/sparsefusion_waymo_mini/epoch_4.pth \\
-        transfusion_l=configs/transfusion_l_waymo_mini.py:work_dirs/transfusion_l_waymo_mini/epoch_4.pth \\
+        sparsefusion=configs/sparsefusion_waymo_mini.py:work_dirs/sparsefusion_waymo_mini/iter_240.pth \\
+        transfusion_l=configs/transfusion_l_waymo_mini.py:work_dirs/transfusion_l_waymo_mini/iter_240.pth \\
         [--few 20] [--out work_dirs/fusion_ablation.json]
 
 "Few points" is scored with the official metric's own mechanism for boxes it does not count
@@ -121,6 +121,9 @@ def main(argv=None) -> dict:
                            all={k: round(v, 4) for k, v in allm.items() if "mAP " in k or k.endswith("mAP")},
                            few={k: round(v, 4) for k, v in fewm.items() if "mAP " in k or k.endswith("mAP")},
                            eval_wall_s=round(time.time() - t, 1), eval_cpu_s=round(time.process_time() - c, 1))
+        print(f"{name}: all L1 mAP {allm['Overall/L1 mAP']:.4f} L2 {allm['Overall/L2 mAP']:.4f} | "
+              f"< {args.few} points ({n_few} of {n_all} boxes): L1 {fewm['Overall/L1 mAP']:.4f} "
+              f"L2 {fewm['Overall/L2 mAP']:.4f}", flush=True)
         if args.fov:
             fp, fg = fov_only(preds, gts)
             fovm = waymo_evaluate(fp, fg)
@@ -133,9 +136,6 @@ def main(argv=None) -> dict:
             print(f"  in camera view ({table[name]['fov_boxes']} boxes): L1 {fovm['Overall/L1 mAP']:.4f} "
                   f"L2 {fovm['Overall/L2 mAP']:.4f} | < {args.few} points ({table[name]['fov_few_boxes']} boxes): "
                   f"L1 {fovfew['Overall/L1 mAP']:.4f} L2 {fovfew['Overall/L2 mAP']:.4f}", flush=True)
-        print(f"{name}: all L1 mAP {allm['Overall/L1 mAP']:.4f} L2 {allm['Overall/L2 mAP']:.4f} | "
-              f"< {args.few} points ({n_few} of {n_all} boxes): L1 {fewm['Overall/L1 mAP']:.4f} "
-              f"L2 {fewm['Overall/L2 mAP']:.4f}", flush=True)
     keys = ["Overall/L1 mAP", "Vehicle/L1 mAP", "Pedestrian/L1 mAP", "Cyclist/L1 mAP", "Overall/L2 mAP"]
     print("\n| model | " + " | ".join(keys) + f" | < {args.few} pts: " + " | ".join(keys[:1] + keys[-1:]) + " |")
     print("|---" * (len(keys) + 3) + "|")

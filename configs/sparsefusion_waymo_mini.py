@@ -20,7 +20,7 @@ both models see the same schedule). Augmentation: ±22.5° rotation and 0.95–1
 (``lidar2cam`` / ``lidar2img`` follow), no flips (as the other mini configs).
 
     python tools/train.py configs/sparsefusion_waymo_mini.py
-    python tools/test.py configs/sparsefusion_waymo_mini.py work_dirs/sparsefusion_waymo_mini/epoch_N.pth
+    python tools/test.py configs/sparsefusion_waymo_mini.py work_dirs/sparsefusion_waymo_mini/iter_240.pth
     python tools/visualize.py configs/sparsefusion_waymo_mini.py CKPT --frames 0 1   # BEV + each camera
 """
 _base_ = ["./_base_/default_runtime.py", "./_base_/schedules/adamw_onecycle.py",
