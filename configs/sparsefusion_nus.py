@@ -47,7 +47,7 @@ model = dict(
 dataset_type = "NuScenesDataset"
 data_root = "data/nuscenes/"
 _pack = dict(type="Pack3DDetInputs", keys=["points", "gt_bboxes_3d", "gt_labels_3d", "images", "cam2img",
-                                           "lidar2cam", "sparse_depth"])
+                                           "lidar2cam", "sparse_depth", "cam_names"])
 train_pipeline = [
     dict(type="MultiModalGlobalRotScaleTrans", rot_range=[-0.785, 0.785], scale_ratio_range=[0.9, 1.1],
          translation_std=[0.5, 0.5, 0.5]),

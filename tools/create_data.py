@@ -43,6 +43,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="lidars to include: 1 TOP, 2 FRONT, 3 SIDE_LEFT, 4 SIDE_RIGHT, 5 REAR (default all)")
     w.add_argument("--returns", type=int, nargs="+", default=[1, 2], help="returns to include (default 1 2)")
     w.add_argument("--gt-database", action="store_true", help="also build the GT database of the train split")
+    w.add_argument("--cameras", action="store_true",
+                   help="also extract the camera images (<out>/images/CAM_<NAME>/) and put the calibrations into "
+                        "the infos (for camera configs, e.g. configs/sparsefusion_waymo_mini.py)")
     k = sub.add_parser("kitti", help="raw KITTI object-detection root")
     k.add_argument("--root", required=True, help="root holding training/{velodyne,label_2,calib}")
     k.add_argument("--out", default=None, help="output folder for the info pkls (default: <root>)")
@@ -92,7 +95,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         out = Path(args.out) if args.out else root / "processed"
         result = convert_waymo_v2(root, out, splits=args.splits, workers=args.workers,
                                   filter_no_label_zone=args.filter_no_label_zone, lasers=args.lasers,
-                                  returns=args.returns)
+                                  returns=args.returns, cameras=args.cameras)
         if args.gt_database and "train" in result:
             _gt_database(out, "waymo_infos_train.pkl", out, "waymo", load_dim=6, use_dim=5)
     elif args.dataset == "nuscenes":

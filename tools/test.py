@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on a config's test split; prints the metric table.
 
     python tools/test.py CONFIG CKPT [--out results.pkl] [--work-dir DIR] [--cfg-options k=v ...]
-                         [--launcher none|pytorch]
+                         [--skip-missing-cameras] [--launcher none|pytorch]
 
 ``--out`` saves the predictions in mmdet3d's result layout (a pickle list, one dict per frame with
 ``bboxes_3d``, ``scores_3d``, ``labels_3d``, ``sample_idx``), written atomically. With a Waymo metric the
@@ -29,6 +29,9 @@ def parse_args(argv=None):
     p.add_argument("--out", help="save predictions (mmdet3d result layout) to this .pkl")
     p.add_argument("--work-dir")
     p.add_argument("--cfg-options", nargs="+", action=DictAction)
+    p.add_argument("--skip-missing-cameras", action="store_true",
+                   help="camera datasets: use a frame whose cameras cannot be read LiDAR-only (counted warning) "
+                        "instead of stopping")
     p.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=0)
     return p.parse_args(argv)
@@ -37,6 +40,9 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    if args.skip_missing_cameras:
+        from perception3d.datasets.multiview import set_skip_missing_cameras
+        set_skip_missing_cameras(cfg)
     check_checkpoint(args.checkpoint)
     cfg = prepare_cfg(cfg, work_dir=args.work_dir, launcher=args.launcher, amp=False)
     cfg.load_from = args.checkpoint

@@ -1,7 +1,7 @@
 """Train a model from a config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--seed N] [--amp | --no-amp]
-                          [--cfg-options k=v ...] [--launcher none|pytorch]
+                          [--cfg-options k=v ...] [--skip-missing-cameras] [--launcher none|pytorch]
 
 ``--resume`` without a path continues from the newest complete checkpoint in the work dir (exactly: same
 losses and weights as an uninterrupted run on CPU). Multi-process: tools/dist_train.sh CONFIG N.
@@ -31,6 +31,9 @@ def parse_args(argv=None):
     amp.add_argument("--amp", dest="amp", action="store_true", default=None, help="force AMP (default: on GPU)")
     amp.add_argument("--no-amp", dest="amp", action="store_false")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value")
+    p.add_argument("--skip-missing-cameras", action="store_true",
+                   help="camera datasets: use a frame whose cameras cannot be read LiDAR-only (counted warning) "
+                        "instead of stopping")
     p.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=0)
     return p.parse_args(argv)
@@ -39,6 +42,9 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    if args.skip_missing_cameras:
+        from perception3d.datasets.multiview import set_skip_missing_cameras
+        set_skip_missing_cameras(cfg)
     if isinstance(args.resume, str):
         check_checkpoint(args.resume)
     cfg = prepare_cfg(cfg, work_dir=args.work_dir, resume=args.resume, seed=args.seed,

@@ -9,6 +9,13 @@ predicted class has its own colour (dashed, with a heading tick); a legend gives
     python tools/visualize.py CONFIG CKPT [--split val|train] [--frames 0 1 2] [--score-thr 0.3]
                               [--out-dir work_dirs/vis] [--cfg-options k=v ...]
     python tools/visualize.py CONFIG CKPT --points frame.bin [--out-dir ...]   # a raw cloud, no ground truth
+    python tools/visualize.py CONFIG [--frames ...]                           # no checkpoint: ground truth only
+
+For a dataset with cameras (``configs/sparsefusion_*.py``) each frame also gets ``<split>_<i>_cams.png``: every
+camera image with the ground-truth (green) and predicted (class colours, dashed) 3D boxes projected into it with
+the frame's ``cam2img`` / ``lidar2cam`` after the test pipeline; the front bottom edge of a box is drawn thicker.
+E.g. the real nuScenes sample's six views: ``python tools/visualize.py configs/sparsefusion_nus.py --cfg-options
+val_dataloader.dataset.data_root=../shared/data/nuscenes_demo val_dataloader.dataset.ann_file=<its .pkl>``.
 """
 from __future__ import annotations
 
@@ -131,10 +138,95 @@ def draw_bev(path: str, points: np.ndarray, pred: dict, gt_boxes=None, class_nam
     os.replace(tmp, path)
 
 
+# the 12 edges of a box in the corner order of Boxes3D.corners (bottom 0-3 counter-clockwise, top 4-7); 0-3 is
+# the front bottom edge (bev_corners' heading tick sits on it)
+_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+
+
+def draw_camera_views(path: str, images, lidar2img, pred: dict | None = None, gt_boxes=None, class_names=(),
+                      score_thr: float = 0.3, cam_names=(), title: str = "", gt_labels=None) -> None:
+    """One PNG (atomically) of every camera image [H, W, 3] (float in [0, 1] or uint8) with the 3D boxes projected
+    by ``lidar2img`` [V, 4, 4]: ground truth [M, 7] green, predictions with score ≥ ``score_thr`` dashed in their
+    class colour. A box is drawn in a camera when all its corners are in front of it (depth > 0.1 m) and one of
+    them falls inside the image."""
+    from matplotlib.lines import Line2D
+
+    from perception3d.structures.calibration import project_box_corners
+
+    def boxes_of(kind):
+        if kind == "gt":
+            b = np.zeros((0, 7)) if gt_boxes is None else np.asarray(gt_boxes, np.float64).reshape(-1, 7)
+            lab = np.full(len(b), -1) if gt_labels is None else np.asarray(gt_labels).reshape(-1)
+            return b, lab
+        if pred is None:
+            return np.zeros((0, 7)), np.zeros(0, int)
+        b = pred["bboxes_3d"].numpy() if isinstance(pred["bboxes_3d"], torch.Tensor) else np.asarray(pred["bboxes_3d"])
+        b = b.reshape(-1, b.shape[-1] if b.size else 7)[:, :7].astype(np.float64)
+        keep = np.asarray(pred["scores_3d"]).reshape(-1) >= score_thr
+        return b[keep], np.asarray(pred["labels_3d"]).reshape(-1).astype(int)[keep]
+
+    n = len(images)
+    ncol = min(n, 3)
+    nrow = (n + ncol - 1) // ncol
+    h, w = np.asarray(images[0]).shape[:2]
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, (5.5 * h / w + 0.4) * nrow + 0.6), dpi=130, squeeze=False)
+    counts = {"gt": 0, "pred": 0}
+    for v in range(nrow * ncol):
+        ax = axes[v // ncol, v % ncol]
+        ax.axis("off")
+        if v >= n:
+            continue
+        img = np.asarray(images[v])
+        img = img if img.dtype == np.uint8 else np.clip(img, 0, 1)
+        ih, iw = img.shape[:2]
+        ax.imshow(img)
+        for kind in ("gt", "pred"):
+            boxes, labels = boxes_of(kind)
+            uv, depth = project_box_corners(boxes, lidar2img[v]) if len(boxes) else (np.zeros((0, 8, 2)),
+                                                                                      np.zeros((0, 8)))
+            for j in range(len(boxes)):
+                inside = (uv[j, :, 0] >= 0) & (uv[j, :, 0] < iw) & (uv[j, :, 1] >= 0) & (uv[j, :, 1] < ih)
+                if (depth[j] <= 0.1).any() or not inside.any():
+                    continue
+                counts[kind] += 1
+                col = GT_COLOR if kind == "gt" else COLORS[labels[j] % len(COLORS)]
+                for a, b in _EDGES:
+                    ax.plot(uv[j, [a, b], 0], uv[j, [a, b], 1], color=col, lw=2.2 if (a, b) == (3, 0) else 0.9,
+                            ls="-" if kind == "gt" else (0, (3, 1.5)))
+        ax.set_xlim(0, iw)
+        ax.set_ylim(ih, 0)
+        ax.set_title(cam_names[v] if v < len(cam_names) else f"camera {v}", fontsize=9)
+    handles = [Line2D([], [], color=GT_COLOR, lw=1.6, label=f"ground truth ({counts['gt']} box views)")]
+    if pred is not None:
+        legend = ", ".join(f"{c}: {COLORS[i % len(COLORS)]}" for i, c in enumerate(class_names))
+        handles.append(Line2D([], [], color=COLORS[0], ls=(0, (3, 1.5)), lw=1.6,
+                              label=f"predictions ≥ {score_thr:g} ({counts['pred']} box views; {legend})"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97), h_pad=1.5)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), "." + os.path.basename(path) + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _lidar2img(sample: dict) -> np.ndarray | None:
+    """[V, 4, 4] from a packed data sample's ``lidar2img`` or ``cam2img`` + ``lidar2cam``; None without cameras."""
+    if sample.get("lidar2img") is not None:
+        return np.asarray(sample["lidar2img"], np.float64)
+    if sample.get("cam2img") is None or sample.get("lidar2cam") is None:
+        return None
+    k = np.asarray(sample["cam2img"], np.float64)
+    k4 = np.tile(np.eye(4), (len(k), 1, 1))
+    k4[:, :3, :3] = k[:, :3, :3]
+    return k4 @ np.asarray(sample["lidar2cam"], np.float64)
+
+
 def main(argv=None) -> list[str]:
     ap = argparse.ArgumentParser(description="BEV visualisation of detections")
     ap.add_argument("config")
-    ap.add_argument("checkpoint")
+    ap.add_argument("checkpoint", nargs="?", help="the model's checkpoint; without one only the ground truth is drawn")
     ap.add_argument("--split", choices=["val", "train"], default="val")
     ap.add_argument("--frames", type=int, nargs="+", default=[0])
     ap.add_argument("--points", nargs="+", help="raw .bin clouds instead of dataset frames")
@@ -143,13 +235,21 @@ def main(argv=None) -> list[str]:
                     help="draw one box per object: of predictions overlapping by more than this BEV IoU, only the "
                          "best (any class); a negative value draws every box the model output")
     ap.add_argument("--out-dir", default="work_dirs/vis")
+    ap.add_argument("--skip-missing-cameras", action="store_true",
+                    help="camera datasets: draw a frame whose cameras cannot be read from its LiDAR alone")
     ap.add_argument("--cfg-options", nargs="+", action=DictAction)
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
-    model = init_model(cfg, str(check_checkpoint(args.checkpoint)))
-    names = list(model.class_names)
-    pcr = cfg.model.bbox_head.point_cloud_range
-    xy = (pcr[0], pcr[1], pcr[3], pcr[4])
+    if args.skip_missing_cameras:
+        from perception3d.datasets.multiview import set_skip_missing_cameras
+        set_skip_missing_cameras(cfg)
+    model = init_model(cfg, str(check_checkpoint(args.checkpoint))) if args.checkpoint else None
+    if model is None and args.points:
+        raise ValueError("--points needs a checkpoint (there is no ground truth to draw for a raw cloud)")
+    names = list(getattr(model, "class_names", None) or cfg.get("class_names", []))
+    head = cfg.model.get("bbox_head") or cfg.model.get("head") or {}
+    pcr = head.get("point_cloud_range", head.get("pc_range"))
+    xy = (pcr[0], pcr[1], pcr[3], pcr[4]) if pcr is not None else None
     dnms = None if args.display_nms < 0 else args.display_nms
     written = []
     if args.points:
@@ -177,15 +277,33 @@ def main(argv=None) -> list[str]:
         if bad:
             raise ValueError(f"--frames {bad}: the {args.split} split of {args.config} has {len(ds)} frames "
                              f"(0 … {len(ds) - 1})")
+        empty = dict(bboxes_3d=np.zeros((0, 7)), scores_3d=np.zeros(0), labels_3d=np.zeros(0, int))
         for i in args.frames:
             item = ds[i]
             pts = item["inputs"]["points"]
-            det = inference_detector(model, pts)
-            gt = item["data_samples"].get("gt_bboxes_3d")
+            sample = item["data_samples"]
+            l2i = _lidar2img(sample)
+            if model is None:
+                det = empty
+            elif l2i is not None and sample.get("images") is not None:       # a camera model: the packed frame
+                from perception3d.datasets.loading import det3d_collate
+                with torch.no_grad():
+                    det = model.test_step(det3d_collate([item]))[0]["pred_instances_3d"]
+            else:
+                det = inference_detector(model, pts)
+            gt = sample.get("gt_bboxes_3d")
+            gt = None if gt is None else np.asarray(gt)[:, :7]
+            what = "ground truth" if model is None else f"{args.split} frame {i}"
             out = os.path.join(args.out_dir, f"{args.split}_{i:04d}_bev.png")
-            draw_bev(out, pts.numpy(), det, None if gt is None else gt.numpy(), names, args.score_thr, xy,
-                     f"{args.split} frame {i}", display_nms=dnms)
+            draw_bev(out, pts.numpy(), det, gt, names, args.score_thr, xy, f"{args.split} frame {i}",
+                     display_nms=dnms)
             written.append(out)
+            if l2i is not None and sample.get("images") is not None:
+                out = os.path.join(args.out_dir, f"{args.split}_{i:04d}_cams.png")
+                cams = sample.get("cam_names") or [f"camera {v}" for v in range(len(sample["images"]))]
+                draw_camera_views(out, sample["images"], l2i, None if model is None else det, gt, names,
+                                  args.score_thr, cams, f"{args.config}: {what}, boxes projected into each camera")
+                written.append(out)
     for w in written:
         print(w)
     return written

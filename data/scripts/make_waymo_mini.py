@@ -28,12 +28,16 @@ def main(argv=None) -> int:
     ap.add_argument("--lidar-width", type=int, default=1024, help="range-image columns of the TOP lidar")
     ap.add_argument("--label-range", type=float, default=32.0, help="label boxes with |x|, |y| <= this (m)")
     ap.add_argument("--no-camera", action="store_true", help="skip the FRONT camera")
+    ap.add_argument("--surround-cameras", action="store_true",
+                    help="write the surround rig (FRONT, FRONT_LEFT, FRONT_RIGHT) instead of the FRONT camera; "
+                         "the LiDAR data are unchanged")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     summary = generate_waymo_mini(args.root, num_train=args.num_train, num_val=args.num_val, seed=args.seed,
                                   frames_per_segment=args.frames_per_segment,
                                   frame_interval_s=args.frame_interval, lidar_width=args.lidar_width,
                                   camera=not args.no_camera, label_range=args.label_range,
+                                  surround_cameras=args.surround_cameras,
                                   verbose=not args.quiet)
     print(json.dumps(summary, indent=1))
     return 0

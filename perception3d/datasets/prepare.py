@@ -28,18 +28,22 @@ __all__ = ["prepare_waymo_mini", "require_prepared_data"]
 
 @FUNCTIONS.register_module(force=True)
 def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None, gt_database: bool = True,
-                       classes=("Car", "Pedestrian", "Cyclist")) -> Path:
+                       classes=("Car", "Pedestrian", "Cyclist"), surround_cameras: bool = False) -> Path:
+    """``surround_cameras``: generate the dataset with the surround camera rig (its own root: the LiDAR data are
+    byte-identical to the default dataset's) and convert the cameras too (``images/``, the infos' ``images``)."""
     from filelock import FileLock
     root_p = Path(root).resolve()
     out_p = Path(out).resolve() if out else root_p / "processed"
     root_p.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root_p) + ".prepare.lock"):
-        return _prepare_waymo_mini_locked(root_p, out_p, gt_database, classes)
+        extra = dict(surround_cameras=True) if surround_cameras else {}   # the default call keeps its 4 arguments
+        return _prepare_waymo_mini_locked(root_p, out_p, gt_database, classes, **extra)
 
 
-def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, classes) -> Path:
+def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, classes,
+                               surround_cameras: bool = False) -> Path:
     need = [out_p / "waymo_infos_train.pkl", out_p / "waymo_infos_val.pkl"]
-    ensure_waymo_mini(root_p)
+    ensure_waymo_mini(root_p, **(dict(surround_cameras=True) if surround_cameras else {}))
     manifest = root_p / "waymo_mini_manifest.json"
     fingerprint = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "none"
     marker = out_p / "source_manifest.sha256"
@@ -51,13 +55,13 @@ def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, cla
         print_log(f"prepare_waymo_mini: {out_p} was converted from another version of the data; converting again",
                   logger="current")
         for child in out_p.iterdir():          # only what a conversion writes; anything else is left alone
-            if child.name in ("points", "waymo_gt_database"):
+            if child.name in ("points", "waymo_gt_database", "images"):
                 shutil.rmtree(child)
             elif child.name.startswith(("waymo_infos_", "waymo_dbinfos_", "source_manifest")):
                 child.unlink()
     print_log(f"prepare_waymo_mini: converting the mini dataset at {root_p} → {out_p} (first run only)",
               logger="current")
-    result = convert_waymo_v2(root_p, out_p, splits=["train", "val"])
+    result = convert_waymo_v2(root_p, out_p, splits=["train", "val"], cameras=surround_cameras)
     print_log(f"prepare_waymo_mini: converted; bad frames left out: {len(result.get('bad', []))}", logger="current")
     if gt_database:
         _gt_database(out_p, classes)

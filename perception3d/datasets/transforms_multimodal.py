@@ -152,19 +152,23 @@ class SparseDepthMap(_Transform):
     """Projected LiDAR depth per camera at a feature stride: the input of SparseFusion's *geometric transfer*
     (the authors' ``SparseDepth`` pipeline step).
 
-    Key-frame points (time lag column 4 == 0, when the points have one) are projected with each camera's current
-    ``lidar2img``; points in front of the camera and strictly inside ``(0, W - 1) × (0, H - 1)`` fill the cell
-    ``(floor(v / s), floor(u / s))`` of an ``(H // s) × (W // s)`` map; the nearest point wins a shared cell.
+    Key-frame points (time lag column ``time_lag_dim`` == 0, when the points have it) are projected with each
+    camera's current ``lidar2img``; points in front of the camera and strictly inside ``(0, W - 1) × (0, H - 1)``
+    fill the cell ``(floor(v / s), floor(u / s))`` of an ``(H // s) × (W // s)`` map; the nearest point wins a shared cell.
 
     Args:
         stride: feature stride ``s`` (4 in the authors' nuScenes config: the FPN's finest level).
         depth_mean / depth_var: normalisation of the depth channel (the authors' nuScenes statistics).
+        time_lag_dim: the point column holding the sweep time lag (4: nuScenes multi-sweep points); ``None`` for
+            single-sweep points whose column 4 is something else (Waymo's elongation): every point is used.
     Sets ``sparse_depth`` float32 [C, 2, H // s, W // s]: channel 0 ``(d - mean) / sqrt(var)`` where a point
     fell (0 elsewhere), channel 1 the 0/1 mask.
     """
 
-    def __init__(self, stride: int = 4, depth_mean: float = 14.41, depth_var: float = 156.89, **kwargs):
+    def __init__(self, stride: int = 4, depth_mean: float = 14.41, depth_var: float = 156.89,
+                 time_lag_dim: Optional[int] = 4, **kwargs):
         super().__init__(None)
+        self.time_lag_dim = None if time_lag_dim is None else int(time_lag_dim)
         if int(stride) < 1:
             raise ValueError(f"SparseDepthMap: stride must be >= 1, got {stride}")
         self.stride, self.depth_mean, self.depth_var = int(stride), float(depth_mean), float(depth_var)
@@ -173,8 +177,8 @@ class SparseDepthMap(_Transform):
         if "lidar2img" not in results or not len(results["lidar2img"]):
             return results
         pts = np.asarray(results["points"], np.float64)
-        if pts.shape[1] > 4:
-            pts = pts[pts[:, 4] == 0]
+        if self.time_lag_dim is not None and pts.shape[1] > self.time_lag_dim:
+            pts = pts[pts[:, self.time_lag_dim] == 0]
         maps = []
         for c, l2i in enumerate(results["lidar2img"]):
             h, w = results["img_shapes"][c]

@@ -500,7 +500,8 @@ def _convert_segment(task: tuple) -> dict:
     Returns:
         dict(infos=[...], bad=[reason, ...], converted=int, existed=int).
     """
-    split_dir, segment, seg_index, split_prefix, out_dir, filter_nlz, lasers, returns = task
+    split_dir, segment, seg_index, split_prefix, out_dir, filter_nlz, lasers, returns = task[:8]
+    cameras = task[8] if len(task) > 8 else False
     out_dir = Path(out_dir)
     rel = lambda ts: f"points/{segment}_{ts}.bin"  # noqa: E731
     res = dict(infos=[], bad=[], converted=0, existed=0)
@@ -523,9 +524,15 @@ def _convert_segment(task: tuple) -> dict:
             for ts in missing:
                 if not _complete_bin(out_dir / rel(ts)):
                     failed.setdefault(ts, str(exc))
+    calibs = seg.camera_calibrations() if cameras else {}
     for fi, ts in enumerate(seg.timestamps):
         if ts in failed or not _complete_bin(out_dir / rel(ts)):
             res["bad"].append(f"{segment} frame {ts}: {failed.get(ts, 'no points were produced')}")
+            continue
+        try:
+            images = _camera_infos(seg, ts, calibs, out_dir) if calibs else None
+        except ValueError as exc:
+            res["bad"].append(f"{segment} frame {ts}: {exc}")
             continue
         if ts not in missing:
             res["existed"] += 1
@@ -540,12 +547,37 @@ def _convert_segment(task: tuple) -> dict:
             lidar_points=dict(lidar_path=rel(ts), num_pts_feats=6,
                               num_points=(out_dir / rel(ts)).stat().st_size // _POINT_BYTES),
             instances=instances))
+        if images is not None:
+            res["infos"][-1]["images"] = images
     return res
+
+
+def _camera_infos(seg: "WaymoV2Segment", ts: int, calibs: Dict[int, dict], out_dir: Path) -> Dict[str, dict]:
+    """Write frame ``ts``'s camera JPEGs (as stored, not re-encoded) to ``<out>/images/CAM_<NAME>/<segment>_<ts>
+    .jpg`` and return the info's ``images`` dict in mmdet3d's layout (``CAM_FRONT``: ``img_path``, ``height``,
+    ``width``, ``cam2img`` [3, 3], ``lidar2cam`` [4, 4] = vehicle → OpenCV camera, ``lidar2img``; the LiDAR frame
+    of these infos is the vehicle frame). A camera without an image in this frame is left out."""
+    out: Dict[str, dict] = {}
+    for cam, data in sorted(seg.camera_images(ts).items()):
+        if cam not in calibs:
+            raise ValueError(f"{seg.split_dir / 'camera_calibration' / seg.segment}.parquet: no calibration for "
+                             f"camera {cam}")
+        name = f"CAM_{CAMERA_NAMES.get(cam, str(cam))}"
+        rel = f"images/{name}/{seg.segment}_{ts}.jpg"
+        if not (out_dir / rel).is_file():
+            atomic_write_bytes(out_dir / rel, bytes(data))
+        c = calibs[cam]
+        k4 = np.eye(4)
+        k4[:3, :3] = c["K"]
+        out[name] = dict(img_path=rel, height=c["height"], width=c["width"], cam2img=c["K"].tolist(),
+                         lidar2cam=c["viewmat"].tolist(), lidar2img=(k4 @ c["viewmat"]).tolist(), camera_name=cam)
+    return out
 
 
 def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("train", "val"), workers: int = 0,
                      filter_no_label_zone: bool = False, progress: bool = True,
-                     lasers: Sequence[int] = (1, 2, 3, 4, 5), returns: Sequence[int] = (1, 2)) -> dict:
+                     lasers: Sequence[int] = (1, 2, 3, 4, 5), returns: Sequence[int] = (1, 2),
+                     cameras: bool = False) -> dict:
     """Waymo v2 root → ``<out>/points/<segment>_<timestamp>.bin`` (float32 × 6) + ``waymo_infos_<split>.pkl``.
 
     Segments are converted one per task (``workers`` processes), each streamed frame by frame so memory stays
@@ -563,6 +595,10 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
         progress: show a tqdm bar per split (advanced as segments finish).
         lasers, returns: which lidars (1 TOP … 5 REAR) and returns go into the points (default all).
             Changing them does not redo frames already converted: use a new ``out``.
+        cameras: also extract the camera images (``<out>/images/CAM_<NAME>/``) and put each frame's camera
+            calibrations into its info (``images``, mmdet3d's layout: ``img_path``, ``cam2img``, ``lidar2cam``,
+            ``lidar2img``, ``height``, ``width``), as :class:`~perception3d.datasets.multiview.MultiViewDet3DDataset`
+            reads them.
     Returns:
         dict with the frame count per split, ``converted``, ``skipped_existing`` and ``bad`` (a list of
         "segment frame ts: reason" for frames whose data could not be converted; they are warned about and
@@ -586,7 +622,7 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
                 continue
             segments = list_segments(split_dir)
             tasks = [(str(split_dir), name, si, _SPLIT_PREFIX.get(split, 9), str(out), filter_no_label_zone,
-                      tuple(lasers), tuple(returns)) for si, name in enumerate(segments)]
+                      tuple(lasers), tuple(returns), bool(cameras)) for si, name in enumerate(segments)]
             n_frames = sum(len(_RowIndex(split_dir / "lidar" / f"{name}.parquet", {}).timestamps)
                            for name in segments)
             it = pool.imap(_convert_segment, tasks) if pool is not None else map(_convert_segment, tasks)

@@ -6,6 +6,7 @@
 - :mod:`.objects`    vehicles, pedestrians and cyclists as primitives inside their label boxes; one frame's scene;
 - :mod:`.layout`     a random street segment (layout, static content, agents, ego);
 - :mod:`.sensors`    the 64-beam spinning LiDAR (range images) and the pinhole camera, and their poses;
+- :mod:`.cameras`    the surround camera rig (FRONT, FRONT_LEFT, FRONT_RIGHT) with class-textured objects, on demand;
 - :mod:`.writer`     ``generate_waymo_mini``: segments → Waymo v2 parquet files + a manifest, atomically.
 
 Everything is numpy and deterministic in the seed: the generated files are byte-identical for one seed and set of

@@ -14,7 +14,7 @@ Sensors
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -234,8 +234,12 @@ class CameraSpec:
 
 
 def render_camera(prims: Primitives, world_from_vehicle: np.ndarray, spec: CameraSpec, rng: np.random.Generator,
-                  sun: np.ndarray, layout: "StreetLayout | None" = None) -> np.ndarray:
-    """Lambertian rendering of the scene.  Returns [H, W, 3] uint8 RGB."""
+                  sun: np.ndarray, layout: "StreetLayout | None" = None,
+                  albedo_fn: Optional[Callable[[Hits, np.ndarray, np.ndarray], np.ndarray]] = None) -> np.ndarray:
+    """Lambertian rendering of the scene.  Returns [H, W, 3] uint8 RGB.
+
+    ``albedo_fn(hits, points [n, 3], albedo [n, 3]) -> albedo``: optional camera-only appearance (e.g. the
+    surround cameras' class textures, :func:`~.cameras.class_appearance`); the LiDAR never sees it."""
     world_from_cam = world_from_vehicle @ spec.extrinsic
     origin = world_from_cam[:3, 3]
     dirs = spec.camera_dirs().reshape(-1, 3) @ world_from_cam[:3, :3].T
@@ -244,6 +248,8 @@ def render_camera(prims: Primitives, world_from_vehicle: np.ndarray, spec: Camer
     t = np.where(valid, hits.t, 0.0)
     pts = origin[None, :] + dirs * t[:, None]
     _, albedo, _ = _surface_attrs(prims, hits, pts, layout)
+    if albedo_fn is not None:
+        albedo = albedo_fn(hits, pts, albedo)
     normal = hits.normal
     facing = np.sign(-(normal * dirs).sum(1, keepdims=True))
     normal = normal * np.where(facing == 0, 1, facing)

@@ -23,6 +23,11 @@
                        (x forward, y left, z up), global shutter.
 =====================  ==========================================================================================
 
+With ``surround_cameras=True`` the two camera components hold the surround rig of :mod:`.cameras` instead
+(FRONT, FRONT_LEFT, FRONT_RIGHT, 240 × 160, class-textured objects), drawn from the cameras' own random generator:
+the LiDAR components are byte-identical to those of the same call without it (the default datasets, and what
+they cost to generate, are unchanged).
+
 Column names and types equal the official v2 dataclasses (``../shared/data/waymo_v2/v2_component_columns.txt``).
 By default every frame is its own segment (its own street, agents and ego): 160 training and 40 validation
 frames are then 200 different scenes (the earlier default, 50 frames in segments of 5, showed a detector only 8
@@ -48,6 +53,7 @@ import numpy as np
 import pyarrow as pa
 
 from perception3d.datasets.range_image import pixel_pose_transforms, range_image_to_points, row_inclinations
+from perception3d.datasets.synthetic.cameras import render_surround, surround_camera_specs
 from perception3d.datasets.synthetic.layout import sample_street_segment
 from perception3d.datasets.synthetic.objects import CLASS_TO_WAYMO_TYPE, frame_scene
 from perception3d.datasets.synthetic.sensors import (CameraSpec, LidarSpec, count_points_in_boxes, render_camera,
@@ -133,8 +139,11 @@ def _flat(m: np.ndarray) -> list:
 
 def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt: float, t0_us: int,
                   lidar: LidarSpec, camera: Optional[CameraSpec], label_range: float, jpeg_quality: int,
-                  stats: dict, rolling_shutter: bool = True) -> Dict[str, Dict[str, list]]:
-    """Simulate one segment; returns {component: {column: [values per row]}}."""
+                  stats: dict, rolling_shutter: bool = True, surround_rng: Optional[np.random.Generator] = None
+                  ) -> Dict[str, Dict[str, list]]:
+    """Simulate one segment; returns {component: {column: [values per row]}}.
+
+    ``surround_rng``: render the surround cameras (:mod:`.cameras`) from this generator instead of ``camera``."""
     import cv2
 
     seg = sample_street_segment(rng, num_frames, frame_dt, name_prefix="")
@@ -146,12 +155,13 @@ def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt
                  (f"{_LCA}.beam_inclination.max", incl_max),
                  (f"{_LCA}.beam_inclination.values", [float(x) for x in lidar.inclinations])):
         r[k].append(v)
-    if camera is not None:
+    rig = surround_camera_specs() if surround_rng is not None else {FRONT: camera} if camera is not None else {}
+    for cam_name, cam_spec in rig.items():
         r = rows["camera_calibration"]
-        vals = {"key.segment_context_name": name, "key.camera_name": FRONT, f"{_CCA}.intrinsic.f_u": camera.f_u,
-                f"{_CCA}.intrinsic.f_v": camera.f_v, f"{_CCA}.intrinsic.c_u": camera.c_u,
-                f"{_CCA}.intrinsic.c_v": camera.c_v, f"{_CCA}.extrinsic.transform": _flat(camera.extrinsic),
-                f"{_CCA}.width": camera.width, f"{_CCA}.height": camera.height,
+        vals = {"key.segment_context_name": name, "key.camera_name": cam_name, f"{_CCA}.intrinsic.f_u": cam_spec.f_u,
+                f"{_CCA}.intrinsic.f_v": cam_spec.f_v, f"{_CCA}.intrinsic.c_u": cam_spec.c_u,
+                f"{_CCA}.intrinsic.c_v": cam_spec.c_v, f"{_CCA}.extrinsic.transform": _flat(cam_spec.extrinsic),
+                f"{_CCA}.width": cam_spec.width, f"{_CCA}.height": cam_spec.height,
                 f"{_CCA}.rolling_shutter_direction": _GLOBAL_SHUTTER}
         for k in ("k1", "k2", "p1", "p2", "k3"):
             vals[f"{_CCA}.intrinsic.{k}"] = 0.0
@@ -226,8 +236,13 @@ def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt
             cs["with_points"] += int(npts > 0)
             cs["level_1"] += int(level == 1)
             cs["points"] += npts
-        if camera is not None:
-            img = render_camera(prims, pose, camera, rng, seg.sun, seg.layout)
+        if surround_rng is not None:
+            images = render_surround(seg, f, prims, pose, rig, surround_rng)
+            if camera is not None:       # the draw the FRONT camera makes: later frames' LiDAR stay the same
+                rng.normal(0.0, 0.02, (camera.height * camera.width, 3))
+        else:
+            images = {FRONT: render_camera(prims, pose, camera, rng, seg.sun, seg.layout)} if camera is not None else {}
+        for cam_name, img in images.items():
             ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]),
                                    [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)])
             if not ok:
@@ -235,7 +250,7 @@ def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt
             ego_v = (seg.ego_poses[min(f + 1, num_frames - 1)][:3, 3] - seg.ego_poses[max(f - 1, 0)][:3, 3])
             ego_v = ego_v / max(frame_dt * (min(f + 1, num_frames - 1) - max(f - 1, 0)), 1e-9)
             r = rows["camera_image"]
-            vals = {"key.segment_context_name": name, "key.frame_timestamp_micros": ts, "key.camera_name": FRONT,
+            vals = {"key.segment_context_name": name, "key.frame_timestamp_micros": ts, "key.camera_name": cam_name,
                     f"{_CIM}.image": jpg.tobytes(), f"{_CIM}.pose.transform": _flat(pose),
                     f"{_CIM}.pose_timestamp": ts * 1e-6, f"{_CIM}.rolling_shutter_params.shutter": 0.0,
                     f"{_CIM}.rolling_shutter_params.camera_trigger_time": ts * 1e-6,
@@ -251,11 +266,14 @@ def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt
 
 
 def _params(num_train, num_val, seed, frames_per_segment, frame_interval_s, lidar_width, camera, label_range,
-            jpeg_quality, rolling_shutter) -> dict:
-    return dict(version=GENERATOR_VERSION, num_train=int(num_train), num_val=int(num_val), seed=int(seed),
-                frames_per_segment=int(frames_per_segment), frame_interval_s=float(frame_interval_s),
-                lidar_width=int(lidar_width), camera=bool(camera), label_range=float(label_range),
-                jpeg_quality=int(jpeg_quality), rolling_shutter=bool(rolling_shutter))
+            jpeg_quality, rolling_shutter, surround_cameras=False) -> dict:
+    out = dict(version=GENERATOR_VERSION, num_train=int(num_train), num_val=int(num_val), seed=int(seed),
+               frames_per_segment=int(frames_per_segment), frame_interval_s=float(frame_interval_s),
+               lidar_width=int(lidar_width), camera=bool(camera), label_range=float(label_range),
+               jpeg_quality=int(jpeg_quality), rolling_shutter=bool(rolling_shutter))
+    if surround_cameras:                    # only then: the manifests of the other datasets stay as they were
+        out["surround_cameras"] = True
+    return out
 
 
 def _read_manifest(root: Path) -> Optional[dict]:
@@ -312,17 +330,18 @@ def _lock(root: Path):
 def _write_segment(job: tuple) -> tuple:
     """Simulate and write one segment (a job of ``generate_waymo_mini``) → (split, name, files, its stats)."""
     (root, seed, split_id, split, split_dir, idx, nf, frame_interval_s, lidar_width, camera, label_range,
-     jpeg_quality, rolling_shutter) = job
+     jpeg_quality, rolling_shutter, surround) = job
     name = _segment_name(seed, split, idx)
     rng = np.random.default_rng([seed, split_id, idx])
+    surround_rng = np.random.default_rng([seed, split_id, idx, 1]) if surround else None   # the cameras' own
     t0_us = 1_600_000_000_000_000 + (split_id * 1000 + idx) * 60_000_000
     cam_spec = CameraSpec() if camera else None
     stats = {"frames": 0, "segments": 0, "points": 0, "boxes": {}}
     rows = _segment_rows(name, rng, nf, frame_interval_s, t0_us, LidarSpec(width=lidar_width), cam_spec,
-                         label_range, jpeg_quality, stats, rolling_shutter)
+                         label_range, jpeg_quality, stats, rolling_shutter, surround_rng)
     files = []
     for comp, schema in V2_SCHEMAS.items():
-        if comp.startswith("camera") and cam_spec is None:
+        if comp.startswith("camera") and cam_spec is None and not surround:
             continue
         rel = f"{split_dir}/{comp}/{name}.parquet"
         write_parquet_atomic(Path(root) / rel, rows[comp], schema)
@@ -372,7 +391,8 @@ def _children_cpu() -> float:
 def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40, seed: int = 0,
                         frames_per_segment: int = 1, frame_interval_s: float = 0.5, lidar_width: int = 1024,
                         camera: bool = True, label_range: float = 32.0, jpeg_quality: int = 90,
-                        rolling_shutter: bool = True, verbose: bool = False, workers: Optional[int] = None) -> dict:
+                        rolling_shutter: bool = True, verbose: bool = False, workers: Optional[int] = None,
+                        surround_cameras: bool = False) -> dict:
     """Write the mini dataset (see the module docstring) and return its summary.
 
     Args:
@@ -386,6 +406,8 @@ def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40,
         label_range: label objects whose box centre has |x|, |y| ≤ this (vehicle frame, metres).
         rolling_shutter: the ego keeps moving during the 0.1 s sweep (16 pose steps, written per pixel into
             ``lidar_pose``); False: every pixel at the frame's pose.
+        surround_cameras: write the surround rig of :mod:`.cameras` (FRONT, FRONT_LEFT, FRONT_RIGHT) as the
+            camera components instead of the single FRONT camera; the LiDAR components stay byte-identical.
         workers: processes that simulate segments in parallel (default: one per CPU core). Segments draw from
             their own seeded generators, so the files are byte-identical for any number of workers.
     Returns:
@@ -398,7 +420,7 @@ def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40,
                          f"{frames_per_segment} >= 1 and lidar_width={lidar_width} >= 8")
     root = Path(root)
     params = _params(num_train, num_val, seed, frames_per_segment, frame_interval_s, lidar_width, camera,
-                     label_range, jpeg_quality, rolling_shutter)
+                     label_range, jpeg_quality, rolling_shutter, surround_cameras)
     with _lock(root):
         manifest = _read_manifest(root)
         if _complete(root, manifest, params):
@@ -415,7 +437,7 @@ def generate_waymo_mini(root: PathLike, num_train: int = 160, num_val: int = 40,
             for idx in range((n + frames_per_segment - 1) // frames_per_segment):
                 nf = min(frames_per_segment, n - idx * frames_per_segment)
                 jobs.append((str(root), seed, split_id, split, split_dir, idx, nf, frame_interval_s, lidar_width,
-                             camera, label_range, jpeg_quality, rolling_shutter))
+                             camera, label_range, jpeg_quality, rolling_shutter, bool(surround_cameras)))
         workers = max(1, min(int(workers if workers is not None else (os.cpu_count() or 1)), len(jobs)))
         files: List[str] = []
         summary: dict = {"splits": {s: {"frames": 0, "segments": 0, "points": 0, "boxes": {}} for s in SPLITS}}

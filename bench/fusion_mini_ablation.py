@@ -1,0 +1,152 @@
+"""Waymo LEVEL_1 / LEVEL_2 mAP of trained models on a config's test split, for all objects and for objects with
+fewer than ``--few`` LiDAR points (the ones a camera helps with): the SparseFusion vs LiDAR-only table.
+
+    python bench/fusion_mini_ablation.py \\
+        sparsefusion=configs/sparsefusion_waymo_mini.py:work_dirs/sparsefusion_waymo_mini/iter_240.pth \\
+        transfusion_l=configs/transfusion_l_waymo_mini.py:work_dirs/transfusion_l_waymo_mini/iter_240.pth \\
+        [--few 20] [--out work_dirs/fusion_ablation.json]
+
+"Few points" is scored with the official metric's own mechanism for boxes it does not count
+(``zero_point_gt="ignore"``): the boxes with ``>= few`` points are marked ignored (a prediction matched to one is
+neither TP nor FP, and it is never a miss), so AP is that of the boxes with 1 … few-1 points; LEVEL_1 of that is
+the boxes with 6 … few-1 points (Waymo's LEVEL_2 rule: <= 5 points).
+
+``--fov``: also score inside the mini dataset's camera rig (``surround_camera_specs``: FRONT, FRONT_LEFT,
+FRONT_RIGHT, 140° ahead): ground truths whose box centre no camera sees are ignored the same way and predictions
+whose centre no camera sees are dropped, so the LiDAR-only and the fusion model are compared where a camera can
+help (the labels cover 360°, the cameras 140°).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def predict_split(config: str, checkpoint: str) -> tuple[list, list]:
+    """(predictions, ground truths) over the config's test split, in ``waymo_evaluate``'s per-frame layout."""
+    from mmengine.registry import FUNCTIONS, DefaultScope
+
+    import perception3d.datasets  # noqa: F401
+    from perception3d.apis import init_model
+    from perception3d.cli import load_config
+    from perception3d.datasets.loading import det3d_collate
+    from perception3d.registry import DATASETS
+
+    cfg = load_config(config)
+    if cfg.get("prepare_data"):
+        kw = dict(cfg.prepare_data)
+        FUNCTIONS.get(kw.pop("type"))(**kw)
+    model = init_model(cfg, checkpoint)
+    with DefaultScope.overwrite_default_scope("perception3d"):
+        ds = DATASETS.build(dict(cfg.test_dataloader.dataset, test_mode=True))
+    preds, gts = [], []
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            out = model.test_step(det3d_collate([item]))[0]
+            p = out["pred_instances_3d"] if isinstance(out, dict) else out.pred_instances_3d
+            get = p.get if isinstance(p, dict) else lambda k: getattr(p, k)
+            preds.append(dict(boxes_3d=np.asarray(get("bboxes_3d"))[:, :7], scores_3d=np.asarray(get("scores_3d")),
+                              labels_3d=np.asarray(get("labels_3d"))))
+            s = item["data_samples"]
+            gts.append(dict(boxes_3d=np.asarray(s["gt_bboxes_3d"])[:, :7], labels_3d=np.asarray(s["gt_labels_3d"]),
+                            num_points=np.asarray(s["num_lidar_pts"]), difficulty=np.asarray(s["difficulty"])))
+    return preds, gts
+
+
+def few_point_truths(gts: list, few: int) -> list:
+    """Ground truths whose boxes with ``>= few`` points are ignored (num_points set to 0, see the docstring)."""
+    out = []
+    for g in gts:
+        n = np.asarray(g["num_points"]).copy()
+        n[n >= few] = 0
+        out.append(dict(g, num_points=n))
+    return out
+
+
+def in_camera_view(boxes: np.ndarray) -> np.ndarray:
+    """[N] bool: the box centre (LiDAR = vehicle frame, z at the bottom) projects into a camera of the mini rig."""
+    from perception3d.datasets.synthetic.cameras import surround_camera_specs
+    b = np.asarray(boxes, np.float64).reshape(-1, 7)
+    centre = b[:, :3] + np.stack([np.zeros(len(b)), np.zeros(len(b)), b[:, 5] / 2], 1)
+    seen = np.zeros(len(b), bool)
+    for spec in surround_camera_specs().values():
+        uv, d = spec.project(centre)
+        seen |= (d > 0.5) & (uv[:, 0] >= 0) & (uv[:, 0] <= spec.width - 1) & (uv[:, 1] >= 0) & \
+            (uv[:, 1] <= spec.height - 1)
+    return seen
+
+
+def fov_only(preds: list, gts: list) -> tuple[list, list]:
+    """Predictions and ground truths restricted to the rig's view (see ``--fov``)."""
+    p2, g2 = [], []
+    for p, g in zip(preds, gts):
+        keep = in_camera_view(p["boxes_3d"])
+        p2.append({k: np.asarray(v)[keep] for k, v in p.items()})
+        n = np.asarray(g["num_points"]).copy()
+        n[~in_camera_view(g["boxes_3d"])] = 0
+        g2.append(dict(g, num_points=n))
+    return p2, g2
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="name=CONFIG:CHECKPOINT")
+    ap.add_argument("--few", type=int, default=20)
+    ap.add_argument("--fov", action="store_true", help="also score inside the mini camera rig's view")
+    ap.add_argument("--out")
+    args = ap.parse_args(argv)
+    from perception3d.evaluation.waymo import waymo_evaluate
+
+    table = {}
+    for run in args.runs:
+        name, spec = run.split("=", 1)
+        config, ckpt = spec.rsplit(":", 1)
+        t, c = time.time(), time.process_time()
+        preds, gts = predict_split(config, ckpt)
+        allm = waymo_evaluate(preds, gts)
+        fewm = waymo_evaluate(preds, few_point_truths(gts, args.few))
+        n_few = sum(int(((np.asarray(g["num_points"]) > 0) & (np.asarray(g["num_points"]) < args.few)).sum())
+                    for g in gts)
+        n_all = sum(int((np.asarray(g["num_points"]) > 0).sum()) for g in gts)
+        table[name] = dict(config=config, checkpoint=ckpt, frames=len(gts), boxes=n_all, few_boxes=n_few,
+                           all={k: round(v, 4) for k, v in allm.items() if "mAP " in k or k.endswith("mAP")},
+                           few={k: round(v, 4) for k, v in fewm.items() if "mAP " in k or k.endswith("mAP")},
+                           eval_wall_s=round(time.time() - t, 1), eval_cpu_s=round(time.process_time() - c, 1))
+        print(f"{name}: all L1 mAP {allm['Overall/L1 mAP']:.4f} L2 {allm['Overall/L2 mAP']:.4f} | "
+              f"< {args.few} points ({n_few} of {n_all} boxes): L1 {fewm['Overall/L1 mAP']:.4f} "
+              f"L2 {fewm['Overall/L2 mAP']:.4f}", flush=True)
+        if args.fov:
+            fp, fg = fov_only(preds, gts)
+            fovm = waymo_evaluate(fp, fg)
+            fovfew = waymo_evaluate(fp, few_point_truths(fg, args.few))
+            table[name]["fov"] = {k: round(v, 4) for k, v in fovm.items() if "mAP " in k or k.endswith("mAP")}
+            table[name]["fov_few"] = {k: round(v, 4) for k, v in fovfew.items() if "mAP " in k or k.endswith("mAP")}
+            table[name]["fov_boxes"] = sum(int((np.asarray(g["num_points"]) > 0).sum()) for g in fg)
+            table[name]["fov_few_boxes"] = sum(int(((np.asarray(g["num_points"]) > 0)
+                                                    & (np.asarray(g["num_points"]) < args.few)).sum()) for g in fg)
+            print(f"  in camera view ({table[name]['fov_boxes']} boxes): L1 {fovm['Overall/L1 mAP']:.4f} "
+                  f"L2 {fovm['Overall/L2 mAP']:.4f} | < {args.few} points ({table[name]['fov_few_boxes']} boxes): "
+                  f"L1 {fovfew['Overall/L1 mAP']:.4f} L2 {fovfew['Overall/L2 mAP']:.4f}", flush=True)
+    keys = ["Overall/L1 mAP", "Vehicle/L1 mAP", "Pedestrian/L1 mAP", "Cyclist/L1 mAP", "Overall/L2 mAP"]
+    print("\n| model | " + " | ".join(keys) + f" | < {args.few} pts: " + " | ".join(keys[:1] + keys[-1:]) + " |")
+    print("|---" * (len(keys) + 3) + "|")
+    for name, r in table.items():
+        print(f"| {name} | " + " | ".join(f"{r['all'][k]:.3f}" for k in keys) + " | "
+              + " | ".join(f"{r['few'][k]:.3f}" for k in (keys[0], keys[-1])) + " |")
+    if args.out:
+        from perception3d.fileio import atomic_write_text
+        atomic_write_text(args.out, json.dumps(table, indent=1))
+    return table
+
+
+if __name__ == "__main__":
+    main()
