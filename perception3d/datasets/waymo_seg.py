@@ -5,8 +5,8 @@ Reads ``<root>/<split>/{lidar,lidar_calibration,lidar_pose,vehicle_pose,lidar_se
 a label row are served.  Training ids: Waymo ``Segmentation.Type`` 1–22 → 0–21, undefined (0) → −1 (ignored),
 as the Waymo semantic-segmentation benchmark scores the 22 classes.
 
-Item: ``dict(inputs=dict(points=float32 [N, 4] (x, y, z, tanh(intensity))), data_samples=dict(gt_segment=int64
-[N] in −1..21, name))``.
+Item: ``dict(inputs=dict(points=float32 [N, 4] (x, y, z, intensity)), data_samples=dict(gt_segment=int64 [N] in
+−1..21, name))`` (the mini configs squash the intensity with tanh inside the model: ``tanh_channels=(3,)``).
 """
 from __future__ import annotations
 
@@ -59,11 +59,14 @@ class WaymoSegDataset(Dataset):
         mix_prob: Mix3D — with this probability a training sample is the union of two augmented frames.
         max_frames: serve only the first frames (quick runs).
         cache: keep decoded frames in memory (the mini data: ~1 MB per frame).
+
+    Augmentation draws from numpy's global stream (one seed per item), so that ``SeededDataset`` makes it a pure
+    function of (seed, epoch, index) for exact resume.
     """
 
     def __init__(self, data_root: str, split: str = "train", point_range: Optional[Sequence[float]] = None,
                  range_mode: str = "drop", augment: Optional[Dict] = None, mix_prob: float = 0.0,
-                 max_frames: Optional[int] = None, cache: bool = True, seed: int = 0) -> None:
+                 max_frames: Optional[int] = None, cache: bool = True) -> None:
         super().__init__()
         self.split = split
         split_dir = find_split_dir(data_root, split)
@@ -87,7 +90,6 @@ class WaymoSegDataset(Dataset):
         self.point_range, self.range_mode = point_range, range_mode
         self.augment = check_augment(augment, "WaymoSegDataset")
         self.mix_prob = float(mix_prob)
-        self.rng = np.random.default_rng(seed)
         self._cache: Optional[Dict[int, Tuple[np.ndarray, np.ndarray]]] = {} if cache else None
         self._labels: Dict[Path, dict] = {}
         self.metainfo = dict(classes=WAYMO_SEG_CLASSES)
@@ -96,7 +98,7 @@ class WaymoSegDataset(Dataset):
         return len(self.frames)
 
     def load(self, idx: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(points float32 [N, 4] x, y, z, tanh(intensity); training ids int64 [N]) of frame ``idx``, unaugmented."""
+        """(points float32 [N, 4] x, y, z, intensity; training ids int64 [N]) of frame ``idx``, unaugmented."""
         if self._cache is not None and idx in self._cache:
             return self._cache[idx]
         split_dir, name, ts = self.frames[idx]
@@ -105,23 +107,24 @@ class WaymoSegDataset(Dataset):
             self._labels = {path: read_lidar_segmentation(path)}     # one segment's labels at a time
         seg = WaymoV2Segment(split_dir, name, lasers=(1,), returns=(1,))
         pts, types = top_points_with_labels(seg, ts, self._labels[path][(ts, 1)][0])
-        out = np.concatenate([pts[:, :3], np.tanh(pts[:, 3:4])], 1).astype(np.float32)
+        out = np.ascontiguousarray(pts[:, :4], np.float32)
         item = (out, types - 1)                                      # undefined (0) → −1
         if self._cache is not None:
             self._cache[idx] = item
         return item
 
-    def _sample(self, idx: int) -> Tuple[np.ndarray, np.ndarray]:
+    def _sample(self, idx: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         pts, seg = self.load(idx)
         if self.augment and self.split == "train":
-            pts = np.concatenate([augment_xyz(pts[:, :3], self.augment, self.rng), pts[:, 3:]], 1)
+            pts = np.concatenate([augment_xyz(pts[:, :3], self.augment, rng), pts[:, 3:]], 1)
         return apply_point_range(pts, seg, self.point_range, self.range_mode)
 
     def __getitem__(self, idx: int) -> Dict:
-        pts, seg = self._sample(idx)
-        if self.split == "train" and self.mix_prob > 0 and len(self) > 1 and self.rng.random() < self.mix_prob:
-            other = int(self.rng.integers(0, len(self) - 1))
-            p2, s2 = self._sample(other + (other >= idx))
+        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
+        pts, seg = self._sample(idx, rng)
+        if self.split == "train" and self.mix_prob > 0 and len(self) > 1 and rng.random() < self.mix_prob:
+            other = int(rng.integers(0, len(self) - 1))
+            p2, s2 = self._sample(other + (other >= idx), rng)
             pts, seg = np.concatenate([pts, p2]), np.concatenate([seg, s2])
         split_dir, name, ts = self.frames[idx]
         if pts.shape[0] == 0:

@@ -33,12 +33,14 @@ class PointSegmentor(BaseModel):
     """Args: backbone config (``E3DSNNUNet``, ``MinkUNetBackbone``, ``DSVTSegBackbone``), num_classes,
     decode_head (optional ``SegHead`` config; its ``in_channels`` default to the backbone's ``out_channels``),
     class_weight (CE weights), ignore_index (−1), loss_weights (``dict(ce=1.0, lovasz=1.0)``; None: CE only,
-    returned as ``loss``), test_cfg (``tta_rotations``, ``tta_flips``)."""
+    returned as ``loss``), test_cfg (``tta_rotations``, ``tta_flips``), tanh_channels (point feature columns
+    squashed by tanh before voxelisation, e.g. ``(3,)`` for Waymo intensities, which have a long tail; done in the
+    model so that raw clouds, e.g. from a bag, need no other preparation)."""
 
     def __init__(self, backbone: Dict, num_classes: int, decode_head: Optional[Dict] = None,
                  class_weight: Optional[Sequence[float]] = None, ignore_index: int = -1,
                  loss_weights: Optional[Dict[str, float]] = None, test_cfg: Optional[Dict] = None,
-                 data_preprocessor: Optional[Dict] = None, init_cfg: Optional[Dict] = None) -> None:
+                 tanh_channels: Sequence[int] = (), data_preprocessor: Optional[Dict] = None, init_cfg: Optional[Dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.decode_head = None
@@ -59,6 +61,9 @@ class PointSegmentor(BaseModel):
         if self.loss_weights is not None:
             seg_losses(torch.zeros(1, num_classes), torch.full((1,), ignore_index), self.loss_weights,
                        ignore_index=ignore_index)                    # checks the keys now, not at the first step
+        self.tanh_channels = [int(c) for c in tanh_channels]
+        if any(c < 3 for c in self.tanh_channels):
+            raise ValueError(f"PointSegmentor: tanh_channels {self.tanh_channels} must be feature columns (>= 3)")
         self.test_cfg = dict(test_cfg or {})
         unknown = set(self.test_cfg) - {"tta_rotations", "tta_flips"}
         if unknown:
@@ -96,6 +101,9 @@ class PointSegmentor(BaseModel):
     def forward(self, inputs, data_samples=None, mode: str = "tensor"):
         points = inputs["points"] if isinstance(inputs, dict) else inputs
         points = [points] if isinstance(points, torch.Tensor) else list(points)
+        if self.tanh_channels:
+            points = [torch.cat([p[:, :3], _tanh_cols(p[:, 3:], [c - 3 for c in self.tanh_channels])], 1)
+                      for p in points]
         gts = None
         if data_samples is not None:
             gts = data_samples["gt_segment"] if isinstance(data_samples, dict) else [d["gt_segment"] for d in data_samples]
@@ -131,3 +139,12 @@ class PointSegmentor(BaseModel):
                 return dict(loss=seg_losses(logits, y, dict(ce=1.0), self.class_weight, self.ignore_index)["loss_ce"])
             return seg_losses(logits, y, self.loss_weights, self.class_weight, self.ignore_index)
         raise ValueError(f"PointSegmentor: mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+
+def _tanh_cols(f: torch.Tensor, cols: List[int]) -> torch.Tensor:
+    if max(cols) >= f.shape[1]:
+        raise ValueError(f"PointSegmentor: tanh_channels need {max(cols) + 4} point columns, the cloud has "
+                         f"{f.shape[1] + 3}")
+    f = f.clone()
+    f[:, cols] = torch.tanh(f[:, cols])
+    return f
