@@ -17,7 +17,8 @@ from mmengine.registry import DefaultScope
 
 from perception3d.structures.points import point_columns
 
-__all__ = ["init_model", "inference_detector", "load_points", "model_point_dims"]
+__all__ = ["init_model", "inference_detector", "load_points", "model_point_dims", "is_segmentor",
+           "inference_segmentor"]
 
 PointsLike = Union[torch.Tensor, np.ndarray, str, Path]
 
@@ -95,6 +96,44 @@ def inference_detector(model: torch.nn.Module, points: Union[PointsLike, Sequenc
             data = model.data_preprocessor(dict(inputs=dict(points=chunk), data_samples=None), False)
             samples = model(data["inputs"], [dict() for _ in chunk], mode="predict")
             out += [s["pred_instances_3d"] for s in samples]
+    finally:
+        model.train(was_training)
+    return out[0] if single else out
+
+
+def is_segmentor(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is a point segmentor (per-point labels) rather than a detector (boxes)."""
+    from perception3d.models.segmentors import PointSegmentor
+    return isinstance(model, PointSegmentor)
+
+
+@torch.no_grad()
+def inference_segmentor(model: torch.nn.Module, points: Union[PointsLike, Sequence[PointsLike]],
+                        batch_size: int = 4) -> Union[dict, list[dict]]:
+    """Label every point of one cloud (→ one dict) or of a list of clouds (→ a list).
+
+    A cloud is [N, F ≥ C] (its first C = ``model.in_channels`` columns are read: x, y, z, intensity …) or a
+    ``.bin`` file of float32 × C.  Each result: ``{"labels": int64 [N]}`` (class index into the config's
+    ``class_names``; −1 for points the model gives no prediction, e.g. outside its voxel range).
+    """
+    single = not isinstance(points, (list, tuple))
+    clouds = [points] if single else list(points)
+    c = int(getattr(model, "in_channels", 4))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: list[dict] = []
+    try:
+        for i in range(0, len(clouds), max(1, batch_size)):
+            chunk = []
+            for cloud in clouds[i:i + batch_size]:
+                t = load_points(cloud, c, c) if isinstance(cloud, (str, Path)) else torch.as_tensor(np.asarray(cloud))
+                if t.dim() != 2 or t.shape[1] < c:
+                    raise ValueError(f"points: the segmentor reads {c} columns, got shape {tuple(t.shape)}")
+                chunk.append(t[:, :c].float().to(device))
+            preds = model(dict(points=chunk), None, mode="predict")
+            out += [dict(labels=torch.where(p["pred_valid"], p["pred_segment"], torch.full_like(p["pred_segment"], -1)))
+                    for p in preds]
     finally:
         model.train(was_training)
     return out[0] if single else out

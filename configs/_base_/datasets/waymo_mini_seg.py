@@ -7,6 +7,7 @@ _base_ = ["../default_runtime.py"]
 data_root = "{{fileDirname}}/../../data/waymo_mini"
 prepare_data = dict(type="prepare_waymo_mini_seg", root=data_root)
 num_classes = 22
+point_columns = ["x", "y", "z", "intensity"]          # what the segmentors read (bag inference: PointCloud2 fields)
 point_range = (-32.0, -32.0, -3.0, 32.0, 32.0, 5.0)
 class_names = ["car", "truck", "bus", "other_vehicle", "motorcyclist", "bicyclist", "pedestrian", "sign",
                "traffic_light", "pole", "construction_cone", "bicycle", "motorcycle", "building", "vegetation",

@@ -8,7 +8,8 @@ dropped by the voxel range get no prediction and are ignored in the loss).
 
 Data: ``inputs = dict(points=[B × [N_b, C]])``, ``data_samples = dict(gt_segment=[B × int64 [N_b]])`` (−1 =
 ignore).  Modes: ``"loss"`` → CE / Lovász over points (``loss_weights``); ``"predict"`` → list of
-``dict(pred_segment [N_b], gt_segment [N_b])`` (read by ``SegMIoUMetric``); ``"tensor"`` → point logits.
+``dict(pred_segment [N_b], pred_valid [N_b], gt_segment [N_b])`` (read by ``SegMIoUMetric``; ``pred_valid`` is
+False for points without a voxel, whose ``pred_segment`` is 0); ``"tensor"`` → point logits.
 
 Test-time augmentation (``test_cfg=dict(tta_rotations=4, tta_flips=False)``): the E-3DSNN / Pointcept recipe —
 the cloud rotated about z by k · 2π / n (k < n), optionally also mirrored in x and y; the point probabilities of
@@ -43,6 +44,7 @@ class PointSegmentor(BaseModel):
                  tanh_channels: Sequence[int] = (), data_preprocessor: Optional[Dict] = None, init_cfg: Optional[Dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
+        self.in_channels = int(backbone.get("in_channels", 4))     # point columns the model reads
         self.decode_head = None
         if decode_head is not None:
             head = dict(decode_head)
@@ -115,7 +117,7 @@ class PointSegmentor(BaseModel):
             out, start = [], 0
             for i, p in enumerate(points):
                 n = p.shape[0]
-                d = dict(pred_segment=pred[start:start + n].cpu())
+                d = dict(pred_segment=pred[start:start + n].cpu(), pred_valid=valid[start:start + n].cpu())
                 if gts is not None:
                     d["gt_segment"] = gts[i].cpu()
                 out.append(d)
