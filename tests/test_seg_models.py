@@ -105,6 +105,25 @@ def _toy_scene(seed: int, n: int = 1500):
     return pts, lab
 
 
+def _train_toy_miou(model, steps: int = 40) -> float:
+    """Train ``model`` on four toy scenes (AdamW 1e-2), return its mIoU on a fifth."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scenes = [_toy_scene(s) for s in range(4)]
+    for step in range(steps):
+        pts, lab = scenes[step % 4]
+        loss = sum(model(dict(points=[pts]), dict(gt_segment=[lab]), mode="loss").values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    pts, lab = _toy_scene(99)
+    with torch.no_grad():
+        pred = model(dict(points=[pts]), mode="predict")[0]["pred_segment"]
+    m = SegMIoUMetric(num_classes=3)
+    m.process(None, [dict(pred_segment=pred, gt_segment=lab)])
+    return m.evaluate(1)["seg/mIoU"]
+
+
 def test_voxel_to_point_projection_and_ignored_out_of_range_points():
     model = _mink().eval()
     pts = torch.tensor([[0.1, 0.1, 0.1, 0.5], [0.2, 0.3, 0.2, 0.5], [3.1, 0.1, 0.1, 0.2], [50.0, 0.0, 0.0, 0.1]])
@@ -121,21 +140,7 @@ def test_voxel_to_point_projection_and_ignored_out_of_range_points():
 def test_minkunet_segmentor_learns_a_toy_scene():
     torch.manual_seed(0)
     model = _mink()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scenes = [_toy_scene(s) for s in range(4)]
-    for step in range(40):
-        pts, lab = scenes[step % 4]
-        loss = sum(model(dict(points=[pts]), dict(gt_segment=[lab]), mode="loss").values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    pts, lab = _toy_scene(99)
-    with torch.no_grad():
-        pred = model(dict(points=[pts]), dict(gt_segment=[lab]), mode="predict")[0]["pred_segment"]
-    m = SegMIoUMetric(num_classes=3)
-    m.process(None, [dict(pred_segment=pred, gt_segment=lab)])
-    assert m.evaluate(1)["seg/mIoU"] > 80
+    assert _train_toy_miou(model) > 80
 
 
 def test_four_rotation_tta_is_invariant_to_quarter_turns():
@@ -181,21 +186,7 @@ def test_dsvt_segmentation_backbone_keeps_every_voxel_and_learns():
     x, p2v = model.backbone.voxelize([pts])
     feats, _ = model.backbone(x)
     assert feats.feats.shape == (x.feats.shape[0], model.backbone.out_channels) and torch.equal(feats.coords, x.coords)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scenes = [_toy_scene(s) for s in range(4)]
-    for step in range(40):
-        p, y = scenes[step % 4]
-        loss = sum(model(dict(points=[p]), dict(gt_segment=[y]), mode="loss").values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    pts, lab = _toy_scene(99)
-    with torch.no_grad():
-        pred = model(dict(points=[pts]), mode="predict")[0]["pred_segment"]
-    m = SegMIoUMetric(num_classes=3)
-    m.process(None, [dict(pred_segment=pred, gt_segment=lab)])
-    assert m.evaluate(1)["seg/mIoU"] > 70
+    assert _train_toy_miou(model) > 70
 
 
 @pytest.mark.parametrize("name", ["minkunet_waymo_mini", "e3dsnn_seg_waymo_mini", "dsvt_seg_waymo_mini"])

@@ -157,7 +157,7 @@ def draw_seg_bev(path: str, points: np.ndarray, pred: np.ndarray, gt=None, class
     for ax, (name, lab) in zip(axes[0], panels):
         lab = np.asarray(lab).astype(np.int64)
         c = np.where((lab >= 0)[:, None], cols[np.clip(lab, 0, len(cols) - 1)], 0.75)
-        ax.scatter(points[:, 0], points[:, 1], s=0.15, c=c, linewidths=0)
+        ax.scatter(points[:, 0], points[:, 1], s=1.0, c=c, linewidths=0)
         shown |= set(lab[lab >= 0].tolist())
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
@@ -171,8 +171,9 @@ def draw_seg_bev(path: str, points: np.ndarray, pred: np.ndarray, gt=None, class
         axes[0][0].set_title(f"prediction — {title}  (point accuracy {100 * acc:.1f} %)", fontsize=10)
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], marker="o", ls="", color=cols[i], label=names[i]) for i in sorted(shown)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(8, max(len(handles), 1)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=min(5 * len(panels), max(len(handles), 1)), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -194,6 +195,12 @@ def _dataset_from_cfg(cfg, split: str):
     return dcfg
 
 
+def _check_frames(args, n: int) -> None:
+    bad = [i for i in args.frames if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"--frames {bad}: the {args.split} split of {args.config} has {n} frames (0 … {n - 1})")
+
+
 def _main_segmentor(args, cfg, model) -> list[str]:
     from perception3d.apis import inference_segmentor, load_points
     names = list(cfg.get("class_names", []))
@@ -212,10 +219,7 @@ def _main_segmentor(args, cfg, model) -> list[str]:
     dcfg = dict(_dataset_from_cfg(cfg, args.split), augment=None, mix_prob=0.0)
     with DefaultScope.overwrite_default_scope("perception3d"):
         ds = DATASETS.build(dcfg)
-    bad = [i for i in args.frames if not 0 <= i < len(ds)]
-    if bad:
-        raise ValueError(f"--frames {bad}: the {args.split} split of {args.config} has {len(ds)} frames "
-                         f"(0 … {len(ds) - 1})")
+    _check_frames(args, len(ds))
     for i in args.frames:
         item = ds[i]
         pts = item["inputs"]["points"]
@@ -266,10 +270,7 @@ def main(argv=None) -> list[str]:
         dcfg = dict(_dataset_from_cfg(cfg, args.split), pipeline=cfg.val_dataloader.dataset.pipeline, test_mode=True)
         with DefaultScope.overwrite_default_scope("perception3d"):
             ds = DATASETS.build(dcfg)
-        bad = [i for i in args.frames if not 0 <= i < len(ds)]
-        if bad:
-            raise ValueError(f"--frames {bad}: the {args.split} split of {args.config} has {len(ds)} frames "
-                             f"(0 … {len(ds) - 1})")
+        _check_frames(args, len(ds))
         for i in args.frames:
             item = ds[i]
             pts = item["inputs"]["points"]

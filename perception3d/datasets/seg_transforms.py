@@ -8,11 +8,11 @@ Mix3D, Nekrasov et al. 3DV 2021: two augmented scenes concatenated into one trai
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["augment_xyz", "apply_point_range", "check_augment"]
+__all__ = ["augment_xyz", "apply_point_range", "check_augment", "mixed_sample"]
 
 _KEYS = {"rotate_z", "rotate_p", "flip", "flip_x", "flip_y", "scale", "jitter"}
 
@@ -64,3 +64,17 @@ def apply_point_range(points: np.ndarray, labels: np.ndarray, point_range: Optio
         raise ValueError(f"point range mode must be 'drop' or 'clip', got {mode!r}")
     keep = ((points[:, :3] >= r[:3]) & (points[:, :3] < r[3:])).all(1)
     return points[keep], labels[keep]
+
+
+def mixed_sample(sample: Callable[[int, np.random.Generator], Tuple[np.ndarray, np.ndarray]], idx: int, n: int,
+                 mix_prob: float) -> Tuple[np.ndarray, np.ndarray]:
+    """``sample(idx, rng)`` → (points, labels); with probability ``mix_prob`` (Mix3D) concatenated with the sample
+    of another random index.  The generator is seeded from numpy's global stream, so that ``SeededDataset``
+    makes the result a function of (seed, epoch, index)."""
+    rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
+    pts, seg = sample(idx, rng)
+    if mix_prob > 0 and n > 1 and rng.random() < mix_prob:
+        other = int(rng.integers(0, n - 1))
+        p2, s2 = sample(other + (other >= idx), rng)
+        pts, seg = np.concatenate([pts, p2]), np.concatenate([seg, s2])
+    return pts, seg

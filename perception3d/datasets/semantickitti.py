@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from perception3d.datasets.seg_transforms import apply_point_range, augment_xyz, check_augment
+from perception3d.datasets.seg_transforms import apply_point_range, augment_xyz, check_augment, mixed_sample
 from perception3d.registry import DATASETS
 
 __all__ = ["LEARNING_MAP", "CLASS_NAMES", "learning_map_lut", "read_scan", "read_label", "SemanticKITTIDataset",
@@ -141,12 +141,7 @@ class SemanticKITTIDataset(Dataset):
         return pts, segment
 
     def __getitem__(self, idx: int) -> Dict:
-        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
-        pts, segment = self._sample(idx, rng)
-        if self.split == "train" and self.mix_prob > 0 and len(self) > 1 and rng.random() < self.mix_prob:
-            other = int(rng.integers(0, len(self) - 1))
-            p2, s2 = self._sample(other + (other >= idx), rng)
-            pts, segment = np.concatenate([pts, p2]), np.concatenate([segment, s2])
+        pts, segment = mixed_sample(self._sample, idx, len(self), self.mix_prob if self.split == "train" else 0.0)
         scan_path = self.items[idx][0]
         name = f"{scan_path.parent.parent.name}/{scan_path.stem}"
         return dict(inputs=dict(points=torch.from_numpy(np.ascontiguousarray(pts, np.float32))),

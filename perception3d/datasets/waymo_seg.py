@@ -19,7 +19,7 @@ from mmengine.logging import print_log
 from mmengine.registry import FUNCTIONS
 from torch.utils.data import Dataset
 
-from perception3d.datasets.seg_transforms import apply_point_range, augment_xyz, check_augment
+from perception3d.datasets.seg_transforms import apply_point_range, augment_xyz, check_augment, mixed_sample
 from perception3d.datasets.waymo_v2 import (WaymoV2Segment, find_split_dir, list_segments, read_lidar_segmentation,
                                             top_points_with_labels)
 from perception3d.registry import DATASETS
@@ -120,12 +120,7 @@ class WaymoSegDataset(Dataset):
         return apply_point_range(pts, seg, self.point_range, self.range_mode)
 
     def __getitem__(self, idx: int) -> Dict:
-        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
-        pts, seg = self._sample(idx, rng)
-        if self.split == "train" and self.mix_prob > 0 and len(self) > 1 and rng.random() < self.mix_prob:
-            other = int(rng.integers(0, len(self) - 1))
-            p2, s2 = self._sample(other + (other >= idx), rng)
-            pts, seg = np.concatenate([pts, p2]), np.concatenate([seg, s2])
+        pts, seg = mixed_sample(self._sample, idx, len(self), self.mix_prob if self.split == "train" else 0.0)
         split_dir, name, ts = self.frames[idx]
         if pts.shape[0] == 0:
             print_log(f"WaymoSegDataset: {name} frame {ts} has no points in the range", logger="current")
