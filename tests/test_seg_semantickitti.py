@@ -59,3 +59,15 @@ def test_real_scan_trains_a_few_steps_and_evaluates(name):
     metric.process(None, pred)
     res = metric.evaluate(1)
     assert 0 <= res["seg/mIoU"] <= 100 and any(k.startswith("seg/IoU.") for k in res)
+
+
+def test_labels_outside_the_learning_map_are_an_error_naming_the_file(tmp_path):
+    from perception3d.datasets.semantickitti import read_label
+    p = tmp_path / "000000.label"
+    np_labels = torch.tensor([10, 40, 7, 300], dtype=torch.int64).numpy().astype("uint32")
+    np_labels.tofile(p)
+    with pytest.raises(ValueError, match=r"000000\.label has 2 labels outside the learning map.*\[7, 300\]"):
+        read_label(p)
+    (torch.tensor([10, 40, 252, 0]).numpy().astype("uint32") | (5 << 16)).tofile(p)
+    sem, inst = read_label(p)
+    assert sem.tolist() == [1, 9, 1, 0] and inst.tolist() == [5, 5, 5, 5]

@@ -40,8 +40,9 @@ SPLITS = dict(train=["00", "01", "02", "03", "04", "05", "06", "07", "09", "10"]
 
 
 def learning_map_lut(mapping: Optional[Dict[int, int]] = None) -> np.ndarray:
-    """A 65536-entry lookup table raw id -> training id (unknown raw ids map to 0 = ignored)."""
-    lut = np.zeros(1 << 16, dtype=np.int64)
+    """A 65536-entry lookup table raw id -> training id; raw ids outside the map are −1 (:func:`read_label` rejects
+    them)."""
+    lut = np.full(1 << 16, -1, dtype=np.int64)
     for k, v in (mapping or LEARNING_MAP).items():
         lut[k] = v
     return lut
@@ -68,7 +69,12 @@ def read_label(path: Union[str, Path], num_points: Optional[int] = None, lut: Op
     if num_points is not None and raw.size != num_points:
         raise ValueError(f"SemanticKITTI: {path} has {raw.size} labels but its scan has {num_points} points")
     lut = learning_map_lut() if lut is None else lut
-    return lut[raw & 0xFFFF], (raw >> 16).astype(np.int64)
+    sem = lut[raw & 0xFFFF]
+    if (sem < 0).any():
+        bad = np.unique(raw[sem < 0] & 0xFFFF)
+        raise ValueError(f"SemanticKITTI: {path} has {int((sem < 0).sum())} labels outside the learning map "
+                         f"(semantic-kitti.yaml), raw ids {bad[:10].tolist()}")
+    return sem, (raw >> 16).astype(np.int64)
 
 
 @DATASETS.register_module()
