@@ -1,6 +1,6 @@
 """MinkUNet (submanifold sparse-conv U-Net with inverse-conv decoder) on the built-in mini Waymo dataset, sized for
 a CPU: voxels 0.1 m, base 16, encoder (16, 32, 64, 128) × 1 residual block, decoder (64, 48, 32, 32) × 1,
-Linear head; CE + Lovász-softmax (the MinkUNet / SPVCNN recipe's losses); AdamW one-cycle lr 4e-3, batch 2,
+Linear head; CE + Lovász-softmax (the MinkUNet / SPVCNN recipe's losses); AdamW one-cycle lr 4e-3, batch 1,
 5 epochs over the 160 training frames (~0.55 s of one core per frame: ~8 CPU-minutes).
 
 Full-size models on real data: ``minkunet_semantickitti.py`` (mmdet3d's MinkUNet34), ``minkunet_waymo.py``.

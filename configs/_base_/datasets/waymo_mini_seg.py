@@ -15,7 +15,7 @@ class_names = ["car", "truck", "bus", "other_vehicle", "motorcyclist", "bicyclis
 train_augment = dict(rotate_z=True, flip_x=0.5, flip_y=0.5, scale=(0.95, 1.05))
 
 train_dataloader = dict(
-    batch_size=2, num_workers=0, sampler=dict(type="ResumableSampler", shuffle=True),
+    batch_size=1, num_workers=0, sampler=dict(type="ResumableSampler", shuffle=True),
     collate_fn=dict(type="pseudo_collate"),
     dataset=dict(type="SeededDataset",            # augmentation = f(seed, epoch, index): exact resume
                  dataset=dict(type="WaymoSegDataset", data_root=data_root, split="train", point_range=point_range,
