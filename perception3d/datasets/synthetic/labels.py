@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from perception3d.datasets.synthetic.layout import sample_street_segment
-from perception3d.datasets.synthetic.materials import _MAT
+from perception3d.datasets.synthetic.materials import _MAT, _ground_material
 from perception3d.datasets.synthetic.objects import frame_scene
 from perception3d.datasets.synthetic.raycast import Primitives, ray_cast
 from perception3d.datasets.synthetic.scene import StreetSegment
@@ -163,7 +163,6 @@ def frame_labels(seg: StreetSegment, f: int, range_image: np.ndarray, pose_image
     sem = np.zeros((h, w), np.int64)
     g = kinds == 1                                   # ground plane: road / markings / grass
     if g.any():
-        from perception3d.datasets.synthetic.materials import _ground_material
         refl, _ = _ground_material(pz[g], seg.layout)
         sem[g] = np.where(refl == _MAT["marking"][0], T["lane_marker"],
                           np.where(refl == _MAT["road"][0], T["road"], T["walkable"]))
@@ -250,7 +249,8 @@ def waymo_mini_labels_current(root: PathLike) -> bool:
 
 
 def generate_waymo_mini_labels(root: PathLike, workers: Optional[int] = None) -> dict:
-    """Write the ``lidar_segmentation`` component of the mini dataset at ``root`` (which must exist).
+    """Write the ``lidar_segmentation`` component of the mini dataset at ``root`` (which must exist), one segment
+    per job (``workers`` processes; default one per core), and ``waymo_mini_seg_manifest.json`` last.
 
     Returns:
         summary: ``points`` per Waymo type name and split, ``seconds``, ``cpu_seconds``.
