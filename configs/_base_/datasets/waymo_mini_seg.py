@@ -4,7 +4,7 @@
 # The labels are written on first use (prepare_waymo_mini_seg; ~0.2 s CPU per frame).
 _base_ = ["../default_runtime.py"]
 
-data_root = "{{fileDirname}}/../../data/waymo_mini"
+data_root = "{{fileDirname}}/../../../data/waymo_mini"
 prepare_data = dict(type="prepare_waymo_mini_seg", root=data_root)
 num_classes = 22
 point_columns = ["x", "y", "z", "intensity"]          # what the segmentors read (bag inference: PointCloud2 fields)
