@@ -194,8 +194,11 @@ def test_mini_segmentation_configs_build_and_predict(name):
     from pathlib import Path
 
     from mmengine.config import Config
-    cfg = Config.fromfile(str(Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"))
+    repo = Path(__file__).resolve().parents[1]
+    cfg = Config.fromfile(str(repo / "configs" / f"{name}.py"))
     assert cfg.prepare_data.type == "prepare_waymo_mini_seg" and cfg.val_evaluator.class_names[17] == "road"
+    assert Path(cfg.prepare_data.root).resolve() == repo / "data" / "waymo_mini"      # the detection configs' data
+    assert Path(cfg.val_dataloader.dataset.data_root).resolve() == repo / "data" / "waymo_mini"
     model = MODELS.build(cfg.model).eval()
     pts, _ = _toy_scene(0, 400)
     pts[:, 3] = pts[:, 3] * 5                                  # raw intensities: squashed by the model (tanh)
