@@ -7,8 +7,9 @@ skip fusion) on the built-in mini Waymo dataset with the authors' SemanticKITTI 
 
 CPU-sized: stem 16, encoder (16, 32, 64, 128) × 1 block, decoder (32, 48, 64, 128), voxels 0.1 m (theirs: stem
 64, (64, 128, 128, 256) × 2, decoder 256 × 4, 0.05 m: ``e3dsnn_semantickitti.py``), lr 4e-3, batch 1,
-1 epoch (160 iterations: what the shared CPU allowed; the schedule is not converged); points outside the range are dropped, as in the other mini segmentation configs (the authors clip them on
-SemanticKITTI), so the three mini models are scored on the same points.
+1 epoch (160 iterations: what the shared CPU allowed; the schedule is not converged); points outside the range
+are dropped, as in the other mini segmentation configs (the authors clip them on SemanticKITTI), so the three
+mini models are scored on the same points.
 """
 _base_ = ["./_base_/datasets/waymo_mini_seg.py"]
 

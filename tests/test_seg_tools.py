@@ -81,15 +81,15 @@ def test_train_and_test_tools_on_the_mini_segmentation_data(mini, tmp_path):
                                                             f"val_evaluator.confusion_png={tmp_path}/cm.png",
                                                             f"test_evaluator.confusion_png={tmp_path}/cm2.png"]
     env = dict(__import__("os").environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), str(ROOT / "configs" / "minkunet_waymo_mini.py"),
-                        "--work-dir", str(tmp_path / "wd"), "--cfg-options", *opts], capture_output=True, text=True,
-                       env=env, timeout=600)
+    cfg = str(ROOT / "configs" / "minkunet_waymo_mini.py")
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), cfg, "--work-dir", str(tmp_path / "wd"),
+                        "--cfg-options", *opts], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     losses = [json.loads(line) for line in (tmp_path / "wd" / "losses.jsonl").read_text().splitlines()]
     assert "seg/mIoU" in r.stdout + r.stderr and (tmp_path / "cm.png").is_file()
     ckpt = sorted((tmp_path / "wd").glob("iter_*.pth"))[-1]
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "test.py"), str(ROOT / "configs" / "minkunet_waymo_mini.py"),
-                        str(ckpt), "--work-dir", str(tmp_path / "wd2"), "--cfg-options", *opts], capture_output=True,
-                       text=True, env=env, timeout=600)
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "test.py"), cfg, str(ckpt), "--work-dir",
+                        str(tmp_path / "wd2"), "--cfg-options", *opts], capture_output=True, text=True, env=env,
+                       timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "seg/IoU.road" in r.stdout + r.stderr and (tmp_path / "cm2.png").is_file() and losses

@@ -204,7 +204,8 @@ def _check_frames(args, n: int) -> None:
 def _main_segmentor(args, cfg, model) -> list[str]:
     from perception3d.apis import inference_segmentor, load_points
     names = list(cfg.get("class_names", []))
-    pr = getattr(model.backbone, "point_range", None) or getattr(getattr(model.backbone, "svc", None), "point_range", None)
+    bb = model.backbone
+    pr = getattr(bb, "point_range", None) or getattr(getattr(bb, "svc", None), "point_range", None)
     xy = (pr[0], pr[1], pr[3], pr[4]) if pr is not None else None
     written = []
     if args.points:

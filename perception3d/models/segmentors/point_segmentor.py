@@ -41,7 +41,8 @@ class PointSegmentor(BaseModel):
     def __init__(self, backbone: Dict, num_classes: int, decode_head: Optional[Dict] = None,
                  class_weight: Optional[Sequence[float]] = None, ignore_index: int = -1,
                  loss_weights: Optional[Dict[str, float]] = None, test_cfg: Optional[Dict] = None,
-                 tanh_channels: Sequence[int] = (), data_preprocessor: Optional[Dict] = None, init_cfg: Optional[Dict] = None) -> None:
+                 tanh_channels: Sequence[int] = (), data_preprocessor: Optional[Dict] = None,
+                 init_cfg: Optional[Dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.in_channels = int(backbone.get("in_channels", 4))     # point columns the model reads
