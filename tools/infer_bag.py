@@ -10,7 +10,9 @@
 
 CKPT ``none`` runs the config's model with random weights (for trying the pipeline; boxes are meaningless).
 Writes the output bag (detections ``/perception3d/detections``, markers ``/perception3d/markers``, the input
-clouds unless ``--no-keep-input``) and ``<out>.jsonl``; prints a summary.  The work is
+clouds unless ``--no-keep-input``) and ``<out>.jsonl``; prints a summary.  A segmentation config
+(``PointSegmentor``) writes the labelled clouds instead (``--label-topic``, default ``/perception3d/labels``:
+PointCloud2 fields x, y, z, intensity, label).  The work is
 :func:`perception3d.apis.bag_inference.infer_bag`.
 """
 from __future__ import annotations
@@ -44,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--markers", choices=["line_list", "cube"], default="line_list")
     p.add_argument("--det-topic", default="/perception3d/detections")
     p.add_argument("--marker-topic", default="/perception3d/markers")
+    p.add_argument("--label-topic", default="/perception3d/labels",
+                   help="segmentors: the labelled PointCloud2 (fields x, y, z, intensity, label)")
     p.add_argument("--jsonl", help="detections as JSON lines (default <out>.jsonl)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
     p.add_argument("--max-scans", type=int)
@@ -90,7 +94,7 @@ def main(argv=None):
                        batch_size=args.batch_size, keep_input=args.keep_input, target_frame=args.target_frame,
                        extrinsic=extrinsic, source_frame=args.source_frame, point_range=args.range,
                        jsonl=args.jsonl or True, marker_style=args.markers, det_topic=args.det_topic,
-                       marker_topic=args.marker_topic, overwrite=args.overwrite,
+                       marker_topic=args.marker_topic, overwrite=args.overwrite, label_topic=args.label_topic,
                        progress=True, max_scans=args.max_scans)
     print(result.summary())
     return result

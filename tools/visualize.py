@@ -1,4 +1,5 @@
-"""Bird's-eye-view PNGs of a detector's output: points, ground-truth boxes and predictions with scores.
+"""Bird's-eye-view PNGs of a detector's output: points, ground-truth boxes and predictions with scores; for a
+segmentor (``PointSegmentor`` config): the points coloured by predicted class beside the ground truth.
 
 Predictions are what the model itself outputs (its head's decoding, score threshold and NMS from the config's
 ``test_cfg``); those with score ≥ ``--score-thr`` are drawn, one box per object: where boxes overlap in BEV
@@ -16,6 +17,9 @@ camera image with the ground-truth (green) and predicted (class colours, dashed)
 the frame's ``cam2img`` / ``lidar2cam`` after the test pipeline; the front bottom edge of a box is drawn thicker.
 E.g. the real nuScenes sample's six views: ``python tools/visualize.py configs/sparsefusion_nus.py --cfg-options
 val_dataloader.dataset.data_root=../shared/data/nuscenes_demo val_dataloader.dataset.ann_file=<its .pkl>``.
+
+Segmentors: ``--frames`` of the config's dataset (ground truth from its labels; points the ground truth ignores
+are grey), or ``--points`` ``.bin`` files of float32 × the model's input columns (prediction only).
 """
 from __future__ import annotations
 
@@ -223,6 +227,102 @@ def _lidar2img(sample: dict) -> np.ndarray | None:
     return k4 @ np.asarray(sample["lidar2cam"], np.float64)
 
 
+def class_colors(n: int) -> np.ndarray:
+    """[n, 3] distinct RGB colours (tab20, then hsv) for class indices 0 … n − 1."""
+    cmap = plt.get_cmap("tab20")
+    cols = [cmap(i % 20)[:3] for i in range(min(n, 20))]
+    cols += [plt.get_cmap("hsv")(i / max(n - 20, 1))[:3] for i in range(max(n - 20, 0))]
+    return np.asarray(cols, np.float64).reshape(-1, 3)
+
+
+def draw_seg_bev(path: str, points: np.ndarray, pred: np.ndarray, gt=None, class_names=(), xy_range=None,
+                 title: str = "") -> str:
+    """BEV scatter of ``points`` [N, ≥2] coloured by ``pred`` [N] (−1 = no prediction, grey), with ``gt`` [N]
+    (−1 = ignored, grey) in a panel beside it; a legend names the classes shown. Written atomically."""
+    from perception3d.fileio import atomic_path
+    names = list(class_names) or [str(i) for i in range(int(max(pred.max(initial=0), 0)) + 1)]
+    cols = class_colors(len(names))
+    panels = [("prediction", pred)] + ([("ground truth", gt)] if gt is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 7.4), dpi=110, squeeze=False)
+    x0, y0, x1, y1 = _view_range(points, [], xy_range)
+    shown = set()
+    for ax, (name, lab) in zip(axes[0], panels):
+        lab = np.asarray(lab).astype(np.int64)
+        c = np.where((lab >= 0)[:, None], cols[np.clip(lab, 0, len(cols) - 1)], 0.75)
+        ax.scatter(points[:, 0], points[:, 1], s=1.0, c=c, linewidths=0)
+        shown |= set(lab[lab >= 0].tolist())
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_aspect("equal")
+        ax.set_title(name + (f" — {title}" if title else ""), fontsize=10)
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
+    if gt is not None:
+        ok = np.asarray(gt) >= 0
+        acc = float((np.asarray(pred)[ok] == np.asarray(gt)[ok]).mean()) if ok.any() else float("nan")
+        axes[0][0].set_title(f"prediction — {title}  (point accuracy {100 * acc:.1f} %)", fontsize=10)
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], marker="o", ls="", color=cols[i], label=names[i]) for i in sorted(shown)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(5 * len(panels), max(len(handles), 1)), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def _dataset_from_cfg(cfg, split: str):
+    """The config's val / train dataset (unwrapped from ``SeededDataset``), after its ``prepare_data``."""
+    import perception3d.datasets  # noqa: F401
+    from perception3d.registry import DATASETS
+    if cfg.get("prepare_data"):
+        from mmengine.registry import FUNCTIONS
+        kw = dict(cfg.prepare_data)
+        FUNCTIONS.get(kw.pop("type"))(**kw)
+    dcfg = cfg.val_dataloader.dataset if split == "val" else cfg.train_dataloader.dataset
+    if dcfg.get("type") == "SeededDataset":
+        dcfg = dcfg.dataset
+    return dcfg
+
+
+def _check_frames(args, n: int) -> None:
+    bad = [i for i in args.frames if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"--frames {bad}: the {args.split} split of {args.config} has {n} frames (0 … {n - 1})")
+
+
+def _main_segmentor(args, cfg, model) -> list[str]:
+    from perception3d.apis import inference_segmentor, load_points
+    names = list(cfg.get("class_names", []))
+    bb = model.backbone
+    pr = getattr(bb, "point_range", None) or getattr(getattr(bb, "svc", None), "point_range", None)
+    xy = (pr[0], pr[1], pr[3], pr[4]) if pr is not None else None
+    written = []
+    if args.points:
+        c = model.in_channels
+        for path in args.points:
+            pts = load_points(path, c, c).numpy()
+            out = os.path.join(args.out_dir, os.path.splitext(os.path.basename(path))[0] + "_seg_bev.png")
+            written.append(draw_seg_bev(out, pts, inference_segmentor(model, pts)["labels"].numpy(), None, names,
+                                        xy, os.path.basename(path)))
+        return written
+    from perception3d.registry import DATASETS
+    dcfg = dict(_dataset_from_cfg(cfg, args.split), augment=None, mix_prob=0.0)
+    with DefaultScope.overwrite_default_scope("perception3d"):
+        ds = DATASETS.build(dcfg)
+    _check_frames(args, len(ds))
+    for i in args.frames:
+        item = ds[i]
+        pts = item["inputs"]["points"]
+        pred = inference_segmentor(model, pts)["labels"].numpy()
+        out = os.path.join(args.out_dir, f"{args.split}_{i:04d}_seg_bev.png")
+        written.append(draw_seg_bev(out, pts.numpy(), pred, item["data_samples"]["gt_segment"].numpy(), names, xy,
+                                    f"{args.split} frame {i}"))
+    return written
+
+
 def main(argv=None) -> list[str]:
     ap = argparse.ArgumentParser(description="BEV visualisation of detections")
     ap.add_argument("config")
@@ -244,6 +344,12 @@ def main(argv=None) -> list[str]:
         from perception3d.datasets.multiview import set_skip_missing_cameras
         set_skip_missing_cameras(cfg)
     model = init_model(cfg, str(check_checkpoint(args.checkpoint))) if args.checkpoint else None
+    from perception3d.apis import is_segmentor
+    if model is not None and is_segmentor(model):
+        written = _main_segmentor(args, cfg, model)
+        for w in written:
+            print(w)
+        return written
     if model is None and args.points:
         raise ValueError("--points needs a checkpoint (there is no ground truth to draw for a raw cloud)")
     names = list(getattr(model, "class_names", None) or cfg.get("class_names", []))
@@ -261,22 +367,11 @@ def main(argv=None) -> list[str]:
             draw_bev(out, pts, det, None, names, args.score_thr, xy, os.path.basename(path), display_nms=dnms)
             written.append(out)
     else:
-        import perception3d.datasets  # noqa: F401
         from perception3d.registry import DATASETS
-        if cfg.get("prepare_data"):
-            from mmengine.registry import FUNCTIONS
-            kw = dict(cfg.prepare_data)
-            FUNCTIONS.get(kw.pop("type"))(**kw)
-        dcfg = cfg.val_dataloader.dataset if args.split == "val" else cfg.train_dataloader.dataset
-        if dcfg.get("type") == "SeededDataset":
-            dcfg = dcfg.dataset
-        dcfg = dict(dcfg, pipeline=cfg.val_dataloader.dataset.pipeline, test_mode=True)
+        dcfg = dict(_dataset_from_cfg(cfg, args.split), pipeline=cfg.val_dataloader.dataset.pipeline, test_mode=True)
         with DefaultScope.overwrite_default_scope("perception3d"):
             ds = DATASETS.build(dcfg)
-        bad = [i for i in args.frames if not 0 <= i < len(ds)]
-        if bad:
-            raise ValueError(f"--frames {bad}: the {args.split} split of {args.config} has {len(ds)} frames "
-                             f"(0 … {len(ds) - 1})")
+        _check_frames(args, len(ds))
         empty = dict(bboxes_3d=np.zeros((0, 7)), scores_3d=np.zeros(0), labels_3d=np.zeros(0, int))
         for i in args.frames:
             item = ds[i]

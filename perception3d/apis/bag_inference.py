@@ -15,6 +15,10 @@ frame when an extrinsic is given) at the scan's log time:
 - ``<marker_topic>`` (default ``/perception3d/markers``): ``visualization_msgs/MarkerArray`` (DELETEALL, then
   LINE_LIST or CUBE boxes in class colours + TEXT_VIEW_FACING labels);
 - the input cloud under its own topic (``keep_input``; copied byte for byte when the serialisation matches);
+- for a segmentor (``PointSegmentor`` config) instead of the two above: ``<label_topic>`` (default
+  ``/perception3d/labels``): the scan's points (after the transform / crop) as a ``sensor_msgs/PointCloud2`` with
+  fields x, y, z, intensity (float32) and ``label`` (int32 class index into the config's ``class_names``, −1 where
+  the model gives no prediction); its JSON line holds ``{"num_points", "label_counts" {name: count}}``;
 - one JSON line per scan in ``jsonl`` (``{"index", "t_ns", "stamp_ns", "frame_id", "boxes" [[x, y, z_bottom,
   dx, dy, dz, yaw]], "scores", "labels", "names"}``, or ``{"index", "t_ns", "skipped": reason}``).
 
@@ -37,7 +41,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from perception3d.apis.inference import inference_detector, model_point_dims
+from perception3d.apis.inference import inference_detector, inference_segmentor, is_segmentor, model_point_dims
 from perception3d.io.bags import BagReader, BagWriter, StagedOutputs, list_pointcloud_topics, output_format
 from perception3d.io.pointcloud2 import PointCloud2Error, pointcloud2_to_points
 from perception3d.io.ros_msgs import (POINTCLOUD2, boxes_to_markers, convert_msg, detections_to_msg,
@@ -147,7 +151,7 @@ def infer_bag(model: torch.nn.Module, bag: PathLike, topic: str, out: Optional[P
               point_range: Optional[Sequence[float]] = None, jsonl: Union[None, bool, PathLike] = True,
               det_topic: str = "/perception3d/detections", marker_topic: str = "/perception3d/markers",
               marker_style: str = "line_list", overwrite: bool = False, progress: bool = False,
-              max_scans: Optional[int] = None) -> BagInferenceResult:
+              max_scans: Optional[int] = None, label_topic: str = "/perception3d/labels") -> BagInferenceResult:
     """Run ``model`` on every PointCloud2 of ``topic`` in ``bag`` and write an output bag (+ JSON lines).
 
     Args:
@@ -160,6 +164,7 @@ def infer_bag(model: torch.nn.Module, bag: PathLike, topic: str, out: Optional[P
             With ``target_frame`` alone, scans must already be in it.
         point_range: crop ``[x0, y0, z0, x1, y1, z1]`` (after the transform).
         jsonl: True → ``<out>.jsonl``; a path; False/None → none.
+        label_topic: where a segmentor's labelled clouds go.
     Returns:
         a :class:`BagInferenceResult` (``.summary()`` prints it).
     Raises:
@@ -205,9 +210,13 @@ def infer_bag(model: torch.nn.Module, bag: PathLike, topic: str, out: Optional[P
             bar = tqdm(total=total if max_scans is None else min(total, max_scans), unit="scan",
                        desc=f"{bag.name}:{topic}")
         ok = False
+        outputs = dict(seg=is_segmentor(model), label_topic=label_topic, columns=columns)
         try:
-            writer.add_topic(det_topic, "vision_msgs/msg/Detection3DArray")
-            writer.add_topic(marker_topic, "visualization_msgs/msg/MarkerArray")
+            if outputs["seg"]:
+                writer.add_topic(label_topic, POINTCLOUD2)
+            else:
+                writer.add_topic(det_topic, "vision_msgs/msg/Detection3DArray")
+                writer.add_topic(marker_topic, "visualization_msgs/msg/MarkerArray")
             if keep_input:
                 writer.add_topic(topic, POINTCLOUD2)
             t0 = time.perf_counter()
@@ -241,11 +250,11 @@ def infer_bag(model: torch.nn.Module, bag: PathLike, topic: str, out: Optional[P
                     pending.append(item)
                 if len(pending) >= batch_size:
                     _flush(model, pending, batch_size, score_thr, writer, ts, det_topic, marker_topic, marker_style,
-                           class_names, jf, result)
+                           class_names, jf, result, outputs)
                 if bar is not None:
                     bar.update(1)
             _flush(model, pending, batch_size, score_thr, writer, ts, det_topic, marker_topic, marker_style,
-                   class_names, jf, result)
+                   class_names, jf, result, outputs)
             result.seconds = time.perf_counter() - t0
             if jf:
                 jf.close()
@@ -312,8 +321,12 @@ def _prepare(msg, index: int, t_ns: int, columns: list, state: dict, target_fram
 
 
 def _flush(model, pending: list, batch_size: int, score_thr: float, writer: BagWriter, ts, det_topic: str,
-           marker_topic: str, marker_style: str, class_names: list, jf, result: BagInferenceResult) -> None:
+           marker_topic: str, marker_style: str, class_names: list, jf, result: BagInferenceResult,
+           outputs: Optional[dict] = None) -> None:
     if not pending:
+        return
+    if outputs and outputs["seg"]:
+        _flush_labels(model, pending, batch_size, writer, ts, class_names, jf, result, outputs)
         return
     dets = inference_detector(model, [torch.from_numpy(p[4]) for p in pending], batch_size=batch_size)
     for (index, t_ns, stamp_ns, frame, _), det in zip(pending, dets):
@@ -333,6 +346,27 @@ def _flush(model, pending: list, batch_size: int, score_thr: float, writer: BagW
                      + "\n")
         result.processed += 1
         result.detections += int(len(boxes))
+    pending.clear()
+
+
+def _flush_labels(model, pending: list, batch_size: int, writer: BagWriter, ts, class_names: list, jf,
+                  result: BagInferenceResult, outputs: dict) -> None:
+    """Segmentor output: each scan's points with a ``label`` field on ``outputs["label_topic"]``."""
+    from perception3d.io.pointcloud2 import points_to_pointcloud2
+    preds = inference_segmentor(model, [torch.from_numpy(p[4]) for p in pending], batch_size=batch_size)
+    names = list(outputs["columns"]) + ["label"]
+    for (index, t_ns, stamp_ns, frame, pts), pred in zip(pending, preds):
+        labels = pred["labels"].cpu().numpy().astype(np.int64)
+        cloud = np.concatenate([pts, labels[:, None].astype(np.float64)], 1)
+        writer.write(outputs["label_topic"], t_ns, points_to_pointcloud2(
+            ts, cloud, names, stamp_ns, frame, dtypes=[np.float32] * pts.shape[1] + [np.int32], seq=index))
+        if jf:
+            ids, counts = np.unique(labels, return_counts=True)
+            jf.write(json.dumps(dict(index=index, t_ns=t_ns, stamp_ns=stamp_ns, frame_id=frame,
+                                     num_points=int(labels.shape[0]),
+                                     label_counts={(class_names[i] if 0 <= i < len(class_names) else str(i)): int(c)
+                                                   for i, c in zip(ids.tolist(), counts.tolist())})) + "\n")
+        result.processed += 1
     pending.clear()
 
 

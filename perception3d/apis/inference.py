@@ -17,7 +17,8 @@ from mmengine.registry import DefaultScope
 
 from perception3d.structures.points import point_columns
 
-__all__ = ["init_model", "inference_detector", "load_points", "model_point_dims"]
+__all__ = ["init_model", "inference_detector", "load_points", "model_point_dims", "is_segmentor",
+           "inference_segmentor"]
 
 PointsLike = Union[torch.Tensor, np.ndarray, str, Path]
 
@@ -82,19 +83,57 @@ def inference_detector(model: torch.nn.Module, points: Union[PointsLike, Sequenc
     Each result: ``{"bboxes_3d": [K, 7], "scores_3d": [K], "labels_3d": [K]}`` (CPU tensors), labels index
     ``model.class_names``.
     """
+    load_dim, use_dim = model_point_dims(model)
+
+    def run(chunk):
+        data = model.data_preprocessor(dict(inputs=dict(points=chunk), data_samples=None), False)
+        samples = model(data["inputs"], [dict() for _ in chunk], mode="predict")
+        return [s["pred_instances_3d"] for s in samples]
+    return _batched(model, points, batch_size, lambda c: load_points(c, load_dim, use_dim), run)
+
+
+def _batched(model: torch.nn.Module, points, batch_size: int, load, run) -> Union[dict, list[dict]]:
+    """``run`` (list of loaded clouds on the model's device → list of results) over ``points`` (one cloud or a
+    list), ``batch_size`` clouds at a time, in eval mode (the model's mode is restored)."""
     single = not isinstance(points, (list, tuple))
     clouds = [points] if single else list(points)
-    load_dim, use_dim = model_point_dims(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out: list[dict] = []
     try:
         for i in range(0, len(clouds), max(1, batch_size)):
-            chunk = [load_points(c, load_dim, use_dim).to(device) for c in clouds[i:i + batch_size]]
-            data = model.data_preprocessor(dict(inputs=dict(points=chunk), data_samples=None), False)
-            samples = model(data["inputs"], [dict() for _ in chunk], mode="predict")
-            out += [s["pred_instances_3d"] for s in samples]
+            out += run([load(c).to(device) for c in clouds[i:i + batch_size]])
     finally:
         model.train(was_training)
     return out[0] if single else out
+
+
+def is_segmentor(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is a point segmentor (per-point labels) rather than a detector (boxes)."""
+    from perception3d.models.segmentors import PointSegmentor
+    return isinstance(model, PointSegmentor)
+
+
+@torch.no_grad()
+def inference_segmentor(model: torch.nn.Module, points: Union[PointsLike, Sequence[PointsLike]],
+                        batch_size: int = 4) -> Union[dict, list[dict]]:
+    """Label every point of one cloud (→ one dict) or of a list of clouds (→ a list).
+
+    A cloud is [N, F ≥ C] (its first C = ``model.in_channels`` columns are read: x, y, z, intensity …) or a
+    ``.bin`` file of float32 × C.  Each result: ``{"labels": int64 [N]}`` (class index into the config's
+    ``class_names``; −1 for points the model gives no prediction, e.g. outside its voxel range).
+    """
+    c = int(getattr(model, "in_channels", 4))
+
+    def load(cloud):
+        t = load_points(cloud, c, c) if isinstance(cloud, (str, Path)) else torch.as_tensor(np.asarray(cloud))
+        if t.dim() != 2 or t.shape[1] < c:
+            raise ValueError(f"points: the segmentor reads {c} columns, got shape {tuple(t.shape)}")
+        return t[:, :c].float()
+
+    def run(chunk):
+        preds = model(dict(points=chunk), None, mode="predict")
+        return [dict(labels=torch.where(p["pred_valid"], p["pred_segment"], torch.full_like(p["pred_segment"], -1)))
+                for p in preds]
+    return _batched(model, points, batch_size, load, run)

@@ -12,3 +12,4 @@ from perception3d.datasets.nuscenes import NuScenesDataset  # noqa: F401,E402  (
 from perception3d.datasets import loading  # noqa: F401,E402  (ResumableSampler, SeededDataset, det3d_collate)
 from perception3d.datasets import prepare  # noqa: F401,E402  (prepare_data functions in FUNCTIONS)
 from perception3d.datasets.multiview import MultiViewDet3DDataset  # noqa: F401,E402  (registers in DATASETS)
+from perception3d.datasets import waymo_seg  # noqa: F401,E402  (WaymoSegDataset, prepare_waymo_mini_seg)

@@ -7,7 +7,8 @@
 Labels go through the official ``learning_map`` (semantic-kitti.yaml) to the 0–19 training ids, where
 0 = unlabeled / outlier / other-structure / other-object (ignored). The network predicts 19 classes, so the
 dataset serves ``segment = learning_map − 1`` with ``ignore_index = -1`` (Pointcept's convention, used by the
-authors' E-3DSNN config). Official split: train 00–07, 09, 10; val 08; test 11–21 (no labels).
+authors' E-3DSNN config). Points outside the model's range are clipped onto it by default (the authors'
+``PointClip``), so that every point of a scan is scored. Official split: train 00–07, 09, 10; val 08; test 11–21 (no labels).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from perception3d.datasets.seg_transforms import apply_point_range, augment_xyz, check_augment, mixed_sample
 from perception3d.registry import DATASETS
 
 __all__ = ["LEARNING_MAP", "CLASS_NAMES", "learning_map_lut", "read_scan", "read_label", "SemanticKITTIDataset",
@@ -38,8 +40,9 @@ SPLITS = dict(train=["00", "01", "02", "03", "04", "05", "06", "07", "09", "10"]
 
 
 def learning_map_lut(mapping: Optional[Dict[int, int]] = None) -> np.ndarray:
-    """A 65536-entry lookup table raw id -> training id (unknown raw ids map to 0 = ignored)."""
-    lut = np.zeros(1 << 16, dtype=np.int64)
+    """A 65536-entry lookup table raw id -> training id; raw ids outside the map are −1 (:func:`read_label` rejects
+    them)."""
+    lut = np.full(1 << 16, -1, dtype=np.int64)
     for k, v in (mapping or LEARNING_MAP).items():
         lut[k] = v
     return lut
@@ -66,7 +69,12 @@ def read_label(path: Union[str, Path], num_points: Optional[int] = None, lut: Op
     if num_points is not None and raw.size != num_points:
         raise ValueError(f"SemanticKITTI: {path} has {raw.size} labels but its scan has {num_points} points")
     lut = learning_map_lut() if lut is None else lut
-    return lut[raw & 0xFFFF], (raw >> 16).astype(np.int64)
+    sem = lut[raw & 0xFFFF]
+    if (sem < 0).any():
+        bad = np.unique(raw[sem < 0] & 0xFFFF)
+        raise ValueError(f"SemanticKITTI: {path} has {int((sem < 0).sum())} labels outside the learning map "
+                         f"(semantic-kitti.yaml), raw ids {bad[:10].tolist()}")
+    return sem, (raw >> 16).astype(np.int64)
 
 
 @DATASETS.register_module()
@@ -76,16 +84,20 @@ class SemanticKITTIDataset(Dataset):
     Args:
         data_root: folder holding ``sequences/``.
         split: ``"train"``/``"val"``/``"test"`` (official sequences) — or give ``sequences`` explicitly.
-        point_range: optional crop ``(x0, y0, z0, x1, y1, z1)`` (the authors clip to ±35.2 m, z −4…2 m).
-        augment: training augmentation ``dict(rotate_z=True, flip=True, scale=(0.9, 1.1), jitter=0.005)``.
+        point_range: optional ``(x0, y0, z0, x1, y1, z1)``; ``range_mode`` ``"clip"`` (the authors': points
+            outside are clipped onto the range, every point keeps a label and a prediction) or ``"drop"``.
+        augment: training augmentation (:mod:`perception3d.datasets.seg_transforms`), e.g. the E-3DSNN recipe
+            ``dict(rotate_z=True, rotate_p=0.5, flip_x=0.5, flip_y=0.5, scale=(0.9, 1.1), jitter=0.005)``.
+        mix_prob: Mix3D — with this probability a training sample is the union of two augmented scans (0.8).
         max_points: random subsample to at most this many points (None keeps all).
 
     Item: ``dict(inputs=dict(points=float32 [N, 4]), data_samples=dict(gt_segment=int64 [N] in −1..18, name))``.
+    Augmentation draws from numpy's global stream (``SeededDataset`` makes it a function of seed, epoch, index).
     """
 
     def __init__(self, data_root: str, split: str = "train", sequences: Optional[Sequence[str]] = None,
-                 point_range: Optional[Sequence[float]] = None, augment: Optional[Dict] = None,
-                 max_points: Optional[int] = None, seed: int = 0) -> None:
+                 point_range: Optional[Sequence[float]] = None, range_mode: str = "clip",
+                 augment: Optional[Dict] = None, mix_prob: float = 0.0, max_points: Optional[int] = None) -> None:
         super().__init__()
         self.data_root = Path(data_root)
         if sequences is None:
@@ -106,32 +118,19 @@ class SemanticKITTIDataset(Dataset):
                 self.items.append((scan, lab if lab.is_file() else None))
         if not self.items:
             raise FileNotFoundError(f"SemanticKITTI: no scans found for sequences {list(sequences)} under {seq_root}")
-        self.point_range = None if point_range is None else np.asarray(point_range, np.float32)
-        self.augment = dict(augment) if augment else None
+        if range_mode not in ("clip", "drop"):
+            raise ValueError(f"SemanticKITTIDataset: range_mode must be 'clip' or 'drop', got {range_mode!r}")
+        self.point_range, self.range_mode = point_range, range_mode
+        self.augment = check_augment(augment, "SemanticKITTIDataset")
+        self.mix_prob = float(mix_prob)
         self.max_points = max_points
-        self.rng = np.random.default_rng(seed)
         self.lut = learning_map_lut()
         self.metainfo = dict(classes=CLASS_NAMES)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _augment(self, xyz: np.ndarray) -> np.ndarray:
-        aug, rng = self.augment, self.rng
-        if aug.get("rotate_z"):
-            a = rng.uniform(-np.pi, np.pi)
-            c, s = np.cos(a), np.sin(a)
-            xyz = xyz @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32).T
-        if aug.get("flip") and rng.random() < 0.5:
-            xyz = xyz * np.array([1, -1, 1], np.float32)
-        if aug.get("scale"):
-            xyz = xyz * rng.uniform(*aug["scale"])
-        if aug.get("jitter"):
-            j = aug["jitter"]
-            xyz = xyz + np.clip(rng.normal(scale=j, size=xyz.shape), -4 * j, 4 * j)
-        return xyz.astype(np.float32)
-
-    def __getitem__(self, idx: int) -> Dict:
+    def _sample(self, idx: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         scan_path, label_path = self.items[idx]
         pts = read_scan(scan_path)
         if label_path is not None:
@@ -140,14 +139,16 @@ class SemanticKITTIDataset(Dataset):
         else:
             segment = np.full(pts.shape[0], -1, np.int64)
         if self.augment and self.split == "train":
-            pts = np.concatenate([self._augment(pts[:, :3]), pts[:, 3:]], 1)
-        if self.point_range is not None:
-            r = self.point_range
-            keep = ((pts[:, :3] >= r[:3]) & (pts[:, :3] < r[3:])).all(1)
-            pts, segment = pts[keep], segment[keep]
+            pts = np.concatenate([augment_xyz(pts[:, :3], self.augment, rng), pts[:, 3:]], 1)
+        pts, segment = apply_point_range(pts, segment, self.point_range, self.range_mode)
         if self.max_points is not None and pts.shape[0] > self.max_points:
-            sel = np.sort(self.rng.choice(pts.shape[0], self.max_points, replace=False))
+            sel = np.sort(rng.choice(pts.shape[0], self.max_points, replace=False))
             pts, segment = pts[sel], segment[sel]
+        return pts, segment
+
+    def __getitem__(self, idx: int) -> Dict:
+        pts, segment = mixed_sample(self._sample, idx, len(self), self.mix_prob if self.split == "train" else 0.0)
+        scan_path = self.items[idx][0]
         name = f"{scan_path.parent.parent.name}/{scan_path.stem}"
         return dict(inputs=dict(points=torch.from_numpy(np.ascontiguousarray(pts, np.float32))),
                     data_samples=dict(gt_segment=torch.from_numpy(segment.astype(np.int64)), name=name))

@@ -643,3 +643,77 @@ def convert_waymo_v2(root: PathLike, out: PathLike, splits: Sequence[str] = ("tr
                                      box_mode="lidar", source=str(root)))
             result[split] = len(infos)
     return result
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3D semantic segmentation labels (the ``lidar_segmentation`` component)
+# ----------------------------------------------------------------------------------------------------------------
+_SEGL = "[LiDARSegmentationLabelComponent]"
+NUM_SEG_TYPES = 23             # Waymo Segmentation.Type 0 (undefined) .. 22 (sidewalk)
+
+
+def read_lidar_segmentation(path: PathLike, returns: Sequence[int] = (1,)) -> Dict[Tuple[int, int], np.ndarray]:
+    """``lidar_segmentation/<segment>.parquet`` → {(timestamp, laser): labels [R, H, W, 2] int32} (R = returns;
+    channels instance id, semantic type 0–22).  Only the TOP lidar is labelled in Waymo, and not every frame.
+
+    Raises:
+        ValueError: naming the file and column, on a shape that does not fit the values or a type outside 0–22.
+    """
+    path = Path(path)
+    cols = {TS: "int", LASER: "int"}
+    for r in returns:
+        cols[f"{_SEGL}.range_image_return{r}.values"] = "int_list"
+        cols[f"{_SEGL}.range_image_return{r}.shape"] = "int_list"
+    table = read_columns(path, cols)
+    stamps, lasers = column_values(path, table, TS), column_values(path, table, LASER)
+    out: Dict[Tuple[int, int], np.ndarray] = {}
+    for row, (ts, laser) in enumerate(zip(stamps.tolist(), lasers.tolist())):
+        imgs = []
+        for r in returns:
+            prefix = f"{_SEGL}.range_image_return{r}"
+            vals = list_cell(table, f"{prefix}.values", row, dtype=np.int32)
+            shape = list_cell(table, f"{prefix}.shape", row, dtype=np.int64)
+            if vals is None or shape is None or shape.size != 3 or shape[2] != 2 or int(np.prod(shape)) != vals.size:
+                raise ValueError(f"{path}: frame {ts} laser {laser}: '{prefix}.values' holds "
+                                 f"{0 if vals is None else vals.size} values, which does not fit '{prefix}.shape' = "
+                                 f"{None if shape is None else shape.tolist()} (need [H, W, 2])")
+            img = vals.reshape(shape.tolist())
+            sem = img[..., 1]
+            if sem.size and (sem.min() < 0 or sem.max() >= NUM_SEG_TYPES):
+                raise ValueError(f"{path}: frame {ts} laser {laser}: semantic types must be 0–{NUM_SEG_TYPES - 1} "
+                                 f"(Waymo Segmentation.Type), found {int(sem.min())}–{int(sem.max())}")
+            imgs.append(img)
+        out[(int(ts), int(laser))] = np.stack(imgs)
+    return out
+
+
+def top_points_with_labels(segment: "WaymoV2Segment", ts: int, labels: np.ndarray
+                           ) -> Tuple[np.ndarray, np.ndarray]:
+    """TOP return-1 points of frame ``ts`` and their semantic types (the range-image label of each point's pixel).
+
+    Args:
+        segment: opened with ``lasers=(1,)``, ``returns=(1,)``.
+        labels: that frame's return-1 labels [H, W, 2] (from :func:`read_lidar_segmentation`).
+    Returns:
+        points [N, 6] float32 (as :meth:`WaymoV2Segment.points`), types [N] int64 (0 = undefined).
+    Raises:
+        ValueError: the label image's size differs from the range image's (naming the files).
+    """
+    if tuple(segment.lasers) != (1,) or tuple(segment.returns) != (1,):
+        raise ValueError("top_points_with_labels: open the segment with lasers=(1,) and returns=(1,)")
+    hit = segment._lidar.row(int(ts), 1)
+    if hit is None:
+        raise ValueError(f"{segment._lidar.path}: no TOP lidar row for frame {ts}")
+    image = _range_image(segment._lidar.path, hit[0], hit[1], f"{_LIDAR}.range_image_return1", 3)
+    if image is None or tuple(image.shape[:2]) != tuple(labels.shape[:2]):
+        raise ValueError(f"{segment.split_dir / 'lidar_segmentation' / segment.segment}.parquet: frame {ts}: label "
+                         f"image {list(labels.shape[:2])} does not fit the TOP range image "
+                         f"{None if image is None else list(image.shape[:2])} of {segment._lidar.path}")
+    points, _, _ = segment.points(ts)
+    mask = (image[..., 0] > 0) & np.isfinite(image[..., 0])
+    if segment.filter_no_label_zone and image.shape[2] > 3:
+        mask &= image[..., 3] != 1.0
+    types = labels[..., 1][mask].astype(np.int64)
+    if types.shape[0] != points.shape[0]:
+        raise ValueError(f"{segment.segment}: frame {ts}: {types.shape[0]} labels for {points.shape[0]} points")
+    return points, types

@@ -478,3 +478,24 @@ def waymo_mini_is_current(root: PathLike) -> bool:
     manifest = _read_manifest(root)
     params = (manifest or {}).get("params") or {}
     return params.get("version") == GENERATOR_VERSION and _complete(root, manifest, params)
+
+
+def _run_jobs(fn, jobs: list, workers: int):
+    """Yield ``fn(job)`` of every job in order, as :func:`_run_segments` does for ``_write_segment`` (used by the
+    labels of ``datasets/synthetic/labels.py``); ``fn`` must be a module-level function (spawned workers)."""
+    if workers <= 1:
+        yield from map(fn, jobs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield from pool.map(fn, jobs, chunksize=4)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
