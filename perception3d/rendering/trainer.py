@@ -400,10 +400,23 @@ class GSTrainer:
             "config": self.cfg,
             "priors": self.priors,
             "seed": self.seed,
-            "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate()},
+            "rng": self.rng_state(),
         })
         return path
+
+    def rng_state(self) -> dict:
+        """Every random stream a step draws from (torch, the trainer's generator, numpy, python), for checkpoints:
+        resuming restores them so that a resumed run draws what the uninterrupted one would."""
+        return {"torch": torch.get_rng_state(), "gen": self.gen.get_state(), "numpy": np.random.get_state(),
+                "python": random.getstate()}
+
+    def set_rng_state(self, rng: dict) -> None:
+        """Restore :meth:`rng_state` (nothing when ``rng`` is empty: a checkpoint from before it was saved)."""
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            self.gen.set_state(rng["gen"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
 
     def load_checkpoint(self, path) -> None:
         ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -416,12 +429,7 @@ class GSTrainer:
         self.history = list(ck.get("history", []))
         self.priors = dict(ck.get("priors", self.priors))
         self.order[:] = list(ck.get("order", []))
-        rng = ck.get("rng", {})
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            self.gen.set_state(rng["gen"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
+        self.set_rng_state(ck.get("rng", {}))
 
 
 def load_model(path) -> tuple[GaussianModel, dict]:

@@ -350,24 +350,8 @@ def _write_segment(job: tuple) -> tuple:
 
 
 def _run_segments(jobs: list, workers: int):
-    """Yield ``_write_segment`` of every job in order; with ``workers`` > 1 in that many spawned processes (one
-    thread each, so they do not fight over the cores)."""
-    if workers <= 1:
-        yield from map(_write_segment, jobs)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    os.environ.update({k: "1" for k in _THREAD_VARS})          # inherited by the spawned workers
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield from pool.map(_write_segment, jobs, chunksize=4)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """Yield ``_write_segment`` of every job in order (see :func:`_run_jobs`)."""
+    return _run_jobs(_write_segment, jobs, workers)
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -481,15 +465,16 @@ def waymo_mini_is_current(root: PathLike) -> bool:
 
 
 def _run_jobs(fn, jobs: list, workers: int):
-    """Yield ``fn(job)`` of every job in order, as :func:`_run_segments` does for ``_write_segment`` (used by the
-    labels of ``datasets/synthetic/labels.py``); ``fn`` must be a module-level function (spawned workers)."""
+    """Yield ``fn(job)`` of every job in order; with ``workers`` > 1 in that many spawned processes (one thread
+    each, so they do not fight over the cores). ``fn`` must be a module-level function (spawned workers): the
+    segment writer and the labels of ``datasets/synthetic/labels.py``."""
     if workers <= 1:
         yield from map(fn, jobs)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    os.environ.update({k: "1" for k in _THREAD_VARS})
+    os.environ.update({k: "1" for k in _THREAD_VARS})          # inherited by the spawned workers
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             yield from pool.map(fn, jobs, chunksize=4)

@@ -301,8 +301,7 @@ class CoherentGSTrainer(GSTrainer):
             "config": self._readable_config(),
             "priors": self.priors,
             "seed": self.seed,
-            "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate()},
+            "rng": self.rng_state(),
         })
         return path
 
@@ -325,9 +324,4 @@ class CoherentGSTrainer(GSTrainer):
         self.step = int(ck["step"])
         self.history = list(ck.get("history", []))
         self.order[:] = list(ck.get("order", []))
-        rng = ck.get("rng", {})
-        if rng:
-            torch.set_rng_state(rng["torch"])
-            self.gen.set_state(rng["gen"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
+        self.set_rng_state(ck.get("rng", {}))
