@@ -305,6 +305,12 @@ class GSTrainer:
         l1 = (pred - gt).abs().mean()
         ssim = ssim_differentiable(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None])
         loss = (1 - self.ssim_lambda) * l1 + self.ssim_lambda * (1 - ssim)  # 3DGS Eq. 7
+        return self._optimize(loss, meta, pred, gt, l1, ssim)
+
+    def _optimize(self, loss: torch.Tensor, meta: dict, pred: torch.Tensor, gt: torch.Tensor, l1: torch.Tensor,
+                  ssim: torch.Tensor) -> dict:
+        """The end of a step shared by the Gaussian trainers: backward, the means' lr schedule, every optimizer's
+        step, the densification strategy's post-backward; returns the step's loss / L1 / SSIM / PSNR."""
         loss.backward()
         for g in self.optimizers["means"].param_groups:
             g["lr"] = self._means_lr(self.step)
@@ -314,7 +320,7 @@ class GSTrainer:
         self.strategy.step_post_backward(self.model.params, self.optimizers, self.strategy_state, self.step, meta,
                                          packed=False)
         with torch.no_grad():
-            mse = F.mse_loss(pred.clamp(0, 1), gt)
+            mse = F.mse_loss(pred.detach().clamp(0, 1), gt)
         return {"loss": float(loss.detach()), "l1": float(l1.detach()), "ssim": float(ssim.detach()),
                 "psnr": float(-10 * torch.log10(mse.clamp_min(1e-12)))}
 

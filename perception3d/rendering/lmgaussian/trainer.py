@@ -265,15 +265,4 @@ class LMGaussianTrainer(GSTrainer):
             ldn = depth_normal_consistency(unit_normal, ed, cam.Ks[0], alpha.detach() > 0.5)
             loss = loss + lm.lambda_depth_normal * ldn
             stats["depth_normal_loss"] = float(ldn.detach())
-        loss.backward()
-        for g in self.optimizers["means"].param_groups:
-            g["lr"] = self._means_lr(self.step)
-        for opt in self.optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        self.strategy.step_post_backward(self.model.params, self.optimizers, self.strategy_state, self.step, meta,
-                                         packed=False)
-        with torch.no_grad():
-            mse = F.mse_loss(rgb.detach().clamp(0, 1), gt)
-        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "ssim": float(ssim.detach()),
-                "psnr": float(-10 * torch.log10(mse.clamp_min(1e-12))), **stats}
+        return {**self._optimize(loss, meta, rgb, gt, l1, ssim), **stats}
