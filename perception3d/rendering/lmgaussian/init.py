@@ -50,8 +50,8 @@ class ViewDepth:
 def view_depth(prior, scene, i: int, ids: Sequence[int]) -> ViewDepth:
     """Depth of view ``i`` from ``prior`` (a :class:`DepthPrior`), in scene units: a relative prior is aligned
     (scale and shift, :func:`~perception3d.rendering.priors.align_scale_shift`) to the SIFT features of view
-    ``i`` triangulated with the other views ``ids`` (:func:`~perception3d.rendering.priors.feature_depths`)."""
-    from ..priors import align_scale_shift, feature_depths
+    ``i`` triangulated with the other views ``ids`` (:func:`~perception3d.rendering.priors.feature_depth_map`)."""
+    from ..priors import align_scale_shift, feature_depth_map
 
     dm = prior.estimate(scene, i, ids)
     if tuple(dm.depth.shape) != (scene.height, scene.width):
@@ -59,14 +59,10 @@ def view_depth(prior, scene, i: int, ids: Sequence[int]) -> ViewDepth:
                          f"{tuple(dm.depth.shape[::-1])}, the image is {scene.width}x{scene.height}")
     depth, valid = dm.depth, dm.valid
     if not dm.metric:
-        uv, z = feature_depths(scene, i, ids)
-        if len(z) < 10:
+        sparse, n_feat = feature_depth_map(scene, i, ids)
+        if n_feat < 10:
             raise ValueError(f"LM-Gaussian init: the {dm.source} depth of view {i} ({scene.names[i]}) is relative "
-                             f"and only {len(z)} triangulated features anchor its scale (need 10)")
-        u = torch.from_numpy(uv[:, 0]).long().clamp(0, scene.width - 1)
-        v = torch.from_numpy(uv[:, 1]).long().clamp(0, scene.height - 1)
-        sparse = torch.zeros_like(depth)
-        sparse[v, u] = torch.from_numpy(z).float()
+                             f"and only {n_feat} triangulated features anchor its scale (need 10)")
         depth, a, _ = align_scale_shift(depth, sparse, (sparse > 0) & valid)
         if a <= 0:
             raise ValueError(f"LM-Gaussian init: the {dm.source} depth of view {i} ({scene.names[i]}) is "

@@ -32,7 +32,7 @@ import torch
 from .base import (DepthMap, DepthPrior, FlowPrior, ImageRefiner, PosePrior, PriorUnavailableError,  # noqa: F401
                    RelativePose)
 from .depth import (FeatureDepth, PlaneSweepDepth, ShippedDepth, align_scale_shift, depth_metrics,  # noqa: F401
-                    feature_depths, read_depth_file)
+                    feature_depth_map, feature_depths, read_depth_file)
 from .flow import DISFlow, flow_consistency, warp_by_flow  # noqa: F401
 from .learned import LEARNED_PRIORS, LearnedPriorCheckpoint, load_learned_prior  # noqa: F401
 from .pose import FeaturePose, match_features, rotation_angle_deg, solve_pnp, triangulate  # noqa: F401
@@ -110,14 +110,10 @@ def depth_prior_points(prior: DepthPrior, scene, ids: Sequence[int], n: int,
         dm = prior.estimate(scene, i, ids)
         depth = dm.depth
         if not dm.metric:
-            uv, z = feature_depths(scene, i, ids)
-            if len(z) < 10:
+            sparse, n_feat = feature_depth_map(scene, i, ids)
+            if n_feat < 10:
                 raise ValueError(f"depth_prior_points: {dm.source} depth of view {i} is relative and only "
-                                 f"{len(z)} triangulated features anchor its scale")
-            u = torch.from_numpy(uv[:, 0]).long().clamp(0, scene.width - 1)
-            v = torch.from_numpy(uv[:, 1]).long().clamp(0, scene.height - 1)
-            sparse = torch.zeros_like(depth)
-            sparse[v, u] = torch.from_numpy(z).float()
+                                 f"{n_feat} triangulated features anchor its scale")
             depth, _, _ = align_scale_shift(depth, sparse, sparse > 0)
         valid = dm.valid & (depth > 0)
         vv, uu = torch.nonzero(valid, as_tuple=True)

@@ -52,6 +52,17 @@ def feature_depths(scene, i: int, ids: Sequence[int], detector: str = "sift",
     return np.concatenate(pix), np.concatenate(dep)
 
 
+def feature_depth_map(scene, i: int, ids: Sequence[int]) -> tuple[torch.Tensor, int]:
+    """:func:`feature_depths` of view ``i`` as a sparse depth map [H, W] (0 where no feature; pixels clamped to
+    the image): the anchors a relative depth prior is aligned to; and the number of features."""
+    uv, z = feature_depths(scene, i, ids)
+    sparse = torch.zeros(scene.height, scene.width)
+    u = torch.from_numpy(uv[:, 0]).long().clamp(0, scene.width - 1)
+    v = torch.from_numpy(uv[:, 1]).long().clamp(0, scene.height - 1)
+    sparse[v, u] = torch.from_numpy(z).float()
+    return sparse, len(z)
+
+
 class FeatureDepth(DepthPrior):
     """Sparse metric depth: triangulated feature matches (:func:`feature_depths`) splatted to their pixels
     (confidence 1 there, 0 elsewhere)."""
