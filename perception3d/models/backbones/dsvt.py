@@ -26,13 +26,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from perception3d.registry import MODELS
+from perception3d.sparse import gelu as sparse_gelu
 
 from .dsvt_input_layer import DSVTInputLayer, SetPartition, StageInfo
 from .dsvt_pooling import AttentionPooling, attend
 
 __all__ = ["DSVT", "DSVTBlock", "DSVTEncoderLayer", "SetAttention"]
 
-_ACT = {"relu": F.relu, "gelu": F.gelu}
+_ACT = {"relu": F.relu, "gelu": sparse_gelu}  # GELU with row-bucketed shapes: bounded oneDNN cache
 # the authors' module names → ours: stage_{s}.{b} / residual_norm_stage_{s}.{b} / stage_{s}_reduction
 _AUTHORS_KEYS = [(re.compile(r"^residual_norm_stage_(\d+)\."), r"residual_norms.\1."),
                  (re.compile(r"^stage_(\d+)_reduction\."), None),
