@@ -411,3 +411,31 @@ def test_parallel_workers_write_byte_identical_files(tmp_path):
     assert len(digests(tmp_path / "one")) == 4 * 5                  # 4 segments × 5 lidar components
     assert digests(tmp_path / "one") == digests(tmp_path / "two")
     assert one["splits"] == two["splits"]
+
+
+def test_count_points_in_boxes_equals_testing_every_point():
+    """The sorted-x candidate window only skips points that cannot be inside: the counts equal the same test
+    applied to every point (the generator's rule before the window), exactly, on random boxes and on points
+    placed on the box corners and faces (where a window too tight would lose them)."""
+    from perception3d.datasets.synthetic.sensors import count_points_in_boxes
+
+    rng = np.random.default_rng(3)
+    boxes = np.c_[rng.uniform(-20, 20, (30, 2)), rng.uniform(-1, 1, 30), rng.uniform(0.5, 9, (30, 3)),
+                  rng.uniform(-np.pi, np.pi, 30)]
+    pts = rng.uniform(-25, 25, (20000, 3))
+    pts[:, 2] = rng.uniform(-3, 3, 20000)
+    face = []
+    for cx, cy, cz, l, w, h, yaw in boxes:
+        for u, v in ((0.5, 0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.0), (0.0, -0.5), (0.499999, 0.499999)):
+            face.append((cx + np.cos(yaw) * u * l - np.sin(yaw) * v * w,
+                         cy + np.sin(yaw) * u * l + np.cos(yaw) * v * w, cz + h / 2))
+    pts = np.concatenate([pts, np.array(face)])
+    expected = []
+    for cx, cy, cz, l, w, h, yaw in boxes:              # every point, no candidate window
+        rel = pts - (cx, cy, cz)
+        c, s = np.cos(yaw), np.sin(yaw)
+        lx, ly = c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]
+        expected.append(int(((np.abs(lx) <= l / 2) & (np.abs(ly) <= w / 2) & (np.abs(rel[:, 2]) <= h / 2)).sum()))
+    got = count_points_in_boxes(pts, boxes)
+    assert got.tolist() == expected
+    assert sum(expected) > 30 * 2                        # the corner points the window must not drop are counted
