@@ -1,4 +1,6 @@
-"""Image-quality metrics for novel-view synthesis: PSNR, SSIM, their masked variants, LPIPS (AlexNet).
+"""Image-quality metrics for novel-view synthesis: PSNR, SSIM, their masked variants, LPIPS (AlexNet). PSNR and
+SSIM are defined in :mod:`perception3d.ops.image_quality` (and exported by :mod:`perception3d.evaluation`); this
+module adds the masked variants and LPIPS.
 
 Images are float ``[H, W, 3]`` (or ``[B, H, W, 3]``) in [0, 1], numpy or torch; masks ``[H, W]`` bool/0-1.
 
@@ -26,9 +28,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from perception3d.ops.image_quality import ImageLike, _img, _pair, _psnr_from_mse, psnr, ssim, ssim_map  # noqa: F401
+from perception3d.deprecation import moved_names
+from perception3d.ops import image_quality
+from perception3d.ops.image_quality import ImageLike, _img, _pair, _psnr_from_mse, ssim_map
 
-__all__ = ["psnr", "psnr_masked", "ssim", "ssim_masked", "mask_bbox", "LPIPS", "lpips", "load_lpips"]
+__all__ = ["psnr_masked", "ssim_masked", "mask_bbox", "LPIPS", "lpips", "load_lpips"]
+
+# PSNR and SSIM moved down to ops.image_quality (one SSIM for training and evaluation); perception3d.evaluation
+# exports them
+__getattr__ = moved_names(__name__, {"psnr": "perception3d.ops.image_quality",
+                                     "ssim": "perception3d.ops.image_quality"})
 
 
 def _mask(mask: ImageLike, shape: tuple[int, ...]) -> torch.Tensor:
@@ -78,7 +87,7 @@ def ssim_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike, **kw) -> float:
     pc, gc = _crop(p, box), _crop(g, box)
     if min(pc.shape[1:3]) < 11 and "padding" not in kw:
         kw["padding"] = "same"
-    return ssim(pc, gc, **kw)
+    return image_quality.ssim(pc, gc, **kw)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from perception3d.io.ply import load_ply, save_ply
+from perception3d.deprecation import moved_names
+from perception3d.io import ply
 
 from perception3d.sparse import SparseTensor
 
@@ -32,7 +33,10 @@ from .anchors import anchor_grid, neighbour_scales, voxel_anchors
 from .rasterize import rasterize
 from .sh import num_sh_bases, rgb_to_sh
 
-__all__ = ["GaussianModel", "knn_scales", "save_ply", "load_ply"]
+__all__ = ["GaussianModel", "knn_scales"]
+
+# the PLY functions lived here before perception3d.io.ply
+__getattr__ = moved_names(__name__, {"load_ply": "perception3d.io.ply", "save_ply": "perception3d.io.ply"})
 
 PathLike = Union[str, Path]
 
@@ -163,11 +167,11 @@ class GaussianModel(nn.Module):
 
     # -- files ----------------------------------------------------------------------------------------------
     def save_ply(self, path: PathLike) -> None:
-        save_ply(path, {k: v.detach() for k, v in self.params.items()})
+        ply.save_ply(path, {k: v.detach() for k, v in self.params.items()})
 
     @classmethod
     def load_ply(cls, path: PathLike) -> "GaussianModel":
-        params, deg = load_ply(path)
+        params, deg = ply.load_ply(path)
         return cls(params, deg)
 
     def load_params(self, params: dict) -> None:
