@@ -23,6 +23,9 @@ NAMES = {
     ("perception3d.rendering.gaussians", "save_ply"): "perception3d.io.ply",
     ("perception3d.evaluation.image_metrics", "psnr"): "perception3d.ops.image_quality",
     ("perception3d.evaluation.image_metrics", "ssim"): "perception3d.ops.image_quality",
+    ("perception3d.evaluation.image_metrics", "psnr_masked"): "perception3d.ops.image_quality",
+    ("perception3d.evaluation.image_metrics", "ssim_masked"): "perception3d.ops.image_quality",
+    ("perception3d.evaluation.image_metrics", "mask_bbox"): "perception3d.ops.image_quality",
     ("perception3d.models.backbones.dsvt_input_layer", "DynamicVoxelPFN"): "perception3d.models.voxel_encoders",
     ("perception3d.models.detectors.centerpoint", "Det3DDataPreprocessor"): "perception3d.models.data_preprocessor",
 }
