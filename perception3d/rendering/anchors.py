@@ -87,6 +87,21 @@ def _expand(start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
     return row, start[row] + (torch.arange(int(count.sum())) - first[row])
 
 
+def _k_smallest(values: Tensor, row: Tensor, n_rows: int, k: int) -> Tensor:
+    """[n_rows, k] the k smallest ``values`` [P] of each row (``row`` [P]), ascending, +inf where a row has fewer:
+    k rounds of a per-row minimum, each taking out one element that attains it (cheaper than sorting P pairs)."""
+    vals = values.clone()
+    out = torch.full((n_rows, k), float("inf"), dtype=values.dtype)
+    index = torch.arange(len(vals))
+    for r in range(k):
+        low = torch.full((n_rows,), float("inf"), dtype=vals.dtype).scatter_reduce(0, row, vals, "amin")
+        out[:, r] = low
+        hit = (vals == low[row]) & torch.isfinite(vals)
+        pick = torch.full((n_rows,), -1, dtype=torch.long).scatter_reduce(0, row[hit], index[hit], "amax")
+        vals[pick[pick >= 0]] = float("inf")
+    return out
+
+
 def neighbour_scales(anchors: SparseTensor, k: int = 3) -> Tensor:
     """3DGS's initial scale per anchor (module doc): √(mean squared distance to its k nearest other anchors),
     floored at √1e-7; a lone anchor gets 0.01 and one with fewer than k others averages over those it has.
@@ -141,17 +156,8 @@ def neighbour_scales(anchors: SparseTensor, k: int = 3) -> Tensor:
             keep = a != b
             row, a, b = row[keep], a[keep], b[keep]
             d2 = ((pos[a] - pos[b]) ** 2).sum(-1)
-            # the k smallest per anchor: sort by distance, then (stably) by anchor; rank within the anchor's run
-            o = torch.argsort(d2, stable=True)
-            o = o[torch.argsort(row[o], stable=True)]
-            row_s, d2_s = row[o], d2[o]
-            cnt = torch.bincount(row_s, minlength=hi - lo)
-            rank = torch.arange(len(row_s)) - (torch.cumsum(cnt, 0) - cnt)[row_s]
-            sel = rank < k
-            top = torch.full((hi - lo, k), float("inf"), dtype=torch.float64)
-            top[row_s[sel], rank[sel]] = d2_s[sel]
-            best[u] = top
-            found[u] = cnt.clamp(max=k)
+            best[u] = _k_smallest(d2, row, hi - lo, k)
+            found[u] = torch.bincount(row, minlength=hi - lo).clamp(max=k)
         # settled: the k-th candidate is closer than s·c (minus a float margin for the cell assignment), or the
         # 3 × 3 × 3 block spans the whole coarse grid (every anchor was a candidate)
         cover = (s - 1e-3) * cell
