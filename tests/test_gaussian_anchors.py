@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.rendering.anchors import anchor_grid, neighbour_scales, voxel_anchors
+from perception3d.rendering.anchors import neighbour_scales, voxel_anchors
 from perception3d.rendering.gaussians import GaussianModel, knn_scales
 from perception3d.sparse import SparseTensor
 
@@ -32,16 +32,21 @@ def cloud(seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("voxel_size", [None, 0.05, 0.7])
 def test_kernel_map_scales_equal_brute_force(seed, voxel_size):
-    anchors = voxel_anchors(cloud(seed), voxel_size=voxel_size)
+    p = cloud(seed)
+    anchors = voxel_anchors(p, voxel_size=voxel_size)
+    if voxel_size is None:                      # one anchor per point, in order
+        assert torch.equal(anchors.feats[:, :3], p)
     assert torch.equal(neighbour_scales(anchors), brute_force_scales(anchors.feats[:, :3]))
 
 
 def test_repeated_coords_and_k():
-    """Several anchors in one voxel (coords repeat) and k other than 3."""
+    """Several anchors in one cell (coords repeat: every point of a 2 m grid) and k other than 3."""
     p = cloud(5)
-    a, p2v = anchor_grid(p, voxel_size=2.0)
-    t = SparseTensor(p, a.coords[p2v], a.spatial_shape, 1, voxel_size=a.voxel_size, origin=a.origin, check=False)
-    assert len(a) < len(p)
+    a = voxel_anchors(p, voxel_size=2.0)
+    cells = torch.floor((p - torch.tensor(a.origin[::-1])) / 2.0).int().flip(1)          # (z, y, x)
+    t = SparseTensor(p, torch.cat([torch.zeros(len(p), 1, dtype=torch.int32), cells], 1), a.spatial_shape, 1,
+                     voxel_size=a.voxel_size, origin=a.origin, check=False)
+    assert len(torch.unique(t.coords, dim=0)) == len(a) < len(p)
     for k in (1, 3, 5):
         assert torch.equal(neighbour_scales(t, k), brute_force_scales(p, k))
 
@@ -63,17 +68,21 @@ def test_known_answers_and_edge_cases():
     two = neighbour_scales(voxel_anchors(torch.tensor([[0.0, 0, 0], [3.0, 4.0, 0]])))
     torch.testing.assert_close(two, torch.full((2,), 5.0, dtype=torch.float64))  # fewer than k: the ones there are
     assert len(voxel_anchors(torch.zeros(0, 3))) == 0
+    # the far corner of an extent that is an exact multiple of the voxel stays inside the grid
+    corners = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    assert len(voxel_anchors(corners)) == len(voxel_anchors(corners, voxel_size=0.1)) == 2
+    assert len(voxel_anchors(torch.rand(5000, 3))) == 5000
 
 
-def test_anchors_merge_only_near_duplicates_and_average_colour():
+def test_anchor_voxels_merge_and_average_colour():
     p = torch.tensor([[0.0, 0, 0], [1e-5, 0, 0], [1.0, 1.0, 1.0]])
     rgb = torch.tensor([[1.0, 0, 0], [0.0, 0, 1.0], [0.0, 1.0, 0]])
-    m = GaussianModel.from_points(p, rgb, sh_degree=0)
+    assert len(GaussianModel.from_points(p, rgb, sh_degree=0)) == 3                    # default: one per point
+    m = GaussianModel.from_points(p, rgb, sh_degree=0, voxel_size=0.1)
     assert len(m) == 2                                                               # the two 10 µm apart merge
     colours = (m.sh[:, 0] * 0.28209479177387814 + 0.5)
     assert torch.allclose(colours.sort(0).values, torch.tensor([[0.0, 0.0, 0.5], [0.5, 1.0, 0.0]]).sort(0).values,
                           atol=1e-6)
-    assert len(GaussianModel.from_points(p, rgb, sh_degree=0, voxel_size=1e-6)) == 3    # finer voxel: all kept
     with pytest.raises(ValueError, match="voxel_size"):
         voxel_anchors(p, voxel_size=-1.0)
     with pytest.raises(ValueError, match="int64"):

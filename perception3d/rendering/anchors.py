@@ -1,9 +1,10 @@
 """The initial Gaussians' anchors as a :class:`~perception3d.sparse.SparseTensor` (3DGS §5.1 initialisation on the
 package's one sparse datatype).
 
-1. :func:`voxel_anchors` — ``voxelize()`` the start cloud (SfM points, LiDAR points, or random / carved points) at
-   the anchor voxel size: one anchor per occupied voxel, its position and colour the mean of its points. The default
-   voxel is 1/1024 of the cloud's largest side, so only points closer than that merge (near-duplicates).
+1. :func:`voxel_anchors` — ``voxelize()`` the start cloud (SfM points, LiDAR points, or random / carved points).
+   By default every point is an anchor (3DGS's one Gaussian per start point), placed on a grid of 1/1024 of the
+   cloud's largest side (coordinates may repeat); with an anchor ``voxel_size`` there is one anchor per occupied
+   voxel, its position and colour the mean of its points (Scaffold-GS-style anchors; fewer Gaussians).
 2. :func:`neighbour_scales` — 3DGS's initial scale (the authors' ``distCUDA2``: √ of the mean squared distance to
    the 3 nearest other points), with the candidates taken from kernel-map neighbourhoods instead of a k-d tree.
 
@@ -27,9 +28,9 @@ from perception3d.sparse import SparseTensor
 from perception3d.sparse.kmap import subm_kmap
 from perception3d.sparse.voxelize import voxelize
 
-__all__ = ["voxel_anchors", "anchor_grid", "neighbour_scales", "GRID_CELLS"]
+__all__ = ["voxel_anchors", "neighbour_scales", "GRID_CELLS"]
 
-GRID_CELLS = 1024  # default anchor voxel: the cloud's largest side / GRID_CELLS
+GRID_CELLS = 1024  # the grid of one-anchor-per-point: the cloud's largest side / GRID_CELLS
 _MIN_D2 = 1e-7  # floor of the mean squared distance (3DGS clamps distCUDA2's result at 1e-7)
 _LONELY_SCALE = 0.01  # the scale of a single anchor (no neighbour to measure)
 _PAIR_BUDGET = 1 << 22  # candidate pairs evaluated at a time (bounds the peak memory)
@@ -38,15 +39,13 @@ _PAIR_BUDGET = 1 << 22  # candidate pairs evaluated at a time (bounds the peak m
 def voxel_anchors(points: Tensor, rgb: Optional[Tensor] = None,
                   voxel_size: Optional[Union[float, Sequence[float]]] = None) -> SparseTensor:
     """Anchors of the start cloud: points [N, 3] (and colours rgb [N, 3] in [0, 1], grey if None) → a SparseTensor
-    (batch 1, coords (b, z, y, x), ``voxel_size`` / ``origin`` set) with feats [M, 6] = mean (x, y, z, r, g, b) of
-    the points in each occupied voxel. ``voxel_size``: metres (one value or x, y, z); None = the cloud's largest
-    side / ``GRID_CELLS``. Non-finite points are dropped by ``voxelize`` (with its counted warning)."""
-    return anchor_grid(points, rgb, voxel_size)[0]
+    (batch 1, coords (b, z, y, x), ``voxel_size`` / ``origin`` set) with feats [M, 6] = (x, y, z, r, g, b).
 
-
-def anchor_grid(points: Tensor, rgb: Optional[Tensor] = None,
-                voxel_size: Optional[Union[float, Sequence[float]]] = None) -> tuple[SparseTensor, Tensor]:
-    """:func:`voxel_anchors` and ``voxelize``'s point2voxel [N] (each point's anchor row, −1 if dropped)."""
+    ``voxel_size`` None: one anchor per point, in the points' order, on a grid of the cloud's largest side /
+    ``GRID_CELLS`` (coords repeat where points share a cell). A size in metres (one value or x, y, z): one anchor
+    per occupied voxel, the mean of its points. Non-finite points are dropped by ``voxelize`` (with its counted
+    warning)."""
+    merge = voxel_size is not None
     points = torch.as_tensor(points, dtype=torch.float32)
     if points.dim() != 2 or points.shape[1] != 3:
         raise ValueError(f"voxel_anchors: points must be [N, 3], got {tuple(points.shape)}")
@@ -63,13 +62,20 @@ def anchor_grid(points: Tensor, rgb: Optional[Tensor] = None,
     vs = [float(voxel_size)] * 3 if isinstance(voxel_size, (int, float)) else [float(v) for v in voxel_size]
     if len(vs) != 3 or not all(v > 0 for v in vs):
         raise ValueError(f"voxel_anchors: voxel_size must be positive (one value or x, y, z), got {voxel_size}")
-    # cells per axis so that the largest point falls inside: floor((hi − lo) / c) + 1
-    cells = [int(torch.div(hi[a] - lo[a], vs[a], rounding_mode="floor")) + 1 for a in range(3)]
+    # cells per axis so that the largest point falls inside: voxelize's own float32 floor((hi − lo) / c), + 1 for
+    # that cell, + 1 spare (an exact multiple like 1.0 / 0.1 can round either way)
+    cells = [int(((hi[a] - lo[a]) / vs[a]).floor()) + 2 for a in range(3)]
     if cells[0] * cells[1] * cells[2] >= 2 ** 62:
         raise ValueError(f"voxel_anchors: voxel_size {vs} gives a {cells} grid over the cloud's extent, past the "
                          f"int64 keys; use a larger voxel_size")
     point_range = [float(lo[a]) for a in range(3)] + [float(lo[a]) + cells[a] * vs[a] for a in range(3)]
-    return voxelize(torch.cat([points, rgb], 1), vs, point_range, reduce="mean")
+    feats = torch.cat([points, rgb], 1)
+    voxels, point2voxel = voxelize(feats, vs, point_range, reduce="mean")
+    if merge:
+        return voxels
+    kept = point2voxel >= 0
+    return SparseTensor(feats[kept], voxels.coords[point2voxel[kept]], voxels.spatial_shape, 1,
+                        voxel_size=voxels.voxel_size, origin=voxels.origin, check=False)
 
 
 def _csr(group: Tensor, n_groups: int) -> tuple[Tensor, Tensor, Tensor]:

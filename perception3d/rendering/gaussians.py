@@ -29,7 +29,7 @@ from perception3d.io import ply
 
 from perception3d.sparse import SparseTensor
 
-from .anchors import anchor_grid, neighbour_scales, voxel_anchors
+from .anchors import neighbour_scales, voxel_anchors
 from .rasterize import rasterize
 from .sh import num_sh_bases, rgb_to_sh
 
@@ -44,17 +44,14 @@ PathLike = Union[str, Path]
 def knn_scales(points: Tensor, k: int = 3) -> Tensor:
     """Initial isotropic scale per point: √(mean squared distance to its k nearest neighbours), as 3DGS's
     ``distCUDA2`` initialisation, found through kernel-map neighbourhoods (:func:`~.anchors.neighbour_scales`;
-    every point is kept, none merged). points [N, 3] → [N]."""
+    one anchor per point). points [N, 3] → [N]."""
     points = torch.as_tensor(points)
     p = points.detach().float()
     if len(p) < 2:
         return torch.full((len(p),), 0.01, dtype=points.dtype)
     if not bool(torch.isfinite(p).all()):
         raise ValueError("knn_scales: points contain NaN/inf")
-    grid, point2voxel = anchor_grid(p)
-    pts = SparseTensor(p, grid.coords[point2voxel], grid.spatial_shape, 1, voxel_size=grid.voxel_size,
-                       origin=grid.origin, check=False)
-    return neighbour_scales(pts, k).to(points.dtype)
+    return neighbour_scales(voxel_anchors(p), k).to(points.dtype)
 
 
 class GaussianModel(nn.Module):
@@ -87,8 +84,8 @@ class GaussianModel(nn.Module):
                     init_opacity: float = 0.1, init_scale: float = 1.0,
                     voxel_size: Optional[float] = None) -> "GaussianModel":
         """Gaussians at the anchors of ``points`` [N, 3] (SfM, LiDAR or random points; colours ``rgb`` [N, 3] in
-        [0, 1], grey if None): :func:`~.anchors.voxel_anchors` at ``voxel_size`` (None: the cloud's largest side
-        / 1024, which merges only near-duplicate points), then :meth:`from_anchors`."""
+        [0, 1], grey if None): :func:`~.anchors.voxel_anchors` (``voxel_size`` None: one Gaussian per point, as
+        3DGS; a size in metres: one per occupied voxel), then :meth:`from_anchors`."""
         return cls.from_anchors(voxel_anchors(points, rgb, voxel_size), sh_degree, init_opacity, init_scale)
 
     @classmethod
@@ -113,16 +110,18 @@ class GaussianModel(nn.Module):
     @classmethod
     def random(cls, n: int, center, extent: float, sh_degree: int = 3, init_opacity: float = 0.1,
                init_scale: float = 1.0, generator: Optional[torch.Generator] = None,
-               keep: Optional[Callable[[Tensor], Tensor]] = None) -> "GaussianModel":
+               keep: Optional[Callable[[Tensor], Tensor]] = None, voxel_size: Optional[float] = None
+               ) -> "GaussianModel":
         """``n`` Gaussians uniformly in the cube ``center ± extent`` with random colours (for scenes without
         SfM points, e.g. NeRF-synthetic, as 3DGS does with 100k points). ``keep`` maps the points [n, 3] to the
-        ones to keep (e.g. carving by object masks) before the colours are drawn."""
+        ones to keep (e.g. carving by object masks) before the colours are drawn; ``voxel_size`` as
+        :meth:`from_points`."""
         c = torch.as_tensor(center, dtype=torch.float32).reshape(1, 3)
         pts = (torch.rand(n, 3, generator=generator) * 2 - 1) * extent + c
         if keep is not None:
             pts = keep(pts)
         rgb = torch.rand(len(pts), 3, generator=generator)
-        return cls.from_points(pts, rgb, sh_degree, init_opacity, init_scale)
+        return cls.from_points(pts, rgb, sh_degree, init_opacity, init_scale, voxel_size)
 
     # -- activated views ------------------------------------------------------------------------------------
     def __len__(self) -> int:
