@@ -12,7 +12,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import perception3d.models  # noqa: F401,E402  (registration)
 from perception3d.registry import MODELS  # noqa: E402
-from _sparsefusion_tiny import tiny_batch, tiny_cfg  # noqa: E402
+from _sparsefusion_tiny import tiny_cfg  # noqa: E402
+from fixtures.make_sparsefusion_outputs import outputs  # noqa: E402  (the fixture's own build and batch)
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sparsefusion_tiny_outputs.pt"
 
@@ -24,29 +25,18 @@ def _without_geometry(cfg: dict) -> dict:
     return cfg
 
 
-def _run(cfg: dict):
-    torch.manual_seed(0)          # the fixture's build: same seed, same initial weights
-    model = MODELS.build(cfg).eval()
-    inputs, samples = tiny_batch(0)
-    with torch.no_grad():
-        out = model(inputs, samples, mode="tensor")
-        losses = model(inputs, samples, mode="loss")
-        preds = model.head.predict(out)
-    return model, out, losses, preds
-
-
 @pytest.mark.parametrize("backbone,cell", [("resnet", 2.0), ("dsvt", 1.0)])
 @pytest.mark.parametrize("restated", [True, False])
 def test_outputs_equal_to_the_restated_head(backbone, cell, restated):
     want = torch.load(FIXTURE, map_location="cpu", weights_only=False)[backbone]
     cfg = tiny_cfg(backbone=backbone)
-    model, out, losses, preds = _run(cfg if restated else _without_geometry(cfg))
+    model, got = outputs(cfg if restated else _without_geometry(cfg))
     assert model.head.cell == [cell, cell]
     for k, v in want["final"].items():
-        assert torch.equal(out["final"][k], v), f"{backbone}: final {k}"
+        assert torch.equal(got["final"][k], v), f"{backbone}: final {k}"
     for k, v in want["losses"].items():
-        assert torch.equal(losses[k], v), f"{backbone}: {k}"
-    for got, exp in zip(preds, want["preds"]):
+        assert torch.equal(got["losses"][k], v), f"{backbone}: {k}"
+    for got, exp in zip(got["preds"], want["preds"]):
         for k, v in exp.items():
             assert torch.equal(got[k], v), f"{backbone}: predicted {k}"
 
@@ -55,11 +45,11 @@ def test_restated_value_is_checked_against_the_grid():
     cfg = tiny_cfg()
     cfg["head"]["out_size_factor"] = 8                    # 4 m cells restated; the backbone makes 2 m cells
     with pytest.raises(ValueError, match="out_size_factor"):
-        _run(cfg)
+        outputs(cfg)
     cfg = tiny_cfg()
     cfg["head"]["pc_range"] = [-7.0] + list(cfg["head"]["pc_range"][1:])
     with pytest.raises(ValueError, match="origin"):
-        _run(cfg)
+        outputs(cfg)
 
 
 def test_head_alone_needs_geometry():
