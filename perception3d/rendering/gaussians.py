@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 from perception3d.deprecation import moved_names
 from perception3d.io import ply
-
 from perception3d.sparse import SparseTensor
 
 from .anchors import neighbour_scales, voxel_anchors

@@ -56,7 +56,8 @@ class SparseFusionHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, pc_range: Sequence[float],
-                 voxel_size: Optional[Sequence[float]] = None, out_size_factor: Optional[int] = None, channels: int = 128, img_channels: int = 256, num_queries: int = 200,
+                 voxel_size: Optional[Sequence[float]] = None, out_size_factor: Optional[int] = None,
+                 channels: int = 128, img_channels: int = 256, num_queries: int = 200,
                  num_img_queries: int = 200, num_img_levels: int = 4, num_heads: int = 8, ffn_channels: int = 256,
                  dropout: float = 0.1, use_camera: bool = True, semantic_transfer: bool = True,
                  geometric_transfer: bool = True, view_se: bool = True, semantic_level: int = 1,
