@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
     import perception3d.datasets  # noqa: F401
     import perception3d.engine  # noqa: F401
     import perception3d.models  # noqa: F401
-    from perception3d.engine.data import det3d_collate
+    from perception3d.datasets.loading import det3d_collate
     from perception3d.registry import DATASETS, MODELS
 
     init_default_scope("perception3d")

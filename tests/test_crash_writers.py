@@ -49,7 +49,7 @@ WRITERS = {
         "point_cloud.ply",
         TORCH + "from perception3d.rendering.gaussians import GaussianModel\n"
         "def write(path, k):\n    GaussianModel.from_points(torch.rand(20_000 + k, 3), sh_degree=1).save_ply(path)\n",
-        "from perception3d.rendering.gaussians import load_ply\n"
+        "from perception3d.io.ply import load_ply\n"
         "def read(path):\n    params, _ = load_ply(path); return int(next(iter(params.values())).shape[0]) - 20_000\n"),
     "text / JSON (atomic_write_text)": (
         "metrics.json",

@@ -409,7 +409,7 @@ def test_mini_config_reaches_the_ap_bar_on_every_seed(tmp_path, seed):
 def test_dsvt_v_from_points_to_bev():
     """DynamicVoxelPFN (3-D voxels, z kept) → DSVT-V (z pooled 8 → 2 → 1) → BEV scatter, on a small range."""
     from perception3d.models.backbones.bev import PointPillarScatter
-    from perception3d.models.backbones.dsvt_input_layer import DynamicVoxelPFN
+    from perception3d.models.voxel_encoders import DynamicVoxelPFN
     torch.manual_seed(0)
     pc_range, voxel = [0.0, 0.0, -2.0, 9.6, 9.6, 4.0], [0.32, 0.32, 0.75]         # 30 × 30 × 8
     vfe = DynamicVoxelPFN(voxel, pc_range, num_point_features=5, num_filters=[16, 16]).eval()

@@ -152,7 +152,7 @@ def _ply(d: Path) -> Path:
 
 
 def _read_ply(p: Path):
-    from perception3d.rendering.gaussians import load_ply
+    from perception3d.io.ply import load_ply
     return load_ply(p)
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.rendering.gaussians import GaussianModel, knn_scales, load_ply, save_ply
+from perception3d.io.ply import load_ply, save_ply
+from perception3d.rendering.gaussians import GaussianModel, knn_scales
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perception3d.evaluation.image_metrics import (LPIPS, load_lpips, lpips, mask_bbox, psnr, psnr_masked, ssim,
-                                                   ssim_masked)
+from perception3d.evaluation.image_metrics import LPIPS, load_lpips, lpips
+from perception3d.ops.image_quality import mask_bbox, psnr, psnr_masked, ssim, ssim_masked
 
 
 def _pair(h=64, w=80, seed=0):

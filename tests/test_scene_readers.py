@@ -90,7 +90,7 @@ def test_blender_reader(tmp_path):
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_colmap_reader(tmp_path, binary):
-    from perception3d.rendering.scenes import _rotmat_to_qvec
+    from perception3d.rendering.readers.colmap import _rotmat_to_qvec
 
     truth = _truth()
     cams, imgs = {}, {}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.evaluation.image_metrics import psnr, psnr_masked, ssim, ssim_masked
+from perception3d.ops.image_quality import psnr, psnr_masked, ssim, ssim_masked
 from perception3d.evaluation.spare import (check_submission, evaluate_submission, format_table, load_split,
                                            read_png, read_spare_scene, view_filename, write_submission)
 from perception3d.rendering.scenes import read_dtu

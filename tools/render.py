@@ -181,7 +181,7 @@ def main(argv=None) -> dict:
         if is_transhuman_checkpoint(args.model):
             return render_transhuman(args, write_image, write_video)
 
-    from perception3d.evaluation.image_metrics import psnr, ssim
+    from perception3d.ops.image_quality import psnr, ssim
 
     if _checkpoint_method(args.model) == "metacap":  # a human field: novel views / poses of its frame
         from perception3d.rendering.human.metacap.trainer import render_checkpoint

@@ -26,11 +26,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from perception3d.fileio import DataFormatError, atomic_write_bytes  # atomic_write_bytes: re-exported
+from perception3d.fileio import DataFormatError, atomic_write_bytes
 from perception3d.structures.boxes import camera_to_lidar_boxes
 
 __all__ = [
-    "MMDET3D_KITTI_CLASSES", "MMDET3D_WAYMO_CLASSES", "atomic_write_bytes", "save_infos", "load_info_file",
+    "MMDET3D_KITTI_CLASSES", "MMDET3D_WAYMO_CLASSES", "save_infos", "load_info_file",
     "info_box_mode", "info_classes", "resolve_lidar_path", "parse_instances", "kitti_calib", "load_mmdet3d_infos",
     "KITTI_2D_KEYS", "load_data_pickle",
 ]

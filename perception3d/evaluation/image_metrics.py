@@ -1,4 +1,6 @@
-"""Image-quality metrics for novel-view synthesis: PSNR, SSIM, their masked variants, LPIPS (AlexNet).
+"""Image-quality metrics for novel-view synthesis: PSNR, SSIM, their masked variants, LPIPS (AlexNet). PSNR, SSIM
+and the masked variants are defined in :mod:`perception3d.ops.image_quality` (and exported by
+:mod:`perception3d.evaluation`); this module adds LPIPS.
 
 Images are float ``[H, W, 3]`` (or ``[B, H, W, 3]``) in [0, 1], numpy or torch; masks ``[H, W]`` bool/0-1.
 
@@ -22,63 +24,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from perception3d.ops.image_quality import ImageLike, _img, _pair, _psnr_from_mse, psnr, ssim, ssim_map  # noqa: F401
+from perception3d.deprecation import moved_names
+from perception3d.ops.image_quality import ImageLike, _crop, _mask, _pair
+from perception3d.ops.image_quality import mask_bbox as _mask_bbox
 
-__all__ = ["psnr", "psnr_masked", "ssim", "ssim_masked", "mask_bbox", "LPIPS", "lpips", "load_lpips"]
+__all__ = ["LPIPS", "lpips", "load_lpips"]
 
-
-def _mask(mask: ImageLike, shape: tuple[int, ...]) -> torch.Tensor:
-    m = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, torch.Tensor) else mask
-    m = m.detach()
-    if m.ndim == 3 and m.shape[-1] in (1, 3):
-        m = m[..., 0]
-    if tuple(m.shape) != tuple(shape):
-        raise ValueError(f"mask shape {tuple(m.shape)} does not match the image's {tuple(shape)}")
-    return m > 0.5 if m.is_floating_point() else m.bool()
-
-
-def psnr_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike) -> float:
-    """PSNR-M: MSE over the pixels where ``mask`` is true only (``[H, W]``), all channels."""
-    p, g = _pair(pred, gt)
-    if p.shape[0] != 1:
-        raise ValueError("psnr_masked takes one image [H, W, 3]")
-    m = _mask(mask, p.shape[1:3])
-    if not m.any():
-        raise ValueError("psnr_masked: the mask is empty")
-    return _psnr_from_mse(float(((p[0] - g[0]) ** 2)[m].mean()))
-
-
-def mask_bbox(mask: ImageLike) -> tuple[int, int, int, int]:
-    """Tight bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of the true pixels of an [H, W] mask."""
-    m = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, torch.Tensor) else mask
-    if m.ndim == 3:
-        m = m[..., 0]
-    m = m > 0.5 if m.is_floating_point() else m.bool()
-    ys, xs = torch.nonzero(m, as_tuple=True)
-    if len(ys) == 0:
-        raise ValueError("mask_bbox: the mask is empty")
-    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-
-
-def _crop(x: ImageLike, box: tuple[int, int, int, int]) -> torch.Tensor:
-    y0, y1, x0, x1 = box
-    return _img(x, "image")[:, y0:y1, x0:x1]
-
-
-def ssim_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike, **kw) -> float:
-    """SSIM-M: SSIM of the crop to the tight bounding box of ``mask`` (a box thinner than the 11-px window
-    is computed with ``padding="same"``)."""
-    p, g = _pair(pred, gt)
-    _mask(mask, p.shape[1:3])
-    box = mask_bbox(mask)
-    pc, gc = _crop(p, box), _crop(g, box)
-    if min(pc.shape[1:3]) < 11 and "padding" not in kw:
-        kw["padding"] = "same"
-    return ssim(pc, gc, **kw)
+# PSNR, SSIM and their masked variants moved down to ops.image_quality (one SSIM for training and evaluation, and
+# the human fields' evaluation in rendering/ uses them); perception3d.evaluation exports them
+__getattr__ = moved_names(__name__, {n: "perception3d.ops.image_quality"
+                                     for n in ("psnr", "ssim", "psnr_masked", "ssim_masked", "mask_bbox")})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -205,7 +163,7 @@ def lpips(pred: ImageLike, gt: ImageLike, net: Optional[LPIPS], mask: Optional[I
     p, g = _pair(pred, gt)
     if mask is not None:
         _mask(mask, p.shape[1:3])
-        box = _grow_box(mask_bbox(mask), p.shape[1], p.shape[2], LPIPS_MIN_SIZE)
+        box = _grow_box(_mask_bbox(mask), p.shape[1], p.shape[2], LPIPS_MIN_SIZE)
         p, g = _crop(p, box), _crop(g, box)
     if min(p.shape[1:3]) < LPIPS_MIN_SIZE:
         raise ValueError(f"lpips: image {tuple(p.shape[1:3])} is smaller than {LPIPS_MIN_SIZE} px")

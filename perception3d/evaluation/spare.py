@@ -30,7 +30,9 @@ import numpy as np
 from perception3d.fileio import DataFormatError, atomic_path, read_text
 from perception3d.rendering.scenes import read_dtu
 
-from .image_metrics import LPIPS, lpips, psnr, psnr_masked, ssim, ssim_masked
+from perception3d.ops.image_quality import psnr, psnr_masked, ssim, ssim_masked
+
+from .image_metrics import LPIPS, lpips
 
 __all__ = [
     "read_spare_scene", "submission_from_renderer", "SPARE_SIZE", "LIGHTING", "SplitEntry", "load_split", "is_dtu", "view_filename", "write_submission",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "ssim_map", "ssim_differentiable"]
+__all__ = ["psnr", "ssim", "ssim_map", "ssim_differentiable", "psnr_masked", "ssim_masked", "mask_bbox"]
 
 ImageLike = Union[np.ndarray, torch.Tensor]
 
@@ -127,3 +127,54 @@ def ssim_differentiable(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigm
 def ssim(pred: ImageLike, gt: ImageLike, padding: str = "valid", **kw) -> float:
     """Mean SSIM (Gaussian 11 × 11, σ = 1.5) over channels and positions; see the module doc for ``padding``."""
     return float(ssim_map(pred, gt, padding=padding, **kw).mean())
+
+
+# masked variants (SpaRe's PSNR-M / SSIM-M; the human fields' body-box evaluation)
+def _mask(mask: ImageLike, shape: tuple[int, ...]) -> torch.Tensor:
+    m = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, torch.Tensor) else mask
+    m = m.detach()
+    if m.ndim == 3 and m.shape[-1] in (1, 3):
+        m = m[..., 0]
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"mask shape {tuple(m.shape)} does not match the image's {tuple(shape)}")
+    return m > 0.5 if m.is_floating_point() else m.bool()
+
+
+def psnr_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike) -> float:
+    """PSNR-M: MSE over the pixels where ``mask`` is true only (``[H, W]``), all channels."""
+    p, g = _pair(pred, gt)
+    if p.shape[0] != 1:
+        raise ValueError("psnr_masked takes one image [H, W, 3]")
+    m = _mask(mask, p.shape[1:3])
+    if not m.any():
+        raise ValueError("psnr_masked: the mask is empty")
+    return _psnr_from_mse(float(((p[0] - g[0]) ** 2)[m].mean()))
+
+
+def mask_bbox(mask: ImageLike) -> tuple[int, int, int, int]:
+    """Tight bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of the true pixels of an [H, W] mask."""
+    m = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, torch.Tensor) else mask
+    if m.ndim == 3:
+        m = m[..., 0]
+    m = m > 0.5 if m.is_floating_point() else m.bool()
+    ys, xs = torch.nonzero(m, as_tuple=True)
+    if len(ys) == 0:
+        raise ValueError("mask_bbox: the mask is empty")
+    return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+
+def _crop(x: ImageLike, box: tuple[int, int, int, int]) -> torch.Tensor:
+    y0, y1, x0, x1 = box
+    return _img(x, "image")[:, y0:y1, x0:x1]
+
+
+def ssim_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike, **kw) -> float:
+    """SSIM-M: SSIM of the crop to the tight bounding box of ``mask`` (a box thinner than the 11-px window
+    is computed with ``padding="same"``)."""
+    p, g = _pair(pred, gt)
+    _mask(mask, p.shape[1:3])
+    box = mask_bbox(mask)
+    pc, gc = _crop(p, box), _crop(g, box)
+    if min(pc.shape[1:3]) < 11 and "padding" not in kw:
+        kw["padding"] = "same"
+    return ssim(pc, gc, **kw)

@@ -25,6 +25,8 @@ class GSModelConfig:
     init_center / init_extent: the "random" cube; default the camera-rig centre and half its radius.
     carve_with_masks: keep only "random" points inside every training view's alpha mask (visual hull).
     init_depth_range: (near, far) for "frustum"; default from the scene.
+    init_voxel_size: None: one Gaussian per start point (3DGS); a size in metres: the start points are voxelised
+        at it and each occupied voxel gives one Gaussian at its points' mean (``rendering.anchors``).
     depth_prior: the prior's config for "depth_prior" (``rendering.priors.build_depth_prior``).
     """
     init: str = "random"
@@ -36,6 +38,7 @@ class GSModelConfig:
     init_opacity: float = 0.1
     init_scale: float = 1.0
     init_depth_range: Optional[Sequence[float]] = None
+    init_voxel_size: Optional[float] = None
     depth_prior: Mapping[str, Any] = field(default_factory=dict)
 
 

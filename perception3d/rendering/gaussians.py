@@ -21,32 +21,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from perception3d.io.ply import load_ply, save_ply
+from perception3d.deprecation import moved_names
+from perception3d.io import ply
+from perception3d.sparse import SparseTensor
 
+from .anchors import neighbour_scales, voxel_anchors
 from .rasterize import rasterize
 from .sh import num_sh_bases, rgb_to_sh
 
-__all__ = ["GaussianModel", "knn_scales", "save_ply", "load_ply"]
+__all__ = ["GaussianModel", "knn_scales"]
+
+# the PLY functions lived here before perception3d.io.ply
+__getattr__ = moved_names(__name__, {"load_ply": "perception3d.io.ply", "save_ply": "perception3d.io.ply"})
 
 PathLike = Union[str, Path]
 
 
 def knn_scales(points: Tensor, k: int = 3) -> Tensor:
     """Initial isotropic scale per point: √(mean squared distance to its k nearest neighbours), as 3DGS's
-    ``distCUDA2`` initialisation. points [N, 3] → [N]."""
-    from scipy.spatial import cKDTree
-
-    p = points.detach().cpu().double().numpy()
+    ``distCUDA2`` initialisation, found through kernel-map neighbourhoods (:func:`~.anchors.neighbour_scales`;
+    one anchor per point). points [N, 3] → [N]."""
+    points = torch.as_tensor(points)
+    p = points.detach().float()
     if len(p) < 2:
         return torch.full((len(p),), 0.01, dtype=points.dtype)
-    kk = min(k + 1, len(p))
-    d, _ = cKDTree(p).query(p, k=kk)
-    d2 = np.clip((d[:, 1:] ** 2).mean(1), 1e-7, None)
-    return torch.from_numpy(np.sqrt(d2)).to(points.dtype)
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError("knn_scales: points contain NaN/inf")
+    return neighbour_scales(voxel_anchors(p), k).to(points.dtype)
 
 
 class GaussianModel(nn.Module):
@@ -76,20 +80,28 @@ class GaussianModel(nn.Module):
     # -- construction ----------------------------------------------------------------------------------------
     @classmethod
     def from_points(cls, points: Tensor, rgb: Optional[Tensor] = None, sh_degree: int = 3,
-                    init_opacity: float = 0.1, init_scale: float = 1.0) -> "GaussianModel":
-        """Gaussians at ``points`` [N, 3] (colours ``rgb`` [N, 3] in [0, 1], grey if None), isotropic scale
-        ``init_scale`` × kNN distance, identity rotation, opacity ``init_opacity`` (3DGS initialisation)."""
-        points = torch.as_tensor(points, dtype=torch.float32)
+                    init_opacity: float = 0.1, init_scale: float = 1.0,
+                    voxel_size: Optional[float] = None) -> "GaussianModel":
+        """Gaussians at the anchors of ``points`` [N, 3] (SfM, LiDAR or random points; colours ``rgb`` [N, 3] in
+        [0, 1], grey if None): :func:`~.anchors.voxel_anchors` (``voxel_size`` None: one Gaussian per point, as
+        3DGS; a size in metres: one per occupied voxel), then :meth:`from_anchors`."""
+        return cls.from_anchors(voxel_anchors(points, rgb, voxel_size), sh_degree, init_opacity, init_scale)
+
+    @classmethod
+    def from_anchors(cls, anchors: SparseTensor, sh_degree: int = 3, init_opacity: float = 0.1,
+                     init_scale: float = 1.0) -> "GaussianModel":
+        """One Gaussian per anchor (a SparseTensor with feats [M, 6] = x, y, z, r, g, b, as ``voxel_anchors``
+        makes): isotropic scale ``init_scale`` × the kernel-map 3-nearest-neighbour distance
+        (:func:`~.anchors.neighbour_scales`), identity rotation, opacity ``init_opacity`` (3DGS §5.1)."""
+        points, rgb = anchors.feats[:, :3].float(), anchors.feats[:, 3:6].float()
         n = points.shape[0]
-        if rgb is None:
-            rgb = torch.full((n, 3), 0.5)
-        s = knn_scales(points) * init_scale
+        s = neighbour_scales(anchors).float() * init_scale
         params = {
             "means": points,
             "scales": torch.log(s)[:, None].repeat(1, 3),
             "quats": torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1),
             "opacities": torch.logit(torch.full((n,), float(init_opacity))),
-            "sh0": rgb_to_sh(torch.as_tensor(rgb, dtype=torch.float32))[:, None, :],
+            "sh0": rgb_to_sh(rgb)[:, None, :],
             "shN": torch.zeros(n, num_sh_bases(sh_degree) - 1, 3),
         }
         return cls(params, sh_degree)
@@ -97,16 +109,18 @@ class GaussianModel(nn.Module):
     @classmethod
     def random(cls, n: int, center, extent: float, sh_degree: int = 3, init_opacity: float = 0.1,
                init_scale: float = 1.0, generator: Optional[torch.Generator] = None,
-               keep: Optional[Callable[[Tensor], Tensor]] = None) -> "GaussianModel":
+               keep: Optional[Callable[[Tensor], Tensor]] = None, voxel_size: Optional[float] = None
+               ) -> "GaussianModel":
         """``n`` Gaussians uniformly in the cube ``center ± extent`` with random colours (for scenes without
         SfM points, e.g. NeRF-synthetic, as 3DGS does with 100k points). ``keep`` maps the points [n, 3] to the
-        ones to keep (e.g. carving by object masks) before the colours are drawn."""
+        ones to keep (e.g. carving by object masks) before the colours are drawn; ``voxel_size`` as
+        :meth:`from_points`."""
         c = torch.as_tensor(center, dtype=torch.float32).reshape(1, 3)
         pts = (torch.rand(n, 3, generator=generator) * 2 - 1) * extent + c
         if keep is not None:
             pts = keep(pts)
         rgb = torch.rand(len(pts), 3, generator=generator)
-        return cls.from_points(pts, rgb, sh_degree, init_opacity, init_scale)
+        return cls.from_points(pts, rgb, sh_degree, init_opacity, init_scale, voxel_size)
 
     # -- activated views ------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -151,11 +165,11 @@ class GaussianModel(nn.Module):
 
     # -- files ----------------------------------------------------------------------------------------------
     def save_ply(self, path: PathLike) -> None:
-        save_ply(path, {k: v.detach() for k, v in self.params.items()})
+        ply.save_ply(path, {k: v.detach() for k, v in self.params.items()})
 
     @classmethod
     def load_ply(cls, path: PathLike) -> "GaussianModel":
-        params, deg = load_ply(path)
+        params, deg = ply.load_ply(path)
         return cls(params, deg)
 
     def load_params(self, params: dict) -> None:

@@ -33,26 +33,16 @@ from __future__ import annotations
 
 import math
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["quat_to_rotmat", "covariance_3d", "project_gaussians", "bin_tiles", "composite_tiles",
+from ..structures.rotation import quat_to_rotmat
+
+__all__ = ["covariance_3d", "project_gaussians", "bin_tiles", "composite_tiles",
            "ALPHA_MIN", "ALPHA_MAX", "T_MIN"]
 
 ALPHA_MIN = 1.0 / 255.0  # skip Gaussians fainter than this at a pixel (3DGS forward.cu)
 ALPHA_MAX = 0.999  # clamp of a single Gaussian's alpha
 T_MIN = 1e-4  # a pixel is done before its transmittance would fall to or below this
-
-
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[..., 4] quaternions (w, x, y, z), any norm → [..., 3, 3] rotation matrices."""
-    w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
-    R = torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1)
-    return R.reshape(quats.shape[:-1] + (3, 3))
 
 
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:

@@ -32,7 +32,6 @@ import torch
 from .readers.base import IMAGE_EXTS, PathLike, Scene, camera_radius, load_image
 from .readers.blender import read_blender
 from .readers.colmap import COLMAP_CAMERA_MODELS, colmap_K, read_colmap, read_colmap_model, write_colmap_model
-from .readers.colmap import _rotmat_to_qvec  # noqa: F401  (tests write COLMAP models with it)
 from .readers.dtu import DTU_IMAGE, SPARE_IMAGE, read_dtu, read_projection_matrix
 from .readers.lmgaussian import decode_jet_depth, read_cam_txt, read_lmgaussian, read_lmgaussian_depth
 from .readers.nerfstudio import read_nerfstudio, read_points_ply

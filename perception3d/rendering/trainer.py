@@ -240,6 +240,7 @@ class GSTrainer:
         m = self.model_cfg
         deg = int(m.sh_degree)
         opa, sc = float(m.init_opacity), float(m.init_scale)
+        vs = None if m.init_voxel_size is None else float(m.init_voxel_size)
         how = m.init
         n = int(m.init_num)
         if how == "auto":
@@ -248,20 +249,20 @@ class GSTrainer:
             if self.scene.points3d is None or len(self.scene.points3d) == 0:
                 raise ValueError("model.init='points' but the scene has no points (COLMAP points3D, LM-Gaussian "
                                  "points3d.ply, nerfstudio ply_file_path or data.points); use init='frustum'")
-            return GaussianModel.from_points(self.scene.points3d, self.scene.points_rgb, deg, opa, sc)
+            return GaussianModel.from_points(self.scene.points3d, self.scene.points_rgb, deg, opa, sc, vs)
         if how == "frustum":
             from .scenes import frustum_points
 
             near, far = self._depth_range()
             pts, rgb = frustum_points(self.scene, self.scene.train_ids, n, near, far, self.gen)
-            return GaussianModel.from_points(pts, rgb, deg, opa, sc)
+            return GaussianModel.from_points(pts, rgb, deg, opa, sc, vs)
         if how == "depth_prior":
             from .priors import build_depth_prior, depth_prior_points
 
             prior = build_depth_prior(dict(m.depth_prior))
             self.priors["depth"] = prior.describe()
             pts, rgb = depth_prior_points(prior, self.scene, self.scene.train_ids, n, self.gen)
-            return GaussianModel.from_points(pts, rgb, deg, opa, sc)
+            return GaussianModel.from_points(pts, rgb, deg, opa, sc, vs)
         if how != "random":
             raise ValueError(f"model.init must be 'points', 'frustum', 'depth_prior', 'auto' or 'random', got {how!r}")
         center = m.init_center
@@ -274,7 +275,7 @@ class GSTrainer:
                 if len(pts) == 0:
                     raise ValueError("carve_with_masks removed every initial point; check the masks/cameras")
                 return pts
-        return GaussianModel.random(n, center, extent, deg, opa, sc, generator=self.gen, keep=keep)
+        return GaussianModel.random(n, center, extent, deg, opa, sc, generator=self.gen, keep=keep, voxel_size=vs)
 
     def _make_optimizers(self) -> dict:
         lr = {"means": 1.6e-4, "scales": 5e-3, "quats": 1e-3, "opacities": 5e-2, "sh0": 2.5e-3,

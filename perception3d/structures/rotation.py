@@ -3,6 +3,7 @@ PLY files) and 3 × 3 matrices: the one conversion each way that cameras, scene 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 __all__ = ["quat_to_rotmat", "rotmat_to_quat"]
 
@@ -32,9 +33,12 @@ def rotmat_to_quat(R: torch.Tensor) -> torch.Tensor:
 
 
 def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
-    """Quaternions [..., 4] (w, x, y, z; any norm, normalised here) → rotation matrices [..., 3, 3]."""
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
+    """Quaternions [..., 4] (w, x, y, z; any norm, normalised here) → rotation matrices [..., 3, 3].
+
+    The rasterizer's ``Σ = R S Sᵀ Rᵀ`` (3DGS Eq. 6) and the camera / dataset readers all call this one function.
+    ``F.normalize`` divides by ``max(‖q‖, 1e-12)``: the same value and gradient as ``q / ‖q‖`` for any non-zero
+    quaternion, and no NaN for an all-zero one."""
+    w, x, y, z = F.normalize(q, dim=-1).unbind(-1)
     return torch.stack([
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),

@@ -27,10 +27,12 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from perception3d.models.voxel_encoders import DynamicVoxelPFN  # noqa: F401  (moved to voxel_encoders; old path)
+from perception3d.deprecation import moved_names
 
 __all__ = ["window_partition", "dynamic_set_partition", "SetPartition", "pooling_index", "PoolingIndex",
            "PositionEmbeddingLearned", "StageInfo", "DSVTInputLayer"]
+
+__getattr__ = moved_names(__name__, {"DynamicVoxelPFN": "perception3d.models.voxel_encoders"})  # the old path
 
 
 def _first_flags(sorted_keys: Tensor) -> Tensor:

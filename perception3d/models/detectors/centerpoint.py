@@ -18,12 +18,15 @@ import torch
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
-from perception3d.models.data_preprocessor import Det3DDataPreprocessor  # noqa: F401  (default preprocessor)
+import perception3d.models.data_preprocessor  # noqa: F401  (registers the default Det3DDataPreprocessor)
+from perception3d.deprecation import moved_names
 from perception3d.ops.box_tensor import as_box_tensor
 from perception3d.registry import MODELS
 from perception3d.structures.bev_grid import BEVGrid
 
 __all__ = ["CenterPoint", "to_box_tensor"]
+
+__getattr__ = moved_names(__name__, {"Det3DDataPreprocessor": "perception3d.models.data_preprocessor"})  # old path
 
 
 def to_box_tensor(x: Any, width: int = 7, name: str = "gt_bboxes_3d") -> torch.Tensor:

@@ -11,6 +11,7 @@ The fused candidates are also returned as a :class:`~perception3d.sparse.SparseT
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -30,6 +31,7 @@ from perception3d.models.fusion.layers import (BOX_HEADS, PositionEmbeddingLearn
 from perception3d.models.fusion.lidar_branch import TransFusionLiDARBranch
 from perception3d.models.fusion.transfer import GeometricTransfer, SemanticTransfer
 from perception3d.registry import MODELS
+from perception3d.structures.bev_grid import BEVGrid
 
 __all__ = ["SparseFusionHead", "SparseFusion", "SparseFusionDataPreprocessor"]
 
@@ -41,8 +43,11 @@ class SparseFusionHead(nn.Module):
     Args:
         in_channels: BEV channels of the LiDAR backbone; img_channels: FPN channels; channels: hidden width (128).
         num_classes, num_queries (LiDAR, 200), num_img_queries (camera, 200), num_img_levels: FPN levels used.
-        pc_range (x0, y0, z0, x1, y1, z1), voxel_size (vx, vy), out_size_factor: BEV stride (metres of a cell =
-            voxel × stride).
+        pc_range (x0, y0, z0, x1, y1, z1).
+        voxel_size (vx, vy), out_size_factor: optional. Inside :class:`SparseFusion` the head reads the BEV map's
+            cell size and origin off the LiDAR sparse tensor (:class:`~perception3d.structures.BEVGrid`, as
+            CenterHead); a config that still restates both is checked against that grid (``ValueError`` on a
+            mismatch). A head used on its own needs them (metres of a cell = voxel × stride).
         use_camera: False = TransFusion-L (LiDAR branch only, the ablation baseline).
         semantic_transfer / geometric_transfer / view_se: the ablation switches (Sec. 3.2, CameraSE of Sec. 3.3).
         semantic_level: which FPN level the semantic transfer samples; z_ref: its reference height (m).
@@ -50,8 +55,9 @@ class SparseFusionHead(nn.Module):
         code_weights, loss weights: the authors' values.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, pc_range: Sequence[float], voxel_size: Sequence[float],
-                 out_size_factor: int = 8, channels: int = 128, img_channels: int = 256, num_queries: int = 200,
+    def __init__(self, in_channels: int, num_classes: int, pc_range: Sequence[float],
+                 voxel_size: Optional[Sequence[float]] = None, out_size_factor: Optional[int] = None,
+                 channels: int = 128, img_channels: int = 256, num_queries: int = 200,
                  num_img_queries: int = 200, num_img_levels: int = 4, num_heads: int = 8, ffn_channels: int = 256,
                  dropout: float = 0.1, use_camera: bool = True, semantic_transfer: bool = True,
                  geometric_transfer: bool = True, view_se: bool = True, semantic_level: int = 1,
@@ -60,7 +66,9 @@ class SparseFusionHead(nn.Module):
                  max_det: int = 200, score_threshold: float = 0.0):
         super().__init__()
         self.pc_range = [float(v) for v in pc_range]
-        self.cell = [float(voxel_size[0]) * out_size_factor, float(voxel_size[1]) * out_size_factor]
+        self.cell = None  # metres of one BEV cell (x, y): from the config, else from the first grid forward() gets
+        if voxel_size is not None and out_size_factor is not None:
+            self.cell = [float(voxel_size[0]) * int(out_size_factor), float(voxel_size[1]) * int(out_size_factor)]
         self.num_classes, self.use_camera = int(num_classes), bool(use_camera)
         self.num_img_levels, self.semantic_level = int(num_img_levels), int(semantic_level)
         self.code_weights, self.max_det, self.score_threshold = list(code_weights), max_det, score_threshold
@@ -80,11 +88,34 @@ class SparseFusionHead(nn.Module):
         self.fusion = QueryDecoderLayer(channels, num_heads, ffn_channels, dropout, pe, pe, cross_only=True)
         self.fusion_heads = PredictionHeads(channels, dict(BOX_HEADS, heatmap=num_classes))
 
+    def use_grid(self, grid: BEVGrid) -> None:
+        """Take the BEV map's cell size from ``grid``; a cell size the config restated must agree with it, and
+        the grid's origin with ``pc_range``'s corner (``ValueError`` naming both otherwise)."""
+        got, corner = [float(grid.cell[0]), float(grid.cell[1])], self.pc_range[:2]
+        if self.cell is not None and not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+                                             for a, b in zip(self.cell, got)):
+            raise ValueError(f"SparseFusionHead: the config's voxel_size × out_size_factor give {tuple(self.cell)} m "
+                             f"cells, but the BEV map the backbone produced has {tuple(got)} m cells; drop "
+                             f"voxel_size / out_size_factor from the head's config to use the backbone's grid")
+        if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) for a, b in zip(corner, grid.origin)):
+            raise ValueError(f"SparseFusionHead: pc_range's corner {tuple(corner)} is not the BEV map's origin "
+                             f"{tuple(grid.origin)} (the voxel encoder's point_cloud_range)")
+        if self.cell is None:
+            self.cell = got
+        if self.use_camera and self.semantic is not None:
+            self.semantic.cell = list(self.cell)
+
     def forward(self, bev: torch.Tensor, img_feats: Optional[Sequence[torch.Tensor]] = None,
-                calib: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                calib: Optional[Dict[str, Any]] = None, grid: Optional[BEVGrid] = None) -> Dict[str, Any]:
         """``bev`` [B, C_in, H, W]; ``img_feats`` FPN levels [B·V, C_img, h, w]; ``calib``: ``cam2img`` [B, V, 3, 3],
         ``lidar2cam`` [B, V, 4, 4], ``lidar2img`` [B, V, 4, 4], ``img_size`` (H, W), ``sparse_depth``
-        [B·V, 2, H/4, W/4] (geometric transfer). Returns the branch outputs; ``final`` = the prediction used."""
+        [B·V, 2, H/4, W/4] (geometric transfer); ``grid``: the BEV map's geometry (:meth:`use_grid`).
+        Returns the branch outputs; ``final`` = the prediction used."""
+        if grid is not None:
+            self.use_grid(grid)
+        if self.cell is None:
+            raise ValueError("SparseFusionHead: no BEV grid: call it through SparseFusion (which passes grid=) or "
+                             "give the head voxel_size and out_size_factor")
         out: Dict[str, Any] = {}
         if not self.use_camera or img_feats is None:
             out["lidar"] = self.lidar(bev)
@@ -249,14 +280,17 @@ class SparseFusion(BaseModel):
             m.eval()
         return self
 
-    def extract_bev(self, points: Sequence[torch.Tensor]) -> torch.Tensor:
+    def extract_bev(self, points: Sequence[torch.Tensor]) -> tuple[torch.Tensor, BEVGrid]:
+        """Per-frame points → (BEV map [B, C, H, W], its metric grid read off the sparse tensor, as CenterPoint)."""
         x = self.voxel_encoder(points)
         if self.backbone_3d is not None:
             x = self.backbone_3d(x)
+        grid = BEVGrid.from_sparse(x)
         x = self.map_to_bev(x)
         if x.shape[0] != len(points):
             x = torch.cat([x, x.new_zeros((len(points) - x.shape[0],) + tuple(x.shape[1:]))])
-        return self.backbone_2d(x) if self.backbone_2d is not None else x
+        x = self.backbone_2d(x) if self.backbone_2d is not None else x
+        return x, grid.resampled(x.shape[-2:])
 
     def extract_img(self, imgs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Per-sample [V, 3, H, W] in [0, 1] → FPN levels [B·V, C, h, w]."""
@@ -302,13 +336,13 @@ class SparseFusion(BaseModel):
                 warnings.warn(f"SparseFusion: {have.count(False)} of {len(have)} samples have no camera images "
                               f"(skip_missing_cameras); this batch runs LiDAR-only "
                               f"({self.num_lidar_only_batches} so far)")
-        bev = self.extract_bev(points)
+        bev, grid = self.extract_bev(points)
         calib, img_feats = None, None
         if imgs is not None and self.head.use_camera:
             imgs = [_chw(im).to(bev.device) for im in imgs]
             calib = self._calib(data_samples or [{}] * len(points), imgs, bev.device)
             img_feats = self.extract_img(imgs)
-        out = self.head(bev, img_feats, calib)
+        out = self.head(bev, img_feats, calib, grid)
         if mode == "tensor":
             return out
         if mode == "loss":

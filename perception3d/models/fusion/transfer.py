@@ -43,10 +43,12 @@ class SemanticTransfer(nn.Module):
     ``lidar2img`` [B, V, 4, 4] (to input-image pixels), ``img_size`` (H_img, W_img) → heat-map logits
     [B, n_cls, H, W]."""
 
-    def __init__(self, channels: int, num_classes: int, pc_range: Sequence[float], cell: Sequence[float],
+    def __init__(self, channels: int, num_classes: int, pc_range: Sequence[float], cell: Optional[Sequence[float]],
                  z_ref: float = 0.0):
         super().__init__()
-        self.pc_range, self.cell, self.z_ref = list(pc_range), list(cell), float(z_ref)
+        # cell None: set by SparseFusionHead.use_grid from the BEV grid before the first forward
+        self.pc_range, self.z_ref = list(pc_range), float(z_ref)
+        self.cell = None if cell is None else list(cell)
         self.img_proj = nn.Sequential(nn.Linear(channels, channels), nn.LayerNorm(channels))
         self.fuse = nn.Sequential(nn.Conv2d(2 * channels + 1, channels, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(channels), nn.ReLU(inplace=True))

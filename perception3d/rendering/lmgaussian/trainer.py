@@ -36,11 +36,11 @@ import torch.nn.functional as F
 
 from perception3d.ops.image_quality import ssim_differentiable
 from perception3d.registry import RENDER_METHODS
+from perception3d.structures.rotation import quat_to_rotmat
 
 from ..config import section
 from ..gaussians import GaussianModel
 from ..rasterize import rasterize
-from ..rasterize_torch import quat_to_rotmat
 from ..sh import eval_sh
 from ..trainer import GSTrainer
 from .config import LMGaussianConfig

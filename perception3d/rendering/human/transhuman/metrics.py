@@ -11,12 +11,15 @@
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 
-from ....evaluation.image_metrics import LPIPS, mask_bbox, psnr_masked
+from perception3d.ops.image_quality import mask_bbox, psnr_masked
+
+if TYPE_CHECKING:  # the annotation only: rendering does not import evaluation (DESIGN §2)
+    from perception3d.evaluation.image_metrics import LPIPS
 
 __all__ = ["evaluate_view"]
 
