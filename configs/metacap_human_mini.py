@@ -38,7 +38,7 @@ data = dict(
     body_model=None,
     allow_template=True,
 )
-model = dict(voxel_sizes=(0.08, 0.04, 0.02), features=2, hidden=64, feature_dim=13, sphere_radius=0.5,
+model = dict(voxel_sizes=(0.08, 0.04, 0.02), features=2, hidden=64, feature_dim=13, sphere_radius=0.0,
              variance_init=0.3, step=0.01, threshold=0.05, cos_anneal_end=20000)
 loss = dict(rgb_huber=10.0, mask=0.1, eikonal=0.1, sparsity=0.01, sparsity_scale=1.0)
 meta = dict(outer_steps=200, inner_steps=24, inner_lr=0.01, outer_lr=1.0, warmup_steps_inner=3, rays=256,

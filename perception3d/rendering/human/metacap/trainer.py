@@ -59,12 +59,14 @@ class MetaCapData:
 @dataclass
 class MetaCapModel:
     """``model``: the field (:class:`CanonicalField`), the sampler (step along rays, body-model threshold) and
-    the device ("auto": CUDA when available; the body-model nearest-vertex searches run on the CPU either way)."""
+    the device ("auto": CUDA when available; the body-model nearest-vertex searches run on the CPU either way).
+    ``sphere_radius`` 0: the initial SDF is positive over the whole sampled shell (see :mod:`.field`; the
+    authors' 0.5 would enclose the torso's shell and trap the field in NeuS's fog)."""
     voxel_sizes: Sequence[float] = (0.08, 0.04, 0.02)
     features: int = 2
     hidden: int = 64
     feature_dim: int = 13
-    sphere_radius: float = 0.5
+    sphere_radius: float = 0.0
     variance_init: float = 0.3
     box_margin: float = 0.15
     step: float = 0.01
