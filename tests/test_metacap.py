@@ -267,6 +267,7 @@ def test_train_human_and_render_tools(tmp_path, tiny_root):
     cfg = _write_cfg(tmp_path / "mc.py", tiny_root)
     res = _tool("train_human").main([str(cfg), "--work-dir", str(tmp_path / "wd"), "--no-progress"])
     assert math.isfinite(res["psnr_1views"]) and math.isfinite(res["chamfer_cm_1views"])
+    assert 0.0 < res["ssim_1views"] <= 1.0
     m = json.loads((tmp_path / "wd" / "metrics.json").read_text())
     assert m["1views"]["history"][0]["step"] == 0 and m["priors"]["body_model"].startswith("perception3d procedural")
     ck = tmp_path / "wd" / "ckpt_latest.pt"
