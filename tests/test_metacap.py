@@ -189,7 +189,7 @@ def test_surface_forms_from_outside_not_from_inside(tmp_path):
                         evaluate=lambda f: evaluate_views(f, ev, MetaCapModel()), eval_steps=())
         v, f = extract_mesh(fld, inp.body, voxel=0.01)
         res[r] = (float(fld.inv_s), hist[-1]["psnr"], chamfer_distance(v, f, *gt, 10000)["chamfer"])
-    assert res[0.0][0] > 150 and res[0.5][0] < 20, res                      # sharpened vs fog (s₀ = 20)
+    assert res[0.0][0] > 100 and res[0.5][0] < 20, res                      # sharp vs fog (s₀ 20; got 176, 9)
     assert res[0.0][2] < 0.022 and res[0.5][2] > 0.03, res                  # Chamfer (metres)
     assert res[0.0][1] > res[0.5][1] + 2.0, res                             # novel-view PSNR
 
