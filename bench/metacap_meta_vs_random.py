@@ -117,8 +117,8 @@ def main(argv=None) -> dict:
         from perception3d.rendering.human.synthetic import synthetic_gt_mesh
 
         gv, gf = synthetic_gt_mesh(seq.root, fid)
-        cd = chamfer_distance(inp.body.verts, inp.body.faces, gv, gf, int(cfg["finetune"].get("chamfer_points", 20000)),
-                              args.seed)
+        n_pts = int(cfg["finetune"].get("chamfer_points", 20000))
+        cd = chamfer_distance(inp.body.verts, inp.body.faces, gv, gf, n_pts, args.seed)
         table["chamfer_cm_body_model"] = 100 * cd["chamfer"]
     grid = []
     lo = math.floor(2 * min(h["psnr"] for h in hm + hr)) / 2

@@ -1,9 +1,9 @@
 """MetaCap: the sparse voxel encoding interpolates a linear field exactly; the geometric initialisation is a sphere
 SDF with unit gradient; NeuS rendering of that sphere gives the opacity and depth worked out by hand; the space
 canonicalisation maps posed body vertices back to the rest pose; the Reptile outer update equals θ + ε (φ − θ)
-for an inner loop run separately; fine-tuning measurably learns (and, slow, forms a surface from the trainer's init where instant-nsr-pl's sphere
-init stays in NeuS's fog); marching cubes recovers a sphere; visibility and
-the occlusion proxies; bad input; the tool chain train_human → render on a tiny run."""
+for an inner loop run separately; fine-tuning measurably learns (and, slow, forms a surface from the trainer's init
+where instant-nsr-pl's sphere init stays in NeuS's fog); marching cubes recovers a sphere; visibility and the
+occlusion proxies; bad input; the tool chain train_human → render on a tiny run."""
 
 import copy
 import importlib.util

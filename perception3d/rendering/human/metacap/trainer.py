@@ -276,8 +276,9 @@ class MetaCapTrainer:
                           f"loss {h['loss']:.4f}")
             verts, faces = extract_mesh(start, eval_frame.body, self.ft.mesh_voxel, self.model.threshold)
             cd = chamfer_distance(verts, faces, gt_mesh[0], gt_mesh[1], self.ft.chamfer_points, self.seed)
-            res = {"psnr": hist[-1]["psnr"], "ssim": hist[-1]["ssim"], "chamfer_cm": 100 * cd["chamfer"], "pred_to_gt_cm": 100 * cd["a_to_b"],
-                   "gt_to_pred_cm": 100 * cd["b_to_a"], "seconds": time.time() - t0, "history": hist,
+            res = {"psnr": hist[-1]["psnr"], "ssim": hist[-1]["ssim"], "chamfer_cm": 100 * cd["chamfer"],
+                   "pred_to_gt_cm": 100 * cd["a_to_b"], "gt_to_pred_cm": 100 * cd["b_to_a"],
+                   "seconds": time.time() - t0, "history": hist,
                    "occlusion_rate": proxy.rate if proxy is not None else None}
             results[f"{n}views"] = res
             self._log(f"[finetune {n} views] PSNR {res['psnr']:.2f} dB  SSIM {res['ssim']:.3f}  "
