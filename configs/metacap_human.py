@@ -7,6 +7,7 @@ sunshinnnn/metacap): 3000 Reptile outer steps × 24 inner Adam steps (lr 0.01, �
 over the first 50 outer steps), outer SGD lr 1.0; fine-tuning 3000 steps, Adam lr 0.01 decayed to 0.1×; 256 rays per
 step; SMPL occupancy threshold 7.5 cm; losses Huber 10 / mask 0.1 / eikonal 0.1 / sparsity 0.01. The sparse voxel
 encoding goes down to 5 mm (the authors' 12-level hash grid reaches 2.7 mm); rays step 5 mm.
+The SDF starts at sphere radius 0, not the authors' 0.5 (inherited from the mini config, which says why).
 The sequence names, frames and cameras below are ZJU-MoCap's CoreView_313 (21 cameras, every 5th frame for the
 meta-learning tasks, frame 300 unseen); the SMPL file is yours (https://smpl.is.tue.mpg.de, not downloaded).
 """

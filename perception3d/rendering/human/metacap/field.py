@@ -9,12 +9,21 @@ grid would spend its memory on empty space); a canonical point reads each level 
 features at the 8 lattice points around it (lattice points found through the coordinate set's sorted keys).
 
     geometry   [x̂, enc(x_c)] → MLP (64, 1 hidden, ReLU) → (s, h)      s: signed distance, h: 13 features
-               geometric ("sphere") initialisation: s ≈ |x̂| − 0.5 at the start (SAL / NeuS / instant-nsr-pl)
+               geometric ("sphere") initialisation: s ≈ |x̂| − r at the start (SAL / NeuS / instant-nsr-pl)
     texture    [h, n_c, d_c] → MLP (64, 2 hidden, ReLU) → sigmoid → rgb    n_c, d_c: canonical normal, view dir
     variance   inv_s = exp(10 · v), v learnable, v₀ = 0.3   (NeuS eq. 13's sharpness s of Φ_s = sigmoid(s·x))
 
 ``x̂ = (x_c − centre) / scale`` maps the canonical box into about [−1, 1]³; the SDF is returned in metres
 (multiplied by ``scale``) so the eikonal term holds in world units.
+
+The initial sphere must not enclose the sampled shell. Samples are only drawn within a few centimetres of the
+body, and a sample deep inside the SDF's negative region (s · f ≪ −1) has NeuS opacity α ≈ 1 − exp(−s |c| δ),
+which does not depend on f: the SDF gets almost no gradient from the images, only s and the normals do. A
+body inside the sphere (instant-nsr-pl's r = 0.5 around the box centre encloses the torso) therefore stays in
+a stable "fog": the SDF stays negative all over the shell while the mask loss lowers s. Outside the sphere,
+α ≈ s |c| δ · exp(−s f) keeps a live log-gradient, so the surface is carved in from outside, as NeuS does
+for a camera outside its unit sphere. MetaCap's trainer therefore starts at r = 0 (the SDF is the distance to
+the box centre, positive over the whole shell).
 """
 
 from __future__ import annotations
@@ -153,7 +162,8 @@ class CanonicalField(nn.Module):
         voxel_sizes, features, radius: the sparse voxel encoding (:class:`SparseVoxelEncoding`).
         hidden: MLP width (64); geo_layers: hidden layers of the geometry MLP (1); tex_layers: of the texture MLP (2).
         feature_dim: geometry features passed to the texture MLP (13).
-        sphere_radius: geometric initialisation radius in normalised units (0.5); variance_init: v₀ (0.3).
+        sphere_radius: geometric initialisation radius in normalised units (0.5, instant-nsr-pl's; see the module
+            docstring for why MetaCap's trainer uses 0); variance_init: v₀ (0.3).
     """
 
     def __init__(self, lo: Sequence[float], hi: Sequence[float], active_points: torch.Tensor,

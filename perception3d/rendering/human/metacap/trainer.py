@@ -59,12 +59,14 @@ class MetaCapData:
 @dataclass
 class MetaCapModel:
     """``model``: the field (:class:`CanonicalField`), the sampler (step along rays, body-model threshold) and
-    the device ("auto": CUDA when available; the body-model nearest-vertex searches run on the CPU either way)."""
+    the device ("auto": CUDA when available; the body-model nearest-vertex searches run on the CPU either way).
+    ``sphere_radius`` 0: the initial SDF is positive over the whole sampled shell (see :mod:`.field`; the
+    authors' 0.5 would enclose the torso's shell and trap the field in NeuS's fog)."""
     voxel_sizes: Sequence[float] = (0.08, 0.04, 0.02)
     features: int = 2
     hidden: int = 64
     feature_dim: int = 13
-    sphere_radius: float = 0.5
+    sphere_radius: float = 0.0
     variance_init: float = 0.3
     box_margin: float = 0.15
     step: float = 0.01
@@ -139,19 +141,24 @@ def load_metacap(path) -> tuple[CanonicalField, dict]:
 
 
 def evaluate_views(fld: CanonicalField, frame: FrameData, m: MetaCapModel, renders: bool = False) -> dict:
-    """PSNR of ``frame``'s cameras inside the body's projected box (white background); with ``renders`` also the
-    rendered and ground-truth images."""
-    ps, out = [], {"renders": [], "gts": []}
+    """PSNR and SSIM of ``frame``'s cameras inside the body's projected box (white background; SSIM with the
+    11 × 11 Gaussian window over the box crop, zero-padded when the crop is smaller than the window); with
+    ``renders`` also the rendered and ground-truth images."""
+    from perception3d.ops.image_quality import ssim
+
+    ps, ss, out = [], [], {"renders": [], "gts": []}
     for c in range(len(frame.cameras)):
         rgb, _ = render_image(fld, frame.body, frame.cameras, c, step=m.step, threshold=m.threshold)
         msk = frame.masks[c][..., None].float()
         gt = frame.images[c].float() / 255.0 * msk + (1 - msk)
         x0, y0, x1, y1 = frame.boxes[c].tolist()
         ps.append(psnr(rgb[y0:y1, x0:x1], gt[y0:y1, x0:x1]))
+        ss.append(ssim(rgb[y0:y1, x0:x1], gt[y0:y1, x0:x1], padding="valid" if min(x1 - x0, y1 - y0) >= 11
+                       else "same"))
         if renders:
             out["renders"].append(rgb)
             out["gts"].append(gt)
-    res = {"psnr": sum(ps) / len(ps), "psnr_per_view": ps}
+    res = {"psnr": sum(ps) / len(ps), "psnr_per_view": ps, "ssim": sum(ss) / len(ss), "ssim_per_view": ss}
     return {**res, **out} if renders else res
 
 
@@ -265,14 +272,17 @@ class MetaCapTrainer:
                             self.ft.rays, proxy, evaluate=lambda f: evaluate_views(f, eval_frame, self.model),
                             eval_steps=self.ft.eval_steps)
             for h in hist:
-                self._log(f"[finetune {n} views, step {h['step']}] PSNR {h['psnr']:.2f} dB  loss {h['loss']:.4f}")
+                self._log(f"[finetune {n} views, step {h['step']}] PSNR {h['psnr']:.2f} dB  SSIM {h['ssim']:.3f}  "
+                          f"loss {h['loss']:.4f}")
             verts, faces = extract_mesh(start, eval_frame.body, self.ft.mesh_voxel, self.model.threshold)
             cd = chamfer_distance(verts, faces, gt_mesh[0], gt_mesh[1], self.ft.chamfer_points, self.seed)
-            res = {"psnr": hist[-1]["psnr"], "chamfer_cm": 100 * cd["chamfer"], "pred_to_gt_cm": 100 * cd["a_to_b"],
-                   "gt_to_pred_cm": 100 * cd["b_to_a"], "seconds": time.time() - t0, "history": hist,
+            res = {"psnr": hist[-1]["psnr"], "ssim": hist[-1]["ssim"], "chamfer_cm": 100 * cd["chamfer"],
+                   "pred_to_gt_cm": 100 * cd["a_to_b"], "gt_to_pred_cm": 100 * cd["b_to_a"],
+                   "seconds": time.time() - t0, "history": hist,
                    "occlusion_rate": proxy.rate if proxy is not None else None}
             results[f"{n}views"] = res
-            self._log(f"[finetune {n} views] PSNR {res['psnr']:.2f} dB  Chamfer {res['chamfer_cm']:.2f} cm")
+            self._log(f"[finetune {n} views] PSNR {res['psnr']:.2f} dB  SSIM {res['ssim']:.3f}  "
+                      f"Chamfer {res['chamfer_cm']:.2f} cm")
             extra = dict(kind="finetune", sequence=self.data.test_sequence, frame=self.data.test_frame, n_views=n,
                          data_root=str(self.data.root))
             save_metacap(self.work_dir / f"finetune_{n}views.pt", start, active, cfg, **extra)
@@ -284,6 +294,7 @@ class MetaCapTrainer:
         for n in self.ft.views:
             r = results[f"{n}views"]
             flat[f"psnr_{n}views"], flat[f"chamfer_cm_{n}views"] = r["psnr"], r["chamfer_cm"]
+            flat[f"ssim_{n}views"] = r["ssim"]
         if "meta_seconds" in results:
             flat["meta_seconds"] = results["meta_seconds"]
         return flat
