@@ -204,6 +204,8 @@ def read_zju_mocap(root: PathLike, cameras: Optional[Sequence[int]] = None,
         if k not in cams:
             raise ValueError(f"{ann_path}: cams has no '{k}' (expected K, D, R, T)")
     n_cams = _count(cams["K"], ann_path, "cams['K']")
+    if n_cams < 1:
+        raise ValueError(f"{ann_path}: cams['K'] lists no camera")
     shapes = {"K": (3, 3), "R": (3, 3), "T": (3,), "D": (5,)}
     calib = {}
     for k, shp in shapes.items():
