@@ -469,7 +469,7 @@ class WaymoV2Segment:
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{self._camera_image_path}: failed to read column '{_CIMG}.image': {exc}") from exc
         out: Dict[int, Union[bytes, np.ndarray]] = {}
-        cams = column_values(self._camera_image_path, table, CAMERA, as_list=True)
+        cams = column_values(self._camera_image_path, table, CAMERA)       # ValueError on null cells
         images = column_values(self._camera_image_path, table, f"{_CIMG}.image", as_list=True)
         for cam, data in zip(cams, images):
             out[int(cam)] = _decode_jpeg(data, self._camera_image_path, int(cam)) if decode else data
