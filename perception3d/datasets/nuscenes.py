@@ -505,12 +505,18 @@ def load_camera_images(entry: Mapping, data_root: PathLike, cameras: Sequence[st
     """
     sample = entry.get("token", entry.get("sample_idx"))
     images = entry.get("images") or {}
+    if not isinstance(images, Mapping):
+        raise NuScenesDataError(f"sample {sample}: 'images' must map camera names to entries, got "
+                                f"{type(images).__name__}")
     out: Dict[str, Any] = dict(cam_names=[], images=[], img_paths=[], cam2img=[], lidar2cam=[], lidar2img=[],
                                cam2ego=[], img_shapes=[])
     for cam in cameras:
         if cam not in images:
             raise NuScenesDataError(f"sample {sample}: no camera {cam} in the info's 'images'")
         c = images[cam]
+        if not isinstance(c, Mapping):
+            raise NuScenesDataError(f"sample {sample}: images.{cam} must be a dict (img_path, cam2img, lidar2cam, "
+                                    f"...), got {type(c).__name__}")
         for field in ("img_path", "cam2img", "lidar2cam"):
             if field not in c:
                 raise NuScenesDataError(f"sample {sample}: images.{cam}.{field} is missing")
@@ -520,25 +526,37 @@ def load_camera_images(entry: Mapping, data_root: PathLike, cameras: Sequence[st
             l2i = check_invertible(compose_lidar2img(k, l2c), f"sample {sample}: images.{cam}: lidar2img")
         except ValueError as exc:
             raise NuScenesDataError(str(exc)) from None
+        if not isinstance(c["img_path"], (str, Path)):
+            raise NuScenesDataError(f"sample {sample}: images.{cam}.img_path must be a path, got "
+                                    f"{type(c['img_path']).__name__}")
         path = resolve_path(c["img_path"], data_root)
+        size = {}
+        for field in ("height", "width"):
+            v = c.get(field, 0)
+            if (isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating))
+                    or not (np.isfinite(v) and v >= 0 and float(v).is_integer())):
+                raise NuScenesDataError(f"sample {sample}: images.{cam}.{field} must be a non-negative integer, "
+                                        f"got {v!r}")
+            size[field] = int(v)
         if load:
             if not path.is_file():
                 raise NuScenesDataError(f"sample {sample}: images.{cam}.img_path {path} not found")
             img = _read_image(path)
-            want = (int(c.get("height", 0)), int(c.get("width", 0)))
+            want = (size["height"], size["width"])
             if all(want) and img.shape[:2] != want:
                 raise NuScenesDataError(f"sample {sample}: images.{cam}: {path} is {img.shape[1]}x{img.shape[0]}, "
                                         f"the calibration says {want[1]}x{want[0]}")
             out["images"].append(img)
             out["img_shapes"].append(img.shape[:2])
         else:
-            out["img_shapes"].append((int(c.get("height", 900)), int(c.get("width", 1600))))
+            h, w = (size[f] if f in c else d for f, d in (("height", 900), ("width", 1600)))
+            out["img_shapes"].append((h, w))
         out["cam_names"].append(cam)
         out["img_paths"].append(str(path))
         out["cam2img"].append(k[:3, :3])
         out["lidar2cam"].append(l2c)
         out["lidar2img"].append(l2i)
-        out["cam2ego"].append(as_matrix4(c.get("cam2ego", np.eye(4)), f"images.{cam}.cam2ego"))
+        out["cam2ego"].append(as_matrix4(c.get("cam2ego", np.eye(4)), f"sample {sample}: images.{cam}.cam2ego"))
     for key in ("cam2img", "lidar2cam", "lidar2img", "cam2ego"):
         out[key] = np.asarray(out[key], np.float64).reshape((-1, 3, 3) if key == "cam2img" else (-1, 4, 4))
     return out

@@ -176,14 +176,20 @@ def read_camera_calibrations(path: PathLike) -> Dict[int, dict]:
             f"{_CCAL}.height": "int", **{f"{_CCAL}.intrinsic.{k}": "float" for k in intr}}
     table = read_columns(path, cols)
     extr = fixed_list_column(path, table, f"{_CCAL}.extrinsic.transform", 16).reshape(-1, 4, 4)
+    # whole columns (ValueError naming the file and column on null cells), not cell by cell
+    vals = {k: column_values(path, table, f"{_CCAL}.intrinsic.{k}").astype(np.float64) for k in intr}
+    widths, heights = (column_values(path, table, f"{_CCAL}.{k}") for k in ("width", "height"))
     out = {}
-    for i, cam in enumerate(column_values(path, table, CAMERA, as_list=True)):
-        v = {k: float(table.column(f"{_CCAL}.intrinsic.{k}")[i].as_py()) for k in intr}
+    for i, cam in enumerate(column_values(path, table, CAMERA)):
+        v = {k: float(vals[k][i]) for k in intr}
         cam_to_vehicle = extr[i] @ _OPENCV_TO_WAYMO_CAM
+        try:
+            viewmat = np.linalg.inv(cam_to_vehicle)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"{path}: camera {int(cam)}: '{_CCAL}.extrinsic.transform' is not invertible") from None
         out[int(cam)] = dict(
             K=np.array([[v["f_u"], 0, v["c_u"]], [0, v["f_v"], v["c_v"]], [0, 0, 1]], dtype=np.float64),
-            viewmat=np.linalg.inv(cam_to_vehicle), width=int(table.column(f"{_CCAL}.width")[i].as_py()),
-            height=int(table.column(f"{_CCAL}.height")[i].as_py()),
+            viewmat=viewmat, width=int(widths[i]), height=int(heights[i]),
             dist=np.array([v[k] for k in ("k1", "k2", "p1", "p2", "k3")]))
     return out
 
@@ -463,7 +469,7 @@ class WaymoV2Segment:
         except (pa.ArrowInvalid, OSError) as exc:
             raise ValueError(f"{self._camera_image_path}: failed to read column '{_CIMG}.image': {exc}") from exc
         out: Dict[int, Union[bytes, np.ndarray]] = {}
-        cams = column_values(self._camera_image_path, table, CAMERA, as_list=True)
+        cams = column_values(self._camera_image_path, table, CAMERA)       # ValueError on null cells
         images = column_values(self._camera_image_path, table, f"{_CIMG}.image", as_list=True)
         for cam, data in zip(cams, images):
             out[int(cam)] = _decode_jpeg(data, self._camera_image_path, int(cam)) if decode else data

@@ -40,8 +40,8 @@ class CoordSet:
     """A coordinate set and everything derived from it: sorted keys, cached kernel maps, parents.
 
     `kmaps` caches what was built on this set (see kmap.py): ("subm", kernel_size, dilation) → the submanifold
-    `KernelMap`; ("conv", kernel_size, stride, padding, dilation) → (KernelMap, output CoordSet) of a strided
-    conv/pool.
+    `KernelMap`; ("conv", kernel_size, stride, padding, dilation) → (KernelMap, weak reference to the output
+    CoordSet) of a strided conv/pool (weak, so that input and output sets form no reference cycle).
     `parents` lives on the *output* set of a strided conv/pool: it maps that conv's ("conv", kernel_size, stride,
     padding, dilation) key, and ("key", indice_key) when one was given, to (input CoordSet, KernelMap, stride),
     so that an inverse convolution can go back up (spconv's `indice_key`, found without one).

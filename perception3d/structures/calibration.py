@@ -42,8 +42,12 @@ def _np(m: ArrayLike) -> np.ndarray:
 def as_matrix4(m: ArrayLike, name: str = "matrix") -> np.ndarray:
     """A [3, 3] / [3, 4] / [4, 4] matrix as a float64 [4, 4] (padded with the identity's rows/columns).
 
-    Raises ``ValueError`` naming ``name`` for another shape or a NaN/inf entry."""
-    a = _np(m)
+    Raises ``ValueError`` naming ``name`` for another shape, a non-numeric or a NaN/inf entry."""
+    try:
+        a = _np(m)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected a 3x3, 3x4 or 4x4 matrix of numbers, got {type(m).__name__} ({exc})"
+                         ) from None
     if a.ndim != 2 or a.shape not in ((3, 3), (3, 4), (4, 4)):
         raise ValueError(f"{name}: expected a 3x3, 3x4 or 4x4 matrix, got shape {a.shape}")
     if not np.isfinite(a).all():

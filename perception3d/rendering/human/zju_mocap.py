@@ -42,6 +42,24 @@ PathLike = Union[str, Path]
 MASK_DIRS = ("mask", "mask_cihp")
 
 
+def _count(v, path: Path, what: str) -> int:
+    """``len(v)`` of a list / tuple / array read from ``path``, else a ``ValueError`` naming the file and field."""
+    if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__len__") or (isinstance(v, np.ndarray) and v.ndim == 0):
+        raise ValueError(f"{path}: {what} must be a list, got {type(v).__name__}")
+    return len(v)
+
+
+def _numbers(v, path: Path, what: str) -> np.ndarray:
+    """``v`` as a float64 array, else a ``ValueError`` naming the file and field."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {what} is not an array of numbers ({exc})") from None
+    if not np.isfinite(a).all():
+        raise ValueError(f"{path}: {what} holds NaN or infinite values")
+    return a
+
+
 def _frame_file(root: Path, folders: Sequence[str], frame_id: int) -> Optional[Path]:
     for d in folders:
         for name in (f"{frame_id}.npy", f"{frame_id:06d}.npy"):
@@ -115,7 +133,10 @@ class ZJUMoCap:
             raise FileNotFoundError(f"{self.root}: no mask for {rel} in any of {list(MASK_DIRS)}")
         out = None
         for p in paths:
-            m = np.asarray(iio.imread(p))
+            try:
+                m = np.asarray(iio.imread(p))
+            except Exception as exc:  # noqa: BLE001 — imageio / its plugins raise many types on damaged files
+                raise ValueError(f"{p}: not a readable mask image ({type(exc).__name__}: {exc})") from None
             m = m if m.ndim == 2 else m[..., 0]
             if m.shape != (self.cameras.height, self.cameras.width):
                 raise ValueError(f"{p}: mask is {m.shape[1]}x{m.shape[0]}, the images are "
@@ -129,7 +150,10 @@ class ZJUMoCap:
     def vertices(self, f: int) -> torch.Tensor:
         """Frame ``f``'s body vertices in world coordinates, float32 [V, 3] (metres)."""
         p = self.vertex_paths[f]
-        v = np.load(p, allow_pickle=False)
+        try:
+            v = np.load(p, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 — a damaged .npy raises ValueError / EOFError / OSError …
+            raise ValueError(f"{p}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
         if v.ndim != 2 or v.shape[1] != 3 or not np.isfinite(v).all():
             raise ValueError(f"{p}: expected finite vertices [V, 3], got shape {v.shape}")
         return torch.from_numpy(v.astype(np.float32))
@@ -148,7 +172,7 @@ class ZJUMoCap:
         for k, n in want.items():
             if k not in d:
                 raise ValueError(f"{p}: missing key '{k}' (expected {list(want)})")
-            a = np.asarray(d[k], dtype=np.float32).reshape(-1)
+            a = _numbers(d[k], p, repr(k)).astype(np.float32).reshape(-1)
             if n is not None and a.size != n:
                 raise ValueError(f"{p}: '{k}' has {a.size} values, expected {n}")
             out[k] = torch.from_numpy(a)
@@ -174,17 +198,21 @@ def read_zju_mocap(root: PathLike, cameras: Optional[Sequence[int]] = None,
     if not isinstance(ann, dict) or "cams" not in ann or "ims" not in ann:
         raise ValueError(f"{ann_path}: expected a dict with 'cams' and 'ims'")
     cams = ann["cams"]
+    if not isinstance(cams, dict):
+        raise ValueError(f"{ann_path}: 'cams' must be a dict of K, D, R, T, got {type(cams).__name__}")
     for k in ("K", "R", "T"):
         if k not in cams:
             raise ValueError(f"{ann_path}: cams has no '{k}' (expected K, D, R, T)")
-    n_cams = len(cams["K"])
+    n_cams = _count(cams["K"], ann_path, "cams['K']")
+    if n_cams < 1:
+        raise ValueError(f"{ann_path}: cams['K'] lists no camera")
     shapes = {"K": (3, 3), "R": (3, 3), "T": (3,), "D": (5,)}
     calib = {}
     for k, shp in shapes.items():
         vals = cams.get(k, [np.zeros(5)] * n_cams)
-        if len(vals) != n_cams:
+        if _count(vals, ann_path, f"cams['{k}']") != n_cams:
             raise ValueError(f"{ann_path}: cams['{k}'] has {len(vals)} entries, cams['K'] has {n_cams}")
-        arr = [np.asarray(v, dtype=np.float64) for v in vals]
+        arr = [_numbers(v, ann_path, f"cams['{k}'][{c}]") for c, v in enumerate(vals)]
         for c, a in enumerate(arr):
             if a.size != int(np.prod(shp)):
                 raise ValueError(f"{ann_path}: cams['{k}'][{c}] has shape {a.shape}, expected {shp}")
@@ -194,6 +222,7 @@ def read_zju_mocap(root: PathLike, cameras: Optional[Sequence[int]] = None,
         if not 0 <= c < n_cams:
             raise ValueError(f"{ann_path}: camera {c} requested, the sequence has {n_cams}")
     ims = ann["ims"]
+    _count(ims, ann_path, "ims")
     frame_idx = list(range(len(ims))) if frames is None else [int(f) for f in frames]
     if not frame_idx:
         raise ValueError(f"{ann_path}: no frames")
@@ -201,9 +230,12 @@ def read_zju_mocap(root: PathLike, cameras: Optional[Sequence[int]] = None,
     for i in frame_idx:
         if not 0 <= i < len(ims):
             raise ValueError(f"{ann_path}: frame {i} requested, the sequence has {len(ims)}")
-        names = ims[i]["ims"] if isinstance(ims[i], dict) else ims[i]
-        if len(names) != n_cams:
+        names = ims[i].get("ims") if isinstance(ims[i], dict) else ims[i]
+        if _count(names, ann_path, f"ims[{i}]['ims']") != n_cams:
             raise ValueError(f"{ann_path}: frame {i} lists {len(names)} images but there are {n_cams} cameras")
+        if not all(isinstance(names[c], (str, np.str_)) for c in cam_ids):
+            raise ValueError(f"{ann_path}: ims[{i}]['ims'] must list image paths (strings), got "
+                             f"{[type(names[c]).__name__ for c in cam_ids]}")
         image_paths.append([root / str(names[c]) for c in cam_ids])
         stem = Path(str(names[cam_ids[0]])).stem
         fid = int(stem) if stem.isdigit() else i
