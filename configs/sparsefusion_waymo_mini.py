@@ -54,6 +54,7 @@ model = dict(
               channels=64, img_channels=64, num_queries=100, num_img_queries=50, num_img_levels=2,
               num_heads=4, ffn_channels=128, dropout=0.1, use_camera=True, semantic_transfer=True,
               geometric_transfer=True, view_se=True, semantic_level=0, z_ref=0.8, max_det=100,
+              semantic_residual=True, init_fusion_from_lidar=True,
               code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]))
 
 dataset_type = "MultiViewDet3DDataset"

@@ -48,6 +48,13 @@ class SparseFusionHead(nn.Module):
         semantic_level: which FPN level the semantic transfer samples; z_ref: its reference height (m).
         no_nms_classes: class indices without heat-map NMS (nuScenes: pedestrian, traffic_cone).
         code_weights, loss weights: the authors' values.
+        semantic_residual: the semantic transfer corrects the LiDAR heat map instead of replacing it
+            (:class:`SemanticTransfer` ``residual``; off = the authors').
+        init_fusion_from_lidar: when a checkpoint without fusion weights is loaded (the fusion stage's
+            ``load_from`` = a TransFusion-L checkpoint), the fusion prediction heads start as copies of the loaded
+            LiDAR heads and the LiDAR candidates' projection (``proj_lidar``) as identity, so the fused
+            predictions start near the LiDAR model's instead of from random heads (a deviation for short fusion
+            stages; off = the authors', whose fusion heads start random).
     """
 
     def __init__(self, in_channels: int, num_classes: int, pc_range: Sequence[float], voxel_size: Sequence[float],
@@ -57,7 +64,8 @@ class SparseFusionHead(nn.Module):
                  geometric_transfer: bool = True, view_se: bool = True, semantic_level: int = 1,
                  z_ref: float = 0.0, no_nms_classes: Sequence[int] = (),
                  code_weights: Sequence[float] = (1, 1, 1, 1, 1, 1, 1, 1, 0.2, 0.2),
-                 max_det: int = 200, score_threshold: float = 0.0):
+                 max_det: int = 200, score_threshold: float = 0.0, semantic_residual: bool = False,
+                 init_fusion_from_lidar: bool = False):
         super().__init__()
         self.pc_range = [float(v) for v in pc_range]
         self.cell = [float(voxel_size[0]) * out_size_factor, float(voxel_size[1]) * out_size_factor]
@@ -69,8 +77,8 @@ class SparseFusionHead(nn.Module):
         if not self.use_camera:
             return
         self.img_transfer = GeometricTransfer(img_channels, channels, num_img_levels, enabled=geometric_transfer)
-        self.semantic = (SemanticTransfer(channels, num_classes, self.pc_range, self.cell, z_ref)
-                         if semantic_transfer else None)
+        self.semantic = (SemanticTransfer(channels, num_classes, self.pc_range, self.cell, z_ref,
+                                          residual=semantic_residual) if semantic_transfer else None)
         self.camera = CameraBranch(channels, num_classes, num_img_levels, num_img_queries, num_heads, ffn_channels,
                                    dropout)
         self.view_transformer = ViewTransformer(channels, num_classes, num_heads, ffn_channels, dropout, view_se)
@@ -79,6 +87,25 @@ class SparseFusionHead(nn.Module):
         pe = PositionEmbeddingLearned(2, channels)
         self.fusion = QueryDecoderLayer(channels, num_heads, ffn_channels, dropout, pe, pe, cross_only=True)
         self.fusion_heads = PredictionHeads(channels, dict(BOX_HEADS, heatmap=num_classes))
+        self.fusion_initialised_from_lidar = False
+        if init_fusion_from_lidar:
+            self._register_load_state_dict_pre_hook(self._init_fusion_from_lidar)
+
+    def _init_fusion_from_lidar(self, state_dict, prefix, *args) -> None:
+        """Load-time hook (``init_fusion_from_lidar``): a state dict with LiDAR heads but no fusion heads gets
+        ``fusion_heads.* = lidar.heads.*`` and an identity ``proj_lidar.proj``, in place, before loading."""
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        src = prefix + "lidar.heads."
+        if any(k.startswith(prefix + "fusion_heads.") for k in keys) or not any(k.startswith(src) for k in keys):
+            return
+        for k in keys:
+            if k.startswith(src):
+                state_dict[prefix + "fusion_heads." + k[len(src):]] = state_dict[k].clone()
+        if not any(k.startswith(prefix + "proj_lidar.") for k in keys):
+            lin = self.proj_lidar.proj
+            state_dict[prefix + "proj_lidar.proj.weight"] = torch.eye(lin.out_features, lin.in_features)
+            state_dict[prefix + "proj_lidar.proj.bias"] = torch.zeros(lin.out_features)
+        self.fusion_initialised_from_lidar = True
 
     def forward(self, bev: torch.Tensor, img_feats: Optional[Sequence[torch.Tensor]] = None,
                 calib: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -94,7 +121,8 @@ class SparseFusionHead(nn.Module):
         hm_fn = None
         if self.semantic is not None:
             def hm_fn(f):
-                return self.semantic(f, feats[self.semantic_level], calib["lidar2img"], calib["img_size"])
+                base = self.lidar.heatmap_head(f) if self.semantic.residual else None
+                return self.semantic(f, feats[self.semantic_level], calib["lidar2img"], calib["img_size"], base)
         lid = out["lidar"] = self.lidar(bev, hm_fn)
         cam = out["camera"] = self.camera(feats, calib["img_size"], calib["cam2img"], calib["lidar2cam"])
         view = out["view"] = self.view_transformer(cam["feat"], cam["boxes"], cam["cam_info"], cam["pos2d"],
