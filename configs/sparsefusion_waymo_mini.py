@@ -15,8 +15,9 @@ head, ``docs/model_zoo.md``.)
 
 Schedule (both this and ``transfusion_l_waymo_mini.py``, the LiDAR-only ablation baseline, seed 0): AdamW,
 one-cycle to lr 0.002 at 40 % (β₁ 0.95 ↔ 0.85), wd 0.01, grad clip 0.1 as the authors, batch 2, ``max_epochs``
-epochs, trained jointly from scratch (the authors' LiDAR pre-training stage is left out on the mini data so that
-both models see the same schedule). Augmentation: ±22.5° rotation and 0.95–1.05 scaling of the LiDAR frame
+epochs. This config trains everything jointly from scratch; the authors' two-stage recipe (TransFusion-L first,
+then this model from its checkpoint with the LiDAR side frozen) is ``sparsefusion_waymo_mini_stage2.py``, with
+``transfusion_l_waymo_mini_stage2.py`` as its same-schedule LiDAR-only control. Augmentation: ±22.5° rotation and 0.95–1.05 scaling of the LiDAR frame
 (``lidar2cam`` / ``lidar2img`` follow), no flips (as the other mini configs).
 
     python tools/train.py configs/sparsefusion_waymo_mini.py

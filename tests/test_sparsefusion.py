@@ -264,6 +264,26 @@ def test_fusion_stage_from_a_lidar_checkpoint_loads_every_lidar_tensor_and_start
         assert torch.equal(again.state_dict()[n], t), n
 
 
+def test_runner_loads_a_lidar_checkpoint_into_the_frozen_fusion_stage_only(tmp_path):
+    """The runner's key check (``load_from``): the frozen fusion stage may lack the camera / fusion tensors of a
+    TransFusion-L checkpoint, never a LiDAR tensor; a model that is not frozen stays strict."""
+    from perception3d.engine import check_state_dict_keys
+    from perception3d.engine.checkpoint import load_state_dict_strict
+    stage1 = MODELS.build(tiny_cfg(use_camera=False)).state_dict()
+    stage2 = MODELS.build(_stage2_cfg(init_fusion_from_lidar=True))
+    lacking = check_state_dict_keys(stage2, stage1)
+    assert set(lacking) == set(stage2.state_dict()) - set(stage1)
+    assert lacking and not [k for k in lacking if k.startswith(("backbone_3d.", "head.lidar."))]
+    torch.save(dict(state_dict=stage1), tmp_path / "s1.pth")
+    load_state_dict_strict(stage2, str(tmp_path / "s1.pth"))
+    assert stage2.head.fusion_initialised_from_lidar
+    no_head = {k: v for k, v in stage1.items() if not k.startswith("head.lidar.heads.center.")}
+    with pytest.raises(KeyError, match="head.lidar.heads.center"):
+        check_state_dict_keys(stage2, no_head)
+    with pytest.raises(KeyError, match="missing keys"):
+        check_state_dict_keys(MODELS.build(tiny_cfg()), stage1)
+
+
 def test_frozen_lidar_parameters_and_statistics_do_not_change_in_training():
     """``freeze_lidar``: AdamW steps with weight decay change the camera and fusion parts but no LiDAR parameter
     or BatchNorm statistic."""

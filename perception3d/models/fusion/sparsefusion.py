@@ -265,6 +265,17 @@ class SparseFusion(BaseModel):
             for p in m.parameters():
                 p.requires_grad_(False)
 
+    def checkpoint_may_lack(self, key: str) -> bool:
+        """The fusion stage (``freeze_lidar``) starts from a LiDAR-only checkpoint: it may lack every tensor outside
+        the LiDAR backbone and LiDAR detector (those keep their initialisation), never one inside
+        (:func:`~perception3d.engine.checkpoint.check_state_dict_keys`)."""
+        if not self.freeze_lidar:
+            return False
+        lidar = [n for n, m in self.named_children() if m is not None and any(m is x for x in self._lidar_modules())]
+        lidar_head = [f"head.lidar.{n}" for n, m in self.head.lidar.named_children()
+                      if any(m is x for x in self._lidar_modules())]
+        return not key.startswith(tuple(f"{n}." for n in lidar + lidar_head))
+
     def _lidar_modules(self) -> List[nn.Module]:
         mods = [self.voxel_encoder, self.backbone_3d, self.map_to_bev, self.backbone_2d]
         lid = self.head.lidar
