@@ -266,10 +266,10 @@ class SparseFusion(BaseModel):
                 p.requires_grad_(False)
 
     def checkpoint_may_lack(self, key: str) -> bool:
-        """The fusion stage (``freeze_lidar``) starts from a LiDAR-only checkpoint: it may lack every tensor outside
+        """The fusion stage starts from a LiDAR-only (TransFusion-L) checkpoint: it may lack every tensor outside
         the LiDAR backbone and LiDAR detector (those keep their initialisation), never one inside
-        (:func:`~perception3d.engine.checkpoint.check_state_dict_keys`)."""
-        if not self.freeze_lidar:
+        (:func:`~perception3d.engine.checkpoint.check_state_dict_keys`). A model without cameras is strict."""
+        if not self.head.use_camera:
             return False
         lidar = [n for n, m in self.named_children() if m is not None and any(m is x for x in self._lidar_modules())]
         lidar_head = [f"head.lidar.{n}" for n, m in self.head.lidar.named_children()
