@@ -15,8 +15,9 @@ head, ``docs/model_zoo.md``.)
 
 Schedule (both this and ``transfusion_l_waymo_mini.py``, the LiDAR-only ablation baseline, seed 0): AdamW,
 one-cycle to lr 0.002 at 40 % (β₁ 0.95 ↔ 0.85), wd 0.01, grad clip 0.1 as the authors, batch 2, ``max_epochs``
-epochs, trained jointly from scratch (the authors' LiDAR pre-training stage is left out on the mini data so that
-both models see the same schedule). Augmentation: ±22.5° rotation and 0.95–1.05 scaling of the LiDAR frame
+epochs. This config trains everything jointly from scratch; the authors' two-stage recipe (TransFusion-L first,
+then this model from its checkpoint with the LiDAR side frozen) is ``sparsefusion_waymo_mini_stage2.py``, with
+``transfusion_l_waymo_mini_stage2.py`` as its same-schedule LiDAR-only control. Augmentation: ±22.5° rotation and 0.95–1.05 scaling of the LiDAR frame
 (``lidar2cam`` / ``lidar2img`` follow), no flips (as the other mini configs).
 
     python tools/train.py configs/sparsefusion_waymo_mini.py
@@ -54,6 +55,7 @@ model = dict(
               channels=64, img_channels=64, num_queries=100, num_img_queries=50, num_img_levels=2,
               num_heads=4, ffn_channels=128, dropout=0.1, use_camera=True, semantic_transfer=True,
               geometric_transfer=True, view_se=True, semantic_level=0, z_ref=0.8, max_det=100,
+              semantic_residual=True, init_fusion_from_lidar=True,
               code_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]))
 
 dataset_type = "MultiViewDet3DDataset"

@@ -204,6 +204,106 @@ def test_freeze_lidar_stops_lidar_gradients():
     assert all(p.requires_grad for p in model.head.fusion.parameters())
 
 
+def test_semantic_residual_starts_at_the_lidar_heat_map_and_learns():
+    """``residual=True``: at initialisation the transfer's heat map is exactly the LiDAR logits it is given (the
+    fusion stage starts from the stage-1 candidates), its correction still receives gradients, and forgetting the
+    LiDAR logits is a clear error."""
+    k, l2c = cameras(1)
+    k4 = np.eye(4)
+    k4[:3, :3] = k[0]
+    l2i = torch.tensor(k4 @ l2c[0], dtype=torch.float32)[None, None]
+    torch.manual_seed(0)
+    st = SemanticTransfer(4, 3, PC_RANGE, (2.0, 2.0), residual=True)
+    bev, feat, base = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 64, 96), torch.randn(1, 3, 8, 8)
+    out = st(bev, feat, l2i, (64, 96), base)
+    torch.testing.assert_close(out, base)
+    out.sum().backward()
+    assert st.heatmap_head[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="lidar_logits"):
+        st(bev, feat, l2i, (64, 96))
+    assert SemanticTransfer(4, 3, PC_RANGE, (2.0, 2.0))(bev, feat, l2i, (64, 96)).shape == base.shape
+
+
+def _stage2_cfg(**head):
+    cfg = tiny_cfg()
+    cfg["freeze_lidar"] = True
+    cfg["head"].update(head)
+    return cfg
+
+
+def test_fusion_stage_from_a_lidar_checkpoint_loads_every_lidar_tensor_and_starts_from_its_heads():
+    """The mini two-stage recipe: a TransFusion-L state dict loads into the frozen fusion model with no unexpected
+    key and no missing LiDAR key; ``init_fusion_from_lidar`` starts the fusion heads as the LiDAR heads and the
+    LiDAR projection as identity; a fusion-stage checkpoint (which has fusion heads) loads as saved."""
+    torch.manual_seed(0)
+    stage1 = MODELS.build(tiny_cfg(use_camera=False))
+    with torch.no_grad():
+        for p in stage1.parameters():
+            p.add_(0.01 * torch.randn_like(p))                       # "trained": differs from a fresh init
+    stage2 = MODELS.build(_stage2_cfg(init_fusion_from_lidar=True, semantic_residual=True))
+    res = stage2.load_state_dict(stage1.state_dict(), strict=False)
+    assert res.unexpected_keys == []
+    assert not [k for k in res.missing_keys if k.startswith(("voxel_encoder", "backbone_", "head.lidar."))]
+    assert not [k for k in res.missing_keys if k.startswith(("head.fusion_heads.", "head.proj_lidar.proj."))]
+    assert stage2.head.fusion_initialised_from_lidar
+    for (n1, a), (n2, b) in zip(stage2.head.lidar.heads.state_dict().items(),
+                                stage2.head.fusion_heads.state_dict().items()):
+        assert n1 == n2 and torch.equal(a, b), n1
+    torch.testing.assert_close(stage2.head.proj_lidar.proj.weight, torch.eye(32))
+    for n, t in stage1.state_dict().items():
+        assert torch.equal(stage2.state_dict()[n], t), n
+    # resuming / evaluating a fusion-stage checkpoint: its own fusion heads, not copies of the LiDAR ones
+    with torch.no_grad():
+        for p in stage2.head.fusion_heads.parameters():
+            p.add_(1.0)
+    saved = {k: v.clone() for k, v in stage2.state_dict().items()}
+    again = MODELS.build(_stage2_cfg(init_fusion_from_lidar=True, semantic_residual=True))
+    assert again.load_state_dict(saved, strict=True)
+    assert not again.head.fusion_initialised_from_lidar
+    for n, t in saved.items():
+        assert torch.equal(again.state_dict()[n], t), n
+
+
+def test_runner_loads_a_lidar_checkpoint_into_the_frozen_fusion_stage_only(tmp_path):
+    """The runner's key check (``load_from``): the fusion stage may lack the camera / fusion tensors of a
+    TransFusion-L checkpoint, never a LiDAR tensor (frozen or not); the LiDAR-only model stays strict."""
+    from perception3d.engine import check_state_dict_keys
+    from perception3d.engine.checkpoint import load_state_dict_strict
+    stage1 = MODELS.build(tiny_cfg(use_camera=False)).state_dict()
+    stage2 = MODELS.build(_stage2_cfg(init_fusion_from_lidar=True))
+    lacking = check_state_dict_keys(stage2, stage1)
+    assert set(lacking) == set(stage2.state_dict()) - set(stage1)
+    assert lacking and not [k for k in lacking if k.startswith(("backbone_3d.", "head.lidar."))]
+    torch.save(dict(state_dict=stage1), tmp_path / "s1.pth")
+    load_state_dict_strict(stage2, str(tmp_path / "s1.pth"))
+    assert stage2.head.fusion_initialised_from_lidar
+    no_head = {k: v for k, v in stage1.items() if not k.startswith("head.lidar.heads.center.")}
+    with pytest.raises(KeyError, match="head.lidar.heads.center"):
+        check_state_dict_keys(stage2, no_head)
+    assert set(check_state_dict_keys(MODELS.build(tiny_cfg()), stage1)) == set(lacking)     # not frozen
+    with pytest.raises(KeyError, match="unexpected keys"):
+        check_state_dict_keys(MODELS.build(tiny_cfg(use_camera=False)), stage2.state_dict())
+
+
+def test_frozen_lidar_parameters_and_statistics_do_not_change_in_training():
+    """``freeze_lidar``: AdamW steps with weight decay change the camera and fusion parts but no LiDAR parameter
+    or BatchNorm statistic."""
+    torch.manual_seed(0)
+    model = MODELS.build(_stage2_cfg(init_fusion_from_lidar=True, semantic_residual=True)).train()
+    lidar = {n: t.clone() for n, t in model.state_dict().items()
+             if n.startswith(("voxel_encoder", "backbone_", "map_to_bev", "head.lidar."))}
+    others = {n: t.clone() for n, t in model.state_dict().items() if n.startswith("head.fusion_heads.")}
+    opt = torch.optim.AdamW([p for p in model.parameters()], 1e-2, weight_decay=0.01)
+    inputs, samples = tiny_batch()
+    for _ in range(2):
+        loss = sum(model(inputs, samples, mode="loss").values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert lidar and all(torch.equal(model.state_dict()[n], t) for n, t in lidar.items())
+    assert any(not torch.equal(model.state_dict()[n], t) for n, t in others.items())
+
+
 # --------------------------------------------------------------------------------------------- nuScenes config
 #: the authors' nuScenes model (yichen928/SparseFusion, sparsefusion_nusc_voxel_LC_r50.py), counted from its module
 #: definitions: head parts of SparseFusionHead2D_Deform, ResNet-50 + FPN, SparseEncoder + SECOND + SECONDFPN

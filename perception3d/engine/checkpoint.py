@@ -65,12 +65,18 @@ def state_dict_of(checkpoint: Any) -> dict:
     return {re.sub(r"^module\.", "", k): v for k, v in sd.items()}
 
 
-def check_state_dict_keys(model: torch.nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
-    """Raise ``KeyError`` naming the missing, unexpected and shape-mismatched keys (10 of each shown)."""
+def check_state_dict_keys(model: torch.nn.Module, state_dict: dict, source: str = "checkpoint") -> list:
+    """Raise ``KeyError`` naming the missing, unexpected and shape-mismatched keys (10 of each shown).
+
+    A model may declare keys a checkpoint is allowed to lack with a method ``checkpoint_may_lack(key) -> bool``
+    (e.g. a fusion stage started from a LiDAR-only checkpoint: the camera part, never the LiDAR part); those are
+    returned instead of raising (load the rest non-strictly)."""
     if hasattr(model, "module"):
         model = model.module
     own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
+    may_lack = getattr(model, "checkpoint_may_lack", None)
+    allowed = [k for k in own if k not in state_dict and callable(may_lack) and may_lack(k)]
+    missing = [k for k in own if k not in state_dict and k not in set(allowed)]
     unexpected = [k for k in state_dict if k not in own]
     shape = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
              for k in own if k in state_dict and hasattr(state_dict[k], "shape")
@@ -83,6 +89,7 @@ def check_state_dict_keys(model: torch.nn.Module, state_dict: dict, source: str 
                 parts.append(f"{name} ({len(lst)}): {lst[:10]}{more}")
         raise KeyError(f"{source} does not fit {type(model).__name__} — is it a checkpoint of another model? "
                        + "; ".join(parts))
+    return allowed
 
 
 def load_checkpoint_file(path: str, map_location: str = "cpu") -> Any:
@@ -104,6 +111,6 @@ def load_state_dict_strict(model: torch.nn.Module, path: str, map_location: str 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     ckpt = load_checkpoint_file(path, map_location)
     sd = state_dict_of(ckpt)
-    check_state_dict_keys(model, sd, source=f"checkpoint {path}")
-    (model.module if hasattr(model, "module") else model).load_state_dict(sd, strict=True)
+    lacking = check_state_dict_keys(model, sd, source=f"checkpoint {path}")
+    (model.module if hasattr(model, "module") else model).load_state_dict(sd, strict=not lacking)
     return ckpt

@@ -60,10 +60,13 @@ class Det3DRunner(Runner):
             raise FileNotFoundError(f"checkpoint not found: {filename}")
         ckpt = torch.load(filename, map_location=map_location if map_location != "default" else "cpu",
                           weights_only=False)
-        check_state_dict_keys(self.model, state_dict_of(ckpt), source=f"checkpoint {filename}")
+        lacking = check_state_dict_keys(self.model, state_dict_of(ckpt), source=f"checkpoint {filename}")
+        if lacking:
+            self.logger.info(f"{filename}: {len(lacking)} tensors the model allows a checkpoint to lack keep their "
+                             f"initialisation (e.g. {lacking[0]})")
         self.call_hook("after_load_checkpoint", checkpoint=ckpt)
         model = self.model.module if is_model_wrapper(self.model) else self.model
-        ckpt = _load_checkpoint_to_model(model, ckpt, True, revise_keys=revise_keys)
+        ckpt = _load_checkpoint_to_model(model, ckpt, not lacking, revise_keys=revise_keys)
         self._has_loaded = True
         self.logger.info(f"Load checkpoint from {filename}")
         return ckpt

@@ -53,6 +53,13 @@ class SparseFusionHead(nn.Module):
         semantic_level: which FPN level the semantic transfer samples; z_ref: its reference height (m).
         no_nms_classes: class indices without heat-map NMS (nuScenes: pedestrian, traffic_cone).
         code_weights, loss weights: the authors' values.
+        semantic_residual: the semantic transfer corrects the LiDAR heat map instead of replacing it
+            (:class:`SemanticTransfer` ``residual``; off = the authors').
+        init_fusion_from_lidar: when a checkpoint without fusion weights is loaded (the fusion stage's
+            ``load_from`` = a TransFusion-L checkpoint), the fusion prediction heads start as copies of the loaded
+            LiDAR heads and the LiDAR candidates' projection (``proj_lidar``) as identity, so the fused
+            predictions start near the LiDAR model's instead of from random heads (a deviation for short fusion
+            stages; off = the authors', whose fusion heads start random).
     """
 
     def __init__(self, in_channels: int, num_classes: int, pc_range: Sequence[float],
@@ -63,7 +70,8 @@ class SparseFusionHead(nn.Module):
                  geometric_transfer: bool = True, view_se: bool = True, semantic_level: int = 1,
                  z_ref: float = 0.0, no_nms_classes: Sequence[int] = (),
                  code_weights: Sequence[float] = (1, 1, 1, 1, 1, 1, 1, 1, 0.2, 0.2),
-                 max_det: int = 200, score_threshold: float = 0.0):
+                 max_det: int = 200, score_threshold: float = 0.0, semantic_residual: bool = False,
+                 init_fusion_from_lidar: bool = False):
         super().__init__()
         self.pc_range = [float(v) for v in pc_range]
         self.cell = None  # metres of one BEV cell (x, y): from the config, else from the first grid forward() gets
@@ -77,8 +85,8 @@ class SparseFusionHead(nn.Module):
         if not self.use_camera:
             return
         self.img_transfer = GeometricTransfer(img_channels, channels, num_img_levels, enabled=geometric_transfer)
-        self.semantic = (SemanticTransfer(channels, num_classes, self.pc_range, self.cell, z_ref)
-                         if semantic_transfer else None)
+        self.semantic = (SemanticTransfer(channels, num_classes, self.pc_range, self.cell, z_ref,
+                                          residual=semantic_residual) if semantic_transfer else None)
         self.camera = CameraBranch(channels, num_classes, num_img_levels, num_img_queries, num_heads, ffn_channels,
                                    dropout)
         self.view_transformer = ViewTransformer(channels, num_classes, num_heads, ffn_channels, dropout, view_se)
@@ -87,6 +95,25 @@ class SparseFusionHead(nn.Module):
         pe = PositionEmbeddingLearned(2, channels)
         self.fusion = QueryDecoderLayer(channels, num_heads, ffn_channels, dropout, pe, pe, cross_only=True)
         self.fusion_heads = PredictionHeads(channels, dict(BOX_HEADS, heatmap=num_classes))
+        self.fusion_initialised_from_lidar = False
+        if init_fusion_from_lidar:
+            self._register_load_state_dict_pre_hook(self._init_fusion_from_lidar)
+
+    def _init_fusion_from_lidar(self, state_dict, prefix, *args) -> None:
+        """Load-time hook (``init_fusion_from_lidar``): a state dict with LiDAR heads but no fusion heads gets
+        ``fusion_heads.* = lidar.heads.*`` and an identity ``proj_lidar.proj``, in place, before loading."""
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        src = prefix + "lidar.heads."
+        if any(k.startswith(prefix + "fusion_heads.") for k in keys) or not any(k.startswith(src) for k in keys):
+            return
+        for k in keys:
+            if k.startswith(src):
+                state_dict[prefix + "fusion_heads." + k[len(src):]] = state_dict[k].clone()
+        if not any(k.startswith(prefix + "proj_lidar.") for k in keys):
+            lin = self.proj_lidar.proj
+            state_dict[prefix + "proj_lidar.proj.weight"] = torch.eye(lin.out_features, lin.in_features)
+            state_dict[prefix + "proj_lidar.proj.bias"] = torch.zeros(lin.out_features)
+        self.fusion_initialised_from_lidar = True
 
     def use_grid(self, grid: BEVGrid) -> None:
         """Take the BEV map's cell size from ``grid``; a cell size the config restated must agree with it, and
@@ -125,7 +152,8 @@ class SparseFusionHead(nn.Module):
         hm_fn = None
         if self.semantic is not None:
             def hm_fn(f):
-                return self.semantic(f, feats[self.semantic_level], calib["lidar2img"], calib["img_size"])
+                base = self.lidar.heatmap_head(f) if self.semantic.residual else None
+                return self.semantic(f, feats[self.semantic_level], calib["lidar2img"], calib["img_size"], base)
         lid = out["lidar"] = self.lidar(bev, hm_fn)
         cam = out["camera"] = self.camera(feats, calib["img_size"], calib["cam2img"], calib["lidar2cam"])
         view = out["view"] = self.view_transformer(cam["feat"], cam["boxes"], cam["cam_info"], cam["pos2d"],
@@ -267,6 +295,17 @@ class SparseFusion(BaseModel):
         for m in self._lidar_modules() if self.freeze_lidar else ():
             for p in m.parameters():
                 p.requires_grad_(False)
+
+    def checkpoint_may_lack(self, key: str) -> bool:
+        """The fusion stage starts from a LiDAR-only (TransFusion-L) checkpoint: it may lack every tensor outside
+        the LiDAR backbone and LiDAR detector (those keep their initialisation), never one inside
+        (:func:`~perception3d.engine.checkpoint.check_state_dict_keys`). A model without cameras is strict."""
+        if not self.head.use_camera:
+            return False
+        lidar = [n for n, m in self.named_children() if m is not None and any(m is x for x in self._lidar_modules())]
+        lidar_head = [f"head.lidar.{n}" for n, m in self.head.lidar.named_children()
+                      if any(m is x for x in self._lidar_modules())]
+        return not key.startswith(tuple(f"{n}." for n in lidar + lidar_head))
 
     def _lidar_modules(self) -> List[nn.Module]:
         mods = [self.voxel_encoder, self.backbone_3d, self.map_to_bev, self.backbone_2d]

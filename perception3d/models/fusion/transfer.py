@@ -7,7 +7,11 @@ branches pick their candidates, each switchable in the config (``semantic_transf
   the LiDAR BEV feature: ``F_bev' = ConvBNReLU([F_lidar, LN(Linear(F_img→bev)), n_views])``, and a heat map of
   its own is predicted from ``F_bev'`` (the authors' ``cross_heatmap_head``). It replaces the LiDAR heat map for
   the query initialisation (the authors' ``cross_only=True``), so objects with few points but clear appearance
-  can still become LiDAR candidates, while the pre-trained LiDAR detector stays frozen. (The authors gather with
+  can still become LiDAR candidates, while the pre-trained LiDAR detector stays frozen. ``residual=True`` (a
+  deviation, for short fusion stages): the transfer predicts a correction added to the frozen LiDAR heat map,
+  zero at initialisation, so a fusion stage loaded from a TransFusion-L checkpoint starts from that model's
+  candidates instead of a random heat map's (the authors' fresh ``cross_heatmap_head`` is trained for 6 epochs
+  on nuScenes). (The authors gather with
   a multi-scale deformable decoder over all BEV cells; this build samples each camera's feature map at the
   projected point, which costs one ``grid_sample``.)
 * :class:`GeometricTransfer` — LiDAR geometry → image features: the projected sparse LiDAR depth map
@@ -44,15 +48,19 @@ class SemanticTransfer(nn.Module):
     [B, n_cls, H, W]."""
 
     def __init__(self, channels: int, num_classes: int, pc_range: Sequence[float], cell: Optional[Sequence[float]],
-                 z_ref: float = 0.0):
+                 z_ref: float = 0.0, residual: bool = False):
         super().__init__()
         # cell None: set by SparseFusionHead.use_grid from the BEV grid before the first forward
         self.pc_range, self.z_ref = list(pc_range), float(z_ref)
         self.cell = None if cell is None else list(cell)
+        self.residual = bool(residual)
         self.img_proj = nn.Sequential(nn.Linear(channels, channels), nn.LayerNorm(channels))
         self.fuse = nn.Sequential(nn.Conv2d(2 * channels + 1, channels, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
         self.heatmap_head = heatmap_head(channels, num_classes)
+        if self.residual:  # the correction starts at 0: the heat map starts as the LiDAR one
+            nn.init.zeros_(self.heatmap_head[-1].weight)
+            nn.init.zeros_(self.heatmap_head[-1].bias)
 
     def image_to_bev(self, img_feat: torch.Tensor, lidar2img: torch.Tensor, img_size: Sequence[int], h: int,
                      w: int) -> torch.Tensor:
@@ -74,12 +82,18 @@ class SemanticTransfer(nn.Module):
         return (s * m).sum(1) / n.clamp(min=1), n
 
     def forward(self, bev: torch.Tensor, img_feat: torch.Tensor, lidar2img: torch.Tensor,
-                img_size: Sequence[int]) -> torch.Tensor:
+                img_size: Sequence[int], lidar_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``lidar_logits`` [B, n_cls, H, W]: with ``residual=True`` the LiDAR heat map the image evidence corrects
+        (``Ŝ = S_lidar + ΔS(F_bev')``; required then)."""
         b, c, h, w = bev.shape
         img_bev, n = self.image_to_bev(img_feat, lidar2img, img_size, h, w)
         img_bev = self.img_proj(img_bev.transpose(1, 2)).transpose(1, 2) * (n > 0).float()
         fused = self.fuse(torch.cat([bev, img_bev.reshape(b, c, h, w), n.reshape(b, 1, h, w)], 1))
-        return self.heatmap_head(fused)
+        if not self.residual:
+            return self.heatmap_head(fused)
+        if lidar_logits is None:
+            raise ValueError("SemanticTransfer(residual=True) needs the LiDAR heat-map logits (lidar_logits)")
+        return lidar_logits + self.heatmap_head(fused)
 
 
 class GeometricTransfer(nn.Module):
