@@ -105,10 +105,12 @@ def _toy_scene(seed: int, n: int = 1500):
     return pts, lab
 
 
-def _train_toy_miou(model, steps: int = 40) -> float:
-    """Train ``model`` on four toy scenes (AdamW 1e-2), return its mIoU on a fifth."""
+def _train_toy_miou(model, steps: int = 40, scene=None, key: str = "seg/mIoU", **metric) -> float:
+    """Train ``model`` on four toy scenes (``scene(seed)`` → points, labels; default ``_toy_scene``; AdamW 1e-2),
+    return the metric ``key`` on a fifth (``metric``: SegMIoUMetric arguments, default 3 classes)."""
+    scene = scene or _toy_scene
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scenes = [_toy_scene(s) for s in range(4)]
+    scenes = [scene(s) for s in range(4)]
     for step in range(steps):
         pts, lab = scenes[step % 4]
         loss = sum(model(dict(points=[pts]), dict(gt_segment=[lab]), mode="loss").values())
@@ -116,12 +118,12 @@ def _train_toy_miou(model, steps: int = 40) -> float:
         loss.backward()
         opt.step()
     model.eval()
-    pts, lab = _toy_scene(99)
+    pts, lab = scene(99)
     with torch.no_grad():
         pred = model(dict(points=[pts]), mode="predict")[0]["pred_segment"]
-    m = SegMIoUMetric(num_classes=3)
+    m = SegMIoUMetric(**(metric or dict(num_classes=3)))
     m.process(None, [dict(pred_segment=pred, gt_segment=lab)])
-    return m.evaluate(1)["seg/mIoU"]
+    return m.evaluate(1)[key]
 
 
 def test_voxel_to_point_projection_and_ignored_out_of_range_points():
@@ -163,21 +165,8 @@ def test_minkunet_input_norm_lets_intensity_through(input_norm):
         type="MinkUNetBackbone", in_channels=4, base_channels=8, encoder_channels=(8, 16), encoder_blocks=(1, 1),
         decoder_channels=(16, 8), decoder_blocks=(1, 1), voxel_size=(0.5, 0.5, 0.5),
         point_range=(-32, -32, -2, 32, 32, 2), input_norm=input_norm))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scenes = [_painted_plane(s) for s in range(4)]
-    for step in range(40):
-        pts, lab = scenes[step % 4]
-        loss = sum(model(dict(points=[pts]), dict(gt_segment=[lab]), mode="loss").values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    pts, lab = _painted_plane(99)
-    with torch.no_grad():
-        pred = model(dict(points=[pts]), mode="predict")[0]["pred_segment"]
-    m = SegMIoUMetric(num_classes=2, class_names=["asphalt", "paint"])
-    m.process(None, [dict(pred_segment=pred, gt_segment=lab)])
-    iou_paint = m.evaluate(1)["seg/IoU.paint"]
+    iou_paint = _train_toy_miou(model, scene=_painted_plane, key="seg/IoU.paint", num_classes=2,
+                                class_names=["asphalt", "paint"])
     if input_norm:
         assert iou_paint > 95
     else:
