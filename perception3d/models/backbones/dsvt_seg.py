@@ -1,7 +1,8 @@
 """``DSVTSegBackbone``: DSVT as a LiDAR semantic-segmentation backbone (this package's design; the DSVT authors
 publish detection models only, no segmentation recipe).
 
-    points → voxels (mean features) → stem: SubM 3³ (C_in → d) → BN → ReLU → SubM 3³ → BN → ReLU
+    points → voxels (mean features) → [input BatchNorm]
+    → stem: SubM 3³ (C_in → d) → BN → ReLU → SubM 3³ → BN → ReLU
     → DSVT-V blocks on the 3-D voxels (one stage, no pooling, so every voxel keeps its own feature): rotated
       sets inside 3-D windows, the base and the shifted hybrid window alternating between blocks (DSVT §3.1)
     → concat(stem, DSVT) → Linear → BN → ReLU  (voxel-wise features, ``out_channels``; a ``SegHead`` classifies
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from perception3d.models.backbones.dsvt import DSVT
+from perception3d.models.backbones.minkunet import SparseInputNorm
 from perception3d.models.backbones.subm_resnet import SparseBNReLU
 from perception3d.registry import MODELS
 from perception3d.sparse import SparseTensor, SubMConv3d, grid_shape, voxelize
@@ -29,7 +31,8 @@ __all__ = ["DSVTSegBackbone"]
 class DSVTSegBackbone(nn.Module):
     """Args: in_channels; d_model, nhead, dim_feedforward, set_size, num_blocks (DSVT blocks, alternating
     window configurations); window_shape (wx, wy, wz) in voxels; voxel_size, point_range (x, y, z order);
-    out_channels (width of the fused voxel features).
+    out_channels (width of the fused voxel features); input_norm (:class:`SparseInputNorm` on the voxels' raw
+    features before the stem: metres and intensity at one scale).
 
     ``forward(points)`` → (voxel features SparseTensor at stride 1, point2voxel [N_total]).
     """
@@ -38,9 +41,10 @@ class DSVTSegBackbone(nn.Module):
                  set_size: int = 36, num_blocks: int = 2, window_shape: Sequence[int] = (12, 12, 40),
                  voxel_size: Sequence[float] = (0.2, 0.2, 0.2),
                  point_range: Sequence[float] = (-32.0, -32.0, -3.0, 32.0, 32.0, 5.0),
-                 out_channels: Optional[int] = None) -> None:
+                 out_channels: Optional[int] = None, input_norm: bool = False) -> None:
         super().__init__()
         self.voxel_size, self.point_range = tuple(voxel_size), tuple(point_range)
+        self.input_norm = SparseInputNorm(in_channels) if input_norm else None
         grid = grid_shape(voxel_size, point_range)
         self.stem = nn.ModuleList([SubMConv3d(in_channels, d_model, 3, padding=1, bias=False), SparseBNReLU(d_model),
                                    SubMConv3d(d_model, d_model, 3, padding=1, bias=False), SparseBNReLU(d_model)])
@@ -56,6 +60,8 @@ class DSVTSegBackbone(nn.Module):
 
     def forward(self, points) -> Tuple[SparseTensor, Optional[Tensor]]:
         x, p2v = (points, None) if isinstance(points, SparseTensor) else self.voxelize(points)
+        if self.input_norm is not None:
+            x = self.input_norm(x)
         for layer in self.stem:
             x = layer(x)
         feats, coords = self.dsvt.forward_tensors(x.feats, x.coords)

@@ -1,7 +1,8 @@
 """``MinkUNetBackbone``: the submanifold sparse-conv U-Net of MinkowskiNet (Choy et al., CVPR 2019) as mmdet3d
 builds it (``MinkUNetBackbone``, SPVNAS's ``MinkUNet``), over this package's ``SparseTensor``.
 
-    points → voxels (mean of the points' features) → stem: 2 × (SubM 3³ → BN → ReLU) (C_in → base)
+    points → voxels (mean of the points' features) → [input BatchNorm]
+           → stem: 2 × (SubM 3³ → BN → ReLU) (C_in → base)
     encoder stage i:  SparseConv k2s2 (down) → BN → ReLU, then ``encoder_blocks[i]`` residual blocks
                       (SubM 3³ → BN → ReLU → SubM 3³ → BN, + identity or a 1×1 projection, ReLU)
     decoder stage i:  SparseInverseConv k2 (up; the inverse of the encoder's down conv, same sites) → BN → ReLU,
@@ -10,6 +11,12 @@ builds it (``MinkUNetBackbone``, SPVNAS's ``MinkUNet``), over this package's ``S
 
 mmdet3d's MinkUNet18-W32 (SemanticKITTI): base 32, encoder (32, 64, 128, 256) × (2, 2, 2, 2), decoder (256, 128,
 96, 96) × (2, 2, 2, 2), voxel 0.05 m, head Linear(96 → 19); MinkUNet34: encoder blocks (2, 3, 4, 6).
+
+Input normalisation (``input_norm=True``, off by default as in the reference): the voxel features are the raw point
+columns, metres for x, y, z (up to tens of metres) beside an intensity below 1, so in the first convolution the
+intensity is ~1/100 of the signal and a class told apart only by it (lane markings on asphalt) is not learned
+in a short schedule.  A BatchNorm1d over the input columns (Cylinder3D's point-feature network starts the same
+way) puts every column on unit scale.
 """
 from __future__ import annotations
 
@@ -22,7 +29,20 @@ from perception3d.models.backbones.subm_resnet import SparseBNReLU
 from perception3d.registry import MODELS
 from perception3d.sparse import SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d, voxelize
 
-__all__ = ["MinkUNetBackbone", "SparseResBlock"]
+__all__ = ["MinkUNetBackbone", "SparseResBlock", "SparseInputNorm"]
+
+
+class SparseInputNorm(nn.BatchNorm1d):
+    """BatchNorm1d without affine over a SparseTensor's *input* features (raw point columns: metres beside an
+    intensity), so that every column reaches the first convolution at unit scale.  The input statistics do not drift
+    during training, so the running statistics are a cumulative average (``momentum=None``): right from the first
+    batch on, where a momentum of 0.01 needs hundreds of steps before eval mode sees the columns at unit scale."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, eps=1e-3, momentum=None, affine=False)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
+        return x.replace(feats=super().forward(x.feats))
 
 
 class SparseResBlock(nn.Module):
@@ -63,6 +83,7 @@ class MinkUNetBackbone(nn.Module):
         base_channels: stem width.
         encoder_channels, encoder_blocks, decoder_channels, decoder_blocks: per stage (equal lengths).
         voxel_size, point_range: voxelisation (x, y, z order).
+        input_norm: :class:`SparseInputNorm` over the voxels' input features before the stem.
     ``forward(points)`` → (voxel features SparseTensor at stride 1, point2voxel [N_total]).
     """
 
@@ -70,7 +91,8 @@ class MinkUNetBackbone(nn.Module):
                  encoder_channels: Sequence[int] = (32, 64, 128, 256), encoder_blocks: Sequence[int] = (2, 2, 2, 2),
                  decoder_channels: Sequence[int] = (256, 128, 96, 96), decoder_blocks: Sequence[int] = (2, 2, 2, 2),
                  voxel_size: Sequence[float] = (0.05, 0.05, 0.05),
-                 point_range: Sequence[float] = (-51.2, -51.2, -4.0, 51.2, 51.2, 2.4)) -> None:
+                 point_range: Sequence[float] = (-51.2, -51.2, -4.0, 51.2, 51.2, 2.4),
+                 input_norm: bool = False) -> None:
         super().__init__()
         n = len(encoder_channels)
         if not (len(encoder_blocks) == len(decoder_channels) == len(decoder_blocks) == n):
@@ -78,6 +100,7 @@ class MinkUNetBackbone(nn.Module):
                              f"{list(encoder_channels)}, {list(encoder_blocks)}, {list(decoder_channels)}, "
                              f"{list(decoder_blocks)}")
         self.voxel_size, self.point_range = tuple(voxel_size), tuple(point_range)
+        self.input_norm = SparseInputNorm(in_channels) if input_norm else None
         self.stem = nn.ModuleList([
             _ConvBNReLU(SubMConv3d(in_channels, base_channels, 3, padding=1, bias=False), base_channels),
             _ConvBNReLU(SubMConv3d(base_channels, base_channels, 3, padding=1, bias=False), base_channels)])
@@ -104,6 +127,8 @@ class MinkUNetBackbone(nn.Module):
 
     def forward(self, points) -> Tuple[SparseTensor, Optional[Tensor]]:
         x, p2v = (points, None) if isinstance(points, SparseTensor) else self.voxelize(points)
+        if self.input_norm is not None:
+            x = self.input_norm(x)
         for layer in self.stem:
             x = layer(x)
         skips = [x]
