@@ -19,9 +19,8 @@ partition (0.5 %) and data loading (2 %) are not worth caching. What limits the 
 on a model of the earlier recipe (32-wide BEV/head, 12 epochs) AP was 0.82 at IoU 0.5 against 0.54 at 0.7; giving
 the matched boxes their true yaw, z, size or centre lifted it by 0.09 / 0.09 / 0.03 / 0.15, and about 12 % of
 its true positives pointed backwards (APH/AP 0.86): the cars of the mini data were nearly front/back symmetric.
-Since generator version 7 a car's cabin sits towards its rear, as on real cars: with this recipe APH/AP is 0.98
-(vehicle / pedestrian / cyclist L1 AP, 1 thread: seed 0 0.613 / 0.819 / 0.778, seed 1 0.672 / 0.823 / 0.765,
-seed 2 0.661 / 0.827 / 0.853; 2 threads, seed 0: 0.637 / 0.811 / 0.839).
+Since generator version 7 a car's cabin sits towards its rear, as on real cars: with this recipe APH/AP is
+0.98 for vehicles (AP per seed and thread count: ``docs/model_zoo.md``).
 The rest is precision (median yaw error of matched cars 8° mod π): 18 epochs of the 32-wide variant reached
 vehicle 0.650 on the earlier data, so a longer schedule helps, but it does not fit the main job's 10 minutes.
 The dataset is generated and converted on first use (``prepare_data``).

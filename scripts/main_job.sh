@@ -3,7 +3,7 @@
 #   The dataset (a ray-cast 64-beam LiDAR over 200 procedural street scenes, in the Waymo v2 parquet layout) is
 #   generated (one process per core) and converted on first use (~40 s); DSVT-P trains the config's own schedule
 #   (the recipe whose AP the README reports), then tools/test.py prints the Waymo AP/APH table while
-#   tools/visualize.py writes BEV pictures with points, ground truth and predictions. About 10 minutes on a 2-core
+#   tools/visualize.py writes BEV pictures with points, ground truth and predictions. About 8 minutes on a 2-core
 #   CPU.
 # MAIN_SEED (default 0) is the training seed. MAIN_CONFIG picks another config:
 #   configs/centerpoint_voxel_waymo_mini.py (CenterPoint-Voxel on the same data) or configs/e3dsnn_t_shapes.py
