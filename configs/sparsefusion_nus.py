@@ -20,7 +20,6 @@ class_names = ["car", "truck", "trailer", "bus", "construction_vehicle", "bicycl
                "traffic_cone", "barrier"]
 point_cloud_range = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
 voxel_size = [0.075, 0.075, 0.2]
-out_size_factor = 8
 img_size = (448, 800)  # (H, W)
 lr = 1e-4
 max_epochs = 6
@@ -38,7 +37,7 @@ model = dict(
                       pretrained=None),
     img_neck=dict(type="ImageFPN", in_channels=[256, 512, 1024, 2048], out_channels=256, num_outs=5),
     head=dict(type="SparseFusionHead", in_channels=512, num_classes=len(class_names),
-              pc_range=point_cloud_range, voxel_size=voxel_size[:2], out_size_factor=out_size_factor,
+              pc_range=point_cloud_range,  # BEV cell size read off the LiDAR sparse tensor (BEVGrid)
               channels=128, img_channels=256, num_queries=200, num_img_queries=200, num_img_levels=4,
               num_heads=8, ffn_channels=256, dropout=0.1, use_camera=True, semantic_transfer=True,
               geometric_transfer=True, view_se=True, semantic_level=1, z_ref=0.0, no_nms_classes=(7, 8),

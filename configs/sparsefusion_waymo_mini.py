@@ -35,7 +35,6 @@ class_names = ["Car", "Pedestrian", "Cyclist"]
 cameras = ["CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT"]
 point_cloud_range = [-32.0, -32.0, -2.0, 32.0, 32.0, 4.0]
 voxel_size = [0.2, 0.2, 0.25]
-out_size_factor = 4
 max_epochs = 3
 lr = 0.002
 
@@ -51,7 +50,7 @@ model = dict(
     img_backbone=dict(type="ImageResNet", depth=18, out_indices=(1, 2), pretrained=None),
     img_neck=dict(type="ImageFPN", in_channels=[128, 256], out_channels=64),
     head=dict(type="SparseFusionHead", in_channels=192, num_classes=len(class_names),
-              pc_range=point_cloud_range, voxel_size=voxel_size[:2], out_size_factor=out_size_factor,
+              pc_range=point_cloud_range,  # BEV cell size read off the LiDAR sparse tensor (BEVGrid)
               channels=64, img_channels=64, num_queries=100, num_img_queries=50, num_img_levels=2,
               num_heads=4, ffn_channels=128, dropout=0.1, use_camera=True, semantic_transfer=True,
               geometric_transfer=True, view_se=True, semantic_level=0, z_ref=0.8, max_det=100,
