@@ -13,22 +13,23 @@ window (12, 12, 32) on 32 z levels) so that a set mixes ground, objects and what
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from perception3d.models.backbones.dsvt import DSVT
-from perception3d.models.backbones.minkunet import SparseInputNorm
 from perception3d.models.backbones.subm_resnet import SparseBNReLU
 from perception3d.registry import MODELS
-from perception3d.sparse import SparseTensor, SubMConv3d, grid_shape, voxelize
+from perception3d.sparse import SparseTensor, SubMConv3d, grid_shape
+
+from .voxel_input import PointVoxelInput, SparseInputNorm
 
 __all__ = ["DSVTSegBackbone"]
 
 
 @MODELS.register_module()
-class DSVTSegBackbone(nn.Module):
+class DSVTSegBackbone(PointVoxelInput, nn.Module):
     """Args: in_channels; d_model, nhead, dim_feedforward, set_size, num_blocks (DSVT blocks, alternating
     window configurations); window_shape (wx, wy, wz) in voxels; voxel_size, point_range (x, y, z order);
     out_channels (width of the fused voxel features); input_norm (:class:`SparseInputNorm` on the voxels' raw
@@ -55,13 +56,8 @@ class DSVTSegBackbone(nn.Module):
         self.fuse = nn.Sequential(nn.Linear(2 * d_model, self.out_channels, bias=False),
                                   nn.BatchNorm1d(self.out_channels, eps=1e-3, momentum=0.01), nn.ReLU(inplace=True))
 
-    def voxelize(self, points: Union[Tensor, List[Tensor]]) -> Tuple[SparseTensor, Tensor]:
-        return voxelize(points, self.voxel_size, self.point_range, reduce="mean")
-
     def forward(self, points) -> Tuple[SparseTensor, Optional[Tensor]]:
-        x, p2v = (points, None) if isinstance(points, SparseTensor) else self.voxelize(points)
-        if self.input_norm is not None:
-            x = self.input_norm(x)
+        x, p2v = self.input_voxels(points)
         for layer in self.stem:
             x = layer(x)
         feats, coords = self.dsvt.forward_tensors(x.feats, x.coords)

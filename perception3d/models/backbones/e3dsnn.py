@@ -32,7 +32,9 @@ from perception3d.models.layers.spiking import LIFNeuron, MultiSpike, SpikingNeu
 from perception3d.models.layers.z_pad import pad_z_one
 from perception3d.registry import MODELS
 from perception3d.sparse import (SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d, gather_gemm_scatter,
-                                 inverse_kmap, strided_kmap, subm_kmap, voxelize)
+                                 inverse_kmap, strided_kmap, subm_kmap)
+
+from .voxel_input import PointVoxelInput
 
 __all__ = ["SpikeSparseConv", "SpikeLinear", "SpikeResBlock", "SpikeDownBlock", "SpikeUpBlock",
            "SpikeVoxelCoding", "E3DSNN", "E3DSNNUNet", "SpikingVoxelBackBone8x", "event_driven_conv",
@@ -263,7 +265,7 @@ class SpikeUpBlock(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------ SVC + stem
-class SpikeVoxelCoding(nn.Module):
+class SpikeVoxelCoding(PointVoxelInput, nn.Module):
     """Spike Voxel Coding: points ``[N, F]`` (list, one per sample) → voxels (mean features) → stem.
 
     Stem (the authors'): ``SubM3³(F→C) → BN`` (encoding of the real-valued voxel features), then two SSCs
@@ -279,14 +281,8 @@ class SpikeVoxelCoding(nn.Module):
         self.layers = nn.ModuleList([SpikeSparseConv(channels, channels, 3, padding=1, indice_key="stem",
                                                      **neuron_kw) for _ in range(num_spike_layers)])
 
-    def voxelize(self, points: Union[Tensor, List[Tensor]]) -> Tuple[SparseTensor, Tensor]:
-        return voxelize(points, self.voxel_size, self.point_range, reduce="mean")
-
     def forward(self, points: Union[Tensor, List[Tensor], SparseTensor]):
-        if isinstance(points, SparseTensor):
-            x, p2v = points, None
-        else:
-            x, p2v = self.voxelize(points)
+        x, p2v = self.input_voxels(points)
         x = self.encode(x)
         for layer in self.layers:
             x = layer(x)

@@ -20,29 +20,18 @@ way) puts every column on unit scale.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from perception3d.models.backbones.subm_resnet import SparseBNReLU
 from perception3d.registry import MODELS
-from perception3d.sparse import SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d, voxelize
+from perception3d.sparse import SparseConv3d, SparseInverseConv3d, SparseTensor, SubMConv3d
+
+from .voxel_input import PointVoxelInput, SparseInputNorm
 
 __all__ = ["MinkUNetBackbone", "SparseResBlock", "SparseInputNorm"]
-
-
-class SparseInputNorm(nn.BatchNorm1d):
-    """BatchNorm1d without affine over a SparseTensor's *input* features (raw point columns: metres beside an
-    intensity), so that every column reaches the first convolution at unit scale.  The input statistics do not drift
-    during training, so the running statistics are a cumulative average (``momentum=None``): right from the first
-    batch on, where a momentum of 0.01 needs hundreds of steps before eval mode sees the columns at unit scale."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__(channels, eps=1e-3, momentum=None, affine=False)
-
-    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
-        return x.replace(feats=super().forward(x.feats))
 
 
 class SparseResBlock(nn.Module):
@@ -75,7 +64,7 @@ class _ConvBNReLU(nn.Module):
 
 
 @MODELS.register_module()
-class MinkUNetBackbone(nn.Module):
+class MinkUNetBackbone(PointVoxelInput, nn.Module):
     """MinkUNet encoder–decoder (see the module docstring).
 
     Args:
@@ -122,13 +111,8 @@ class MinkUNetBackbone(nn.Module):
             self.decoder.append(nn.ModuleList([up] + blocks))
         self.out_channels = dec[-1]
 
-    def voxelize(self, points: Union[Tensor, List[Tensor]]) -> Tuple[SparseTensor, Tensor]:
-        return voxelize(points, self.voxel_size, self.point_range, reduce="mean")
-
     def forward(self, points) -> Tuple[SparseTensor, Optional[Tensor]]:
-        x, p2v = (points, None) if isinstance(points, SparseTensor) else self.voxelize(points)
-        if self.input_norm is not None:
-            x = self.input_norm(x)
+        x, p2v = self.input_voxels(points)
         for layer in self.stem:
             x = layer(x)
         skips = [x]
