@@ -34,6 +34,15 @@ from .scenes import Scene
 __all__ = ["GSTrainer", "build_scene", "resolve_background", "carve_points", "evaluate_views", "image_grid"]
 
 
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and torch's global generators with ``seed``; returns a torch generator of its own
+    seeded alike (the rendering trainers draw their random pixels / rays from it)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
 def build_scene(data: dict) -> Scene:
     """Build the :class:`Scene` a ``data`` config dict describes.
 
@@ -174,10 +183,7 @@ class GSTrainer:
         self.cfg = {k: dict(cfg[k]) if k in cfg else {} for k in ("data", "model", "train", "strategy")}
         self.work_dir = Path(work_dir)  # created only once the scene and model are built (no empty run folders)
         self.seed, self.progress = seed, progress
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = seed_everything(seed)
 
         tcfg = self.train_cfg = section(GSTrainConfig, self.cfg["train"], "train")
         self.model_cfg = section(GSModelConfig, self.cfg["model"], "model")

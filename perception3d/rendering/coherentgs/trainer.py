@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,7 +38,7 @@ from perception3d.ops.image_quality import ssim_differentiable
 from perception3d.registry import RENDER_METHODS
 
 from ..config import GSTrainConfig, section
-from ..trainer import GSTrainer, build_scene, resolve_background
+from ..trainer import GSTrainer, build_scene, resolve_background, seed_everything
 from .config import DECODER_NGF, INIT_OPACITY, CoherentGSModelConfig, CoherentGSTrainConfig
 from .depth_init import correspondences, dense_depth, depth_layers
 from .losses import ml1_loss, second_order_tv, warping_loss
@@ -69,10 +67,7 @@ class CoherentGSTrainer(GSTrainer):
         self.cfg = {k: dict(cfg[k]) if k in cfg else {} for k in ("data", "model", "train")}
         self.work_dir = Path(work_dir)  # created only once everything is built (no half-made run folder)
         self.seed, self.progress = seed, progress
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = seed_everything(seed)
         tcfg = self.train_cfg = section(CoherentGSTrainConfig, self.cfg["train"], "train")
         mcfg = self.model_cfg = section(CoherentGSModelConfig, self.cfg["model"], "model")
         self.max_steps, self.max_minutes = int(tcfg.max_steps), tcfg.max_minutes

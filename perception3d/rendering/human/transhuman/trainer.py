@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import math
-import random
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from ....fileio import atomic_torch_save, atomic_write_text
 from ....registry import RENDER_METHODS
 from ...config import section
+from ...trainer import seed_everything
 from ..body_model import load_body_model
 from .config import THDataConfig, THModelConfig, THTrainConfig
 from .data import HumanSubject, load_subjects
@@ -73,10 +73,7 @@ class TransHumanTrainer:
         self.model_cfg = section(THModelConfig, self.cfg["model"], "model")
         self.tcfg = section(THTrainConfig, self.cfg["train"], "train")
         self.work_dir, self.seed, self.progress = Path(work_dir), seed, progress
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = seed_everything(seed)
         d = self.data_cfg
         if not d.train_subjects or not d.test_subjects:
             raise ValueError("data.train_subjects and data.test_subjects must both name subjects")
