@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perception3d.datasets.kitti_raw import (create_kitti_infos, kitti_difficulty, points_in_boxes_count,
-                                             read_calib, read_kitti_frame, read_label, read_velodyne)
+from perception3d.datasets.kitti_raw import (create_kitti_infos, kitti_difficulty, read_calib, read_kitti_frame,
+                                             read_label, read_velodyne)
 from perception3d.datasets.mmdet3d_info import load_info_file, load_mmdet3d_infos
+from perception3d.ops import points_in_boxes_count
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEMO = SHARED / "kitti_demo"
@@ -30,7 +31,7 @@ def test_kitti_demo_infos_points_and_counts():
     assert e["gt_labels_3d"].tolist() == [0] * 6            # 6 Cars; DontCare dropped
     assert e["gt_bboxes_3d"].dtype == np.float32 and e["gt_bboxes_3d"].shape == (6, 7)
     # mmdet3d counted these with its own LiDAR boxes: equal counts ⇒ same boxes (position, size, yaw, bottom z)
-    np.testing.assert_array_equal(points_in_boxes_count(pts, e["gt_bboxes_3d"]), e["num_lidar_pts"])
+    np.testing.assert_array_equal(points_in_boxes_count(pts, e["gt_bboxes_3d"]).numpy(), e["num_lidar_pts"])
     np.testing.assert_array_equal(e["num_lidar_pts"], [1325, 1900, 881, 659, 55, 162])
 
 
@@ -45,10 +46,11 @@ def test_mmdet3d_kitti_infos_match_its_gt_database():
     # the GT-database points are stored relative to the box's bottom centre: all inside our box
     gt_pts = read_velodyne(MM / "kitti" / ref["path"])
     gt_pts[:, :3] += e["gt_bboxes_3d"][0, :3]
-    assert points_in_boxes_count(gt_pts, e["gt_bboxes_3d"])[0] == ref["num_points_in_gt"] == e["num_lidar_pts"][0]
+    n_inside = int(points_in_boxes_count(gt_pts, e["gt_bboxes_3d"])[0])
+    assert n_inside == ref["num_points_in_gt"] == e["num_lidar_pts"][0]
     pts = read_velodyne(e["lidar_path"], e["num_pts_feats"])
     assert pts.shape == (800, 4)                            # a subsample: counts can only be lower
-    assert (points_in_boxes_count(pts, e["gt_bboxes_3d"]) <= e["num_lidar_pts"]).all()
+    assert (points_in_boxes_count(pts, e["gt_bboxes_3d"]).numpy() <= e["num_lidar_pts"]).all()
 
 
 @need_shared
@@ -61,7 +63,7 @@ def test_mmdet3d_waymo_infos_lidar_frame(split):
     assert e["gt_labels_3d"].tolist() == [0] and e["num_pts_feats"] == 6
     pts = read_velodyne(e["lidar_path"], 6)
     assert pts.shape == (800, 6)
-    assert (points_in_boxes_count(pts, e["gt_bboxes_3d"]) <= e["num_lidar_pts"]).all()
+    assert (points_in_boxes_count(pts, e["gt_bboxes_3d"]).numpy() <= e["num_lidar_pts"]).all()
 
 
 @need_shared

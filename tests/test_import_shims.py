@@ -28,6 +28,7 @@ NAMES = {
     ("perception3d.evaluation.image_metrics", "mask_bbox"): "perception3d.ops.image_quality",
     ("perception3d.models.backbones.dsvt_input_layer", "DynamicVoxelPFN"): "perception3d.models.voxel_encoders",
     ("perception3d.models.detectors.centerpoint", "Det3DDataPreprocessor"): "perception3d.models.data_preprocessor",
+    ("perception3d.datasets.kitti_raw", "points_in_boxes_count"): "perception3d.ops.points_in_boxes",
 }
 
 

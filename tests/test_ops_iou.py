@@ -7,7 +7,8 @@ import torch
 
 from perception3d.ops import (batched_nms_rotated, box_diou_3d_axis_aligned, box_iou_3d, box_iou_3d_aligned,
                               box_iou_bev, box_iou_bev_aligned,
-                              circle_nms, nms_rotated, points_in_boxes, points_in_boxes_mask)
+                              circle_nms, nms_rotated, points_in_boxes, points_in_boxes_count,
+                              points_in_boxes_mask)
 from perception3d.structures.boxes import bev_corners
 
 shapely = pytest.importorskip("shapely.geometry")
@@ -174,6 +175,27 @@ def test_points_in_boxes_vs_brute_force():
     assert points_in_boxes(points, boxes[:0]).tolist() == [-1] * 1500
     with pytest.raises(ValueError, match="points: expected"):
         points_in_boxes(points[:, :2], boxes)
+
+
+def test_points_in_boxes_tolerance_and_centre_z_worked_by_hand():
+    """A 2 × 1 × 2 m box at (1, 2, z) turned by 90°: its x-extent is 1 m and its y-extent 2 m. Points on a face, a
+    rounding step (5e-7 m) outside it, and at z of the centre/bottom conventions, counted by hand."""
+    box = np.array([[1.0, 2.0, 1.0, 2.0, 1.0, 2.0, np.pi / 2]])
+    pts = np.array([[1.5, 2.0, 1.0],            # on the +x face (local y = -0.5 = -w/2): inside in every mode
+                    [1.5 + 5e-7, 2.0, 1.0],     # 5e-7 m outside that face: only with the 1e-6 m tolerance
+                    [1.0, 3.0, 1.0],            # on the +y face (local x = +1 = l/2)
+                    [1.0, 2.0, 0.1],            # below a centre z of 1 (bottom 0): inside only as a centre box
+                    [1.0, 2.0, 2.9],            # above a centre-z box's top (2): inside only as a bottom box (1..3)
+                    [1.0, 2.0, 0.0]])           # the centre-z box's bottom face
+    assert points_in_boxes_mask(pts, box)[:, 0].tolist() == [True, True, True, False, True, False]
+    assert points_in_boxes_mask(pts, box, eps=0.0)[:, 0].tolist() == [True, False, True, False, True, False]
+    assert points_in_boxes_mask(pts, box, eps=0.0, z_center=True)[:, 0].tolist() == [True, False, True, True,
+                                                                                      False, True]
+    assert points_in_boxes_count(pts, box, eps=0.0, z_center=True).tolist() == [4]
+    two = np.concatenate([box, box + [0, 0, 0, 0, 0, 0, 0]])   # a point in two boxes counts in both
+    assert points_in_boxes_count(pts, two).tolist() == [4, 4]
+    assert points_in_boxes_count(pts[:0], two).tolist() == [0, 0]
+    assert points_in_boxes_count(pts, two[:0]).tolist() == []
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -12,10 +12,10 @@ from perception3d.datasets.synthetic import generate_waymo_mini
 from perception3d.datasets.synthetic.labels import (SEG_MANIFEST_NAME, SEG_SCHEMA, WAYMO_SEG_TYPES,
                                                     ensure_waymo_mini_labels, generate_waymo_mini_labels,
                                                     waymo_mini_labels_current)
-from perception3d.datasets.synthetic.sensors import count_points_in_boxes
 from perception3d.datasets.waymo_seg import WAYMO_SEG_CLASSES, WaymoSegDataset
 from perception3d.datasets.waymo_v2 import (WaymoV2Segment, list_segments, read_lidar_segmentation,
                                             top_points_with_labels)
+from perception3d.ops.points_in_boxes import points_in_boxes_count
 
 SMALL = dict(num_train=2, num_val=1, lidar_width=256, camera=False, workers=1)
 # content hash of the detection components written with SMALL, taken from the generator before the labels existed:
@@ -129,7 +129,8 @@ def test_mask_helper_agrees_with_generator_count():
     rng = np.random.default_rng(0)
     pts = rng.uniform(-3, 3, (500, 3))
     box = np.array([0.2, -0.1, 0.3, 2.0, 1.0, 1.5, 0.4])
-    assert count_points_in_boxes_mask(pts, box).sum() == count_points_in_boxes(pts, box[None])[0]
+    generator_count = points_in_boxes_count(pts, box[None], eps=0.0, z_center=True)[0]   # the generator's rule
+    assert count_points_in_boxes_mask(pts, box).sum() == generator_count
 
 
 def test_reader_errors_name_the_file(tmp_path):

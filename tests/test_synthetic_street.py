@@ -413,11 +413,13 @@ def test_parallel_workers_write_byte_identical_files(tmp_path):
     assert one["splits"] == two["splits"]
 
 
-def test_count_points_in_boxes_equals_testing_every_point():
-    """The sorted-x candidate window only skips points that cannot be inside: the counts equal the same test
-    applied to every point (the generator's rule before the window), exactly, on random boxes and on points
-    placed on the box corners and faces (where a window too tight would lose them)."""
-    from perception3d.datasets.synthetic.sensors import count_points_in_boxes
+def test_generator_point_count_equals_testing_every_point():
+    """The generator counts ``num_lidar_points_in_box`` with ``ops.points_in_boxes_count(eps=0, z_center=True)``:
+    its sorted-x candidate window only skips points that cannot be inside, so the counts equal the centre-z test
+    applied to every point in numpy (the generator's own rule before it used the ops kernel), exactly, on random
+    boxes and on points placed on the box corners and faces (where a tolerance or a window too tight would change
+    them)."""
+    from perception3d.ops.points_in_boxes import points_in_boxes_count
 
     rng = np.random.default_rng(3)
     boxes = np.c_[rng.uniform(-20, 20, (30, 2)), rng.uniform(-1, 1, 30), rng.uniform(0.5, 9, (30, 3)),
@@ -436,6 +438,7 @@ def test_count_points_in_boxes_equals_testing_every_point():
         c, s = np.cos(yaw), np.sin(yaw)
         lx, ly = c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]
         expected.append(int(((np.abs(lx) <= l / 2) & (np.abs(ly) <= w / 2) & (np.abs(rel[:, 2]) <= h / 2)).sum()))
-    got = count_points_in_boxes(pts, boxes)
+    got = points_in_boxes_count(pts, boxes, eps=0.0, z_center=True)
     assert got.tolist() == expected
+    assert points_in_boxes_count(pts, boxes, z_center=True).tolist() != expected  # the 1e-6 m tolerance would not
     assert sum(expected) > 30 * 2                        # the corner points the window must not drop are counted

@@ -16,14 +16,17 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from perception3d.datasets.mmdet3d_info import save_infos
+from perception3d.deprecation import moved_names
 from perception3d.fileio import DataFormatError, read_text as _read_text
-from perception3d.ops.points_in_boxes import points_in_boxes_mask
+from perception3d.ops.points_in_boxes import points_in_boxes_count as _points_in_boxes_count
 from perception3d.structures.boxes import camera_to_lidar_boxes
 
 __all__ = [
     "KITTI_CLASSES", "read_velodyne", "read_label", "read_calib", "camera_to_lidar_boxes", "kitti_difficulty",
-    "points_in_boxes_count", "KittiLabel", "read_kitti_frame", "create_kitti_infos",
+    "KittiLabel", "read_kitti_frame", "create_kitti_infos",
 ]
+
+__getattr__ = moved_names(__name__, {"points_in_boxes_count": "perception3d.ops.points_in_boxes"})  # the old path
 
 PathLike = Union[str, Path]
 KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -130,20 +133,6 @@ def kitti_difficulty(bbox: np.ndarray, occluded: np.ndarray, truncated: np.ndarr
     return out
 
 
-def points_in_boxes_count(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """How many points fall in each LiDAR box (bottom-centre convention; boundaries count as inside).
-
-    Args:
-        points: [N, >= 3]; boxes: [M, 7].
-    Returns:
-        [M] int64.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    return points_in_boxes_mask(np.asarray(points)[:, :3], boxes).sum(0).numpy().astype(np.int64)
-
-
 def _png_size(path: Path) -> Optional[tuple]:
     """(H, W) from a PNG header, or None when the file is absent or not a PNG."""
     try:
@@ -189,7 +178,7 @@ def read_kitti_frame(root: PathLike, frame_id: str, split_dir: str = "training",
     names = [n for n, k in zip(lab.names, keep) if k]
     counted = (np.array(names) != "DontCare") & (boxes[:, 3:6] > 0).all(1)
     counts = np.full(len(names), -1, np.int64)
-    counts[counted] = points_in_boxes_count(points, boxes[counted])
+    counts[counted] = _points_in_boxes_count(np.asarray(points)[:, :3], boxes[counted]).numpy()
     out.update(gt_bboxes_3d=boxes.astype(np.float32),
                gt_labels_3d=np.array([list(classes).index(n) if n in classes else -1 for n in names], np.int64),
                gt_names=names, difficulty=kitti_difficulty(lab.bbox, lab.occluded, lab.truncated)[keep],

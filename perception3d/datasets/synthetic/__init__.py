@@ -16,7 +16,7 @@ from perception3d.datasets.synthetic.layout import sample_street_segment  # noqa
 from perception3d.datasets.synthetic.objects import CLASS_TO_WAYMO_TYPE, frame_scene  # noqa: F401
 from perception3d.datasets.synthetic.raycast import Primitives, SceneBuilder, ray_cast  # noqa: F401
 from perception3d.datasets.synthetic.scene import Agent, StreetLayout, StreetSegment  # noqa: F401
-from perception3d.datasets.synthetic.sensors import (CameraSpec, LidarSpec, count_points_in_boxes,  # noqa: F401
-                                                     pose_matrix, render_camera, rpy_from_rotation, simulate_lidar)
+from perception3d.datasets.synthetic.sensors import (CameraSpec, LidarSpec, pose_matrix, render_camera,  # noqa: F401
+                                                     rpy_from_rotation, simulate_lidar)
 from perception3d.datasets.synthetic.writer import (MANIFEST_NAME, V2_SCHEMAS, ensure_waymo_mini,  # noqa: F401
                                                     generate_waymo_mini, waymo_mini_is_current)

@@ -24,7 +24,7 @@ from perception3d.datasets.synthetic.raycast import Hits, Primitives, ray_cast
 if TYPE_CHECKING:
     from perception3d.datasets.synthetic.scene import StreetLayout
 
-__all__ = ["pose_matrix", "rpy_from_rotation", "LidarSpec", "simulate_lidar", "count_points_in_boxes", "CameraSpec",
+__all__ = ["pose_matrix", "rpy_from_rotation", "LidarSpec", "simulate_lidar", "CameraSpec",
            "render_camera"]
 
 
@@ -174,38 +174,6 @@ def simulate_lidar(prims: Primitives, world_from_vehicle: np.ndarray, spec: Lida
     out[valid, 2] = elong[valid]
     obj = np.where(valid, obj, -1)
     return out.reshape(h, w, 4), obj.reshape(h, w)
-
-
-def count_points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Waymo-style count: points inside each box given by its *centre* ``(cx, cy, cz, l, w, h, heading)``.
-
-    Args:
-        points: [N, >=3]; boxes: [M, 7].
-    Returns:
-        [M] int64 (boundaries count as inside).
-
-    Not :func:`perception3d.ops.points_in_boxes_mask`: that kernel also counts points within 1e-6 m outside a face
-    (and takes bottom-centred boxes); on the default mini dataset (seed 0) 3 of its 6,730 boxes would get another
-    count, so the generated files, and the detector AP figures measured on them, would change.
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 7)
-    pts = np.asarray(points, np.float64)[:, :3]
-    out = np.zeros(boxes.shape[0], np.int64)
-    # candidates by x: a point inside has |x − cx| ≤ (l + w) / 2 whatever the heading, so only the points of a
-    # sorted-x window go through the test below; the test is the same element-wise arithmetic on those points,
-    # so the counts are exactly those of testing every point (the window's 1 mm margin covers rounding)
-    order = np.argsort(pts[:, 0], kind="stable")
-    xs = pts[order, 0]
-    for m, (cx, cy, cz, l, w, h, yaw) in enumerate(boxes):
-        half = (l + w) / 2 + 1e-3
-        lo, hi = np.searchsorted(xs, cx - half, "left"), np.searchsorted(xs, cx + half, "right")
-        rel = pts[order[lo:hi]] - (cx, cy, cz)
-        near = np.abs(rel[:, 2]) <= h / 2
-        c, s = np.cos(yaw), np.sin(yaw)
-        lx = c * rel[near, 0] + s * rel[near, 1]
-        ly = -s * rel[near, 0] + c * rel[near, 1]
-        out[m] = int(((np.abs(lx) <= l / 2) & (np.abs(ly) <= w / 2)).sum())
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

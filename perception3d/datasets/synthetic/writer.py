@@ -56,9 +56,10 @@ from perception3d.datasets.range_image import pixel_pose_transforms, range_image
 from perception3d.datasets.synthetic.cameras import render_surround, surround_camera_specs
 from perception3d.datasets.synthetic.layout import sample_street_segment
 from perception3d.datasets.synthetic.objects import CLASS_TO_WAYMO_TYPE, frame_scene
-from perception3d.datasets.synthetic.sensors import (CameraSpec, LidarSpec, count_points_in_boxes, render_camera,
-                                                     rpy_from_rotation, simulate_lidar)
+from perception3d.datasets.synthetic.sensors import (CameraSpec, LidarSpec, render_camera, rpy_from_rotation,
+                                                     simulate_lidar)
 from perception3d.fileio import atomic_write_parquet, atomic_write_text
+from perception3d.ops.points_in_boxes import points_in_boxes_count
 
 __all__ = ["V2_SCHEMAS", "generate_waymo_mini", "ensure_waymo_mini", "waymo_mini_is_current", "MANIFEST_NAME",
            "SPLITS", "write_parquet_atomic"]
@@ -211,7 +212,9 @@ def _segment_rows(name: str, rng: np.random.Generator, num_frames: int, frame_dt
         heading = np.arctan2(np.sin(boxes_w[:, 6] - veh_yaw), np.cos(boxes_w[:, 6] - veh_yaw))
         boxes_v = np.concatenate([centers, boxes_w[:, 3:6], heading[:, None]], 1)
         inside = (np.abs(centers[:, 0]) <= label_range) & (np.abs(centers[:, 1]) <= label_range)
-        counts = count_points_in_boxes(xyz, boxes_v[inside])
+        # Waymo's count: centre-z boxes, boundaries inside, no tolerance (the ray-cast points lie on box faces,
+        # where a tolerance changes counts)
+        counts = points_in_boxes_count(xyz, boxes_v[inside], eps=0.0, z_center=True).numpy()
         r = rows["lidar_box"]
         for j, a_idx in enumerate(np.nonzero(inside)[0]):
             ag = seg.agents[a_idx]
