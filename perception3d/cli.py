@@ -14,8 +14,9 @@ found" = 1); any other return value means 0.
 
 The tools check their file arguments once, at the boundary, before any heavy work:
 
-- :func:`load_config` — an mmengine config file (+ ``--cfg-options``): ``FileNotFoundError`` when it is missing,
-  ``ConfigError`` naming the file when it does not execute;
+- :func:`load_config` — an mmengine config file (+ ``--cfg-options``, ``--skip-missing-cameras``, added to a
+  parser by :func:`add_config_args`): ``FileNotFoundError`` when it is missing, ``ConfigError`` naming the file
+  when it does not execute;
 - :func:`check_checkpoint` — a ``torch.save`` file: ``FileNotFoundError`` when missing; empty, truncated, or with
   damaged bytes (every member of the zip container is CRC-checked, which ``torch.load`` does not do) gives
   ``CheckpointError`` saying the file is corrupt. Nothing is unpickled by the check.
@@ -32,8 +33,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, List, NoReturn, Optional, Sequence, Union
 
-__all__ = ["CheckpointError", "ConfigError", "USER_ERRORS", "check_checkpoint", "load_config", "one_line",
-           "run_cli"]
+__all__ = ["CheckpointError", "ConfigError", "USER_ERRORS", "add_config_args", "check_checkpoint", "load_config",
+           "one_line", "run_cli"]
 
 
 class ConfigError(ValueError):
@@ -59,9 +60,22 @@ def one_line(exc: BaseException) -> str:
     return msg or type(exc).__name__
 
 
-def load_config(path: Union[str, os.PathLike], cfg_options: Optional[dict] = None):
+def add_config_args(parser, skip_cameras_help: str = "camera datasets: use a frame whose cameras cannot be read "
+                                                     "LiDAR-only (counted warning) instead of stopping") -> None:
+    """The options every config-driven tool takes: ``--cfg-options key=value ...`` and ``--skip-missing-cameras``
+    (both read by :func:`load_config`)."""
+    from mmengine.config import DictAction
+
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value")
+    parser.add_argument("--skip-missing-cameras", action="store_true", help=skip_cameras_help)
+
+
+def load_config(path: Union[str, os.PathLike], cfg_options: Optional[dict] = None,
+                skip_missing_cameras: bool = False):
     """``mmengine.Config.fromfile(path)`` with ``--cfg-options`` merged (unknown keys: ``KeyError``);
-    ``FileNotFoundError`` when the file is missing, ``ConfigError`` naming ``path`` when it fails to execute."""
+    ``FileNotFoundError`` when the file is missing, ``ConfigError`` naming ``path`` when it fails to execute.
+    ``skip_missing_cameras``: the config's camera datasets use a frame whose cameras cannot be read LiDAR-only
+    (``ValueError`` when it has none)."""
     from mmengine.config import Config
 
     p = Path(path)
@@ -73,10 +87,13 @@ def load_config(path: Union[str, os.PathLike], cfg_options: Optional[dict] = Non
         cfg = Config.fromfile(str(p))
     except Exception as exc:  # a config is user code: whatever it raises, the file is what was wrong
         raise ConfigError(f"config {path} cannot be loaded: {type(exc).__name__}: {one_line(exc)}") from exc
-    if not cfg_options:
-        return cfg
-    from perception3d.engine.runner import merge_cfg_options
-    return merge_cfg_options(cfg, cfg_options)
+    if cfg_options:
+        from perception3d.engine.runner import merge_cfg_options
+        cfg = merge_cfg_options(cfg, cfg_options)
+    if skip_missing_cameras:
+        from perception3d.datasets.multiview import set_skip_missing_cameras
+        set_skip_missing_cameras(cfg)
+    return cfg
 
 
 def check_checkpoint(path: Union[str, os.PathLike]) -> Path:

@@ -16,9 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
-
-from perception3d.cli import check_checkpoint, load_config, run_cli  # noqa: E402
+from perception3d.cli import add_config_args, check_checkpoint, load_config, run_cli  # noqa: E402
 from perception3d.engine import build_runner, prepare_cfg  # noqa: E402
 
 
@@ -28,10 +26,7 @@ def parse_args(argv=None):
     p.add_argument("checkpoint")
     p.add_argument("--out", help="save predictions (mmdet3d result layout) to this .pkl")
     p.add_argument("--work-dir")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction)
-    p.add_argument("--skip-missing-cameras", action="store_true",
-                   help="camera datasets: use a frame whose cameras cannot be read LiDAR-only (counted warning) "
-                        "instead of stopping")
+    add_config_args(p)
     p.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=0)
     return p.parse_args(argv)
@@ -39,10 +34,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    if args.skip_missing_cameras:
-        from perception3d.datasets.multiview import set_skip_missing_cameras
-        set_skip_missing_cameras(cfg)
+    cfg = load_config(args.config, args.cfg_options, args.skip_missing_cameras)
     check_checkpoint(args.checkpoint)
     cfg = prepare_cfg(cfg, work_dir=args.work_dir, launcher=args.launcher, amp=False)
     cfg.load_from = args.checkpoint

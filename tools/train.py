@@ -14,9 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmengine.config import DictAction  # noqa: E402
-
-from perception3d.cli import check_checkpoint, load_config, run_cli  # noqa: E402
+from perception3d.cli import add_config_args, check_checkpoint, load_config, run_cli  # noqa: E402
 from perception3d.engine import build_runner, prepare_cfg  # noqa: E402
 
 
@@ -30,10 +28,7 @@ def parse_args(argv=None):
     amp = p.add_mutually_exclusive_group()
     amp.add_argument("--amp", dest="amp", action="store_true", default=None, help="force AMP (default: on GPU)")
     amp.add_argument("--no-amp", dest="amp", action="store_false")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value")
-    p.add_argument("--skip-missing-cameras", action="store_true",
-                   help="camera datasets: use a frame whose cameras cannot be read LiDAR-only (counted warning) "
-                        "instead of stopping")
+    add_config_args(p)
     p.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     p.add_argument("--local-rank", "--local_rank", type=int, default=0)
     return p.parse_args(argv)
@@ -41,10 +36,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    if args.skip_missing_cameras:
-        from perception3d.datasets.multiview import set_skip_missing_cameras
-        set_skip_missing_cameras(cfg)
+    cfg = load_config(args.config, args.cfg_options, args.skip_missing_cameras)
     if isinstance(args.resume, str):
         check_checkpoint(args.resume)
     cfg = prepare_cfg(cfg, work_dir=args.work_dir, resume=args.resume, seed=args.seed,

@@ -35,11 +35,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
 from perception3d.apis import inference_detector, init_model  # noqa: E402
-from perception3d.cli import check_checkpoint, load_config, run_cli  # noqa: E402
+from perception3d.cli import add_config_args, check_checkpoint, load_config, run_cli  # noqa: E402
 
 # one colour per predicted class (ground truth is always green, solid and filled)
 COLORS = ["red", "magenta", "darkorange", "blue", "brown"]
@@ -335,14 +334,9 @@ def main(argv=None) -> list[str]:
                     help="draw one box per object: of predictions overlapping by more than this BEV IoU, only the "
                          "best (any class); a negative value draws every box the model output")
     ap.add_argument("--out-dir", default="work_dirs/vis")
-    ap.add_argument("--skip-missing-cameras", action="store_true",
-                    help="camera datasets: draw a frame whose cameras cannot be read from its LiDAR alone")
-    ap.add_argument("--cfg-options", nargs="+", action=DictAction)
+    add_config_args(ap, "camera datasets: draw a frame whose cameras cannot be read from its LiDAR alone")
     args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    if args.skip_missing_cameras:
-        from perception3d.datasets.multiview import set_skip_missing_cameras
-        set_skip_missing_cameras(cfg)
+    cfg = load_config(args.config, args.cfg_options, args.skip_missing_cameras)
     model = init_model(cfg, str(check_checkpoint(args.checkpoint))) if args.checkpoint else None
     from perception3d.apis import is_segmentor
     if model is not None and is_segmentor(model):
