@@ -296,8 +296,8 @@ def _segment_blend(alpha: Tensor, T0: Tensor):
 
 class _CompositeChunk(torch.autograd.Function):
     """Blend B tiles. Inputs: H [B, L, 6] (padded with const = _PAD), colors [B, L, D], aux [B, L, 5] (mean,
-    opacity — 0 for pads — and the tile origin; see :func:`_segment_alpha`), counts [B], Fp [P, 6] pixel features, segment
-    (int). Outputs: colors [B, P, D], final transmittance [B, P].
+    opacity — 0 for pads — and the tile origin; see :func:`_segment_alpha`), counts [B], Fp [P, 6] pixel
+    features, segment (int). Outputs: colors [B, P, D], final transmittance [B, P].
 
     Forward keeps nothing of size B·P·L; backward recomputes each segment and applies the analytic gradient of
     C = Σ c_i α_i T_i, T_N = Π (1 − α_i):
