@@ -20,7 +20,17 @@ hand-written backward pass for the blending).
    forward pass's alpha/transmittance (up to ``keep_budget`` evaluations) or recomputes them per chunk.
 
 α is evaluated in gsplat's float expression (``σ = ½(a dx² + c dy²) + b dx dy`` from the pixel's offset to the mean,
-``α = min(0.999, o e^{−σ})``), so that float32 renders stay within ~1e-5 of float64 ones; the backward pass writes
+``α = min(0.999, o e^{−σ})``), so that float32 renders stay within ~1e-5 of float64 ones.
+
+Same branches as the compiled backend (:mod:`.rasterize_cpu`), bit for bit: the 3DGS cut-offs (α ≥ 1/255, stop
+before T ≤ 1e-4, the 0.999 clamp) are discontinuous, so a one-ulp difference in α or T at a pixel sitting on a
+cut-off changes that pixel by up to ~1e-3. Both backends therefore compute the quantities the decisions read
+from the same float operations in the same order: the pixel offset d and σ as the kernel does
+(:func:`_segment_alpha`), e^{−σ} by the kernel's own polynomial (:func:`exp_neg`, not ``torch.exp``), and T as
+the running product rounded after every factor (:func:`_segment_blend`). The projection is bitwise equal too
+(float64, rounded once). The transmittance (alpha) images are then identical to the last bit and colours differ
+only by summation order (≤ ~1e-6). This is gsplat's rule unchanged (``alpha < 1/255`` skips, ``T < 1e-4``
+stops), applied to an e^{−σ} within 2.9e-6 (relative) of the exact one. The backward pass writes
 the same α as ``exp(−F·H)`` with per-pixel features F = (u², uv, v², u, v, 1) and per-(tile, Gaussian) quadratic
 coefficients H that fold in −log(o) (:func:`_quad_coeffs`), so ∂L/∂H is one batched matmul per segment.
 
@@ -43,6 +53,64 @@ __all__ = ["covariance_3d", "project_gaussians", "bin_tiles", "composite_tiles",
 ALPHA_MIN = 1.0 / 255.0  # skip Gaussians fainter than this at a pixel (3DGS forward.cu)
 ALPHA_MAX = 0.999  # clamp of a single Gaussian's alpha
 T_MIN = 1e-4  # a pixel is done before its transmittance would fall to or below this
+SIGMA_CUT = 6.0  # e^{-6} < 1/255: beyond σ = 6 no Gaussian (o ≤ 1) reaches the 1/255 cut, so e^{-σ} is needed on [0, 6]
+
+
+def _f32(num: float, den: float) -> float:
+    """num / den rounded once to float32 (as the C++ ``num##f / den##f``), as a Python float."""
+    return float(torch.tensor(num, dtype=torch.float32) / torch.tensor(den, dtype=torch.float32))
+
+
+_EXP_F32 = tuple(_f32(1.0, d) for d in (6.0, 24.0, 120.0, 720.0, 5040.0, 40320.0))
+_EXP_F64 = tuple(1.0 / d for d in (6.0, 24.0, 120.0, 720.0, 5040.0, 40320.0, 362880.0, 3628800.0, 39916800.0))
+
+
+def exp_neg(s: Tensor) -> Tensor:
+    """e^{−s} for s in [0, SIGMA_CUT] (float32 or float64), the very function of the compiled backend
+    (``exp_neg`` in ``csrc/rasterize_cpu.cpp``), operation for operation: the Taylor polynomial of e^{−x} at
+    x = s/16 (degree 8 in float32, 11 in float64; Estrin's scheme) squared four times. Each torch op here is one
+    correctly rounded IEEE operation, as each C++ operation is (the library is built with ``-ffp-contract=off``),
+    so both backends get bitwise the same α = min(0.999, o·e^{−σ}) and hence take the same branch at every
+    cut-off (α ≥ 1/255, T > 1e-4, the 0.999 clamp).
+
+    Accuracy against the exact e^{−s} on [0, 6] (every float32 in [2⁻¹⁰, 6] against long double;
+    ``tests/test_rasterize.py::test_exp_neg_matches_exp``): float32 relative error ≤ 2.9e-6 (≤ 42 ulp, 5.4 on
+    average; torch.exp: ≤ 0.6 ulp), float64 ≤ 3.7e-13. Against the float32 parity bar (images ≤ 1e-5) that is
+    small: a pixel moves by at most ~3e-6 relative (α and T are what the compiled backend has always used)."""
+    flat = s.reshape(-1)
+    if s.device.type != "cpu":  # the blocks below help CPU caches; on a GPU they would only add launches
+        return _exp_neg_block(flat).view(s.shape)
+    out = torch.empty_like(s)
+    res = out.view(-1)
+    for i in range(0, flat.numel(), _EXP_BLOCK):  # blocks that stay in cache: ~10x faster than whole tensors
+        res[i:i + _EXP_BLOCK] = _exp_neg_block(flat[i:i + _EXP_BLOCK])
+    return out
+
+
+_EXP_BLOCK = 1 << 15
+
+
+def _exp_neg_block(s: Tensor) -> Tensor:
+    """:func:`exp_neg` of a 1-D block, in place where possible; the C++ operations in their order (``a − b`` as
+    ``(−b) + a`` and ``a·b`` as ``b·a``: the same correctly rounded results)."""
+    x = s * 0.0625
+    x2 = x * x
+    x4 = x2 * x2
+    x8 = x4 * x4
+    if s.dtype == torch.float64:
+        c6, c24, c120, c720, c5040, c40320, c9f, c10f, c11f = _EXP_F64
+        p89 = torch.mul(x, c9f).neg_().add_(c40320)
+        pab = torch.mul(x, c11f).neg_().add_(c10f).mul_(x2)
+        x8.mul_(p89.add_(pab))  # x8 · p8b
+    else:
+        c6, c24, c120, c720, c5040, c40320 = _EXP_F32
+        x8.mul_(c40320)
+    p23 = torch.mul(x, c6).neg_().add_(0.5).mul_(x2)  # x2 · p23
+    p45 = torch.mul(x, c120).neg_().add_(c24)
+    p67 = torch.mul(x, c5040).neg_().add_(c720).mul_(x2)  # x2 · p67
+    p47 = p45.add_(p67).mul_(x4)  # x4 · p47
+    p = x.neg_().add_(1.0).add_(p23).add_(p47).add_(x8)  # ((p01 + x2 p23) + x4 p47) + x8 p8b
+    return p.mul_(p).mul_(p).mul_(p).mul_(p)  # squared four times
 
 
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
@@ -181,19 +249,31 @@ def _pixel_features(tile_size: int, dtype, device) -> Tensor:
     return torch.stack([u * u, u * v, v * v, u, v, torch.ones_like(u)], -1)
 
 
+def _lanes(tile_size: int) -> int:
+    """Pixels per SIMD chunk of a tile row in the compiled backend (``forward_tile<F, LANES>``)."""
+    return 8 if tile_size <= 8 else 16
+
+
 def _segment_alpha(H: Tensor, aux: Tensor, tile_size: int):
-    """alpha before/after the 3DGS cut-offs for one segment of S Gaussians in A tiles, in gsplat's float expression:
-    ``σ = ½(a dx² + c dy²) + b dx dy`` with d = pixel centre − mean (small numbers: no cancellation), then
-    ``α = min(0.999, o e^{−σ})``, cut below 1/255. H [A, S, 6] (:func:`_quad_coeffs`: a = 2 H₀, b = H₁,
-    c = 2 H₂, exactly), aux [A, S, 3] = (mean x, mean y relative to the tile origin, opacity; 0 pads).
-    Returns raw (o e^{−σ}) and alpha, both [A, P, S] with P = tile_size² pixels row-major."""
+    """alpha before/after the 3DGS cut-offs for one segment of S Gaussians in A tiles, bit for bit as the compiled
+    backend computes it: d = pixel centre − mean in the kernel's order (x: ``(x0 + cs + ½ − μx) + (x − cs)`` with
+    cs the SIMD chunk start of column x; y: ``y + ½ − μy``), ``σ = ½(a dx² + c dy²) + b dx dy`` (gsplat's float
+    expression: small numbers, no cancellation), ``α = min(0.999, o·e^{−σ})`` with σ clamped to [0, 6] and the
+    same e^{−σ} (:func:`exp_neg`), cut below 1/255. H [A, S, 6] (:func:`_quad_coeffs`: a = 2 H₀, b = H₁,
+    c = 2 H₂, exactly), aux [A, S, 5] = (mean x, mean y, opacity, tile origin x, y), the means in image pixels
+    (0 for the pads, whose opacity 0 gives α = 0). Returns raw (o e^{−σ}) and alpha, both [A, P, S] with
+    P = tile_size² pixels row-major."""
     A, S = H.shape[:2]
-    u = torch.arange(tile_size, dtype=H.dtype, device=H.device) + 0.5
-    dx = u[None, None, :, None] - aux[:, None, None, :, 0]  # [A, 1, ts, S] (pixel column)
-    dy = u[None, :, None, None] - aux[:, None, None, :, 1]  # [A, ts, 1, S] (pixel row)
+    dt, dev = H.dtype, H.device
+    ix = torch.arange(tile_size, device=dev)
+    cs = ix // _lanes(tile_size) * _lanes(tile_size)
+    mx, my, op, x0, y0 = (aux[:, None, :, k] for k in range(5))  # [A, 1, S]
+    dx = (((x0 + cs[None, :, None].to(dt)) + 0.5) - mx) + (ix - cs)[None, :, None].to(dt)  # [A, ts, S] (column)
+    dy = ((y0 + ix[None, :, None].to(dt)) + 0.5) - my  # [A, ts, S] (row)
+    dx, dy = dx[:, None], dy[:, :, None]  # [A, 1, ts, S], [A, ts, 1, S]
     a, b, c = (2.0 * H[:, None, None, :, 0], H[:, None, None, :, 1], 2.0 * H[:, None, None, :, 2])
     sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    raw = (aux[:, None, None, :, 2] * torch.exp(-sigma)).reshape(A, tile_size * tile_size, S)
+    raw = (op[:, None] * exp_neg(sigma.clamp_(0.0, SIGMA_CUT))).reshape(A, tile_size * tile_size, S)
     alpha = torch.clamp_max(raw, ALPHA_MAX)
     alpha = torch.where(alpha >= ALPHA_MIN, alpha, torch.zeros_like(alpha))
     return raw, alpha
@@ -201,18 +281,28 @@ def _segment_alpha(H: Tensor, aux: Tensor, tile_size: int):
 
 def _segment_blend(alpha: Tensor, T0: Tensor):
     """Front-to-back blending of one segment (3DGS Eq. 3) from transmittance T0 [A, P] (0 for done pixels).
-    Returns w = α_i T_i · [i contributes], Tc = T_i · [i contributes], contrib, T_incl (all [A, P, S])."""
-    T_incl = torch.cumprod(1.0 - alpha, dim=-1) * T0[..., None]  # T after each Gaussian
+    Returns w = α_i T_i · [i contributes], Tc = T_i · [i contributes], contrib, T_incl (all [A, P, S]).
+
+    T_incl is the running product ``T ← T·(1 − α_i)`` rounded after every factor, in list order, exactly as the
+    compiled kernel carries each pixel's T (``torch.cumprod`` would accumulate in double and round differently),
+    so the T ≤ 1e-4 termination is decided on the same bits by both backends."""
+    S = alpha.shape[-1]
+    om = torch.neg(alpha.permute(2, 0, 1), out=torch.empty(S, *T0.shape, dtype=alpha.dtype, device=alpha.device))
+    om.add_(1.0)  # 1 − α, [S, A, P] contiguous (one slice per step)
+    Tb = torch.empty(S + 1, *T0.shape, dtype=alpha.dtype, device=alpha.device)
+    Tb[0] = T0
+    for i in range(S):
+        torch.mul(Tb[i], om[i], out=Tb[i + 1])
+    T_incl = Tb[1:].permute(1, 2, 0)  # T after each Gaussian
     contrib = T_incl > T_MIN  # a prefix: the pixel stops before the Gaussian taking T to <= 1e-4
-    T_excl = torch.cat([T0[..., None], T_incl[..., :-1]], -1)
-    Tc = torch.where(contrib, T_excl, 0.0)
+    Tc = torch.where(contrib, Tb[:-1].permute(1, 2, 0), 0.0)  # T in front of each contributing Gaussian
     return alpha * Tc, Tc, contrib, T_incl
 
 
 class _CompositeChunk(torch.autograd.Function):
-    """Blend B tiles. Inputs: H [B, L, 6] (padded with const = _PAD), colors [B, L, D], aux [B, L, 3] (tile-local
-    mean and opacity, 0 for pads; see :func:`_segment_alpha`), counts [B], Fp [P, 6] pixel features, segment
-    (int). Outputs: colors [B, P, D], final transmittance [B, P].
+    """Blend B tiles. Inputs: H [B, L, 6] (padded with const = _PAD), colors [B, L, D], aux [B, L, 5] (mean,
+    opacity — 0 for pads — and the tile origin; see :func:`_segment_alpha`), counts [B], Fp [P, 6] pixel
+    features, segment (int). Outputs: colors [B, P, D], final transmittance [B, P].
 
     Forward keeps nothing of size B·P·L; backward recomputes each segment and applies the analytic gradient of
     C = Σ c_i α_i T_i, T_N = Π (1 − α_i):
@@ -239,7 +329,11 @@ class _CompositeChunk(torch.autograd.Function):
             T0 = torch.where(done[act], 0.0, T[act])
             w, Tc, contrib, T_incl = _segment_blend(alpha, T0)
             visit(act, s0, s1, raw, alpha, w, Tc, contrib)
-            T[act] = T[act] * torch.prod(torch.where(contrib, 1.0 - alpha, 1.0), dim=-1)
+            # T after the segment's last contributor (contrib is a prefix, T_incl non-increasing): its bits, as
+            # the compiled kernel keeps them; done pixels keep theirs
+            n_c = contrib.sum(-1, keepdim=True)
+            T_last = T_incl.gather(-1, (n_c - 1).clamp_min(0))[..., 0]
+            T[act] = torch.where(n_c[..., 0] > 0, T_last, T[act])
             done[act] = done[act] | (T_incl[..., -1] <= T_MIN)
         return T
 
@@ -348,8 +442,9 @@ def composite_tiles(means2d: Tensor, conics: Tensor, opacities: Tensor, colors: 
             H = _quad_coeffs(m2[g] - org[:, None, :], con[g], op[g])
             H = torch.where(inlist[..., None], H, torch.tensor([0, 0, 0, 0, 0, _PAD], dtype=dtype, device=dev))
             with torch.no_grad():
-                aux = torch.cat([m2[g] - org[:, None, :], op[g][..., None]], -1)
+                aux = torch.cat([m2[g], op[g][..., None]], -1)
                 aux = torch.where(inlist[..., None], aux, torch.zeros_like(aux))
+                aux = torch.cat([aux, org[:, None, :].expand(-1, L, -1)], -1)
             o, T = _CompositeChunk.apply(H, col[g], aux, cnt, Fp, segment, keep_budget)
             if torch.is_grad_enabled() and (H.requires_grad or col.requires_grad):
                 keep_budget -= int(sel.numel()) * L * P

@@ -27,7 +27,9 @@ struct Consts {
 // e^{-s} for s in [0, 6]: Taylor polynomial of e^{-x} at x = s/16 (degree 8 in float, 11 in double: truncation
 // < 1e-8 / 2e-14 relative), squared four times. The polynomial is evaluated by Estrin's scheme (a dependency
 // chain of ~7 operations instead of Horner's 2 x degree: the pixel loops are latency-bound), plain arithmetic
-// so that they vectorise.
+// so that they vectorise. perception3d.rendering.rasterize_torch.exp_neg is the same function operation for
+// operation (keep the two in step): both backends get bitwise the same alpha and take the same branch at every
+// cut-off. Relative error on [0, 6]: <= 2.9e-6 in float (<= 42 ulp), <= 3.7e-13 in double.
 inline float exp_neg_poly(float x) {
   const float x2 = x * x, x4 = x2 * x2, x8 = x4 * x4;
   const float p01 = 1.0f - x, p23 = 0.5f - x * (1.0f / 6.0f);
@@ -153,7 +155,9 @@ void forward_tile(int64_t t, const F* means2d, const F* conics, const F* opac, c
           const F c = ok * F(nT > K::t_min);
           const F st = ok - c;
           wb[ln] = c * alpha * Tk;
-          Tv[ln] = (Tk + c * (nT - Tk)) * (F(1) - F(2) * st);
+          // T becomes exactly nT (a select, not Tk + c (nT − Tk), which rounds): T is the plain running product
+          // rounded after every factor, which the torch reference reproduces bit for bit
+          Tv[ln] = (c != F(0) ? nT : Tk) * (F(1) - F(2) * st);
           lv[ln] += int32_t(c) * (jj - lv[ln]);
           n_stop += int32_t(st);
         }
