@@ -4,7 +4,7 @@ other jobs, 4–5 minutes of CPU time at 1 thread).
     python tools/train_human.py configs/metacap_human_mini.py        # meta-learning, then 2-view fine-tuning
     python tools/render.py work_dirs/metacap_human_mini/ckpt_latest.pt --cameras orbit --frames 0 4 8 --video o.gif
 
-Data: ``data/zju_synthetic`` (generated on first use, ZJU-MoCap layout): 4 subjects × 12 frames (walk, wave,
+Data: ``data/zju_synthetic`` (generated on first use, ZJU-MoCap layout): 6 subjects × 12 frames (walk, wave,
 squat-turn) × 24 cameras at 128 × 128. Meta-learning over frames 0–9 of subjects 0–2; fine-tuning on the unseen
 frame 11 of subject 0 (a squat-turn pose) from 2 opposite cameras, evaluated on 4 held-out cameras.
 
@@ -32,7 +32,7 @@ method = "metacap"
 
 data = dict(
     root="data/zju_synthetic",
-    synthetic=dict(n_subjects=4, motions=("walk", "wave", "squat_turn"), frames_per_motion=4, n_cameras=24,
+    synthetic=dict(n_subjects=6, motions=("walk", "wave", "squat_turn"), frames_per_motion=4, n_cameras=24,
                    image_size=128, seed=0),
     meta_sequences=("subject0", "subject1", "subject2"),
     meta_frames=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9),

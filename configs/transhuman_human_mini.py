@@ -1,10 +1,11 @@
-"""TransHuman on the built-in multi-view human dataset (4 procedurally clothed template subjects × 12 frames × 24
+"""TransHuman on the built-in multi-view human dataset (6 procedurally clothed template subjects × 12 frames × 24
 cameras at 128 px, generated on first use into data/zju_synthetic), CPU-sized: trained on subject0–2, evaluated on
-the **unseen** subject3 from the authors' 3 reference cameras (0, 7, 15) at their 6 target cameras.
+the **unseen** subject3, subject4 and subject5 from the authors' 3 reference cameras (0, 7, 15) at their 6 target
+cameras.
 
     nice -n 10 python tools/train_human.py configs/transhuman_human_mini.py
     python tools/render.py work_dirs/transhuman_human_mini/ckpt_latest.pt --cameras test
-    python tools/render.py work_dirs/transhuman_human_mini/ckpt_latest.pt --cameras orbit --frame 0 3 6 9 --video orbit.gif
+    python tools/render.py work_dirs/transhuman_human_mini/ckpt_latest.pt --cameras orbit --frame 0 3 6 9 --video orbit.mp4
 
 CPU-budget choices against the authors' settings (``configs/transhuman_zju.py``): images at 128 px (ratio 1),
 TransHE 4 layers instead of 12 (same width 192 and 3 heads, same 300 tokens), heads 128 wide instead of 256,
@@ -17,10 +18,10 @@ method = "transhuman"
 
 data = dict(
     root="data/zju_synthetic",
-    builtin=dict(n_subjects=4, motions=("walk", "wave", "squat_turn"), frames_per_motion=4, n_cameras=24,
+    builtin=dict(n_subjects=6, motions=("walk", "wave", "squat_turn"), frames_per_motion=4, n_cameras=24,
                  image_size=128, seed=0),
     train_subjects=("subject0", "subject1", "subject2"),
-    test_subjects=("subject3",),
+    test_subjects=("subject3", "subject4", "subject5"),
     eval_frames=(0, 6),
     input_views=(0, 7, 15),
     target_views=(3, 5, 10, 12, 18, 20),

@@ -123,6 +123,11 @@ def test_synthetic_deterministic_and_atomic(tmp_path, small_root, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         syn.ensure_synthetic_humans(tmp_path / "d", **dict(one, n_subjects=2))
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["a", "b", "c"]
+    # a subject depends on the seed and its index only: more subjects add people, they do not change the others
+    # (a dataset generated with more held-out subjects keeps the figures measured on the first ones)
+    monkeypatch.setattr(syn, "_write_subject", real)
+    e = syn.ensure_synthetic_humans(tmp_path / "e", **dict(one, n_subjects=2))
+    assert _digest(e / "subject0") == _digest(a / "subject0") != _digest(e / "subject1")
 
 
 def test_synthetic_bad_settings():

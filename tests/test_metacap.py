@@ -271,10 +271,18 @@ def test_train_human_and_render_tools(tmp_path, tiny_root):
     m = json.loads((tmp_path / "wd" / "metrics.json").read_text())
     assert m["1views"]["history"][0]["step"] == 0 and m["priors"]["body_model"].startswith("perception3d procedural")
     ck = tmp_path / "wd" / "ckpt_latest.pt"
-    out = _tool("render").main([str(ck), "--cameras", "orbit", "--n-frames", "2", "--frames", "0", "2",
-                                "--width", "24", "--out", str(tmp_path / "r")])
-    assert out["n_views"] == 2 and (tmp_path / "r" / "rgb" / "0001.png").is_file()
+    # a novel-pose orbit video as a user types it: the canonical field re-posed by frames 0 and 2, as an MP4
+    out = _tool("render").main([str(ck), "--cameras", "orbit", "--n-frames", "4", "--frames", "0", "2",
+                                "--width", "24", "--out", str(tmp_path / "r"), "--video", str(tmp_path / "o.mp4")])
+    assert out["n_views"] == 4 and (tmp_path / "r" / "rgb" / "0003.png").is_file()
     assert out["frames"][0].shape == (24, 24, 3) and out["frames"][0].min() < 200      # the body is in view
+    import imageio.v3 as iio
+
+    assert out["video"] == str(tmp_path / "o.mp4") and (tmp_path / "o.mp4").stat().st_size > 0
+    video = iio.imread(tmp_path / "o.mp4")
+    assert video.shape == (4, 24, 24, 3)
+    # the frames are the renders (MP4 is lossy; a black or empty video would be far off)
+    assert np.abs(video.astype(float) - np.stack(out["frames"]).astype(float)).mean() < 12
     t = _tool("render").main([str(ck), "--cameras", "test", "--out", str(tmp_path / "t")])
     assert t["psnr"] == pytest.approx(res["psnr_1views"], abs=1e-6)
 

@@ -326,10 +326,16 @@ def test_training_learns_and_checkpoint_renders(tiny_root, tmp_path):
     assert res["n_views"] == 2 and res["subject"] == "s2" and np.isfinite(res["psnr"]) and 0 < res["ssim"] <= 1
     assert (tmp_path / "r" / "metrics.json").is_file() and (tmp_path / "r" / "rgb" / "0001.png").is_file()
     res = mod.main([str(ck), "--cameras", "orbit", "--frame", "0", "1", "--n-frames", "4", "--width", "24",
-                    "--height", "24", "--out", str(tmp_path / "o"), "--video", str(tmp_path / "o.gif")])
-    assert res["n_views"] == 4 and (tmp_path / "o.gif").is_file()
+                    "--height", "24", "--out", str(tmp_path / "o"), "--video", str(tmp_path / "o.mp4")])
+    assert res["n_views"] == 4 and res["frames"] == [0, 1] and res["subject"] == "s2"
     import imageio.v3 as iio
-    assert iio.imread(tmp_path / "o" / "rgb" / "0003.png").shape == (24, 24, 3)
+    renders = np.stack([iio.imread(tmp_path / "o" / "rgb" / f"{i:04d}.png") for i in range(4)])
+    assert renders.shape == (4, 24, 24, 3)
+    # the video as a user gets it: an MP4 that reads back with every orbit frame (lossy: close to the PNGs)
+    assert res["video"] == str(tmp_path / "o.mp4") and (tmp_path / "o.mp4").stat().st_size > 0
+    video = iio.imread(tmp_path / "o.mp4")
+    assert video.shape == renders.shape
+    assert np.abs(video.astype(float) - renders.astype(float)).mean() < 12
 
 
 def test_per_scene_nerf_fits_its_views():
@@ -358,7 +364,9 @@ def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):
     assert len(res["per_view"]) == 2 and res["per_view"][-1]["nerf_fit"]["steps"] == 3
     for m in ("transhuman", "nerf"):
         assert np.isfinite(res[m]["psnr"]) and 0 < res[m]["ssim"] <= 1
-    assert "per-scene NeRF" in (tmp_path / "c" / "compare.md").read_text()
+    md = (tmp_path / "c" / "compare.md").read_text()
+    assert "per-scene NeRF" in md and "| s2 | 0 |" in md and "| mean of 2 views |" in md
+    assert [r["subject"] for r in res["per_scene"]] == ["s2"] and res["per_scene"][0]["nerf_fit"]["steps"] == 3
     import imageio.v3 as iio
     assert iio.imread(tmp_path / "c" / "compare_grid.png").shape == (2 * 48, 6 * 48, 3)
 

@@ -14,7 +14,7 @@ nuscenes: a nuScenes root (``v1.0-*/`` json tables, ``samples/``, ``sweeps/``) â
 ``<out>/nuscenes_infos_{train,val}.pkl`` (mmdet3d v1.1 layout: sweeps, 6 cameras' calibrations, boxes).
 With ``--gt-database`` the ground-truth database is built too (perception3d.datasets.gt_database, when present).
 
-    python tools/create_data.py human [--root data/zju_synthetic] [--subjects 4] [--cameras 24] [--size 128]
+    python tools/create_data.py human [--root data/zju_synthetic] [--subjects 6] [--cameras 24] [--size 128]
 
 human: generate the built-in multi-view human dataset (ZJU-MoCap layout, one sequence per subject; see
 perception3d.rendering.human.synthetic); the human configs also generate it on first use.
@@ -57,7 +57,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     n.add_argument("--max-sweeps", type=int, default=10, help="previous LiDAR sweeps listed per sample")
     h = sub.add_parser("human", help="generate the built-in multi-view human dataset (ZJU-MoCap layout)")
     h.add_argument("--root", default="data/zju_synthetic", help="output folder (must not exist, or hold the same)")
-    h.add_argument("--subjects", type=int, default=4)
+    h.add_argument("--subjects", type=int, default=6)
     h.add_argument("--motions", nargs="+", default=["walk", "wave", "squat_turn"])
     h.add_argument("--frames-per-motion", type=int, default=4)
     h.add_argument("--cameras", type=int, default=24)

@@ -62,7 +62,7 @@ SKIN, HAIR, SHIRT, PANTS, SHOES = range(5)
 _LIGHT = np.array([0.3, -0.6, 0.75]) / np.linalg.norm([0.3, -0.6, 0.75])
 
 
-def synthetic_settings(n_subjects: int = 4, motions: Sequence[str] = ("walk", "wave", "squat_turn"),
+def synthetic_settings(n_subjects: int = 6, motions: Sequence[str] = ("walk", "wave", "squat_turn"),
                        frames_per_motion: int = 4, n_cameras: int = 24, image_size: int = 128,
                        seed: int = 0) -> dict:
     """The settings that define a dataset (validated; stored in ``synthetic.json``)."""

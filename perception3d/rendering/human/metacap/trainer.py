@@ -314,7 +314,7 @@ def render_checkpoint(path, cameras: str = "test", out=None, n_frames: int = 30,
     """Render a MetaCap checkpoint (``tools/render.py``): ``cameras="test"`` the checkpoint frame's evaluation
     views (PSNR against the ground truth), ``"orbit"`` ``n_frames`` cameras circling the body (a novel-view
     video); ``frames`` (frame indices of the sequence) pose the body with other frames' body-model parameters
-    in turn (novel poses: the canonical field re-posed). ``write(path, uint8 image)`` saves each image into
+    in turn, each for an equal run of the orbit (novel poses: the canonical field re-posed). ``write(path, uint8 image)`` saves each image into
     ``out/rgb/NNNN.png``. Returns {n_views, out, frames: [uint8 images], psnr?}."""
     from perception3d.structures.cameras import Cameras, orbit_path
 
@@ -347,7 +347,7 @@ def render_checkpoint(path, cameras: str = "test", out=None, n_frames: int = 30,
         cams = Cameras.from_camtoworlds(c2w, K.expand(n_frames, 3, 3), W, W)
         bodies = {f: (fr.body if f == frame else load_frame(seq, f, body, [0]).body) for f in pose_frames}
         for i in range(n_frames):
-            rgb, _ = render_image(fld, bodies[pose_frames[i % len(pose_frames)]], cams, i, step=m.step,
+            rgb, _ = render_image(fld, bodies[pose_frames[i * len(pose_frames) // n_frames]], cams, i, step=m.step,
                                   threshold=m.threshold)
             images.append((rgb * 255).round().byte().numpy())
     else:
