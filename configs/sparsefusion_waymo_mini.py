@@ -13,13 +13,14 @@ queries → view transformer; both transfers and CameraSE on; one fusion layer. 
 (The authors' finest level is stride 4; on a CPU its depth encoder and heat maps cost more than the rest of the
 head, ``docs/model_zoo.md``.)
 
-Schedule (both this and ``transfusion_l_waymo_mini.py``, the LiDAR-only ablation baseline, seed 0): AdamW,
-one-cycle to lr 0.002 at 40 % (β₁ 0.95 ↔ 0.85), wd 0.01, grad clip 0.1 as the authors, batch 2, ``max_epochs``
-= 10 epochs (800 iterations; TransFusion-L's validation L1 mAP after 4 / 6 / 8 / 10 epochs: 0.10 / 0.42 / 0.71 /
-0.82, ``docs/model_zoo.md``). This config trains everything jointly from scratch; the authors' two-stage recipe (TransFusion-L first,
-then this model from its checkpoint with the LiDAR side frozen) is ``sparsefusion_waymo_mini_stage2.py``, with
-``transfusion_l_waymo_mini_stage2.py`` as its same-schedule LiDAR-only control. Augmentation: ±22.5° rotation and 0.95–1.05 scaling of the LiDAR frame
-(``lidar2cam`` / ``lidar2img`` follow), no flips (as the other mini configs).
+Schedule (both this and ``transfusion_l_waymo_mini.py``, the LiDAR-only ablation baseline, seed 0): AdamW, one-cycle
+to lr 0.002 at 40 % (β₁ 0.95 ↔ 0.85), wd 0.01, grad clip 0.1 as the authors, batch 2, ``max_epochs`` = 10 epochs
+(800 iterations; TransFusion-L's validation L1 mAP after 4 / 6 / 8 / 10 epochs: 0.10 / 0.42 / 0.71 / 0.82,
+``docs/model_zoo.md``). This config trains everything jointly from scratch; the authors' two-stage recipe
+(TransFusion-L first, then this model from its checkpoint with the LiDAR side frozen) is
+``sparsefusion_waymo_mini_stage2.py``, with ``transfusion_l_waymo_mini_stage2.py`` as its same-schedule LiDAR-only
+control. Augmentation: ±22.5° rotation and 0.95–1.05 scaling of the LiDAR frame (``lidar2cam`` / ``lidar2img``
+follow), no flips (as the other mini configs).
 
     python tools/train.py configs/sparsefusion_waymo_mini.py
     python tools/test.py configs/sparsefusion_waymo_mini.py work_dirs/sparsefusion_waymo_mini/iter_800.pth

@@ -231,15 +231,21 @@ def _stage2_cfg(**head):
     return cfg
 
 
-def test_fusion_stage_from_a_lidar_checkpoint_loads_every_lidar_tensor_and_starts_from_its_heads():
-    """The mini two-stage recipe: a TransFusion-L state dict loads into the frozen fusion model with no unexpected
-    key and no missing LiDAR key; ``init_fusion_from_lidar`` starts the fusion heads as the LiDAR heads and the
-    LiDAR projection as identity; a fusion-stage checkpoint (which has fusion heads) loads as saved."""
+def _trained_stage1(noise: float):
+    """A tiny TransFusion-L whose parameters differ from a fresh init (seed 0), as a trained stage 1 would."""
     torch.manual_seed(0)
     stage1 = MODELS.build(tiny_cfg(use_camera=False))
     with torch.no_grad():
         for p in stage1.parameters():
-            p.add_(0.01 * torch.randn_like(p))                       # "trained": differs from a fresh init
+            p.add_(noise * torch.randn_like(p))
+    return stage1
+
+
+def test_fusion_stage_from_a_lidar_checkpoint_loads_every_lidar_tensor_and_starts_from_its_heads():
+    """The mini two-stage recipe: a TransFusion-L state dict loads into the frozen fusion model with no unexpected
+    key and no missing LiDAR key; ``init_fusion_from_lidar`` starts the fusion heads as the LiDAR heads and the
+    LiDAR projection as identity; a fusion-stage checkpoint (which has fusion heads) loads as saved."""
+    stage1 = _trained_stage1(0.01)
     stage2 = MODELS.build(_stage2_cfg(init_fusion_from_lidar=True, semantic_residual=True))
     res = stage2.load_state_dict(stage1.state_dict(), strict=False)
     assert res.unexpected_keys == []
@@ -308,11 +314,7 @@ def test_residual_fusion_stage_starts_with_the_lidar_predictions_and_then_learns
     """``fusion_residual``: loaded from a trained TransFusion-L, the fused output's LiDAR candidates (the first K)
     are the frozen LiDAR model's predictions exactly, its camera candidates the view transformer's; a training
     step moves the fused prediction away from them; with ``init_fusion_from_lidar`` as well it is an error."""
-    torch.manual_seed(0)
-    stage1 = MODELS.build(tiny_cfg(use_camera=False))
-    with torch.no_grad():
-        for p in stage1.parameters():
-            p.add_(0.05 * torch.randn_like(p))                       # "trained": differs from a fresh init
+    stage1 = _trained_stage1(0.05)
     model = MODELS.build(_stage2_cfg(fusion_residual=True, semantic_residual=True))
     model.load_state_dict(stage1.state_dict(), strict=False)
     inputs, samples = tiny_batch()
