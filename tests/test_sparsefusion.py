@@ -231,15 +231,21 @@ def _stage2_cfg(**head):
     return cfg
 
 
-def test_fusion_stage_from_a_lidar_checkpoint_loads_every_lidar_tensor_and_starts_from_its_heads():
-    """The mini two-stage recipe: a TransFusion-L state dict loads into the frozen fusion model with no unexpected
-    key and no missing LiDAR key; ``init_fusion_from_lidar`` starts the fusion heads as the LiDAR heads and the
-    LiDAR projection as identity; a fusion-stage checkpoint (which has fusion heads) loads as saved."""
+def _trained_stage1(noise: float):
+    """A tiny TransFusion-L whose parameters differ from a fresh init (seed 0), as a trained stage 1 would."""
     torch.manual_seed(0)
     stage1 = MODELS.build(tiny_cfg(use_camera=False))
     with torch.no_grad():
         for p in stage1.parameters():
-            p.add_(0.01 * torch.randn_like(p))                       # "trained": differs from a fresh init
+            p.add_(noise * torch.randn_like(p))
+    return stage1
+
+
+def test_fusion_stage_from_a_lidar_checkpoint_loads_every_lidar_tensor_and_starts_from_its_heads():
+    """The mini two-stage recipe: a TransFusion-L state dict loads into the frozen fusion model with no unexpected
+    key and no missing LiDAR key; ``init_fusion_from_lidar`` starts the fusion heads as the LiDAR heads and the
+    LiDAR projection as identity; a fusion-stage checkpoint (which has fusion heads) loads as saved."""
+    stage1 = _trained_stage1(0.01)
     stage2 = MODELS.build(_stage2_cfg(init_fusion_from_lidar=True, semantic_residual=True))
     res = stage2.load_state_dict(stage1.state_dict(), strict=False)
     assert res.unexpected_keys == []
@@ -304,6 +310,37 @@ def test_frozen_lidar_parameters_and_statistics_do_not_change_in_training():
     assert any(not torch.equal(model.state_dict()[n], t) for n, t in others.items())
 
 
+def test_residual_fusion_stage_starts_with_the_lidar_predictions_and_then_learns():
+    """``fusion_residual``: loaded from a trained TransFusion-L, the fused output's LiDAR candidates (the first K)
+    are the frozen LiDAR model's predictions exactly, its camera candidates the view transformer's; a training
+    step moves the fused prediction away from them; with ``init_fusion_from_lidar`` as well it is an error."""
+    stage1 = _trained_stage1(0.05)
+    model = MODELS.build(_stage2_cfg(fusion_residual=True, semantic_residual=True))
+    model.load_state_dict(stage1.state_dict(), strict=False)
+    inputs, samples = tiny_batch()
+    model.eval()
+    stage1.eval()
+    with torch.no_grad():
+        out = model(inputs, samples, mode="tensor")
+        ref = stage1(inputs, samples, mode="tensor")["final"]
+    k = ref["heatmap"].shape[2]
+    for name, t in out["final"].items():
+        torch.testing.assert_close(t[:, :, :k], ref[name], msg=name)
+        torch.testing.assert_close(t[:, :, k:], out["view"]["pred"][name], msg=name)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-2)
+    loss = sum(model(inputs, samples, mode="loss").values())
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        moved = model(inputs, samples, mode="tensor")["final"]["heatmap"][:, :, :k]
+    assert (moved - ref["heatmap"]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="alternatives"):
+        MODELS.build(_stage2_cfg(fusion_residual=True, init_fusion_from_lidar=True))
+
+
 # --------------------------------------------------------------------------------------------- nuScenes config
 #: the authors' nuScenes model (yichen928/SparseFusion, sparsefusion_nusc_voxel_LC_r50.py), counted from its module
 #: definitions: head parts of SparseFusionHead2D_Deform, ResNet-50 + FPN, SparseEncoder + SECOND + SECONDFPN
@@ -311,6 +348,30 @@ AUTHORS = dict(lidar=7_271_120, image=26_852_416, head=5_949_228, total=40_072_7
                lidar_detector=589_952 + 159_242 + 1_408 + 284_308,    # shared_conv, heatmap, class enc., decoder+FFN
                depth_resnet=3_004_672, camera=637_480 + 1_408 + 512 + 320_788,  # heat maps, enc., level pos, decoder
                view_transformer=271_540, fusion=234_644, semantic=443_274)
+
+
+def test_mini_two_stage_configs_load_stage_one_and_share_the_stage_two_schedule():
+    """configs/*_waymo_mini*.py: both stage-2 configs load the checkpoint stage 1 writes last (its epochs × the
+    mini set's 160 training frames / batch), train the same schedule and seed, and only the fusion one freezes
+    the LiDAR side; stage 1 trains the schedule of the joint fusion config."""
+    import inspect
+
+    from perception3d.cli import load_config
+    from perception3d.datasets.synthetic.writer import generate_waymo_mini
+    cfg = {n: load_config(str(ROOT / "configs" / f"{n}.py")) for n in (
+        "transfusion_l_waymo_mini", "sparsefusion_waymo_mini", "sparsefusion_waymo_mini_stage2",
+        "transfusion_l_waymo_mini_stage2")}
+    s1, joint, sf2, tl2 = cfg.values()
+    frames = inspect.signature(generate_waymo_mini).parameters["num_train"].default
+    last = s1.train_cfg.max_epochs * (frames // s1.train_dataloader.batch_size)
+    for c in (sf2, tl2):
+        assert Path(c.load_from).name == f"iter_{last}.pth" and Path(c.load_from).parent.name == \
+            "transfusion_l_waymo_mini"
+        assert c.param_scheduler == sf2.param_scheduler and c.train_cfg == sf2.train_cfg
+        assert c.get("randomness", {}) == s1.get("randomness", {})
+    assert s1.param_scheduler == joint.param_scheduler and s1.train_cfg == joint.train_cfg
+    assert sf2.model.freeze_lidar and not tl2.model.get("freeze_lidar", False)
+    assert sf2.model.head.fusion_residual and not sf2.model.head.get("init_fusion_from_lidar", False)
 
 
 def test_nuscenes_config_parameter_count():

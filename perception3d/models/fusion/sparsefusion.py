@@ -60,6 +60,14 @@ class SparseFusionHead(nn.Module):
             LiDAR heads and the LiDAR candidates' projection (``proj_lidar``) as identity, so the fused
             predictions start near the LiDAR model's instead of from random heads (a deviation for short fusion
             stages; off = the authors', whose fusion heads start random).
+        fusion_residual: the fusion heads predict a correction to each candidate's own prediction (the LiDAR
+            decoder's for a LiDAR candidate, the view transformer's for a camera one: class logits, height, log
+            sizes, yaw, velocity; the centre is already an offset to the candidate's position), with the last
+            layer of every fusion head starting at zero. A fusion stage loaded from a TransFusion-L checkpoint then
+            starts with the LiDAR model's predictions for its LiDAR candidates (as the view transformer refines
+            the geometric camera box); without it the fused output of a frozen, trained LiDAR side starts near
+            zero mAP (0.000 L1 mAP on the mini data, ``docs/model_zoo.md``). An alternative to
+            ``init_fusion_from_lidar`` (both on is an error); off = the authors'.
     """
 
     def __init__(self, in_channels: int, num_classes: int, pc_range: Sequence[float],
@@ -71,8 +79,12 @@ class SparseFusionHead(nn.Module):
                  z_ref: float = 0.0, no_nms_classes: Sequence[int] = (),
                  code_weights: Sequence[float] = (1, 1, 1, 1, 1, 1, 1, 1, 0.2, 0.2),
                  max_det: int = 200, score_threshold: float = 0.0, semantic_residual: bool = False,
-                 init_fusion_from_lidar: bool = False):
+                 init_fusion_from_lidar: bool = False, fusion_residual: bool = False):
         super().__init__()
+        if fusion_residual and init_fusion_from_lidar:
+            raise ValueError("SparseFusionHead: fusion_residual (fusion heads start at zero and correct each "
+                             "candidate's own prediction) and init_fusion_from_lidar (fusion heads start as "
+                             "copies of the LiDAR heads) are alternatives; turn one off")
         self.pc_range = [float(v) for v in pc_range]
         self.cell = None  # metres of one BEV cell (x, y): from the config, else from the first grid forward() gets
         if voxel_size is not None and out_size_factor is not None:
@@ -95,6 +107,11 @@ class SparseFusionHead(nn.Module):
         pe = PositionEmbeddingLearned(2, channels)
         self.fusion = QueryDecoderLayer(channels, num_heads, ffn_channels, dropout, pe, pe, cross_only=True)
         self.fusion_heads = PredictionHeads(channels, dict(BOX_HEADS, heatmap=num_classes))
+        self.fusion_residual = bool(fusion_residual)
+        if self.fusion_residual:  # corrections start at zero: the fused output starts as the candidates' own
+            for name in self.fusion_heads.names:
+                nn.init.zeros_(getattr(self.fusion_heads, name)[-1].weight)
+                nn.init.zeros_(getattr(self.fusion_heads, name)[-1].bias)
         self.fusion_initialised_from_lidar = False
         if init_fusion_from_lidar:
             self._register_load_state_dict_pre_hook(self._init_fusion_from_lidar)
@@ -163,6 +180,10 @@ class SparseFusionHead(nn.Module):
         pos = torch.cat([lid["pos"], view["pos"]], 1)
         q = self.fusion(q, q, pos, pos)
         pred = self.fusion_heads(q)
+        if self.fusion_residual:  # each candidate's own prediction + the fusion layer's correction
+            for k in pred:
+                if k != "center":
+                    pred[k] = pred[k] + torch.cat([lid["pred"][k], view["pred"][k]], 2).detach()
         pred["center"] = pred["center"] + pos.transpose(1, 2)
         out["fused_feat"], out["fused_pos"], out["final"] = q, pos, pred
         return out
