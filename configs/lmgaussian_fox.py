@@ -1,6 +1,6 @@
 """LM-Gaussian (Yu et al. 2024) on the real instant-ngp "fox" capture (../shared/data/ngp_fox) from 3 training
-views, with exactly the views, resolution (384 × 683) and time budget (14 minutes on CPU, the priors' time
-included) of ``gs_sparse_baseline_fox.py``; evaluated on the 47 other views.
+views, with exactly the views, resolution (384 × 683) and time budget (5 minutes of process CPU time, the
+priors' time included) of ``gs_sparse_baseline_fox.py``; evaluated on the 47 other views.
 
 Priors, all weight-free (the scene ships no depth or normal maps, and no network runs): the built-in multi-view
 plane sweep (``rendering.priors.PlaneSweepDepth``) on the 3 calibrated views in place of the authors' DUSt3R
