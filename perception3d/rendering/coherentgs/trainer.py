@@ -265,8 +265,8 @@ class CoherentGSTrainer(GSTrainer):
     # -- loop ---------------------------------------------------------------------------------------------------
     def train(self, until: Optional[int] = None) -> dict:
         """Align the depth (once), then train to ``max_steps`` / ``until`` / the minutes left of ``max_minutes``
-        / ``max_cpu_minutes`` (both counted from the start of the run); returns the last evaluation's metrics with ``wall_s`` and ``cpu_s``
-        of the whole run."""
+        / ``max_cpu_minutes`` (both counted from the start of the run); returns the last evaluation's metrics
+        with ``wall_s`` and ``cpu_s`` of the whole run."""
         if self.model.stage == "align":
             self.align_depth()
         budget = self.train_cfg.max_minutes
