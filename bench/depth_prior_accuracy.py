@@ -6,8 +6,8 @@ References (no ground-truth depth ships with these captures):
 * **Barn** (3 views, 512 × 288): the DUSt3R depth LM-Gaussian ships, put in scene units by a scale/shift fit to
   SIFT features triangulated with the scene's cameras; the prior is then scale-and-shift aligned to it (MiDaS
   protocol) and AbsRel / δ₁ are taken over the prior's valid pixels (as ``tests/test_priors.py``).
-* **fox** (views 0, 24, 49 of 50, 384 × 683 portrait) and **lego** (3 of the 12 views, 400 × 400): SIFT features of the
-  view triangulated with its 4 nearest views that are *not* training views (small baselines, reprojection ≤ 1 px;
+* **fox** (views 0, 24, 49 of 50, 384 × 683 portrait) and **lego** (3 of the 12 views, 400 × 400): SIFT features
+  of the view triangulated with its 4 nearest views that are *not* training views (small baselines, reprojection ≤ 1 px;
   independent of the 3 training views the prior sees). AbsRel without alignment (both are metric), on the prior's
   valid pixels ("valid") and on every reference pixel once the holes are filled as CoherentGS fills them ("all":
   the geometry a trainer actually receives).
