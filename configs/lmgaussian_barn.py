@@ -1,7 +1,7 @@
 """LM-Gaussian (Yu et al. 2024) on the Tanks-and-Temples "Barn" views in LM-Gaussian's own layout
 (../shared/data/tnt_barn_3view), leave-one-out exactly as ``gs_sparse_baseline_barn.py`` (same views, 512 × 288,
-same time budget: 5 minutes per fold on CPU, the priors' time included). The default fold holds out the middle
-view; the other folds::
+same time budget: 1.5 minutes of process CPU time per fold, the priors' time included). The default fold holds
+out the middle view; the other folds::
 
     nice -n 10 python tools/train_gs.py configs/lmgaussian_barn.py --work-dir work_dirs/lmg_barn_loo0 \\
         --cfg-options data.train_views=[1,2] data.test_views=[0]

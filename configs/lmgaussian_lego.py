@@ -1,5 +1,6 @@
 """LM-Gaussian (Yu et al. 2024) on NeRF-synthetic "lego" with the views, resolution (400 × 400) and time budget
-(6 minutes on CPU, priors included) of ``gs_sparse_baseline_lego.py``: 3 training views, the other 9 held out
+(2 minutes of process CPU time, priors included) of ``gs_sparse_baseline_lego.py``: 3 training views, the other
+9 held out
 (6 / 9 views: ``--cfg-options data.n_train_views=6``).
 
 Priors, weight-free: the built-in plane sweep on the calibrated training views (holes inpainted inside the

@@ -381,7 +381,8 @@ def test_configs_match_their_baselines(scene):
         pytest.skip(f"{base.name} is not in this checkout")
     b = load_config(str(base))
     assert dict(cfg.data) == dict(b.data)
-    assert (t.max_steps, t.max_minutes) == (b.train.max_steps, b.train.max_minutes)
+    assert (t.max_steps, t.max_minutes, t.max_cpu_minutes) == (b.train.max_steps, b.train.max_minutes,
+                                                               b.train.get("max_cpu_minutes"))
 
 
 def test_pixel_stride_puts_one_gaussian_per_block(trained_plane, tmp_path):

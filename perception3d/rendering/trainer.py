@@ -180,6 +180,8 @@ class GSTrainer:
     def __init__(self, cfg, work_dir, seed: int = 0, resume: bool = False, progress: bool = True):
         from gsplat.strategy import DefaultStrategy
 
+        # the CPU budget counts from here, or from where a subclass started its clock (its priors included)
+        self._cpu_origin = getattr(self, "_cpu_origin", time.process_time())
         self.cfg = {k: dict(cfg[k]) if k in cfg else {} for k in ("data", "model", "train", "strategy")}
         self.work_dir = Path(work_dir)  # created only once the scene and model are built (no empty run folders)
         self.seed, self.progress = seed, progress
@@ -189,6 +191,7 @@ class GSTrainer:
         self.model_cfg = section(GSModelConfig, self.cfg["model"], "model")
         self.max_steps = int(tcfg.max_steps)
         self.max_minutes = tcfg.max_minutes
+        self.max_cpu_minutes = tcfg.max_cpu_minutes
         self.ssim_lambda = float(tcfg.ssim_lambda)
         self.sh_interval = int(tcfg.sh_degree_interval)
         self.eval_every = int(tcfg.eval_every)
@@ -333,8 +336,9 @@ class GSTrainer:
 
     # -- loop ---------------------------------------------------------------------------------------------------
     def train(self, until: Optional[int] = None) -> dict:
-        """Run to ``train.max_steps`` (or to step ``until``, or until ``train.max_minutes``); returns the last
-        evaluation's metrics."""
+        """Run to ``train.max_steps`` (or to step ``until``, or until ``train.max_minutes`` of wall time or
+        ``train.max_cpu_minutes`` of process CPU time); returns the last evaluation's metrics with ``wall_s``,
+        ``cpu_s`` (evaluation included) and ``steps``."""
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
@@ -350,6 +354,8 @@ class GSTrainer:
         try:
             while self.step < stop:
                 if self.max_minutes is not None and time.time() - t0 > 60 * float(self.max_minutes):
+                    break
+                if self.max_cpu_minutes is not None and self.cpu_seconds() > 60 * float(self.max_cpu_minutes):
                     break
                 if not order:
                     perm = torch.randperm(len(self.scene.train_ids), generator=self.gen).tolist()
@@ -373,11 +379,26 @@ class GSTrainer:
         self.save_checkpoint()
         self.model.save_ply(self.work_dir / "point_cloud.ply")
         last["wall_s"] = time.time() - t0
+        last["cpu_s"] = self.cpu_seconds()
+        last["steps"] = self.step
         atomic_write_text(self.work_dir / "metrics.json",
                           json.dumps({"final": last, "history": self.history, "priors": self.priors}, indent=1,
                                      default=str))
         writer.close()
         return last
+
+    def cpu_seconds(self) -> float:
+        """Process CPU time (user + sys) since the run's clock started (``train.max_cpu_minutes``); a resumed run
+        counts from its resumption."""
+        return time.process_time() - self._cpu_origin
+
+    def cpu_budget_frac(self) -> float:
+        """The fraction of ``train.max_cpu_minutes`` used so far (0 without a CPU budget): the methods whose
+        schedule is written as fractions of the run follow it, so a run stopped by the budget still ends its
+        schedule."""
+        if not self.max_cpu_minutes:
+            return 0.0
+        return min(self.cpu_seconds() / (60.0 * float(self.max_cpu_minutes)), 1.0)
 
     def evaluate(self, writer=None) -> dict:
         ids = self.scene.test_ids or self.scene.train_ids[:3]

@@ -61,6 +61,7 @@ class CoherentGSTrainer(GSTrainer):
 
     def __init__(self, cfg, work_dir, seed: int = 0, resume: bool = False, progress: bool = True):
         self._t_start, self._cpu_start = time.time(), time.process_time()
+        self._cpu_origin = self._cpu_start  # train.max_cpu_minutes counts from here (priors included)
         if dict(cfg.get("strategy", None) or {}):
             raise ValueError("coherentgs: the config has a 'strategy' section, but CoherentGS does not densify "
                              "(one Gaussian per input pixel); remove it")
@@ -71,6 +72,7 @@ class CoherentGSTrainer(GSTrainer):
         tcfg = self.train_cfg = section(CoherentGSTrainConfig, self.cfg["train"], "train")
         mcfg = self.model_cfg = section(CoherentGSModelConfig, self.cfg["model"], "model")
         self.max_steps, self.max_minutes = int(tcfg.max_steps), tcfg.max_minutes
+        self.max_cpu_minutes = tcfg.max_cpu_minutes
         self.ssim_lambda = float(tcfg.ssim_lambda)
         self.eval_every, self.save_every = int(tcfg.eval_every), int(tcfg.save_every)
         self.log_every, self.tile_size = int(tcfg.log_every), int(tcfg.tile_size)
@@ -216,7 +218,9 @@ class CoherentGSTrainer(GSTrainer):
     # -- stage 3: one training step --------------------------------------------------------------------------
     def train_step(self, i: int) -> dict:
         m, t = self.model, self.train_cfg
-        frac = self.step / max(self.max_steps, 1)
+        # the schedule's fractions follow steps or the CPU budget, whichever is further (a run the budget stops
+        # still reaches the end of its schedule)
+        frac = max(self.step / max(self.max_steps, 1), self.cpu_budget_frac())
         if frac < t.scale_reset_until and self.step % max(1, round(t.scale_reset_every * self.max_steps)) == 0:
             m.reset_scales()
         m.active_sh_degree = min(sum(frac >= f for f in t.sh_up_at), m.sh_degree)
@@ -261,8 +265,8 @@ class CoherentGSTrainer(GSTrainer):
     # -- loop ---------------------------------------------------------------------------------------------------
     def train(self, until: Optional[int] = None) -> dict:
         """Align the depth (once), then train to ``max_steps`` / ``until`` / the minutes left of ``max_minutes``
-        (counted from the start of the run); returns the last evaluation's metrics with ``wall_s`` and ``cpu_s``
-        of the whole run."""
+        / ``max_cpu_minutes`` (both counted from the start of the run); returns the last evaluation's metrics
+        with ``wall_s`` and ``cpu_s`` of the whole run."""
         if self.model.stage == "align":
             self.align_depth()
         budget = self.train_cfg.max_minutes

@@ -22,8 +22,9 @@
    and ``metrics.json``; stage 1 then runs to the end.
 
 Optimiser: the authors' ``OptimizationParamsinstant`` learning rates go in the config's ``train.lr``; the means'
-rate decays to 1 % over the run. The run's clock (``train.max_minutes``) starts when the trainer is built, so the
-priors' time counts: a config and its vanilla-3DGS baseline with the same ``max_minutes`` get the same wall time.
+rate decays to 1 % over the run. The run's clocks (``train.max_minutes`` of wall time, ``train.max_cpu_minutes`` of
+process CPU time) start when the trainer is built, so the priors' time counts: a config and its vanilla-3DGS
+baseline with the same budget get the same time (on a shared machine, give both the same CPU budget).
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ class LMGaussianTrainer(GSTrainer):
     (:class:`~.config.LMGaussianConfig`); ``method = "lmgaussian"``."""
 
     def __init__(self, cfg, work_dir, seed: int = 0, resume: bool = False, progress: bool = True):
-        self._t_begin = time.time()
+        self._t_begin, self._cpu_origin = time.time(), time.process_time()
         lm_cfg = dict(cfg.get("lmgaussian", None) or {})
         self.lm = section(LMGaussianConfig, lm_cfg, "lmgaussian")
         self.refined: Optional[torch.Tensor] = None
@@ -159,9 +160,9 @@ class LMGaussianTrainer(GSTrainer):
 
     # -- schedule ----------------------------------------------------------------------------------------------
     def progress_frac(self) -> float:
-        """How far the run is, in [0, 1]: the larger of steps / ``max_steps`` and elapsed / ``max_minutes``
-        (the schedule's fractions and the means' learning-rate decay follow it)."""
-        p = self.step / max(self.max_steps, 1)
+        """How far the run is, in [0, 1]: the largest of steps / ``max_steps``, elapsed / ``max_minutes`` and
+        CPU time / ``max_cpu_minutes`` (the schedule's fractions and the means' learning-rate decay follow it)."""
+        p = max(self.step / max(self.max_steps, 1), self.cpu_budget_frac())
         budget = getattr(self, "budget_minutes", None)
         if budget:
             p = max(p, (time.time() - self._t_begin) / (60.0 * float(budget)))

@@ -6,9 +6,10 @@ Built in, weight-free, always available (the default of every builder):
 kind       ``type``                                               what runs
 =========  =====================================================  =====================================
 depth      ``plane_sweep`` (default), ``features``,               multi-view plane sweep (ZNCC) from the
-           ``shipped`` (``kind``: dust3r | mono | file)           calibrated views; triangulated features;
-                                                                  the maps an LM-Gaussian / nerfstudio
-                                                                  scene ships
+           ``triangulated``,                                      calibrated views; triangulated features;
+           ``shipped`` (``kind``: dust3r | mono | file)           those densified along the image (wide
+                                                                  baselines); the maps an LM-Gaussian /
+                                                                  nerfstudio scene ships
 flow       ``dis`` (default)                                      OpenCV DIS optical flow
 pose       ``features`` (default)                                 SIFT/ORB + essential matrix + PnP
 refiner    ``classical`` (default), ``none``                      NL-means denoise + colour transfer
@@ -31,6 +32,7 @@ import torch
 
 from .base import (DepthMap, DepthPrior, FlowPrior, ImageRefiner, PosePrior, PriorUnavailableError,  # noqa: F401
                    RelativePose)
+from .densify import TriangulatedDepth, densify_depth, guided_filter, triangulated_anchors  # noqa: F401
 from .depth import (FeatureDepth, PlaneSweepDepth, ShippedDepth, align_scale_shift, depth_metrics,  # noqa: F401
                     feature_depth_map, feature_depths, read_depth_file)
 from .flow import DISFlow, flow_consistency, warp_by_flow  # noqa: F401
@@ -39,14 +41,16 @@ from .pose import FeaturePose, match_features, rotation_angle_deg, solve_pnp, tr
 from .refine import ClassicalRefiner
 
 __all__ = ["DepthMap", "DepthPrior", "FlowPrior", "PosePrior", "ImageRefiner", "RelativePose",
-           "PriorUnavailableError", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "DISFlow", "FeaturePose",
+           "PriorUnavailableError", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "TriangulatedDepth", "DISFlow",
+           "FeaturePose",
            "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior", "build_image_refiner",
            "depth_prior_points", "align_scale_shift", "depth_metrics", "LEARNED_PRIORS"]
 
 log = logging.getLogger("perception3d.priors")
 
 _BUILTIN = {
-    "depth": {"plane_sweep": PlaneSweepDepth, "features": FeatureDepth, "shipped": ShippedDepth},
+    "depth": {"plane_sweep": PlaneSweepDepth, "features": FeatureDepth, "shipped": ShippedDepth,
+              "triangulated": TriangulatedDepth},
     "flow": {"dis": DISFlow},
     "pose": {"features": FeaturePose},
     "refiner": {"classical": ClassicalRefiner},
