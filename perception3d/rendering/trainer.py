@@ -400,6 +400,11 @@ class GSTrainer:
             return 0.0
         return min(self.cpu_seconds() / (60.0 * float(self.max_cpu_minutes)), 1.0)
 
+    def progress_frac(self) -> float:
+        """How far the run is, in [0, 1]: the larger of steps / ``max_steps`` and :meth:`cpu_budget_frac`, so a
+        schedule written as fractions of the run (CoherentGS's, LM-Gaussian's) ends when either budget does."""
+        return min(max(self.step / max(self.max_steps, 1), self.cpu_budget_frac()), 1.0)
+
     def evaluate(self, writer=None) -> dict:
         ids = self.scene.test_ids or self.scene.train_ids[:3]
         metrics, renders = evaluate_views(self.model, self.scene, ids, self.background, self.tile_size)

@@ -60,8 +60,8 @@ class CoherentGSTrainer(GSTrainer):
     (:class:`~.config.CoherentGSTrainConfig`) and no ``strategy`` (there is no densification)."""
 
     def __init__(self, cfg, work_dir, seed: int = 0, resume: bool = False, progress: bool = True):
-        self._t_start, self._cpu_start = time.time(), time.process_time()
-        self._cpu_origin = self._cpu_start  # train.max_cpu_minutes counts from here (priors included)
+        # both clocks (train.max_minutes, train.max_cpu_minutes) count from here: the priors' time is included
+        self._t_start, self._cpu_origin = time.time(), time.process_time()
         if dict(cfg.get("strategy", None) or {}):
             raise ValueError("coherentgs: the config has a 'strategy' section, but CoherentGS does not densify "
                              "(one Gaussian per input pixel); remove it")
@@ -218,9 +218,7 @@ class CoherentGSTrainer(GSTrainer):
     # -- stage 3: one training step --------------------------------------------------------------------------
     def train_step(self, i: int) -> dict:
         m, t = self.model, self.train_cfg
-        # the schedule's fractions follow steps or the CPU budget, whichever is further (a run the budget stops
-        # still reaches the end of its schedule)
-        frac = max(self.step / max(self.max_steps, 1), self.cpu_budget_frac())
+        frac = self.progress_frac()  # steps or the CPU budget, whichever is further
         if frac < t.scale_reset_until and self.step % max(1, round(t.scale_reset_every * self.max_steps)) == 0:
             m.reset_scales()
         m.active_sh_degree = min(sum(frac >= f for f in t.sh_up_at), m.sh_degree)
@@ -273,7 +271,7 @@ class CoherentGSTrainer(GSTrainer):
         if budget is not None:
             self.max_minutes = max(float(budget) - (time.time() - self._t_start) / 60.0, 0.0)
         last = super().train(until)
-        last.update(wall_s=time.time() - self._t_start, cpu_s=time.process_time() - self._cpu_start,
+        last.update(wall_s=time.time() - self._t_start, cpu_s=self.cpu_seconds(),
                     init_s=self.init_s, steps=self.step)
         atomic_write_text(self.work_dir / "metrics.json",
                           json.dumps({"final": last, "history": self.history, "priors": self.priors,

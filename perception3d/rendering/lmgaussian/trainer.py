@@ -162,7 +162,7 @@ class LMGaussianTrainer(GSTrainer):
     def progress_frac(self) -> float:
         """How far the run is, in [0, 1]: the largest of steps / ``max_steps``, elapsed / ``max_minutes`` and
         CPU time / ``max_cpu_minutes`` (the schedule's fractions and the means' learning-rate decay follow it)."""
-        p = max(self.step / max(self.max_steps, 1), self.cpu_budget_frac())
+        p = super().progress_frac()
         budget = getattr(self, "budget_minutes", None)
         if budget:
             p = max(p, (time.time() - self._t_begin) / (60.0 * float(budget)))
