@@ -75,8 +75,10 @@ def check_state_dict_keys(model: torch.nn.Module, state_dict: dict, source: str 
         model = model.module
     own = model.state_dict()
     may_lack = getattr(model, "checkpoint_may_lack", None)
-    allowed = [k for k in own if k not in state_dict and callable(may_lack) and may_lack(k)]
-    missing = [k for k in own if k not in state_dict and k not in set(allowed)]
+    absent = [k for k in own if k not in state_dict]
+    allowed = [k for k in absent if may_lack(k)] if callable(may_lack) else []
+    allowed_set = set(allowed)
+    missing = [k for k in absent if k not in allowed_set]
     unexpected = [k for k in state_dict if k not in own]
     shape = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
              for k in own if k in state_dict and hasattr(state_dict[k], "shape")
