@@ -50,8 +50,8 @@ def main() -> int:
     same = sum(torch.equal(sd[k], s1[k]) for k in s1 if k in sd)
     print(f"stage-1 tensors: {len(s1)}; loaded unchanged: {same}; unexpected: {len(unexpected)}; "
           f"LiDAR tensors in the fusion model: {len(loaded_lidar)}, missing from stage 1: {len(lidar_missing)}")
-    print(f"fusion-model tensors not in stage 1 (trained in stage 2): {len(missing)}, by module: "
-          f"{dict(Counter(k.split('.')[0] if not k.startswith('head.') else '.'.join(k.split('.')[:2]) for k in missing))}")
+    by_module = Counter(".".join(k.split(".")[:2]) if k.startswith("head.") else k.split(".")[0] for k in missing)
+    print(f"fusion-model tensors not in stage 1 (trained in stage 2): {len(missing)}, by module: {dict(by_module)}")
     print(f"fusion heads / proj_lidar started from the LiDAR heads: "
           f"{getattr(model.head, 'fusion_initialised_from_lidar', False)}")
     trainable_lidar = [n for n, p in model.named_parameters() if n.startswith(LIDAR) and p.requires_grad]

@@ -17,7 +17,7 @@ __all__ = [
     "SparseTensor", "CoordSet", "linearize", "voxelize", "grid_shape", "scatter_reduce",
     "SubMConv3d", "SparseConv3d", "SparseInverseConv3d", "SubMConv2d", "SparseConv2d", "SparseInverseConv2d",
     "SparseMaxPool3d", "SparseAvgPool3d", "SparseMaxPool2d", "SparseAvgPool2d", "global_pool", "SparseSequential",
-    "sparse_conv", "sparse_pool", "gather_gemm_scatter", "gelu", "KernelMap", "subm_kmap", "strided_kmap", "inverse_kmap",
-    "conv_output_shape",
+    "sparse_conv", "sparse_pool", "gather_gemm_scatter", "gelu",
+    "KernelMap", "subm_kmap", "strided_kmap", "inverse_kmap", "conv_output_shape",
     "get_backend", "set_backend", "use_backend", "spconv_available",
 ]

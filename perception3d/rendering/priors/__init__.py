@@ -41,9 +41,8 @@ from .pose import FeaturePose, match_features, rotation_angle_deg, solve_pnp, tr
 from .refine import ClassicalRefiner
 
 __all__ = ["DepthMap", "DepthPrior", "FlowPrior", "PosePrior", "ImageRefiner", "RelativePose",
-           "PriorUnavailableError", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "TriangulatedDepth", "DISFlow",
-           "FeaturePose",
-           "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior", "build_image_refiner",
+           "PriorUnavailableError", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "TriangulatedDepth",
+           "DISFlow", "FeaturePose", "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior", "build_image_refiner",
            "depth_prior_points", "align_scale_shift", "depth_metrics", "LEARNED_PRIORS"]
 
 log = logging.getLogger("perception3d.priors")
