@@ -404,7 +404,7 @@ def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):
     import imageio.v3 as iio
     assert iio.imread(tmp_path / "c" / "compare_grid.png").shape == (2 * 48, 6 * 48, 3)
     # more target views than the config's: the table also gives the mean over the config's own target views
-    more = compare_with_nerf(ck, tmp_path / "m", nerf_cpu_seconds=30, frames=[0], progress=False, max_steps=3,
+    more = compare_with_nerf(ck, tmp_path / "m", nerf_cpu_seconds=30, frames=[0], progress=True, max_steps=3,
                              n_rays=32, width=16, depth=2, target_views=[1, 3, 5])
     assert [r["view"] for r in more["per_view"]] == [1, 3, 5] and more["target_views"] == [1, 3, 5]
     views13 = [r for r in more["per_view"] if r["view"] in (1, 3)]

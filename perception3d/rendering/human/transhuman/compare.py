@@ -77,11 +77,15 @@ def compare_with_nerf(ckpt, out_dir, nerf_cpu_seconds: Optional[float] = None,
                 a, b = evaluate_view(r["rgb"], gt, r["mask_at_box"]), evaluate_view(nerf_rgb, gt, r["mask_at_box"])
                 rows.append({"subject": s.name, "frame": f, "view": c, "transhuman": a, "nerf": b})
                 grid.append([s.view(f, v)[0] for v in data.input_views] + [r["rgb"], nerf_rgb, gt])
-            if progress:
-                print(f"[compare] {s.name} frame {f}: NeRF {info['steps']} steps in {info['cpu_seconds']:.0f} CPU s; "
-                      f"TransHuman rendered {len(th)} views in {th_cpu:.1f} CPU s", flush=True)
             rows[-1]["nerf_fit"] = info
             sub = rows[first:]
+            if progress:
+                m = {k: [float(np.mean([r[k][q] for r in sub])) for q in ("psnr", "ssim")]
+                     for k in ("transhuman", "nerf")}
+                print(f"[compare] {s.name} frame {f}: NeRF {info['steps']} steps in {info['cpu_seconds']:.0f} CPU s; "
+                      f"TransHuman rendered {len(th)} views in {th_cpu:.1f} CPU s; PSNR / SSIM over {len(sub)} views: "
+                      f"TransHuman {m['transhuman'][0]:.2f} / {m['transhuman'][1]:.4f}, "
+                      f"NeRF {m['nerf'][0]:.2f} / {m['nerf'][1]:.4f}", flush=True)
             scenes.append({"subject": s.name, "frame": f, "views": len(sub), "nerf_fit": info,
                            "transhuman_render_cpu_s": th_cpu, "transhuman_render_wall_s": th_wall,
                            **{k: {m: float(np.mean([r[k][m] for r in sub])) for m in ("psnr", "ssim")}
