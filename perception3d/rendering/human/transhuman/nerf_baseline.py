@@ -3,7 +3,7 @@ fitted to the same few reference views TransHuman sees, inside the same body box
 what a user without a generalisable model would do with 3 views of a new person.
 
 Density and compositing follow mip-NeRF (Barron et al. 2021, its implementation choices): σ = softplus(x − 1)
-instead of NeRF's ReLU, and the last sample's interval ends at the far bound (no 1e10 interval). A ReLU density on a black
+instead of NeRF's ReLU, and the last sample gets an ordinary interval (no 1e10 one). A ReLU density on a black
 background can die everywhere (every pre-activation below zero: an empty, black render with no gradient to leave
 it); a softplus always has a gradient, and its −1 shift starts the field nearly empty."""
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .volume import camera_rays, ray_box, render_rays
 
 __all__ = ["PerSceneNeRF", "fit_nerf", "LAST_INTERVAL"]
 
-LAST_INTERVAL = None   # mip-NeRF: the last sample's interval ends at the far bound (see volume.composite)
+LAST_INTERVAL = None   # mip-NeRF: the last sample gets the previous interval (see volume.composite)
 
 
 class PerSceneNeRF(nn.Module):
