@@ -3,6 +3,7 @@ reference views for the same CPU time (issue 17's "unseen subjects" table).
 
     OMP_NUM_THREADS=1 python bench/transhuman_unseen_subjects.py [--ckpt CKPT | --config CFG --train-cpu-minutes M]
                                                                 [--nerf-cpu-minutes M] [--frames F ...] [--out DIR]
+                                                                [--target-views C ...]
 
 Without ``--ckpt`` it first trains TransHuman once on the config's training subjects (default
 ``configs/transhuman_human_mini.py``: subjects 0–2; unseen: 3–5) for ``--train-cpu-minutes`` of process CPU time
@@ -39,6 +40,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--frames", type=int, nargs="+", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "transhuman_unseen"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target-views", type=int, nargs="+", default=None,
+                    help="cameras to score (default: the config's 6 target views); the table then also gives the "
+                         "mean over the config's target views")
     args = ap.parse_args(argv)
 
     import torch
@@ -61,7 +65,7 @@ def main(argv=None) -> dict:
         ckpt = str(trainer.ckpt_path)
         run["train_wall_s"], run["train_cpu_s"] = time.perf_counter() - t0, time.process_time() - p0
     cpu = None if args.nerf_cpu_minutes is None else 60 * args.nerf_cpu_minutes
-    res = compare_with_nerf(ckpt, out, cpu, args.frames, args.seed)
+    res = compare_with_nerf(ckpt, out, cpu, args.frames, args.seed, target_views=args.target_views)
     run.update(ckpt=ckpt, wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - p0,
                loadavg_end=os.getloadavg())
     atomic_write_text(out / "bench.json", json.dumps(run, indent=1))

@@ -346,11 +346,45 @@ def test_per_scene_nerf_fits_its_views():
     net, info = fit_nerf(img, vm[None], K[None], box, cpu_seconds=60, max_steps=60, n_rays=128, n_samples=16,
                          lr=5e-3, width=32, depth=2)
     assert info["steps"] == 60 and info["loss"] < 0.02
-    # a fresh field is not empty: with ReLU density on a black background an empty start would stay black
+    # the body is opaque in the fit, the black background around it is not
+    from perception3d.rendering.human.transhuman.volume import camera_rays, render_rays
+    o, d = camera_rays(vm, K, 16, 16)
+    with torch.no_grad():
+        out = render_rays(net, o, d, box, 16, last_interval=None)
+    acc = out["acc"].view(16, 16)
+    assert acc[5:11, 5:11].mean() > 0.8 and torch.cat([acc[:2].flatten(), acc[-2:].flatten()]).mean() < 0.3
+
+
+def test_per_scene_nerf_cannot_collapse_to_an_empty_field():
+    """The subject4 failure: a NeRF whose every density pre-activation is below zero rendered black, and a ReLU
+    density gave it no gradient to leave. mip-NeRF's softplus(x − 1) keeps a gradient, so the field refills."""
     from perception3d.rendering.human.transhuman.nerf_baseline import PerSceneNeRF
-    torch.manual_seed(3)
-    raw = PerSceneNeRF()(torch.rand(2000, 3) - 0.5, torch.nn.functional.normalize(torch.randn(2000, 3), dim=-1))
-    assert (raw[:, 3] > 0).float().mean() > 0.9
+    from perception3d.rendering.human.transhuman.volume import camera_rays, render_rays
+    torch.manual_seed(0)
+    vm, K = _camera((0.0, 0.0, -2.0), f=20.0, size=16)
+    img = torch.zeros(16, 16, 3)
+    img[4:12, 4:12] = torch.tensor([0.9, 0.2, 0.1])
+    box = torch.tensor([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]])
+    o, d = camera_rays(vm, K, 16, 16)
+    on = torch.zeros(16, 16, dtype=torch.bool)
+    on[4:12, 4:12] = True
+    on = on.flatten()
+    net = PerSceneNeRF(width=32, depth=2)
+    with torch.no_grad():
+        net.sigma.weight.mul_(0.1)
+        net.sigma.bias.fill_(-3.0)    # dead start: every σ pre-activation below zero (a ReLU density: σ ≡ 0)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    acc0 = None
+    for step in range(40):
+        out = render_rays(net, o[on], d[on], box, 16, last_interval=None)
+        loss = torch.nn.functional.mse_loss(out["rgb"], img.reshape(-1, 3)[on])
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            acc0 = out["acc"].mean().item()
+            assert acc0 < 0.05 and net.sigma.bias.grad.abs().item() > 0   # a ReLU density: exactly 0
+        opt.step()
+    assert out["acc"].mean().item() > 0.3 and loss.item() < 0.1
 
 
 def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):
@@ -369,6 +403,15 @@ def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):
     assert [r["subject"] for r in res["per_scene"]] == ["s2"] and res["per_scene"][0]["nerf_fit"]["steps"] == 3
     import imageio.v3 as iio
     assert iio.imread(tmp_path / "c" / "compare_grid.png").shape == (2 * 48, 6 * 48, 3)
+    # more target views than the config's: the table also gives the mean over the config's own target views
+    more = compare_with_nerf(ck, tmp_path / "m", nerf_cpu_seconds=30, frames=[0], progress=True, max_steps=3,
+                             n_rays=32, width=16, depth=2, target_views=[1, 3, 5])
+    assert [r["view"] for r in more["per_view"]] == [1, 3, 5] and more["target_views"] == [1, 3, 5]
+    views13 = [r for r in more["per_view"] if r["view"] in (1, 3)]
+    assert more["config_target_views"]["nerf"]["psnr"] == pytest.approx(np.mean([r["nerf"]["psnr"] for r in views13]))
+    assert "mean of the config's target views (1, 3), 2 views" in (tmp_path / "m" / "compare.md").read_text()
+    with pytest.raises(ValueError, match="reference views"):
+        compare_with_nerf(ck, tmp_path / "x", nerf_cpu_seconds=1, progress=False, target_views=[0, 1])
 
 
 @pytest.mark.parametrize("name", ["transhuman_human_mini", "transhuman_zju"])

@@ -1,6 +1,11 @@
 """The per-scene baseline: a plain NeRF (Mildenhall et al. 2020; coarse network only, no body model, no prior)
 fitted to the same few reference views TransHuman sees, inside the same body box, rendered the same way. It is
-what a user without a generalisable model would do with 3 views of a new person."""
+what a user without a generalisable model would do with 3 views of a new person.
+
+Density and compositing follow mip-NeRF (Barron et al. 2021, its implementation choices): σ = softplus(x − 1)
+instead of NeRF's ReLU, and the last sample gets an ordinary interval (no 1e10 one). A ReLU density on a black
+background can die everywhere (every pre-activation below zero: an empty, black render with no gradient to leave
+it); a softplus always has a gradient, and its −1 shift starts the field nearly empty."""
 from __future__ import annotations
 
 import time
@@ -13,13 +18,15 @@ from torch import nn
 from .encoding import nerf_embed, nerf_embed_dim
 from .volume import camera_rays, ray_box, render_rays
 
-__all__ = ["PerSceneNeRF", "fit_nerf"]
+__all__ = ["PerSceneNeRF", "fit_nerf", "LAST_INTERVAL"]
+
+LAST_INTERVAL = None   # mip-NeRF: the last sample gets the previous interval (see volume.composite)
 
 
 class PerSceneNeRF(nn.Module):
-    """``forward(pts [P, 3], viewdir [P, 3]) → raw [P, 4]``: NeRF's MLP (positional encoding with 10 / 4
-    frequencies, ``depth`` ReLU layers of ``width`` with a skip of the input at the middle, σ from position only,
-    colour from a feature and the view direction)."""
+    """``forward(pts [P, 3], viewdir [P, 3]) → raw [P, 4]`` (rgb logits, σ ≥ 0): NeRF's MLP (positional encoding
+    with 10 / 4 frequencies, ``depth`` ReLU layers of ``width`` with a skip of the input at the middle, σ from
+    position only, colour from a feature and the view direction), with mip-NeRF's density softplus(x − 1)."""
 
     def __init__(self, width: int = 128, depth: int = 6, xyz_freqs: int = 10, view_freqs: int = 4,
                  center: Optional[torch.Tensor] = None, scale: float = 1.0) -> None:
@@ -32,9 +39,6 @@ class PerSceneNeRF(nn.Module):
         self.feature = nn.Linear(width, width)
         self.view = nn.Linear(width + nerf_embed_dim(view_freqs), width // 2)
         self.rgb = nn.Linear(width // 2, 3)
-        # ReLU density on a black background: a start where every sample is empty never leaves it (the fit collapses
-        # to a black image), so σ starts slightly positive, as in TransHuman's head
-        nn.init.constant_(self.sigma.bias, 0.5)
         self.register_buffer("center", torch.zeros(3) if center is None else center.float())
         self.scale = float(scale)
 
@@ -44,7 +48,8 @@ class PerSceneNeRF(nn.Module):
         for i, layer in enumerate(self.layers):
             h = F.relu(layer(torch.cat([h, e], -1) if i == self.skip and i > 0 else h))
         c = F.relu(self.view(torch.cat([self.feature(h), nerf_embed(viewdir, self.view_freqs)], -1)))
-        return torch.cat([self.rgb(c), self.sigma(h)], -1)
+        sigma = F.softplus(self.sigma(h) - 1.0)   # mip-NeRF's shifted softplus: never a dead density
+        return torch.cat([self.rgb(c), sigma], -1)
 
 
 def fit_nerf(images: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, box: torch.Tensor,
@@ -67,7 +72,8 @@ def fit_nerf(images: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, box
     t0, step, loss = time.process_time(), 0, float("nan")
     while time.process_time() - t0 < cpu_seconds and (max_steps is None or step < max_steps):
         j = torch.randint(o.shape[0], (min(n_rays, o.shape[0]),), generator=g)
-        out = render_rays(net, o[j], d[j], box, n_samples, perturb=True, chunk=1 << 30, generator=g)
+        out = render_rays(net, o[j], d[j], box, n_samples, perturb=True, chunk=1 << 30, generator=g,
+                          last_interval=LAST_INTERVAL)
         l = F.mse_loss(out["rgb"], c[j])
         opt.zero_grad()
         l.backward()

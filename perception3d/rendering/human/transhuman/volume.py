@@ -4,6 +4,7 @@ rendering the TransHuman authors use (ReLU density, sigmoid colour, last interva
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
@@ -51,9 +52,15 @@ def sample_along_rays(near: torch.Tensor, far: torch.Tensor, n: int, perturb: bo
     return z
 
 
-def composite(raw: torch.Tensor, z: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """raw [R, n, 4] (rgb logits, σ) → (rgb [R, 3] on black, accumulated opacity [R], expected depth [R])."""
-    delta = torch.cat([z[:, 1:] - z[:, :-1], torch.full_like(z[:, :1], 1e10)], 1) * d.norm(dim=-1, keepdim=True)
+def composite(raw: torch.Tensor, z: torch.Tensor, d: torch.Tensor,
+              last_interval: Optional[float] = 1e10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """raw [R, n, 4] (rgb logits, σ) → (rgb [R, 3] on black, accumulated opacity [R], expected depth [R]).
+    ``last_interval``: the length given to the last sample (the authors' and NeRF's 1e10 make it opaque whenever
+    σ > 0); ``None`` repeats the previous interval (mip-NeRF: the ray ends at the far bound, and what is left of
+    the transmittance shows the black background)."""
+    dz = z[:, 1:] - z[:, :-1]
+    last = dz[:, -1:] if last_interval is None else torch.full_like(z[:, :1], last_interval)
+    delta = torch.cat([dz, last], 1) * d.norm(dim=-1, keepdim=True)
     alpha = 1 - torch.exp(-torch.relu(raw[..., 3]) * delta)
     trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], 1), 1)[:, :-1]
     w = alpha * trans
@@ -62,10 +69,10 @@ def composite(raw: torch.Tensor, z: torch.Tensor, d: torch.Tensor) -> tuple[torc
 
 def render_rays(query, o: torch.Tensor, d: torch.Tensor, box: torch.Tensor, n_samples: int = 64,
                 perturb: bool = False, chunk: int = 4096, keep=None,
-                generator: torch.Generator | None = None) -> dict:
+                generator: torch.Generator | None = None, last_interval: Optional[float] = 1e10) -> dict:
     """Volume-render rays o, d [R, 3] through ``box`` [2, 3] with ``query(pts [P, 3], viewdir [P, 3]) → raw
     [P, 4]``; ``keep(pts) → bool [P]`` may mark samples to skip (zero density, not evaluated). Rays that miss the
-    box are black. → dict(rgb [R, 3], acc [R], depth [R], hit bool [R])."""
+    box are black; ``last_interval`` as in :func:`composite`. → dict(rgb [R, 3], acc [R], depth [R], hit bool [R])."""
     R = o.shape[0]
     rgb, acc, depth = o.new_zeros(R, 3), o.new_zeros(R), o.new_zeros(R)
     near, far, hit = ray_box(o, d, box)
@@ -83,7 +90,7 @@ def render_rays(query, o: torch.Tensor, d: torch.Tensor, box: torch.Tensor, n_sa
             raw = pts.new_zeros(pts.shape[0], 4)
             if bool(k.any()):
                 raw = raw.index_put((k,), query(pts[k], vd[k]))
-        c, a, dep = composite(raw.view(len(j), n_samples, 4), z, d[j])
+        c, a, dep = composite(raw.view(len(j), n_samples, 4), z, d[j], last_interval)
         rgb = rgb.index_put((j,), c)
         acc, depth = acc.index_put((j,), a), depth.index_put((j,), dep)
     return dict(rgb=rgb, acc=acc, depth=depth, hit=hit)
