@@ -168,9 +168,6 @@ class LMGaussianTrainer(GSTrainer):
             p = max(p, (time.time() - self._t_begin) / (60.0 * float(budget)))
         return min(p, 1.0)
 
-    def _means_lr(self, step: int) -> float:
-        return self.base_lr["means"] * 0.01 ** self.progress_frac()
-
     # -- rendering ---------------------------------------------------------------------------------------------
     def render_with_geometry(self, cam, background: torch.Tensor, sh_degree: int):
         """One rasterization of colour, camera-frame normal and depth. → (rgb [H, W, 3], normal [H, W, 3]
