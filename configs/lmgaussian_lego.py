@@ -5,8 +5,8 @@
 
 Priors, weight-free: SIFT features triangulated with the calibrated training views and densified along the
 image (``rendering.priors.TriangulatedDepth``, as the fox; ~0.7 CPU-s a view), the built-in plane sweep for a
-view with fewer than 20 anchors (the sweep alone costs ~4 CPU-s a view here and was valid on 4–30 % of the
-pixels at 9 views); holes inpainted inside the object masks (the white background gets no points); its depth for
+view with fewer than 20 anchors (the sweep alone, at 9 views, took twice this set-up's time and was valid on
+4–30 % of the pixels); holes inpainted inside the object masks (the white background gets no points); its depth for
 the Pearson loss and its surface normals for the normal loss. The authors' learning rates; no densification; refinement stage skipped (no refiner given).
 """
 _base_ = ["./gs_sparse_baseline_lego.py"]
