@@ -34,6 +34,8 @@ DATA = ROOT.parent / "shared" / "data"
 PRIORS = {
     "plane_sweep": dict(type="plane_sweep"),
     "triangulated": dict(type="triangulated", max_dist=0.15),
+    # the same, interpolating across depth discontinuities (before edge_ratio)
+    "triangulated_no_edge": dict(type="triangulated", max_dist=0.15, edge_ratio=None),
 }
 
 
@@ -79,7 +81,7 @@ def main(argv=None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", nargs="+", default=["barn", "fox", "lego"])
-    ap.add_argument("--priors", nargs="+", default=list(PRIORS))
+    ap.add_argument("--priors", nargs="+", default=["plane_sweep", "triangulated"], choices=list(PRIORS))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = []

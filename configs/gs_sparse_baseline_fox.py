@@ -4,9 +4,11 @@ LM-Gaussian must beat with the same views, resolution and time budget.
 
 * views: ``n_train_views=3`` → views 0, 24, 49 of the 50 (evenly spaced over the capture), the rest held out;
 * resolution: 384 × 683 (1080 × 1920 undistorted to a pinhole camera, then shrunk 2.8×);
-* time budget: 600 steps or 5 minutes of process CPU time (``max_cpu_minutes``), whichever comes first — the
-  same CPU budget as the methods (on a machine shared with other work a wall-clock budget is unfair to whichever
-  run gets the worse slice); one thread: ~6 minutes of wall time on a quiet 2-core machine;
+* time budget: 5 minutes of process CPU time (``max_cpu_minutes``) — the same CPU budget as the methods (on a
+  machine shared with other work a wall-clock budget is unfair to whichever run gets the worse slice); the step
+  cap is 3DGS's 30k, which the budget reaches first, so the baseline fills the budget as the methods do (~850
+  steps), and the means' learning-rate decay follows the budget; one thread: ~6 minutes of wall time on a quiet
+  2-core machine;
 * initialisation: 30k points random in the 3 views' frustum overlap (depth 0.2–5 × the distance to the point
   the cameras look at), coloured from their pixels; random background while training (photos have no alpha),
   black at evaluation.
@@ -33,7 +35,7 @@ model = dict(
     init_scale=0.3,  # 0.3 × the kNN distance: random frustum points are sparse, full-size ones overlap heavily
 )
 train = dict(
-    max_steps=600,
+    max_steps=30_000,  # never reached: the CPU budget ends the run
     max_minutes=None,
     max_cpu_minutes=5.0,
     sh_degree_interval=150,

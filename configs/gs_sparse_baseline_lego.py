@@ -5,7 +5,7 @@ LM-Gaussian and CoherentGS must beat with the same views, resolution and time. 6
     nice -n 10 python tools/train_gs.py configs/gs_sparse_baseline_lego.py --work-dir work_dirs/lego6 \\
         --cfg-options data.n_train_views=6
 
-* time budget: 600 steps or 2 minutes of process CPU time, whichever comes first (one thread);
+* time budget: 2 minutes of process CPU time (one thread; the 30k step cap is never reached);
 * initialisation: 3DGS's NeRF-synthetic start (random in the ±1.3 cube, 30k points) carved by the training
   views' alpha masks; densification from step 100 to 450 (as the fox baseline).
 """
@@ -23,6 +23,6 @@ data = dict(
 )
 model = dict(init="random", init_num=30_000, init_center=(0.0, 0.0, 0.0), init_extent=1.3,
              carve_with_masks=True, init_scale=1.0)
-train = dict(max_steps=600, max_minutes=None, max_cpu_minutes=2.0, background=(1.0, 1.0, 1.0),
+train = dict(max_minutes=None, max_cpu_minutes=2.0, background=(1.0, 1.0, 1.0),
              eval_background=(1.0, 1.0, 1.0),
              scene_scale="rig")

@@ -56,3 +56,18 @@ def test_lmgaussian_schedule_follows_the_cpu_budget(tmp_path, tiny_scene):
     assert 0 < p0 < 1e-2  # only the CPU time of the set-up
     tr.max_cpu_minutes = tr.cpu_seconds() / 60.0 / 0.5  # half of the budget is now used
     assert tr.progress_frac() == pytest.approx(0.5, abs=0.05)
+
+
+def test_means_learning_rate_decays_over_the_cpu_budget(tmp_path, tiny_scene):
+    """The means' learning rate decays to 1 % over the run, following the CPU budget when it ends the run before
+    the step cap (a baseline that fills its budget still ends its schedule)."""
+    from perception3d.rendering.trainer import GSTrainer
+
+    tr = GSTrainer(_cfg(tiny_scene, max_cpu_minutes=1000.0), tmp_path / "lr", progress=False)
+    base = tr.base_lr["means"]
+    assert tr._means_lr() == pytest.approx(base, rel=1e-3)  # step 0, almost no CPU used
+    tr.max_cpu_minutes = tr.cpu_seconds() / 60.0 / 0.5  # half of the budget used, 0 of 100k steps
+    assert tr._means_lr() == pytest.approx(base * 0.1, rel=0.12)
+    tr.max_cpu_minutes = None  # no budget: steps / max_steps alone, as 3DGS
+    tr.step = 50_000
+    assert tr._means_lr() == pytest.approx(base * 0.1, rel=1e-6)

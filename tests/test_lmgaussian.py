@@ -265,3 +265,29 @@ def test_configs_parse(name):
         assert cfg.data == base.data  # same views, size
         assert (cfg.train.max_minutes, cfg.train.get("max_cpu_minutes")) == (
             base.train.max_minutes, base.train.get("max_cpu_minutes"))  # same time
+
+
+def test_object_capture_depth_and_normal_losses_keep_to_the_object(tmp_path, monkeypatch):
+    """On an RGBA capture the depth and normal losses' masks lie inside the object's alpha mask (the prior's
+    depth off the object is interpolated over empty background), here with a prior valid on every pixel."""
+    import perception3d.rendering.lmgaussian.trainer as lmt
+    from perception3d.rendering.default_scene import make_default_scene
+    from perception3d.rendering.lmgaussian.init import ViewDepth
+
+    def everywhere(prior, scene, i, ids):  # a prior that claims depth on every pixel, background included
+        d = torch.full((scene.height, scene.width), 4.0)
+        return ViewDepth(d, torch.ones_like(d, dtype=torch.bool), d, "everywhere")
+
+    monkeypatch.setattr(lmt, "view_depth", everywhere)
+    root = make_default_scene(tmp_path / "scene", n_train=4, n_test=1, size=32)
+    cfg = {"data": dict(type="default", root=str(root), generate=dict(n_train=4, n_test=1, size=32)),
+           "model": dict(init="frustum", init_num=500, sh_degree=0),
+           "train": dict(max_steps=2, eval_every=10**9, save_every=10**9, log_every=10**9, tile_size=8),
+           "strategy": dict(refine_stop_iter=0),
+           "lmgaussian": dict(depth_prior=dict(type="plane_sweep"), refiner=dict(type="none"), lambda_virtual=0.0)}
+    tr = lmt.LMGaussianTrainer(cfg, tmp_path / "lm", progress=False)
+    for i in tr.scene.train_ids:
+        obj = tr.scene.mask(i)
+        assert obj is not None and bool(obj.any()) and not bool(obj.all())
+        for _, m in (tr.depth_targets[i], tr.normal_targets[i]):
+            assert bool(m.any()) and not bool((m & ~obj).any())

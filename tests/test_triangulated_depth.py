@@ -156,3 +156,61 @@ def test_triangulated_depth_bad_input():
         TriangulatedDepth().estimate(s, 0, [0])
     with pytest.raises(ValueError, match=r"view 0 \(v0\) has only \d+ triangulated anchors \(need 100000\)"):
         TriangulatedDepth(min_anchors=100_000).estimate(s, 0, [0, 1])
+
+
+def test_interpolation_is_scipys_linear_interpolation_without_an_edge_ratio():
+    """Without ``edge_ratio`` the barycentric interpolation equals scipy's LinearNDInterpolator (the reference),
+    NaN outside the anchors' hull included."""
+    from scipy.interpolate import LinearNDInterpolator
+
+    from perception3d.rendering.priors.densify import interpolate_inverse_depth
+
+    rng = np.random.default_rng(3)
+    uv, val = rng.uniform(5, 75, (40, 2)), rng.uniform(0.2, 1.0, 40)
+    q = rng.uniform(0, 80, (500, 2))
+    ours, ref = interpolate_inverse_depth(uv, val, q), LinearNDInterpolator(uv, val)(q)
+    assert np.isnan(ref).any() and np.array_equal(np.isnan(ours), np.isnan(ref))
+    assert np.allclose(ours[~np.isnan(ref)], ref[~np.isnan(ref)], atol=1e-9)
+
+
+def test_edge_ratio_does_not_interpolate_across_a_depth_jump():
+    """A foreground object (inverse depth 1.0, left half) in front of a wall (0.25, right half): linear
+    interpolation puts surfaces between them in the triangles that span the edge; with ``edge_ratio`` every pixel
+    takes one of the two depths, and the triangles inside one surface are still interpolated."""
+    from perception3d.rendering.priors.densify import interpolate_inverse_depth
+
+    H, W = 60, 80
+    rng = np.random.default_rng(0)
+    uv = np.c_[rng.uniform(0, W, 120), rng.uniform(0, H, 120)]
+    uv = np.r_[uv, [[0, 0], [W, 0], [0, H], [W, H], [W / 2 - 1, 0], [W / 2 + 1, 0], [W / 2 - 1, H], [W / 2 + 1, H]]]
+    fg = uv[:, 0] < W / 2
+    inv = np.where(fg, 1.0, 0.25)
+    vv, uu = np.mgrid[0:H, 0:W] + 0.5
+    q = np.c_[uu.ravel(), vv.ravel()]
+    between = lambda x: ((x > 0.26) & (x < 0.99)).mean()  # noqa: E731
+    plain = interpolate_inverse_depth(uv, inv, q)
+    assert between(plain) > 0.01  # the edge's triangles interpolate a surface in the empty space
+    cut = interpolate_inverse_depth(uv, inv, q, edge_ratio=1.3)
+    assert between(cut[np.isfinite(cut)]) == 0 and np.isnan(cut).mean() < 0.2
+    depth, _ = densify_depth(uv, 1.0 / inv, np.full((H, W, 3), 0.5, np.float32), max_dist=0.5, radius=1,
+                             edge_ratio=1.3)
+    # away from the edge: within a cut triangle the nearest anchor decides (anchors are ~6 px apart), and the
+    # 3 × 3 box filters blur the step
+    far = (np.abs(uu - W / 2) > 10).ravel()
+    assert np.allclose(1.0 / depth.ravel()[far], np.where(q[far, 0] < W / 2, 1.0, 0.25), rtol=1e-3)
+    with pytest.raises(ValueError, match="edge_ratio"):
+        TriangulatedDepth(edge_ratio=1.0)
+
+
+def test_fallback_prior_serves_the_views_with_too_few_anchors():
+    """``fallback``: a view below ``min_anchors`` takes the fallback prior's depth (its source says so, and the
+    stats and description record it); without one it raises."""
+    s = _PlanesScene(n=2, W=96, H=72)
+    prior = build_depth_prior(dict(type="triangulated", min_anchors=100_000, fallback=dict(type="features")))
+    dm = prior.estimate(s, 0, [0, 1])
+    assert dm.source == "features" and prior.last_stats["fallback"] == "features"
+    assert prior.describe()["fallback"]["type"] == "features"
+    ok = build_depth_prior(dict(type="triangulated", fallback=dict(type="features"))).estimate(s, 0, [0, 1])
+    assert ok.source == "triangulated"
+    with pytest.raises(ValueError, match="unknown depth prior"):
+        TriangulatedDepth(fallback=dict(type="nope"))

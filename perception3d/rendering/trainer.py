@@ -295,9 +295,10 @@ class GSTrainer:
         return {k: torch.optim.Adam([{"params": [p], "lr": lr[k], "name": k}], eps=1e-15)
                 for k, p in self.model.params.items()}
 
-    def _means_lr(self, step: int) -> float:
-        base = self.base_lr["means"]
-        return base * 0.01 ** (min(step, self.max_steps) / max(self.max_steps, 1))
+    def _means_lr(self) -> float:
+        """The means' learning rate: 3DGS's exponential decay to 1 % over the run, following
+        :meth:`progress_frac` (steps or the CPU budget, whichever is further)."""
+        return self.base_lr["means"] * 0.01 ** self.progress_frac()
 
     def active_sh_degree(self, step: int) -> int:
         return min(step // self.sh_interval, self.model.sh_degree)
@@ -323,7 +324,7 @@ class GSTrainer:
         step, the densification strategy's post-backward; returns the step's loss / L1 / SSIM / PSNR."""
         loss.backward()
         for g in self.optimizers["means"].param_groups:
-            g["lr"] = self._means_lr(self.step)
+            g["lr"] = self._means_lr()
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)

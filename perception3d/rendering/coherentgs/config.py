@@ -18,7 +18,7 @@ TV mixing weight γ = iteration / 20000 7001 … 20000            0.35 → 1
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from ..config import GSTrainConfig
 
@@ -55,7 +55,10 @@ class CoherentGSModelConfig:
     embed_freqs: positional-encoding frequencies of the decoder's per-view input code (authors 10 → 20 channels).
     pixel_stride: one Gaussian per s × s block of input pixels (the block's mean colour and disparity, at its
         centre, radius × s); depth, layers and flow are taken at that grid, while rendering and the losses keep
-        the images' full resolution (authors: 1, one Gaussian per pixel).
+        the images' full resolution (authors: 1, one Gaussian per pixel). ``"auto"``: the smallest stride that
+        keeps the Gaussians of V views at most those of the 3 views the authors' setting has one per pixel,
+        ⌈√(V / 3)⌉ (1 for ≤ 3 views, 2 for 4–12): per-pixel Gaussians of many views overlap each other, while
+        a step's cost grows with their number.
     """
     sh_degree: int = 3
     depth_prior: Mapping[str, Any] = field(default_factory=dict)
@@ -70,7 +73,7 @@ class CoherentGSModelConfig:
     depth_residual_scale: float = 1.0
     opacity_residual_scale: float = 100.0
     embed_freqs: int = 10
-    pixel_stride: int = 1
+    pixel_stride: Union[int, str] = 1
 
 
 @dataclass

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -47,6 +48,15 @@ from .model import CoherentGaussians
 __all__ = ["CoherentGSTrainer"]
 
 _BASE_TRAIN_KEYS = frozenset(f.name for f in dataclasses.fields(GSTrainConfig))
+
+
+def pixel_stride(stride, views: int) -> int:
+    """``model.pixel_stride`` as an int: itself, or for ``"auto"`` ⌈√(views / 3)⌉ (see the config's doc)."""
+    if stride == "auto":
+        return max(1, math.ceil(math.sqrt(views / 3.0)))
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"model.pixel_stride must be an int >= 1 or 'auto', got {stride!r}")
+    return stride
 
 
 def _by_views(table: dict, views: int, beyond: float) -> float:
@@ -137,9 +147,8 @@ class CoherentGSTrainer(GSTrainer):
         K = int(m.num_mask_channels)
         layers = torch.stack([depth_layers(1.0 / depth[k], K, sites[k]) for k in range(V)])  # full res: the TV term
         cams = sc.cameras[ids]
-        Ks, s = cams.Ks.clone(), int(m.pixel_stride)
-        if s < 1:
-            raise ValueError(f"model.pixel_stride must be >= 1, got {s}")
+        Ks, s = cams.Ks.clone(), pixel_stride(m.pixel_stride, V)
+        self.priors["pixel_stride"] = s
         if s > 1:  # one Gaussian per s × s block (the last row / column may be partial): mean colour and disparity
             images = F.avg_pool2d(images.permute(0, 3, 1, 2), s, ceil_mode=True).permute(0, 2, 3, 1)
             depth = 1.0 / F.avg_pool2d(1.0 / depth[:, None], s, ceil_mode=True)[:, 0]

@@ -141,6 +141,14 @@ class LMGaussianTrainer(GSTrainer):
         elif mode is not None:
             raise ValueError(f"lmgaussian.normal_prior must be 'shipped', 'depth', 'auto' or None, got {mode!r}")
         self.priors["normal"] = {"type": mode, "weights": None}
+        # an object capture (alpha / mask): off the object the prior's depth is interpolated over the empty
+        # background, where nothing is rendered — the depth and normal losses, like the initialisation
+        # (background_aware_points), keep to the object
+        for targets in (self.depth_targets, self.normal_targets):
+            for i, (t, valid) in targets.items():
+                obj = scene.mask(i)
+                if obj is not None:
+                    targets[i] = (t, valid & obj)
 
         # virtual views: point renders of the initial cloud (stage 1) and refinement targets (stage 2)
         self.virtual = virtual_cameras(scene.cameras, ids, lm.num_virtual)
@@ -167,9 +175,6 @@ class LMGaussianTrainer(GSTrainer):
         if budget:
             p = max(p, (time.time() - self._t_begin) / (60.0 * float(budget)))
         return min(p, 1.0)
-
-    def _means_lr(self, step: int) -> float:
-        return self.base_lr["means"] * 0.01 ** self.progress_frac()
 
     # -- rendering ---------------------------------------------------------------------------------------------
     def render_with_geometry(self, cam, background: torch.Tensor, sh_degree: int):

@@ -12,11 +12,18 @@ are 20–70° apart (a window's perspective changes too much): on the fox's thre
    within ``max_reproj`` pixels in both views and seen under at least ``min_angle`` degrees; then a median test
    against the ``k`` nearest anchors in the image drops isolated outliers (|log z − log median| > log ``outlier``).
 3. **Densification guided by the image**: inverse depth interpolated linearly over the Delaunay triangulation of
-   the anchors (nearest anchor outside their convex hull), then a guided filter (He, Sun & Tang, ECCV 2010) with the
-   grey image as guide, so the depth follows the image's edges between anchors; the anchors keep their values.
+   the anchors, except across depth discontinuities: a triangle whose corners' inverse depths differ by more than
+   ``edge_ratio`` (largest / smallest) spans an occluding edge (a foreground object and the wall behind it), and
+   interpolating over it would put a surface in the empty space between them, so its pixels, like those outside
+   the anchors' convex hull, take the nearest anchor's depth; then a guided filter (He, Sun & Tang, ECCV 2010)
+   with the grey image as guide, so the depth follows the image's edges between anchors; the anchors keep their
+   values.
 4. **Validity**: a pixel is valid within ``max_dist`` (a fraction of the image's longer side) of an anchor; its
    confidence falls as exp(−distance / (max_dist / 2)). Optionally (``with_sweep``) the plane sweep's own valid
    pixels join the anchors (subsampled every ``sweep_stride`` pixels).
+5. **Fallback**: a view with fewer than ``min_anchors`` anchors (little texture, or little overlap with the other
+   views) raises, or, given ``fallback`` (another prior's config, e.g. the plane sweep), takes that prior's depth;
+   ``last_stats`` and the DepthMap's ``source`` say which ran.
 
 Output: a metric :class:`~.base.DepthMap` at the scene's size.
 """
@@ -30,7 +37,7 @@ import torch
 from .base import DepthMap, DepthPrior, to_numpy_image
 
 __all__ = ["TriangulatedDepth", "triangulated_anchors", "epipolar_matches", "densify_depth", "guided_filter",
-           "fundamental_matrix"]
+           "fundamental_matrix", "interpolate_inverse_depth"]
 
 
 def fundamental_matrix(K_i: np.ndarray, K_j: np.ndarray, w2c_i: np.ndarray, w2c_j: np.ndarray) -> np.ndarray:
@@ -172,23 +179,50 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return box(a) * I + box(b)
 
 
+def interpolate_inverse_depth(uv: np.ndarray, inv: np.ndarray, q: np.ndarray,
+                              edge_ratio: Optional[float] = None) -> np.ndarray:
+    """Inverse depth at query pixels ``q`` [Q, 2], linear over the Delaunay triangulation of the anchors ``uv``
+    [M, 2] with values ``inv`` [M]; NaN outside the convex hull and, with ``edge_ratio``, inside every triangle
+    whose corners' inverse depths differ by more than that ratio (a depth discontinuity, module doc step 3)."""
+    from scipy.spatial import Delaunay
+
+    out = np.full(len(q), np.nan)
+    try:
+        tri = Delaunay(uv)
+    except Exception:  # collinear or too few anchors (QhullError): no triangulation
+        return out
+    simplex = tri.find_simplex(q)
+    inside = simplex >= 0
+    s = simplex[inside]
+    T = tri.transform[s]  # barycentric coordinates: b = T[:2] (q − T[2])
+    b = np.einsum("nij,nj->ni", T[:, :2], q[inside] - T[:, 2])
+    bary = np.c_[b, 1.0 - b.sum(1)]
+    corners = inv[tri.simplices[s]]  # [n, 3]
+    vals = (bary * corners).sum(1)
+    if edge_ratio is not None:
+        vals[corners.max(1) > float(edge_ratio) * corners.min(1)] = np.nan
+    out[inside] = vals
+    return out
+
+
 def densify_depth(uv: np.ndarray, z: np.ndarray, image: np.ndarray, max_dist: float = 0.08,
-                  radius: int = 8, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+                  radius: int = 8, eps: float = 1e-3,
+                  edge_ratio: Optional[float] = None) -> tuple[np.ndarray, np.ndarray]:
     """Dense depth [H, W] and confidence [H, W] from anchors (pixels ``uv`` [M, 2], depths ``z`` [M]) and the
-    view's RGB ``image`` [H, W, 3] in [0, 1] (step 3–4 of the module doc). Needs ≥ 3 anchors."""
+    view's RGB ``image`` [H, W, 3] in [0, 1] (step 3–4 of the module doc; ``edge_ratio``: no interpolation
+    across a triangle whose inverse depths span more than this ratio). Needs ≥ 3 anchors."""
     import cv2
-    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+    from scipy.interpolate import NearestNDInterpolator
 
     H, W = image.shape[:2]
     if len(z) < 3:
         raise ValueError(f"densify_depth: need at least 3 anchors, got {len(z)}")
+    if edge_ratio is not None and edge_ratio <= 1:
+        raise ValueError(f"densify_depth: edge_ratio must be > 1 (or None), got {edge_ratio}")
     inv = 1.0 / z
     vv, uu = np.mgrid[0:H, 0:W]
     q = np.c_[uu.ravel() + 0.5, vv.ravel() + 0.5]
-    try:
-        dense = LinearNDInterpolator(uv, inv)(q)
-    except Exception:  # collinear anchors (QhullError): no triangulation
-        dense = np.full(len(q), np.nan)
+    dense = interpolate_inverse_depth(uv, inv, q, edge_ratio)
     hole = ~np.isfinite(dense)
     if hole.any():
         dense[hole] = NearestNDInterpolator(uv, inv)(q[hole])
@@ -218,7 +252,11 @@ class TriangulatedDepth(DepthPrior):
         max_dist: valid within this fraction of the image's longer side of an anchor.
         radius, eps: the guided filter's window radius (pixels) and regulariser (on inverse depth / its median).
         with_sweep: add the plane sweep's valid pixels (``sweep`` options) to the anchors, every ``sweep_stride``.
-        min_anchors: fewer anchors than this → ValueError naming the view.
+        min_anchors: fewer anchors than this → ValueError naming the view, or the ``fallback`` prior.
+        edge_ratio: no interpolation across a Delaunay triangle whose anchors' inverse depths differ by more than
+            this ratio (a depth discontinuity; None: interpolate everywhere).
+        fallback: a depth prior's config (:func:`~perception3d.rendering.priors.build_depth_prior`) for the views
+            with fewer than ``min_anchors`` anchors; None raises instead.
     """
 
     name = "triangulated"
@@ -227,7 +265,8 @@ class TriangulatedDepth(DepthPrior):
     def __init__(self, detector: str = "sift", max_features: int = 4000, ratio: float = 0.9,
                  epipolar_tol: float = 2.0, max_reproj: float = 1.5, min_angle: float = 1.0, max_dist: float = 0.08,
                  radius: int = 8, eps: float = 1e-3, with_sweep: bool = False, sweep: Optional[dict] = None,
-                 sweep_stride: int = 4, min_anchors: int = 20, guided: bool = False):
+                 sweep_stride: int = 4, min_anchors: int = 20, guided: bool = False,
+                 edge_ratio: Optional[float] = 1.3, fallback: Optional[dict] = None):
         if detector not in ("sift", "orb"):
             raise ValueError(f"TriangulatedDepth: detector must be 'sift' or 'orb', got {detector!r}")
         if not 0 < ratio <= 1 or max_dist <= 0 or radius < 1:
@@ -239,11 +278,20 @@ class TriangulatedDepth(DepthPrior):
         self.max_dist, self.radius, self.eps = float(max_dist), int(radius), float(eps)
         self.with_sweep, self.sweep_cfg, self.sweep_stride = bool(with_sweep), dict(sweep or {}), int(sweep_stride)
         self.min_anchors = int(min_anchors)
+        if edge_ratio is not None and edge_ratio <= 1:
+            raise ValueError(f"TriangulatedDepth: edge_ratio must be > 1 (or None), got {edge_ratio}")
+        self.edge_ratio = None if edge_ratio is None else float(edge_ratio)
+        self.fallback = None
+        if fallback is not None:
+            from . import build_depth_prior
+
+            self.fallback = build_depth_prior(dict(fallback))
         self.last_stats: dict = {}
 
     def describe(self) -> dict:
         return {"type": self.name, "metric": True, **self.match, "max_dist": self.max_dist,
-                "with_sweep": self.with_sweep, "weights": None}
+                "with_sweep": self.with_sweep, "edge_ratio": self.edge_ratio, "min_anchors": self.min_anchors,
+                "fallback": None if self.fallback is None else self.fallback.describe(), "weights": None}
 
     def estimate(self, scene, i: int, ids: Optional[Sequence[int]] = None) -> DepthMap:
         ids = list(scene.train_ids if ids is None else ids)
@@ -262,8 +310,12 @@ class TriangulatedDepth(DepthPrior):
             uv = np.r_[uv, np.c_[uu.numpy() + 0.5, vv.numpy() + 0.5]]
             z = np.r_[z, dm.depth[vv, uu].double().numpy()]
         if len(z) < self.min_anchors:
+            if self.fallback is not None:
+                self.last_stats = {"view": i, "features": n_feat, "anchors": len(z), "fallback": self.fallback.name}
+                return self.fallback.estimate(scene, i, ids)
             raise ValueError(f"TriangulatedDepth: view {i} ({scene.names[i]}) has only {len(z)} triangulated "
                              f"anchors (need {self.min_anchors}); too little texture or overlap with views {ids}")
-        depth, conf = densify_depth(uv, z, to_numpy_image(scene.image(i)), self.max_dist, self.radius, self.eps)
+        depth, conf = densify_depth(uv, z, to_numpy_image(scene.image(i)), self.max_dist, self.radius, self.eps,
+                                    self.edge_ratio)
         self.last_stats = {"view": i, "features": n_feat, "anchors": len(z), "valid": float((conf > 0).mean())}
         return DepthMap(torch.from_numpy(depth), torch.from_numpy(conf), True, self.name)
