@@ -11,13 +11,13 @@ gives the from-scratch ResNet-18 the image training the fusion stage alone (160 
 ``sparsefusion_waymo_mini_stage2.py`` loads its camera side (``camera_checkpoint``) and the TransFusion-L
 stage-1 checkpoint (``load_from``).
 
-Schedule: one-cycle to lr 0.002 as stage 1, ``max_epochs`` = 8 (640 iterations, batch 2, seed 0).
+Schedule: one-cycle to lr 0.002 as stage 1, ``max_epochs`` = 6 (480 iterations, batch 2, seed 0; sized for a 2-core CPU).
 
     python tools/train.py configs/sparsefusion_waymo_mini_camera.py   # → work_dirs/sparsefusion_waymo_mini_camera
 """
 _base_ = ["./sparsefusion_waymo_mini.py"]
 
-max_epochs = 8
+max_epochs = 6
 lr = 0.002
 model = dict(head=dict(camera_only=True, semantic_transfer=False, voxel_size=[0.2, 0.2], out_size_factor=4))
 param_scheduler = [dict(type="OneCycleLR", eta_max=lr, pct_start=0.4, div_factor=10, final_div_factor=1e4,

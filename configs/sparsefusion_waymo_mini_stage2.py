@@ -30,7 +30,7 @@ max_epochs = 2
 lr = 0.002
 load_from = "{{fileDirname}}/../work_dirs/transfusion_l_waymo_mini/iter_800.pth"
 model = dict(freeze_lidar=True,
-             camera_checkpoint="{{fileDirname}}/../work_dirs/sparsefusion_waymo_mini_camera/iter_640.pth")
+             camera_checkpoint="{{fileDirname}}/../work_dirs/sparsefusion_waymo_mini_camera/iter_480.pth")
 param_scheduler = [dict(type="OneCycleLR", eta_max=lr, pct_start=0.4, div_factor=10, final_div_factor=1e4,
                         by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True),
                    dict(type="OneCycleMomentum", moms=(0.95, 0.85), pct_start=0.4, by_epoch=True, begin=0,
