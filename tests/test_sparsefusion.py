@@ -140,15 +140,11 @@ def test_semantic_transfer_samples_the_pixel_a_cell_projects_to():
 
 
 # --------------------------------------------------------------------------------------------- the detector
-def test_tiny_sparsefusion_learns_on_cpu():
-    """A few AdamW steps on one fixed 2-camera batch lower every part of the loss that matters (fusion, LiDAR,
-    camera) — the whole graph is wired and differentiable."""
-    torch.manual_seed(0)
-    model = MODELS.build(tiny_cfg()).train()
-    inputs, samples = tiny_batch()
+def _train_steps(model, inputs, samples, steps: int = 6) -> list:
+    """``steps`` AdamW steps (lr 2e-3) on one fixed batch → each step's losses (and their ``total``)."""
     opt = torch.optim.AdamW(model.parameters(), 2e-3)
     hist = []
-    for _ in range(6):
+    for _ in range(steps):
         losses = model(inputs, samples, mode="loss")
         total = sum(losses.values())
         assert torch.isfinite(total)
@@ -156,6 +152,16 @@ def test_tiny_sparsefusion_learns_on_cpu():
         total.backward()
         opt.step()
         hist.append({k: v.item() for k, v in losses.items()} | {"total": total.item()})
+    return hist
+
+
+def test_tiny_sparsefusion_learns_on_cpu():
+    """A few AdamW steps on one fixed 2-camera batch lower every part of the loss that matters (fusion, LiDAR,
+    camera) — the whole graph is wired and differentiable."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg()).train()
+    inputs, samples = tiny_batch()
+    hist = _train_steps(model, inputs, samples)
     assert hist[-1]["total"] < 0.8 * hist[0]["total"], [h["total"] for h in hist]
     for k in ("loss_fusion_bbox", "loss_lidar_bbox", "loss_img_bbox"):
         assert hist[-1][k] < hist[0][k], k
@@ -355,15 +361,7 @@ def test_camera_pretraining_stage_runs_no_lidar_network_and_learns(monkeypatch):
     model = MODELS.build(_camera_stage_cfg()).train()
     monkeypatch.setattr(SparseFusion, "extract_bev", lambda *a: (_ for _ in ()).throw(AssertionError("LiDAR ran")))
     inputs, samples = tiny_batch()
-    opt = torch.optim.AdamW(model.parameters(), 2e-3)
-    hist = []
-    for _ in range(6):
-        losses = model(inputs, samples, mode="loss")
-        total = sum(losses.values())
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        hist.append({k: v.item() for k, v in losses.items()} | {"total": total.item()})
+    hist = _train_steps(model, inputs, samples)
     assert set(hist[0]) == {"loss_view_cls", "loss_view_bbox", "loss_img_cls", "loss_img_bbox", "loss_img_heatmap",
                             "total"}
     assert hist[-1]["total"] < 0.8 * hist[0]["total"] and hist[-1]["loss_view_bbox"] < hist[0]["loss_view_bbox"]
