@@ -56,10 +56,28 @@ def predict_split(config: str, checkpoint: str) -> tuple[list, list]:
             get = p.get if isinstance(p, dict) else lambda k: getattr(p, k)
             preds.append(dict(boxes_3d=np.asarray(get("bboxes_3d"))[:, :7], scores_3d=np.asarray(get("scores_3d")),
                               labels_3d=np.asarray(get("labels_3d"))))
+            try:
+                cam = get("from_camera")
+            except (AttributeError, KeyError):
+                cam = None
+            if cam is not None:  # SparseFusion: which detections are camera candidates (not a metric input)
+                preds[-1]["from_camera"] = np.asarray(cam, bool)
             s = item["data_samples"]
             gts.append(dict(boxes_3d=np.asarray(s["gt_bboxes_3d"])[:, :7], labels_3d=np.asarray(s["gt_labels_3d"]),
                             num_points=np.asarray(s["num_lidar_pts"]), difficulty=np.asarray(s["difficulty"])))
     return preds, gts
+
+
+def camera_candidate_counts(preds: list) -> dict:
+    """How many of the detections (each frame's top ``max_det``) come from camera candidates, and how they score;
+    ``{}`` for a model that does not say (``from_camera``)."""
+    if not preds or "from_camera" not in preds[0]:
+        return {}
+    cam = np.concatenate([p["from_camera"] for p in preds])
+    score = np.concatenate([p["scores_3d"] for p in preds])
+    return dict(detections=int(len(cam)), camera=int(cam.sum()), camera_above_0_1=int((cam & (score > 0.1)).sum()),
+                lidar_above_0_1=int((~cam & (score > 0.1)).sum()),
+                camera_best=round(float(score[cam].max()), 4) if cam.any() else 0.0)
 
 
 def few_point_truths(gts: list, few: int) -> list:
@@ -112,6 +130,8 @@ def main(argv=None) -> dict:
         config, ckpt = spec.rsplit(":", 1)
         t, c = time.time(), time.process_time()
         preds, gts = predict_split(config, ckpt)
+        sources = camera_candidate_counts(preds)
+        preds = [{k: v for k, v in p.items() if k != "from_camera"} for p in preds]
         allm = waymo_evaluate(preds, gts)
         fewm = waymo_evaluate(preds, few_point_truths(gts, args.few))
         n_few = sum(int(((np.asarray(g["num_points"]) > 0) & (np.asarray(g["num_points"]) < args.few)).sum())
@@ -121,6 +141,11 @@ def main(argv=None) -> dict:
                            all={k: round(v, 4) for k, v in allm.items() if "mAP " in k or k.endswith("mAP")},
                            few={k: round(v, 4) for k, v in fewm.items() if "mAP " in k or k.endswith("mAP")},
                            eval_wall_s=round(time.time() - t, 1), eval_cpu_s=round(time.process_time() - c, 1))
+        if sources:
+            table[name]["sources"] = sources
+            print(f"{name}: {sources['camera']} of {sources['detections']} detections are camera candidates "
+                  f"({sources['camera_above_0_1']} of them score > 0.1, the best {sources['camera_best']:.3f}; "
+                  f"LiDAR candidates > 0.1: {sources['lidar_above_0_1']})", flush=True)
         print(f"{name}: all L1 mAP {allm['Overall/L1 mAP']:.4f} L2 {allm['Overall/L2 mAP']:.4f} | "
               f"< {args.few} points ({n_few} of {n_all} boxes): L1 {fewm['Overall/L1 mAP']:.4f} "
               f"L2 {fewm['Overall/L2 mAP']:.4f}", flush=True)

@@ -71,3 +71,26 @@ def test_candidates_as_sparse_tensor_round_trip():
     assert st.spatial_shape == (8, 12) and st.batch_size == 1
     torch.testing.assert_close(sparse_to_candidates(st, 3), feats)
     torch.testing.assert_close(flat, pos[0])
+
+
+def test_round_trip_after_a_global_scale_augmentation():
+    # MultiModalGlobalRotScaleTrans: lidar2cam' = lidar2cam @ inv(T), T = scale 1.05 · rotation 0.3 rad; the
+    # 3 × 3 part of lidar2cam' is then R / 1.05, not a rotation: the inverse path must invert it (R⁻¹ ≠ Rᵀ)
+    from perception3d.structures.calibration import lidar_aug_matrix
+    t = torch.as_tensor(lidar_aug_matrix(rotation=0.3, scale=1.05))
+    l2c = FRONT @ torch.linalg.inv(t)
+    boxes = torch.tensor([[30.0, -4.0, -1.0, 4.5, 2.0, 1.6, 0.4, 2.0, 1.0]], dtype=torch.float64)
+    aug = boxes.clone()
+    aug[:, :3] = (t[:3, :3] @ boxes[0, :3]).unsqueeze(0)
+    aug[:, 3:6] *= 1.05
+    aug[:, 6] += 0.3
+    aug[:, 7:9] = (t[:2, :2] @ boxes[0, 7:9]).unsqueeze(0)
+    cand = lidar_boxes_to_camera_candidates(aug, K[None], l2c[None])
+    # the pixel does not move with the augmentation; the heading target is a unit vector
+    np.testing.assert_allclose(cand["center_2d"].numpy(),
+                               lidar_boxes_to_camera_candidates(boxes, K[None], FRONT[None])["center_2d"].numpy(),
+                               atol=1e-9)
+    np.testing.assert_allclose(cand["heading_cam"].norm(dim=-1).numpy(), [1.0], atol=1e-12)
+    back = camera_candidates_to_lidar(cand["center_2d"], cand["depth"], cand["dims"], cand["heading_cam"],
+                                      cand["velocity_cam"], K[None], l2c[None])
+    np.testing.assert_allclose(back["boxes"].numpy(), aug.numpy(), atol=1e-9)

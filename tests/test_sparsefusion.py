@@ -140,15 +140,11 @@ def test_semantic_transfer_samples_the_pixel_a_cell_projects_to():
 
 
 # --------------------------------------------------------------------------------------------- the detector
-def test_tiny_sparsefusion_learns_on_cpu():
-    """A few AdamW steps on one fixed 2-camera batch lower every part of the loss that matters (fusion, LiDAR,
-    camera) — the whole graph is wired and differentiable."""
-    torch.manual_seed(0)
-    model = MODELS.build(tiny_cfg()).train()
-    inputs, samples = tiny_batch()
+def _train_steps(model, inputs, samples, steps: int = 6) -> list:
+    """``steps`` AdamW steps (lr 2e-3) on one fixed batch → each step's losses (and their ``total``)."""
     opt = torch.optim.AdamW(model.parameters(), 2e-3)
     hist = []
-    for _ in range(6):
+    for _ in range(steps):
         losses = model(inputs, samples, mode="loss")
         total = sum(losses.values())
         assert torch.isfinite(total)
@@ -156,6 +152,16 @@ def test_tiny_sparsefusion_learns_on_cpu():
         total.backward()
         opt.step()
         hist.append({k: v.item() for k, v in losses.items()} | {"total": total.item()})
+    return hist
+
+
+def test_tiny_sparsefusion_learns_on_cpu():
+    """A few AdamW steps on one fixed 2-camera batch lower every part of the loss that matters (fusion, LiDAR,
+    camera) — the whole graph is wired and differentiable."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg()).train()
+    inputs, samples = tiny_batch()
+    hist = _train_steps(model, inputs, samples)
     assert hist[-1]["total"] < 0.8 * hist[0]["total"], [h["total"] for h in hist]
     for k in ("loss_fusion_bbox", "loss_lidar_bbox", "loss_img_bbox"):
         assert hist[-1][k] < hist[0][k], k
@@ -341,6 +347,94 @@ def test_residual_fusion_stage_starts_with_the_lidar_predictions_and_then_learns
         MODELS.build(_stage2_cfg(fusion_residual=True, init_fusion_from_lidar=True))
 
 
+def _camera_stage_cfg():
+    cfg = tiny_cfg(semantic=False)
+    cfg["head"]["camera_only"] = True
+    return cfg
+
+
+def test_camera_pretraining_stage_runs_no_lidar_network_and_learns(monkeypatch):
+    """``camera_only``: no LiDAR module runs (``extract_bev`` would raise) or gets a gradient; only the camera
+    branch's and the view transformer's losses; AdamW steps lower them; every prediction is a camera candidate."""
+    from perception3d.models.fusion.sparsefusion import SparseFusion
+    torch.manual_seed(0)
+    model = MODELS.build(_camera_stage_cfg()).train()
+    monkeypatch.setattr(SparseFusion, "extract_bev", lambda *a: (_ for _ in ()).throw(AssertionError("LiDAR ran")))
+    inputs, samples = tiny_batch()
+    hist = _train_steps(model, inputs, samples)
+    assert set(hist[0]) == {"loss_view_cls", "loss_view_bbox", "loss_img_cls", "loss_img_bbox", "loss_img_heatmap",
+                            "total"}
+    assert hist[-1]["total"] < 0.8 * hist[0]["total"] and hist[-1]["loss_view_bbox"] < hist[0]["loss_view_bbox"]
+    lidar = [model.voxel_encoder, model.backbone_3d, model.head.lidar]
+    assert all(p.grad is None for m in lidar for p in m.parameters())
+    model.eval()
+    pred = model(inputs, [dict(s) for s in samples], mode="predict")[0]["pred_instances_3d"]
+    assert len(pred["scores_3d"]) > 0 and pred["from_camera"].all()
+    with pytest.raises(ValueError, match="use_camera"):
+        MODELS.build(dict(_camera_stage_cfg(), head=dict(_camera_stage_cfg()["head"], use_camera=False)))
+    with pytest.raises(ValueError, match="voxel_size"):
+        MODELS.build(dict(_camera_stage_cfg(), head=dict(_camera_stage_cfg()["head"], voxel_size=None)))
+
+
+def test_fusion_stage_starts_from_the_lidar_and_the_camera_checkpoints(tmp_path):
+    """``camera_checkpoint`` + ``load_from``, in the runner's order (``init_weights``, then the LiDAR checkpoint
+    with its key check): the camera side equals the camera stage's, the LiDAR side stage 1's, the fusion layer is
+    new; LiDAR candidates are ranked before camera ones in ``from_camera``; a checkpoint without a camera side is a
+    ``ValueError`` naming the file."""
+    from perception3d.engine.checkpoint import load_state_dict_strict
+    from perception3d.models.fusion.sparsefusion import CAMERA_PREFIXES
+    # stage 1 as the mini config builds it: TransFusion-L without an image backbone
+    stage1 = {k: v for k, v in _trained_stage1(0.01).state_dict().items() if not k.startswith(CAMERA_PREFIXES)}
+    torch.save(dict(state_dict=stage1), tmp_path / "lidar.pth")
+    torch.manual_seed(1)
+    camera = MODELS.build(_camera_stage_cfg())
+    with torch.no_grad():
+        for p in camera.parameters():
+            p.add_(0.01)
+    torch.save(dict(state_dict=camera.state_dict()), tmp_path / "camera.pth")
+    cfg = _stage2_cfg(fusion_residual=True, semantic_residual=True)
+    cfg["camera_checkpoint"] = str(tmp_path / "camera.pth")
+    model = MODELS.build(cfg)
+    model.init_weights()
+    load_state_dict_strict(model, str(tmp_path / "lidar.pth"))
+    sd, cam_sd = model.state_dict(), camera.state_dict()
+    cam_keys = [k for k in sd if k.startswith(CAMERA_PREFIXES)]
+    assert cam_keys and all(torch.equal(sd[k], cam_sd[k]) for k in cam_keys)
+    assert all(torch.equal(sd[k], v) for k, v in stage1.items())
+    assert not torch.equal(sd["head.fusion_heads.center.0.weight"], cam_sd["head.fusion_heads.center.0.weight"])
+    inputs, samples = tiny_batch(b=1)
+    pred = model.eval()(inputs, samples, mode="predict")[0]["pred_instances_3d"]
+    with torch.no_grad():
+        scores = model(inputs, samples, mode="tensor")["final"]["heatmap"].sigmoid()[0]   # [n, 12 LiDAR + 12 camera]
+    assert int(pred["from_camera"].sum()) == int((scores.reshape(-1).topk(len(pred["scores_3d"]))[1]
+                                                  % scores.shape[1] >= 12).sum())
+    bad = MODELS.build(cfg)
+    bad.camera_checkpoint = str(tmp_path / "lidar.pth")
+    with pytest.raises(ValueError, match="lidar.pth.*camera tensors missing"):
+        bad.init_weights()
+
+
+def test_view_loss_matches_only_boxes_a_camera_sees():
+    """A box behind both cameras changes the LiDAR and fusion losses but not the view transformer's: camera
+    candidates are matched to the boxes whose centre projects into an image (``camera_visible``)."""
+    from perception3d.models.fusion.sparsefusion import camera_visible
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg()).eval()
+    inputs, samples = tiny_batch(b=1)
+    behind = [dict(s, gt_bboxes_3d=torch.cat([s["gt_bboxes_3d"], torch.tensor([[-5.0, -3.0, -1.0, 2.0, 1.0, 1.5,
+                                                                                0.0, 0.0, 0.0]])]),
+                   gt_labels_3d=torch.tensor([0, 1, 0])) for s in samples]
+    calib = dict(cam2img=torch.as_tensor(samples[0]["cam2img"]).float()[None],
+                 lidar2cam=torch.as_tensor(samples[0]["lidar2cam"]).float()[None], img_size=(64, 96))
+    assert camera_visible([behind[0]["gt_bboxes_3d"]], calib)[0].tolist() == [True, True, False]
+    with torch.no_grad():
+        a = model(inputs, samples, mode="loss")
+        b = model(inputs, behind, mode="loss")
+    for k in ("loss_view_cls", "loss_view_bbox"):
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert not torch.allclose(a["loss_lidar_cls"], b["loss_lidar_cls"])
+
+
 # --------------------------------------------------------------------------------------------- nuScenes config
 #: the authors' nuScenes model (yichen928/SparseFusion, sparsefusion_nusc_voxel_LC_r50.py), counted from its module
 #: definitions: head parts of SparseFusionHead2D_Deform, ResNet-50 + FPN, SparseEncoder + SECOND + SECONDFPN
@@ -364,14 +458,28 @@ def test_mini_two_stage_configs_load_stage_one_and_share_the_stage_two_schedule(
     s1, joint, sf2, tl2 = cfg.values()
     frames = inspect.signature(generate_waymo_mini).parameters["num_train"].default
     last = s1.train_cfg.max_epochs * (frames // s1.train_dataloader.batch_size)
-    for c in (sf2, tl2):
+    cam = load_config(str(ROOT / "configs" / "sparsefusion_waymo_mini_camera.py"))
+    decay = load_config(str(ROOT / "configs" / "transfusion_l_waymo_mini_stage2_decay.py"))
+    for c in (sf2, tl2, decay):
         assert Path(c.load_from).name == f"iter_{last}.pth" and Path(c.load_from).parent.name == \
             "transfusion_l_waymo_mini"
-        assert c.param_scheduler == sf2.param_scheduler and c.train_cfg == sf2.train_cfg
+        assert c.train_cfg == sf2.train_cfg
         assert c.get("randomness", {}) == s1.get("randomness", {})
+    assert tl2.param_scheduler == sf2.param_scheduler
     assert s1.param_scheduler == joint.param_scheduler and s1.train_cfg == joint.train_cfg
     assert sf2.model.freeze_lidar and not tl2.model.get("freeze_lidar", False)
     assert sf2.model.head.fusion_residual and not sf2.model.head.get("init_fusion_from_lidar", False)
+    # the fusion stage loads the camera stage's last checkpoint; the camera stage runs no LiDAR network
+    cam_last = cam.train_cfg.max_epochs * (frames // cam.train_dataloader.batch_size)
+    assert Path(sf2.model.camera_checkpoint).name == f"iter_{cam_last}.pth" and \
+        Path(sf2.model.camera_checkpoint).parent.name == "sparsefusion_waymo_mini_camera"
+    assert cam.model.head.camera_only and not cam.model.head.semantic_transfer and not cam.get("load_from")
+    # the no-warm-up control: starts at the fusion stage's first lr and ends at its last, decaying only
+    one = sf2.param_scheduler[0]
+    first, final = one.eta_max / one.div_factor, one.eta_max / one.div_factor / one.final_div_factor
+    (cos,) = decay.param_scheduler
+    assert cos.type == "CosineAnnealingLR" and decay.optim_wrapper.optimizer.lr == pytest.approx(first)
+    assert cos.eta_min == pytest.approx(final)
 
 
 def test_nuscenes_config_parameter_count():

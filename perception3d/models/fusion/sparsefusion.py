@@ -23,7 +23,7 @@ from torch import nn
 
 from perception3d.models.data_preprocessor import Det3DDataPreprocessor
 from perception3d.models.detectors.centerpoint import to_box_tensor
-from perception3d.models.fusion.camera_branch import CameraBranch, ViewTransformer
+from perception3d.models.fusion.camera_branch import CameraBranch, ViewTransformer, camera_targets
 from perception3d.models.fusion.candidates import candidates_to_sparse
 from perception3d.models.fusion.layers import (BOX_HEADS, PositionEmbeddingLearned, PredictionHeads,
                                                ProjectionLayerNorm, QueryDecoderLayer, decode_boxes,
@@ -33,7 +33,7 @@ from perception3d.models.fusion.transfer import GeometricTransfer, SemanticTrans
 from perception3d.registry import MODELS
 from perception3d.structures.bev_grid import BEVGrid
 
-__all__ = ["SparseFusionHead", "SparseFusion", "SparseFusionDataPreprocessor"]
+__all__ = ["SparseFusionHead", "SparseFusion", "SparseFusionDataPreprocessor", "camera_visible"]
 
 
 @MODELS.register_module()
@@ -68,6 +68,12 @@ class SparseFusionHead(nn.Module):
             the geometric camera box); without it the fused output of a frozen, trained LiDAR side starts near
             zero mAP (0.000 L1 mAP on the mini data, ``docs/model_zoo.md``). An alternative to
             ``init_fusion_from_lidar`` (both on is an error); off = the authors'.
+        camera_only: the camera pre-training stage: only the camera side runs (geometric transfer, camera branch,
+            view transformer; no LiDAR branch, semantic transfer or fusion layer), trained with the camera branch's
+            losses and the view transformer's set loss, and the view transformer's boxes are the prediction (a
+            monocular 3D detector). The LiDAR modules stay in the model (the checkpoint has the fusion model's
+            layout) but are not run. Needs ``use_camera``, and ``voxel_size`` / ``out_size_factor`` (no BEV map
+            gives the cell size).
     """
 
     def __init__(self, in_channels: int, num_classes: int, pc_range: Sequence[float],
@@ -79,8 +85,14 @@ class SparseFusionHead(nn.Module):
                  z_ref: float = 0.0, no_nms_classes: Sequence[int] = (),
                  code_weights: Sequence[float] = (1, 1, 1, 1, 1, 1, 1, 1, 0.2, 0.2),
                  max_det: int = 200, score_threshold: float = 0.0, semantic_residual: bool = False,
-                 init_fusion_from_lidar: bool = False, fusion_residual: bool = False):
+                 init_fusion_from_lidar: bool = False, fusion_residual: bool = False, camera_only: bool = False):
         super().__init__()
+        if camera_only and not use_camera:
+            raise ValueError("SparseFusionHead: camera_only (the camera pre-training stage) needs use_camera=True")
+        if camera_only and (voxel_size is None or out_size_factor is None):
+            raise ValueError("SparseFusionHead: camera_only runs no LiDAR backbone, so the head needs voxel_size and "
+                             "out_size_factor for the BEV cell of its box code")
+        self.camera_only = bool(camera_only)
         if fusion_residual and init_fusion_from_lidar:
             raise ValueError("SparseFusionHead: fusion_residual (fusion heads start at zero and correct each "
                              "candidate's own prediction) and init_fusion_from_lidar (fusion heads start as "
@@ -166,6 +178,12 @@ class SparseFusionHead(nn.Module):
             out["final"] = out["lidar"]["pred"]
             return out
         feats = self.img_transfer(list(img_feats)[: self.num_img_levels], calib.get("sparse_depth"))
+        if self.camera_only:
+            cam = out["camera"] = self.camera(feats, calib["img_size"], calib["cam2img"], calib["lidar2cam"])
+            out["view"] = self.view_transformer(cam["feat"], cam["boxes"], cam["cam_info"], cam["pos2d"],
+                                                self.pc_range, self.cell)
+            out["final"] = out["view"]["pred"]
+            return out
         hm_fn = None
         if self.semantic is not None:
             def hm_fn(f):
@@ -198,17 +216,24 @@ class SparseFusionHead(nn.Module):
     def loss(self, out: Dict[str, Any], gt_boxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
              calib: Optional[Dict[str, Any]] = None) -> Dict[str, torch.Tensor]:
         """All stages' losses (the authors train LiDAR, image, view and fusion predictions jointly)."""
-        lid = out["lidar"]
-        args = (gt_boxes, gt_labels, self.pc_range, self.cell, self.code_weights)
+        args = (self.pc_range, self.cell, self.code_weights)
         losses = {}
-        for name, pred in (("lidar", lid["pred"]), ("view", out.get("view", {}).get("pred")),
-                           ("fusion", out["final"] if "fused_feat" in out else None)):
+        # the view transformer's candidates come from the images: they are matched to the boxes a camera sees
+        # (centre inside an image), not to the boxes behind the rig, which no camera candidate can find
+        seen = camera_visible(gt_boxes, calib) if "view" in out else None
+        for name, pred, gts in (
+                ("lidar", out.get("lidar", {}).get("pred"), (gt_boxes, gt_labels)),
+                ("view", out.get("view", {}).get("pred"),
+                 None if seen is None else ([b[m] for b, m in zip(gt_boxes, seen)],
+                                            [l[m] for l, m in zip(gt_labels, seen)])),
+                ("fusion", out["final"] if "fused_feat" in out else None, (gt_boxes, gt_labels))):
             if pred is None:
                 continue
-            l = set_prediction_loss(pred, *args)
+            l = set_prediction_loss(pred, *gts, *args)
             losses[f"loss_{name}_cls"], losses[f"loss_{name}_bbox"] = l["loss_cls"], l["loss_bbox"]
-        losses["loss_heatmap"] = self.lidar.heatmap_loss(lid["dense_heatmap"], gt_boxes, gt_labels, self.pc_range,
-                                                         self.cell)
+        if "lidar" in out:
+            losses["loss_heatmap"] = self.lidar.heatmap_loss(out["lidar"]["dense_heatmap"], gt_boxes, gt_labels,
+                                                             self.pc_range, self.cell)
         if "camera" in out:
             losses.update(self.camera.loss(out["camera"], gt_boxes, gt_labels, calib["img_size"], calib["cam2img"],
                                            calib["lidar2cam"]))
@@ -221,6 +246,8 @@ class SparseFusionHead(nn.Module):
         pred = out["final"]
         boxes = decode_boxes(pred, self.pc_range, self.cell)
         scores = pred["heatmap"].sigmoid()                                       # [B, n, P]
+        # candidates [0, n_lidar) are the LiDAR branch's, the rest the camera branch's (view-transformed)
+        n_lidar = out["lidar"]["feat"].shape[2] if "lidar" in out else 0
         results = []
         for i in range(boxes.shape[0]):
             s = scores[i].reshape(-1)
@@ -228,8 +255,22 @@ class SparseFusionHead(nn.Module):
             top, idx = s.topk(k)
             q, lab = idx % scores.shape[2], idx // scores.shape[2]
             keep = top > self.score_threshold
-            results.append(dict(bboxes_3d=boxes[i, q[keep]], scores_3d=top[keep], labels_3d=lab[keep]))
+            results.append(dict(bboxes_3d=boxes[i, q[keep]], scores_3d=top[keep], labels_3d=lab[keep],
+                                from_camera=q[keep] >= n_lidar))
         return results
+
+
+def camera_visible(gt_boxes: Sequence[torch.Tensor], calib: Dict[str, Any]) -> List[torch.Tensor]:
+    """Per sample, [M] bool: the box's gravity centre projects inside some camera's image, in front of it
+    (:func:`~perception3d.models.fusion.camera_branch.camera_targets`)."""
+    out = []
+    for i, gb in enumerate(gt_boxes):
+        seen = torch.zeros(len(gb), dtype=torch.bool, device=gb.device)
+        if len(gb):
+            _, _, _, mm = camera_targets(gb, calib["cam2img"][i], calib["lidar2cam"][i], calib["img_size"])
+            seen[mm] = True
+        out.append(seen)
+    return out
 
 
 def _boxes9(x: Any) -> torch.Tensor:
@@ -273,6 +314,10 @@ class SparseFusionDataPreprocessor(Det3DDataPreprocessor):
         return super().forward(data, training)
 
 
+#: state-dict prefixes of the camera side (what the camera pre-training stage trains and the fusion stage loads)
+CAMERA_PREFIXES = ("img_backbone.", "img_neck.", "head.img_transfer.", "head.camera.", "head.view_transformer.")
+
+
 @MODELS.register_module()
 class SparseFusion(BaseModel):
     """The detector: ``forward(inputs, data_samples, mode)`` as :class:`CenterPoint`'s, plus cameras.
@@ -292,16 +337,22 @@ class SparseFusion(BaseModel):
         ``freeze_lidar``: the fusion stage of the authors' schedule — the LiDAR backbone and the LiDAR detector
         (a pre-trained TransFusion-L, ``load_from``) get no gradients and keep their BatchNorm statistics
         (their ``freeze_lidar_components`` + ``freeze_lidar_detector``).
+        ``camera_checkpoint``: a checkpoint of the camera pre-training stage (a model whose head is
+        ``camera_only``); :meth:`init_weights` (which the runner calls before ``load_from``) copies its camera
+        side (:data:`CAMERA_PREFIXES`: image backbone, FPN, geometric transfer, camera branch, view transformer)
+        into this model, so the fusion stage starts from both pre-trained branches: the LiDAR one by
+        ``load_from``, the camera one from here. A checkpoint without those tensors is a ``ValueError``.
     """
 
     def __init__(self, voxel_encoder: dict, head: dict, backbone_3d: Optional[dict] = None,
                  map_to_bev: Optional[dict] = None, backbone_2d: Optional[dict] = None,
                  img_backbone: Optional[dict] = None, img_neck: Optional[dict] = None,
                  img_mean: Sequence[float] = (0.485, 0.456, 0.406), img_std: Sequence[float] = (0.229, 0.224, 0.225),
-                 freeze_lidar: bool = False, data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 freeze_lidar: bool = False, camera_checkpoint: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor or SparseFusionDataPreprocessor(),
                          init_cfg=init_cfg)
+        self.camera_checkpoint = camera_checkpoint
         self.voxel_encoder = MODELS.build(voxel_encoder)
         self.backbone_3d = MODELS.build(backbone_3d) if backbone_3d is not None else None
         self.map_to_bev = MODELS.build(map_to_bev if map_to_bev is not None else dict(type="HeightCompression"))
@@ -316,6 +367,28 @@ class SparseFusion(BaseModel):
         for m in self._lidar_modules() if self.freeze_lidar else ():
             for p in m.parameters():
                 p.requires_grad_(False)
+
+    def init_weights(self) -> None:
+        """The modules' own initialisation, then the camera side from ``camera_checkpoint`` when one is given."""
+        super().init_weights()
+        if self.camera_checkpoint:
+            self.load_camera_side(self.camera_checkpoint)
+
+    def load_camera_side(self, path: str) -> List[str]:
+        """Copy the camera side (:data:`CAMERA_PREFIXES`) of the checkpoint at ``path`` into this model; returns the
+        keys copied. ``ValueError`` naming the file when it lacks one of them or a shape differs."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt.get("state_dict", ckpt)
+        own = {k: v for k, v in self.state_dict().items() if k.startswith(CAMERA_PREFIXES)}
+        if not own:
+            raise ValueError("SparseFusion.load_camera_side: this model has no camera side (use_camera=False)")
+        missing = [k for k in own if k not in state]
+        wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or wrong:
+            raise ValueError(f"{path}: not a camera checkpoint of this model: {len(missing)} camera tensors missing "
+                             f"(e.g. {missing[:3]}), {len(wrong)} of another shape (e.g. {wrong[:3]})")
+        self.load_state_dict({k: state[k] for k in own}, strict=False)
+        return sorted(own)
 
     def checkpoint_may_lack(self, key: str) -> bool:
         """The fusion stage starts from a LiDAR-only (TransFusion-L) checkpoint: it may lack every tensor outside
@@ -396,11 +469,17 @@ class SparseFusion(BaseModel):
                 warnings.warn(f"SparseFusion: {have.count(False)} of {len(have)} samples have no camera images "
                               f"(skip_missing_cameras); this batch runs LiDAR-only "
                               f"({self.num_lidar_only_batches} so far)")
-        bev, grid = self.extract_bev(points)
+        camera_only = getattr(self.head, "camera_only", False)
+        if camera_only and imgs is None:
+            raise ValueError("SparseFusion: the camera pre-training stage (head camera_only=True) needs images in "
+                             "every sample")
+        # the camera pre-training stage runs no LiDAR network (the points only fill the sparse depth maps)
+        bev, grid = (None, None) if camera_only else self.extract_bev(points)
+        dev = points[0].device if camera_only else bev.device
         calib, img_feats = None, None
         if imgs is not None and self.head.use_camera:
-            imgs = [_chw(im).to(bev.device) for im in imgs]
-            calib = self._calib(data_samples or [{}] * len(points), imgs, bev.device)
+            imgs = [_chw(im).to(dev) for im in imgs]
+            calib = self._calib(data_samples or [{}] * len(points), imgs, dev)
             img_feats = self.extract_img(imgs)
         out = self.head(bev, img_feats, calib, grid)
         if mode == "tensor":
@@ -408,8 +487,8 @@ class SparseFusion(BaseModel):
         if mode == "loss":
             if data_samples is None:
                 raise ValueError("SparseFusion.forward(mode='loss') needs data_samples with gt_bboxes_3d/gt_labels_3d")
-            full = [_boxes9(_get(s, "gt_bboxes_3d")).to(bev.device) for s in data_samples]
-            labels = [torch.as_tensor(np.asarray(_get(s, "gt_labels_3d"))).long().reshape(-1).to(bev.device)
+            full = [_boxes9(_get(s, "gt_bboxes_3d")).to(dev) for s in data_samples]
+            labels = [torch.as_tensor(np.asarray(_get(s, "gt_labels_3d"))).long().reshape(-1).to(dev)
                       for s in data_samples]
             return self.head.loss(out, full, labels, calib)
         if mode == "predict":

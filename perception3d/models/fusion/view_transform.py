@@ -4,8 +4,9 @@ A camera candidate is predicted in its own image: a 2D centre, a depth, a size, 
 camera frame, plus a feature vector. SparseFusion moves the two parts differently:
 
 * **geometry, explicitly** with the calibration (:func:`camera_candidates_to_lidar`): the centre is unprojected
-  (``p_cam = K⁻¹ [u d, v d, d]``, then ``p_lidar = R⁻¹ (p_cam - t)`` with ``lidar2cam = [R | t]``), the heading
-  and velocity vectors (in the camera's x–z ground plane) are rotated by ``R⁻¹``, the size is frame-free;
+  (``p_cam = K⁻¹ [u d, v d, d]``, then ``p_lidar = R⁻¹ (p_cam - t)`` with ``lidar2cam = [R | t]``; ``R`` is a
+  rotation divided by the scale of a global scale augmentation, so ``R⁻¹`` is an inverse, not ``Rᵀ``), the heading
+  and velocity vectors (in the camera's x–z ground plane) are moved by ``R⁻¹``, the size is frame-free;
 * **semantics, learned** (:class:`CameraSE`): the feature is re-encoded by a gate conditioned on the camera
   parameters, ``f' = f ⊙ σ(MLP(BN(c)))`` with ``c`` = (the 9 entries of R, t, f_x, f_y, c_x, c_y) — the authors'
   ``CameraSE``; a self-attention layer over the candidates then follows in the view transformer.
@@ -44,7 +45,8 @@ def camera_candidates_to_lidar(center_2d: torch.Tensor, depth: torch.Tensor, dim
     r, t = _rt(lidar2cam)
     uvd = torch.cat([center_2d * depth[..., None], depth[..., None]], dim=-1)
     p_cam = torch.linalg.solve(cam2img, uvd.unsqueeze(-1)).squeeze(-1)          # K⁻¹ [u d, v d, d]
-    r_inv = r.transpose(-1, -2)                                                 # rotation: R⁻¹ = Rᵀ
+    # R⁻¹, not Rᵀ: after a global scale augmentation lidar2cam' = lidar2cam · T⁻¹ and its 3 × 3 part is R / s
+    r_inv = torch.linalg.inv(r)
     centre = (r_inv @ (p_cam - t).unsqueeze(-1)).squeeze(-1)                    # R⁻¹ (p_cam - t)
     zeros = torch.zeros_like(heading_cam[..., :1])
     h = (r_inv @ torch.cat([heading_cam[..., :1], zeros, heading_cam[..., 1:]], -1).unsqueeze(-1)).squeeze(-1)
@@ -67,6 +69,7 @@ def lidar_boxes_to_camera_candidates(boxes: torch.Tensor, cam2img: torch.Tensor,
     depth = q[..., 2]
     zeros = torch.zeros_like(boxes[..., 0])
     h = (r @ torch.stack([torch.cos(boxes[..., 6]), torch.sin(boxes[..., 6]), zeros], -1).unsqueeze(-1)).squeeze(-1)
+    h = h / h[..., [0, 2]].norm(dim=-1, keepdim=True).clamp(min=1e-6)          # a unit (x, z) heading, as predicted
     v = (r @ torch.stack([boxes[..., 7], boxes[..., 8], zeros], -1).unsqueeze(-1)).squeeze(-1)
     return dict(center_2d=q[..., :2] / depth[..., None], depth=depth, dims=boxes[..., 3:6],
                 heading_cam=h[..., [0, 2]], velocity_cam=v[..., [0, 2]])
