@@ -38,9 +38,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-CORNERS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (0.0, 1.0)])
-
-
 def _datasets(config: str):
     from mmengine.registry import FUNCTIONS, DefaultScope
 
@@ -77,16 +74,6 @@ def _aug_matrix(get) -> np.ndarray:
         return np.eye(4)
     return lidar_aug_matrix(rotation=float(get("pcd_rotation_angle")), scale=float(get("pcd_scale_factor", 1.0)),
                             translation=np.asarray(get("pcd_trans", np.zeros(3)), np.float64))
-
-
-def box_corners(boxes: np.ndarray) -> np.ndarray:
-    """[M, ≥7] (x, y, z_bottom, dx, dy, dz, yaw) → [M, 8, 3] corners."""
-    b = np.asarray(boxes, np.float64)
-    loc = CORNERS[None] * b[:, None, 3:6]
-    c, s = np.cos(b[:, 6])[:, None], np.sin(b[:, 6])[:, None]
-    x = c * loc[..., 0] - s * loc[..., 1] + b[:, None, 0]
-    y = s * loc[..., 0] + c * loc[..., 1] + b[:, None, 1]
-    return np.stack([x, y, loc[..., 2] + b[:, None, 2]], -1)
 
 
 def geometry_check(samples: list, img_size) -> dict:
@@ -132,8 +119,8 @@ def draw(samples: list, path: str, img_size) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from perception3d.structures.calibration import project_points
-    edges = [(0, 1), (0, 2), (1, 3), (2, 3), (4, 5), (4, 6), (5, 7), (6, 7), (0, 4), (1, 5), (2, 6), (3, 7)]
+    from perception3d.ops.box_tensor import BOX_EDGES
+    from perception3d.structures.calibration import project_box_corners, project_points
     colours = ["red", "lime", "cyan"]
     v = len(samples[0]["images"])
     fig, axes = plt.subplots(len(samples), v, figsize=(3.2 * v, 2.3 * len(samples)), squeeze=False)
@@ -141,18 +128,19 @@ def draw(samples: list, path: str, img_size) -> None:
         k4 = np.zeros((v, 4, 4))
         k4[:, :3, :3], k4[:, 3, 3] = s["cam2img"].numpy(), 1
         l2i = k4 @ s["lidar2cam"].numpy()
-        corners = box_corners(s["boxes"].numpy())
+        boxes = s["boxes"].double().numpy()
+        centres = boxes[:, :3] + np.c_[np.zeros((len(boxes), 2)), boxes[:, 5] / 2]   # z is the box bottom
         for a in range(v):
             ax = axes[r, a]
             ax.imshow(np.clip(s["images"][a], 0, 1))
-            for m, cs in enumerate(corners):
-                uv, d = project_points(cs, l2i[a])
+            uv_all, d_all = project_box_corners(boxes, l2i[a])
+            c_all, _ = project_points(centres, l2i[a])
+            for m, (uv, d) in enumerate(zip(uv_all, d_all)):
                 if (d <= 0.5).any():
                     continue
-                for i, j in edges:
+                for i, j in BOX_EDGES:
                     ax.plot(uv[[i, j], 0], uv[[i, j], 1], color="white", lw=0.6)
-                c, dc = project_points(cs.mean(0, keepdims=True), l2i[a])
-                ax.plot(c[0, 0], c[0, 1], "o", ms=3, color=colours[int(s["labels"][m]) % 3])
+                ax.plot(c_all[m, 0], c_all[m, 1], "o", ms=3, color=colours[int(s["labels"][m]) % 3])
             ax.set_xlim(0, img_size[1])
             ax.set_ylim(img_size[0], 0)
             ax.set_xticks([])

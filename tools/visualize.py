@@ -143,7 +143,6 @@ def draw_bev(path: str, points: np.ndarray, pred: dict, gt_boxes=None, class_nam
 
 # the 12 edges of a box in the corner order of Boxes3D.corners (bottom 0-3 counter-clockwise, top 4-7); 0-3 is
 # the front bottom edge (bev_corners' heading tick sits on it)
-_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
 
 
 def draw_camera_views(path: str, images, lidar2img, pred: dict | None = None, gt_boxes=None, class_names=(),
@@ -154,6 +153,7 @@ def draw_camera_views(path: str, images, lidar2img, pred: dict | None = None, gt
     them falls inside the image."""
     from matplotlib.lines import Line2D
 
+    from perception3d.ops.box_tensor import BOX_EDGES
     from perception3d.structures.calibration import project_box_corners
 
     def boxes_of(kind):
@@ -193,7 +193,7 @@ def draw_camera_views(path: str, images, lidar2img, pred: dict | None = None, gt
                     continue
                 counts[kind] += 1
                 col = GT_COLOR if kind == "gt" else COLORS[labels[j] % len(COLORS)]
-                for a, b in _EDGES:
+                for a, b in BOX_EDGES:
                     ax.plot(uv[j, [a, b], 0], uv[j, [a, b], 1], color=col, lw=2.2 if (a, b) == (3, 0) else 0.9,
                             ls="-" if kind == "gt" else (0, (3, 1.5)))
         ax.set_xlim(0, iw)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from perception3d.ops.box_tensor import box_corners as _box_corners
+from perception3d.ops.box_tensor import BOX_EDGES, box_corners as _box_corners
 
 __all__ = ["VISION_MSGS_ROS1", "VISION_MSGS_ROS2", "typestore_for", "make_msg", "make_header", "stamp_to_ns",
            "convert_msg", "detections_to_msg", "boxes_to_markers", "class_color", "box_corners",
@@ -143,9 +143,6 @@ def box_corners(box: Sequence[float]) -> np.ndarray:
     return _box_corners(torch.tensor([[float(v) for v in box[:7]]], dtype=torch.float64))[0].numpy()
 
 
-_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
-
-
 def _pose(ts, box):
     x, y, z, dx, dy, dz, yaw = [float(v) for v in box[:7]]
     q = make_msg(ts, "geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))
@@ -201,7 +198,7 @@ def boxes_to_markers(ts, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarr
             corners = box_corners(box)
             P = ts.types["geometry_msgs/msg/Point"]
             c = corners.tolist()
-            pts = [P(x=c[i][0], y=c[i][1], z=c[i][2]) for e in _EDGES for i in e]
+            pts = [P(x=c[i][0], y=c[i][1], z=c[i][2]) for e in BOX_EDGES for i in e]
             markers.append(make_msg(
                 ts, "visualization_msgs/msg/Marker", header=header, ns="boxes", id=k, type=M.LINE_LIST,
                 action=M.ADD, pose=ident, points=pts,

@@ -3,7 +3,8 @@ it, wrapping yaw, BEV corners. The one place these live: the box datatype (``str
 kernels (IoU, NMS, points in boxes) and the readers all use them. Imports nothing of the package.
 
 BEV corners (``bev_corners()``, [N, 4, 2]) are the bottom four corners, counter-clockwise seen from above, starting
-at (+dx/2, +dy/2) in box coordinates; ``box_corners()`` [N, 8, 3] adds the top four in the same order.
+at (+dx/2, +dy/2) in box coordinates; ``box_corners()`` [N, 8, 3] adds the top four in the same order, and
+``BOX_EDGES`` lists the 12 edges of that order as corner-index pairs (for drawing wireframes).
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import torch
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
-__all__ = ["as_box_tensor", "check_boxes", "limit_period", "bev_corners", "box_corners"]
+__all__ = ["as_box_tensor", "check_boxes", "limit_period", "bev_corners", "box_corners", "BOX_EDGES"]
+
+#: the 12 edges of a :func:`box_corners` box as corner-index pairs: bottom ring, top ring, the four verticals
+BOX_EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
 
 
 def as_box_tensor(boxes: ArrayLike, name: str = "boxes", min_dim: int = 7,
