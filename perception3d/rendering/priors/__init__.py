@@ -42,7 +42,8 @@ from .refine import ClassicalRefiner
 
 __all__ = ["DepthMap", "DepthPrior", "FlowPrior", "PosePrior", "ImageRefiner", "RelativePose",
            "PriorUnavailableError", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "TriangulatedDepth",
-           "DISFlow", "FeaturePose", "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior", "build_image_refiner",
+           "DISFlow", "FeaturePose", "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior",
+           "build_image_refiner",
            "depth_prior_points", "align_scale_shift", "depth_metrics", "LEARNED_PRIORS"]
 
 log = logging.getLogger("perception3d.priors")

@@ -315,7 +315,8 @@ def render_checkpoint(path, cameras: str = "test", out=None, n_frames: int = 30,
     views (PSNR against the ground truth), ``"orbit"`` ``n_frames`` cameras circling the body (a novel-view
     video); ``frames`` (frame indices of the sequence) pose the body with other frames' body-model parameters
     in turn, each for an equal run of the orbit (novel poses: the canonical field re-posed).
-    ``write(path, uint8 image)`` saves each image into ``out/rgb/NNNN.png``. Returns {n_views, out, frames: [uint8 images], psnr?}."""
+    ``write(path, uint8 image)`` saves each image into ``out/rgb/NNNN.png``. Returns {n_views, out,
+    frames: [uint8 images], psnr?}."""
     from perception3d.structures.cameras import Cameras, orbit_path
 
     fld, ck = load_metacap(path)
