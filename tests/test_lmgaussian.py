@@ -327,3 +327,25 @@ def test_lmgaussian_lego_keeps_fitting_its_training_views(tmp_path):
     used to turn the depth-normal consistency on at half the run, and the training views' PSNR then fell)."""
     start, mid, end = _lego_train_psnr(tmp_path)
     assert mid > start + 1.0 and end > mid + 0.3, (start, mid, end)
+
+
+@pytest.mark.parametrize("refiner", ["none", "classical"])
+def test_depth_normal_consistency_runs_in_the_refinement_stage_only(tmp_path, refiner):
+    """Eq. 10 is the refinement stage's (the authors' stage 1 ends before ``regularization_from_iter``): from
+    ``regularization_from`` it is in every step's loss when the stage runs, and never when it is skipped."""
+    from perception3d.rendering.default_scene import make_default_scene
+    from perception3d.rendering.lmgaussian import LMGaussianTrainer
+
+    root = make_default_scene(tmp_path / "scene", n_train=3, n_test=1, size=32)
+    cfg = {"data": dict(type="default", root=str(root), generate=dict(n_train=3, n_test=1, size=32)),
+           "model": dict(init="frustum", init_num=300, sh_degree=0),
+           "train": dict(max_steps=4, eval_every=10**9, save_every=10**9, log_every=10**9, tile_size=8),
+           "strategy": dict(refine_stop_iter=0),
+           "lmgaussian": dict(depth_prior=dict(type="plane_sweep", num_planes=16), refiner=dict(type=refiner),
+                              lambda_virtual=0.0, num_virtual=2, refine_from=0.5, regularization_from=0.5)}
+    tr = LMGaussianTrainer(cfg, tmp_path / "lm", progress=False)
+    seen = []
+    for step in range(4):
+        tr.step = step
+        seen.append("depth_normal_loss" in tr.train_step(tr.scene.train_ids[step % 3]))
+    assert seen == ([False, False, True, True] if refiner == "classical" else [False] * 4)
