@@ -13,7 +13,8 @@ authors' initialisation) aligned to SIFT features triangulated with the DUSt3R c
 (``depth_maps/``) for the Pearson loss and the Marigold normal maps (``normal_maps/``) for the normal loss, as
 the authors' ``stage1_forward.py`` uses them. Learning rates: the authors' ``OptimizationParamsinstant``; no
 densification (their forward-facing setting never densifies). The refinement stage needs an image refiner
-(the authors' is a fine-tuned ControlNet); none is given here, so it is skipped (the log and checkpoint say so).
+(the authors' is a fine-tuned ControlNet); none is given here, so it is skipped (the log and checkpoint say so),
+and with it the depth-normal consistency.
 To run it with the built-in weight-free refiner add ``--cfg-options lmgaussian.refiner.type=classical``.
 """
 _base_ = ["./gs_sparse_baseline_barn.py"]

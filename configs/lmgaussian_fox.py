@@ -7,7 +7,8 @@ calibrated views triangulated and densified along the image (``rendering.priors.
 sweep's windows fail on these 20-74° baselines) in place of the authors' DUSt3R
 depth, its holes inpainted, for the initialisation and the Pearson depth loss; the normals of that depth surface
 for the normal loss. Learning rates: the authors' ``OptimizationParamsinstant``; no densification (their
-few-view setting never densifies). The refinement stage is skipped (no image refiner given; add
+few-view setting never densifies). The refinement stage, and with it the depth-normal consistency, is skipped
+(no image refiner given; add
 ``--cfg-options lmgaussian.refiner.type=classical`` for the built-in weight-free one).
 
     nice -n 10 python tools/train_gs.py configs/lmgaussian_fox.py

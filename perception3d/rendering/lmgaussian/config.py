@@ -31,7 +31,9 @@ class LMGaussianConfig:
     lambda_normal_l1, lambda_normal_cos: the normal loss (0.01, 0.01).
     lambda_virtual: the virtual-view point-render loss (0.3); num_virtual: poses per training pair (10);
         virtual_every: apply it every this many steps (authors: 1); point_scale: the points' size (× kNN).
-    lambda_depth_normal: depth-normal consistency (0.05) from ``regularization_from`` of the run (6000 / 12000).
+    lambda_depth_normal: depth-normal consistency (0.05) from ``regularization_from`` of the run (6000 / 12000),
+        in the refinement stage only (the authors' stage 1 ends before it starts), so never when that stage is
+        skipped.
     refiner: the refinement stage's image refiner (``rendering.priors.build_image_refiner``); None = stage
         skipped (logged and recorded in the checkpoint). refine_from: the stage starts at this fraction of the
         run (the authors' stage 2 starts from the stage-1 checkpoint at 6000 of 12 000 iterations);
