@@ -251,6 +251,22 @@ def test_pose_guided_correspondences_of_a_plane():
     assert abs(float(predicted[0, 1][..., 0][m].median()) + shift) > 1.5
 
 
+def test_outside_masks_counts_points_on_another_views_background():
+    """Two views of the plane 0.3 apart (view 0's pixel x lands at x − 6 in view 1), view 1's object mask ending
+    at column 40: view 0's points from column 46 on land on view 1's background (from 48 on with a 2-pixel
+    tolerance); those landing outside view 1's frame and all of view 1's points count nothing."""
+    from perception3d.rendering.coherentgs import outside_masks
+
+    vm, Ks = _plane_cams([0.0, 0.3])
+    depth = torch.full((2, H0, W0), Z)
+    sites = torch.ones(2, H0, W0, dtype=torch.bool)
+    sites[1, :, 40:] = False
+    for tolerance, first in ((0, 46), (2, 48)):
+        count = outside_masks(depth, sites, Ks, vm, tolerance)
+        assert bool((count[0, :, first:] == 1).all()) and bool((count[0, :, :first] == 0).all())
+        assert bool((count[1] == 0).all())
+
+
 def _spare_plane(root: Path, n=5, inputs=(0, 2, 4), tests=(1, 3)):
     """A SpaRe-layout scene 'Plane' (synthetic naming cam_XXX_3_0000.png, pos_XXX.txt = K [R | t])."""
     import imageio.v3 as iio
@@ -374,6 +390,10 @@ def test_bad_input_names_the_problem_and_writes_nothing(tmp_path):
     cfg = _plane_cfg(scene_dir)
     cfg["strategy"] = dict(refine_every=100)
     with pytest.raises(ValueError, match="densify"):
+        cls(cfg, work, progress=False)
+    cfg = _plane_cfg(scene_dir)  # the SpaRe plane has no object masks
+    cfg["model"]["mask_carving"] = 1
+    with pytest.raises(ValueError, match="mask_carving needs an object mask.*3 of 3"):
         cls(cfg, work, progress=False)
     assert not work.exists()
 

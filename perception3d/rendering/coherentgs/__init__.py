@@ -13,11 +13,12 @@ coherence, no densification.
 """
 from .config import CoherentGSModelConfig, CoherentGSTrainConfig  # noqa: F401
 from .decoder import PixelPyramid, SparseImplicitDecoder  # noqa: F401
-from .depth_init import correspondences, dense_depth, depth_layers, fill_holes, induced_flow  # noqa: F401
+from .depth_init import (correspondences, dense_depth, depth_layers, fill_holes, induced_flow,  # noqa: F401
+                         outside_masks)
 from .losses import ml1_loss, second_order_tv, warping_loss  # noqa: F401
 from .model import CoherentGaussians  # noqa: F401
 from .trainer import CoherentGSTrainer  # noqa: F401
 
 __all__ = ["CoherentGSTrainer", "CoherentGaussians", "CoherentGSModelConfig", "CoherentGSTrainConfig",
            "PixelPyramid", "SparseImplicitDecoder", "dense_depth", "depth_layers", "correspondences",
-           "fill_holes", "induced_flow", "ml1_loss", "second_order_tv", "warping_loss"]
+           "fill_holes", "induced_flow", "outside_masks", "ml1_loss", "second_order_tv", "warping_loss"]

@@ -49,6 +49,11 @@ class CoherentGSModelConfig:
         1.4 / views, which keeps the summed opacity of 4 views).
     use_alpha: in RGBA scenes (Blender) only foreground pixels (alpha > 0.5) get a Gaussian — the SparseTensor
         simply has no site there.
+    mask_carving: None (authors) or a tolerance in pixels of the Gaussian grid: in object captures (every view
+        has a mask), no Gaussian for a site whose point X = o + d r lands on another view's background (off its
+        mask grown by the tolerance; :func:`~.depth_init.outside_masks`): a point on the object lies inside
+        every view's silhouette (its visual hull), and one outside is a depth error that would show as a fringe
+        over that view's background.
     ngf / opacity_ngf: decoder widths (None: the authors' table by views, 15 / 10 for 3 views); layer widths are
         [16, 16, 16, 8, 8, 8, 4, 4, …] × ngf from the coarsest level to the finest.
     decoder_finest_level: the decoders run down to stride 2^level and are bilinearly upsampled to the pixels
@@ -72,6 +77,7 @@ class CoherentGSModelConfig:
     radius_mult: float = 1.2
     init_opacity: Optional[float] = None
     use_alpha: bool = True
+    mask_carving: Optional[int] = None
     ngf: Optional[int] = None
     opacity_ngf: Optional[int] = None
     decoder_finest_level: int = 0

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..priors import DepthPrior, FlowPrior, align_scale_shift, feature_depths, warp_by_flow
 
-__all__ = ["dense_depth", "fill_holes", "depth_layers", "correspondences", "induced_flow"]
+__all__ = ["dense_depth", "fill_holes", "depth_layers", "correspondences", "induced_flow", "outside_masks"]
 
 
 def fill_holes(depth: Tensor, valid: Tensor) -> Tensor:
@@ -132,8 +132,39 @@ def induced_flow(depth: Tensor, Ks: Tensor, viewmats: Tensor) -> Tensor:
     return flows
 
 
+def outside_masks(depth: Tensor, sites: Tensor, Ks: Tensor, viewmats: Tensor, tolerance: int = 1) -> Tensor:
+    """Visual-hull check of object captures: for the point X_a(x) of every site of view a (depth [V, H, W], pixel
+    centres at +0.5, Ks [V, 3, 3] at that resolution, viewmats [V, 4, 4] world → camera), the number of other
+    views b in whose image it lands on the background — off b's foreground ``sites`` grown by ``tolerance``
+    pixels. A point on the object is inside every view's foreground; one outside is a depth error and shows as
+    a fringe of the object's colours over the background in view b. → [V, H, W] int64 (0 off the sites)."""
+    V, H, W = depth.shape
+    gy, gx = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
+                            indexing="ij")
+    uv1 = torch.stack([gx + 0.5, gy + 0.5, torch.ones_like(gx)], -1)
+    Ks, viewmats, d = Ks.double(), viewmats.double(), depth.double()
+    c2w = torch.linalg.inv(viewmats)
+    fg = sites.float()[:, None]
+    if tolerance > 0:
+        fg = F.max_pool2d(fg, 2 * tolerance + 1, stride=1, padding=tolerance)
+    fg = fg[:, 0] > 0
+    count = torch.zeros(V, H, W, dtype=torch.long)
+    for a in range(V):
+        X = ((uv1 @ torch.linalg.inv(Ks[a]).T) * d[a][..., None]) @ c2w[a, :3, :3].T + c2w[a, :3, 3]
+        for b in range(V):
+            if a == b:
+                continue
+            q = (X @ viewmats[b, :3, :3].T + viewmats[b, :3, 3]) @ Ks[b].T
+            z = q[..., 2]
+            u = torch.floor(q[..., 0] / z.clamp_min(1e-12)).long()
+            v = torch.floor(q[..., 1] / z.clamp_min(1e-12)).long()
+            inside = sites[a] & (z > 1e-12) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+            count[a] += (inside & ~fg[b][v.clamp(0, H - 1), u.clamp(0, W - 1)]).long()
+    return count
+
+
 def correspondences(flow_prior: FlowPrior, images: Tensor, sites: Tensor, threshold: float = 0.5,
-                                    init: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+                    init: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Flows and masks between every ordered pair of V training views.
 
     Args:

@@ -42,7 +42,7 @@ from perception3d.registry import RENDER_METHODS
 from ..config import GSTrainConfig, section
 from ..trainer import GSTrainer, build_scene, resolve_background, seed_everything
 from .config import DECODER_NGF, INIT_OPACITY, CoherentGSModelConfig, CoherentGSTrainConfig
-from .depth_init import correspondences, dense_depth, depth_layers, induced_flow
+from .depth_init import correspondences, dense_depth, depth_layers, induced_flow, outside_masks
 from .losses import ml1_loss, second_order_tv, warping_loss
 from .model import CoherentGaussians
 
@@ -133,11 +133,16 @@ class CoherentGSTrainer(GSTrainer):
         self.view_of = {i: k for k, i in enumerate(ids)}
         images = torch.stack([sc.image(i) for i in ids])
         sites = torch.ones(V, sc.height, sc.width, dtype=torch.bool)
+        masked = 0  # views with an object mask
         if m.use_alpha:
             for k, i in enumerate(ids):
                 a = sc.alpha(i)
                 if a is not None:
                     sites[k] = a > 0.5
+                    masked += 1
+        if m.mask_carving is not None and masked < V:
+            raise ValueError(f"model.mask_carving needs an object mask (alpha) in every training view; "
+                             f"{V - masked} of {V} have none")
         depths, records = [], []
         for i in ids:
             d, rec = dense_depth(depth_prior, sc, i, ids)
@@ -157,6 +162,11 @@ class CoherentGSTrainer(GSTrainer):
             Ks[:, :2] /= s
         grid_layers = layers if s == 1 else torch.stack(
             [depth_layers(1.0 / depth[k], K, sites[k], every=max(1, 10 // s)) for k in range(V)])
+        if m.mask_carving is not None:
+            drop = outside_masks(depth, sites, Ks, cams.viewmats, int(m.mask_carving)) > 0
+            self.priors["mask_carving"] = {"tolerance": int(m.mask_carving),
+                                           "dropped": round(float(drop.sum() / sites.sum().clamp_min(1)), 4)}
+            sites = sites & ~drop
         init = None
         if m.flow_init == "depth":  # pose-guided flow: the search starts where the depth prior says (depth_init)
             init = induced_flow(depth, Ks, cams.viewmats)
