@@ -102,6 +102,22 @@ def depth_layers(disparity: Tensor, num_layers: int, sites: Optional[Tensor] = N
     return F.one_hot(idx, num_layers).permute(2, 0, 1).float()
 
 
+def _pairs(depth: Tensor, Ks: Tensor, viewmats: Tensor):
+    """For every ordered pair (a, b), a ≠ b: yields (a, b, uv, q) with uv [H, W, 2] view a's pixel centres and
+    q [H, W, 3] = K_b (R_b X + t_b) of the points X_a(x) = o_a + d_a(x) r_a(x) (float64)."""
+    V, H, W = depth.shape
+    gy, gx = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
+                            indexing="ij")
+    uv1 = torch.stack([gx + 0.5, gy + 0.5, torch.ones_like(gx)], -1)
+    Ks, viewmats = Ks.double(), viewmats.double()
+    c2w = torch.linalg.inv(viewmats)
+    for a in range(V):
+        X = ((uv1 @ torch.linalg.inv(Ks[a]).T) * depth[a].double()[..., None]) @ c2w[a, :3, :3].T + c2w[a, :3, 3]
+        for b in range(V):
+            if a != b:
+                yield a, b, uv1[..., :2], (X @ viewmats[b, :3, :3].T + viewmats[b, :3, 3]) @ Ks[b].T
+
+
 def induced_flow(depth: Tensor, Ks: Tensor, viewmats: Tensor) -> Tensor:
     """The flow that depth maps and cameras predict between every ordered pair of views (module doc).
 
@@ -113,22 +129,11 @@ def induced_flow(depth: Tensor, Ks: Tensor, viewmats: Tensor) -> Tensor:
         (zero on the diagonal and where the point is behind camera b).
     """
     V, H, W = depth.shape
-    gy, gx = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
-                            indexing="ij")
-    uv1 = torch.stack([gx + 0.5, gy + 0.5, torch.ones_like(gx)], -1)  # [H, W, 3]
-    Ks, viewmats = Ks.double(), viewmats.double()
-    c2w = torch.linalg.inv(viewmats)
     flows = torch.zeros(V, V, H, W, 2)
-    for a in range(V):
-        pc = (uv1 @ torch.linalg.inv(Ks[a]).T) * depth[a].double()[..., None]  # camera a
-        X = pc @ c2w[a, :3, :3].T + c2w[a, :3, 3]
-        for b in range(V):
-            if a == b:
-                continue
-            q = (X @ viewmats[b, :3, :3].T + viewmats[b, :3, 3]) @ Ks[b].T
-            z = q[..., 2:3]
-            f = q[..., :2] / z.clamp_min(1e-12) - uv1[..., :2]
-            flows[a, b] = torch.where(z > 1e-12, f, torch.zeros_like(f)).float()
+    for a, b, uv, q in _pairs(depth, Ks, viewmats):
+        z = q[..., 2:3]
+        f = q[..., :2] / z.clamp_min(1e-12) - uv
+        flows[a, b] = torch.where(z > 1e-12, f, torch.zeros_like(f)).float()
     return flows
 
 
@@ -139,27 +144,17 @@ def outside_masks(depth: Tensor, sites: Tensor, Ks: Tensor, viewmats: Tensor, to
     pixels. A point on the object is inside every view's foreground; one outside is a depth error and shows as
     a fringe of the object's colours over the background in view b. → [V, H, W] int64 (0 off the sites)."""
     V, H, W = depth.shape
-    gy, gx = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
-                            indexing="ij")
-    uv1 = torch.stack([gx + 0.5, gy + 0.5, torch.ones_like(gx)], -1)
-    Ks, viewmats, d = Ks.double(), viewmats.double(), depth.double()
-    c2w = torch.linalg.inv(viewmats)
     fg = sites.float()[:, None]
     if tolerance > 0:
         fg = F.max_pool2d(fg, 2 * tolerance + 1, stride=1, padding=tolerance)
     fg = fg[:, 0] > 0
     count = torch.zeros(V, H, W, dtype=torch.long)
-    for a in range(V):
-        X = ((uv1 @ torch.linalg.inv(Ks[a]).T) * d[a][..., None]) @ c2w[a, :3, :3].T + c2w[a, :3, 3]
-        for b in range(V):
-            if a == b:
-                continue
-            q = (X @ viewmats[b, :3, :3].T + viewmats[b, :3, 3]) @ Ks[b].T
-            z = q[..., 2]
-            u = torch.floor(q[..., 0] / z.clamp_min(1e-12)).long()
-            v = torch.floor(q[..., 1] / z.clamp_min(1e-12)).long()
-            inside = sites[a] & (z > 1e-12) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
-            count[a] += (inside & ~fg[b][v.clamp(0, H - 1), u.clamp(0, W - 1)]).long()
+    for a, b, _, q in _pairs(depth, Ks, viewmats):
+        z = q[..., 2]
+        u = torch.floor(q[..., 0] / z.clamp_min(1e-12)).long()
+        v = torch.floor(q[..., 1] / z.clamp_min(1e-12)).long()
+        inside = sites[a] & (z > 1e-12) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        count[a] += (inside & ~fg[b][v.clamp(0, H - 1), u.clamp(0, W - 1)]).long()
     return count
 
 
