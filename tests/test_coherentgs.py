@@ -228,6 +228,45 @@ def test_correspondences_of_a_plane_shift():
     assert float(flows[0, 1][..., 1][m].abs().median()) < 0.3
 
 
+def test_pose_guided_correspondences_of_a_plane():
+    """The flow a depth map and the cameras predict (induced_flow) is the plane's shift −f·b/Z where the depth is
+    right; started from the prediction of a depth 10 % too far (1.7 px short of the true 20 px shift), the
+    correspondences find the true shift on the consistent pixels, not the prediction."""
+    from perception3d.rendering.coherentgs import induced_flow
+    from perception3d.rendering.priors import DISFlow
+
+    txs = [0.0, 1.0]
+    vm, Ks = _plane_cams(txs)
+    shift = FX * 1.0 / Z
+    exact = induced_flow(torch.full((2, H0, W0), Z), Ks, vm)
+    assert torch.allclose(exact[0, 1, ..., 0], torch.full((H0, W0), -shift), atol=1e-4)
+    assert torch.allclose(exact[1, 0, ..., 0], torch.full((H0, W0), shift), atol=1e-4)
+    assert float(exact[..., 1].abs().max()) < 1e-4 and float(exact[0, 0].abs().max()) == 0.0
+    predicted = induced_flow(torch.full((2, H0, W0), 1.1 * Z), Ks, vm)
+    images = torch.from_numpy(np.stack([_plane_view(t) for t in txs])).float()
+    flows, masks = correspondences(DISFlow(), images, torch.ones(2, H0, W0, dtype=torch.bool), init=predicted)
+    m = masks[0, 1] > 0
+    assert m.float().mean() > 0.2
+    assert abs(float(flows[0, 1][..., 0][m].median()) + shift) < 0.3
+    assert abs(float(predicted[0, 1][..., 0][m].median()) + shift) > 1.5
+
+
+def test_outside_masks_counts_points_on_another_views_background():
+    """Two views of the plane 0.3 apart (view 0's pixel x lands at x − 6 in view 1), view 1's object mask ending
+    at column 40: view 0's points from column 46 on land on view 1's background (from 48 on with a 2-pixel
+    tolerance); those landing outside view 1's frame and all of view 1's points count nothing."""
+    from perception3d.rendering.coherentgs import outside_masks
+
+    vm, Ks = _plane_cams([0.0, 0.3])
+    depth = torch.full((2, H0, W0), Z)
+    sites = torch.ones(2, H0, W0, dtype=torch.bool)
+    sites[1, :, 40:] = False
+    for tolerance, first in ((0, 46), (2, 48)):
+        count = outside_masks(depth, sites, Ks, vm, tolerance)
+        assert bool((count[0, :, first:] == 1).all()) and bool((count[0, :, :first] == 0).all())
+        assert bool((count[1] == 0).all())
+
+
 def _spare_plane(root: Path, n=5, inputs=(0, 2, 4), tests=(1, 3)):
     """A SpaRe-layout scene 'Plane' (synthetic naming cam_XXX_3_0000.png, pos_XXX.txt = K [R | t])."""
     import imageio.v3 as iio
@@ -251,8 +290,8 @@ def _plane_cfg(scene_dir, **train):
         data=dict(type="dtu", root=str(scene_dir), dataset="SpaRe", train_views=[0, 2, 4], test_views=[1, 3]),
         model=dict(sh_degree=0, ngf=1, opacity_ngf=1, num_mask_channels=2,
                    depth_prior=dict(type="plane_sweep", num_planes=32, depth_range=(2.0, 4.5))),
-        train=dict(dict(max_steps=6, align_steps=20, eval_every=1000, save_every=1000, log_every=1000,
-                        background=(0.0, 0.0, 0.0)), **train),
+        train=dict(dict(max_steps=6, align_steps=20, align_metric_depth=True, eval_every=1000, save_every=1000,
+                        log_every=1000, background=(0.0, 0.0, 0.0)), **train),
     )
 
 
@@ -286,7 +325,22 @@ def test_trains_on_a_plane_and_renders_held_out_views(trained_plane):
     met = json.loads((work / "metrics.json").read_text())
     assert met["final"]["wall_s"] > 0 and met["final"]["cpu_s"] > 0
     assert met["priors"]["depth"]["type"] == "plane_sweep" and met["priors"]["flow"]["type"] == "dis"
+    assert met["priors"]["flow_init"] == "depth" and met["priors"]["flow_consistent_sites"] > 0.2
+    assert met["align"]["steps"] == 20 and met["align"]["metric_depth"]  # align_metric_depth=True
     assert (work / "point_cloud.ply").is_file()
+
+
+def test_a_metric_depth_prior_is_not_aligned_by_default(tmp_path):
+    """The plane sweep's depth is in the cameras' frame: without align_metric_depth the alignment runs no step and
+    leaves every view's scale 1 and offset 0."""
+    from perception3d.registry import RENDER_METHODS
+
+    scene_dir, _ = _spare_plane(tmp_path)
+    cfg = _plane_cfg(scene_dir, max_steps=1, align_metric_depth=False)
+    tr = RENDER_METHODS.get("coherentgs")(cfg, tmp_path / "work", progress=False)
+    st = tr.align_depth()
+    assert st["steps"] == 0 and st["metric_depth"]
+    assert st["scale"] == [1.0, 1.0, 1.0] and st["offset"] == [0.0, 0.0, 0.0]
 
 
 def test_spare_zip_from_a_coherentgs_checkpoint_passes_check(trained_plane, capsys):
@@ -336,6 +390,10 @@ def test_bad_input_names_the_problem_and_writes_nothing(tmp_path):
     cfg = _plane_cfg(scene_dir)
     cfg["strategy"] = dict(refine_every=100)
     with pytest.raises(ValueError, match="densify"):
+        cls(cfg, work, progress=False)
+    cfg = _plane_cfg(scene_dir)  # the SpaRe plane has no object masks
+    cfg["model"]["mask_carving"] = 1
+    with pytest.raises(ValueError, match="mask_carving needs an object mask.*3 of 3"):
         cls(cfg, work, progress=False)
     assert not work.exists()
 

@@ -6,18 +6,19 @@ coherence, no densification.
 
     config.py      the ``model`` / ``train`` config sections and the authors' defaults
     decoder.py     the pixel pyramid and the sparse implicit decoder
-    depth_init.py  dense depth from the prior, depth-layer masks, flow correspondences
+    depth_init.py  dense depth from the prior, depth-layer masks, flow correspondences (pose-guided)
     losses.py      ML1, second-order TV, the warping (flow) loss
     model.py       CoherentGaussians: the per-pixel Gaussians and how they render
     trainer.py     CoherentGSTrainer, registered as RENDER_METHODS "coherentgs"
 """
 from .config import CoherentGSModelConfig, CoherentGSTrainConfig  # noqa: F401
 from .decoder import PixelPyramid, SparseImplicitDecoder  # noqa: F401
-from .depth_init import correspondences, dense_depth, depth_layers, fill_holes  # noqa: F401
+from .depth_init import (correspondences, dense_depth, depth_layers, fill_holes, induced_flow,  # noqa: F401
+                         outside_masks)
 from .losses import ml1_loss, second_order_tv, warping_loss  # noqa: F401
 from .model import CoherentGaussians  # noqa: F401
 from .trainer import CoherentGSTrainer  # noqa: F401
 
 __all__ = ["CoherentGSTrainer", "CoherentGaussians", "CoherentGSModelConfig", "CoherentGSTrainConfig",
            "PixelPyramid", "SparseImplicitDecoder", "dense_depth", "depth_layers", "correspondences",
-           "fill_holes", "ml1_loss", "second_order_tv", "warping_loss"]
+           "fill_holes", "induced_flow", "outside_masks", "ml1_loss", "second_order_tv", "warping_loss"]

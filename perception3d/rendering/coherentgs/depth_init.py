@@ -10,6 +10,13 @@ depth-layer masks of §4.1), from the package's priors:
 * :func:`correspondences` — optical flow between every ordered pair of training views and the authors'
   consistency weight ``w = exp(−½ ‖F_ab + F_ba(x + F_ab)‖₁)`` eroded by a 5 × 5 window
   (``data_preparation_scripts/gen_flow.py``), thresholded at ``flow_threshold``.
+* :func:`induced_flow` — the flow a depth map and the known cameras predict between two views, the start of a
+  pose-guided flow search: the authors' FlowFormer++ matches LLFF's forward-facing views a few tens of pixels
+  apart; between views of an object 30–60° apart (lego: 46–55 px on the 200 × 200 Gaussian grid) DIS from zero
+  flow missed the depth-induced flow by a median 50 px and only 6.5 % of the pixels that passed the consistency
+  check were within 2 px of it. With the induced flow, the flow prior only has to find the residual between
+  view a's image and view b's image warped into view a, and the consistency check keeps what both views'
+  images and depths agree on.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from torch import Tensor
 
 from ..priors import DepthPrior, FlowPrior, align_scale_shift, feature_depths, warp_by_flow
 
-__all__ = ["dense_depth", "fill_holes", "depth_layers", "correspondences"]
+__all__ = ["dense_depth", "fill_holes", "depth_layers", "correspondences", "induced_flow", "outside_masks"]
 
 
 def fill_holes(depth: Tensor, valid: Tensor) -> Tensor:
@@ -95,12 +102,72 @@ def depth_layers(disparity: Tensor, num_layers: int, sites: Optional[Tensor] = N
     return F.one_hot(idx, num_layers).permute(2, 0, 1).float()
 
 
-def correspondences(flow_prior: FlowPrior, images: Tensor, sites: Tensor, threshold: float = 0.5
-                    ) -> tuple[Tensor, Tensor]:
+def _pairs(depth: Tensor, Ks: Tensor, viewmats: Tensor):
+    """For every ordered pair (a, b), a ≠ b: yields (a, b, uv, q) with uv [H, W, 2] view a's pixel centres and
+    q [H, W, 3] = K_b (R_b X + t_b) of the points X_a(x) = o_a + d_a(x) r_a(x) (float64)."""
+    V, H, W = depth.shape
+    gy, gx = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64),
+                            indexing="ij")
+    uv1 = torch.stack([gx + 0.5, gy + 0.5, torch.ones_like(gx)], -1)
+    Ks, viewmats = Ks.double(), viewmats.double()
+    c2w = torch.linalg.inv(viewmats)
+    for a in range(V):
+        X = ((uv1 @ torch.linalg.inv(Ks[a]).T) * depth[a].double()[..., None]) @ c2w[a, :3, :3].T + c2w[a, :3, 3]
+        for b in range(V):
+            if a != b:
+                yield a, b, uv1[..., :2], (X @ viewmats[b, :3, :3].T + viewmats[b, :3, 3]) @ Ks[b].T
+
+
+def induced_flow(depth: Tensor, Ks: Tensor, viewmats: Tensor) -> Tensor:
+    """The flow that depth maps and cameras predict between every ordered pair of views (module doc).
+
+    Args:
+        depth: [V, H, W] z-depth of each view's pixels (pixel centres at +0.5); Ks: [V, 3, 3] intrinsics at that
+            resolution; viewmats: [V, 4, 4] world → camera.
+    Returns:
+        [V, V, H, W, 2]: entry [a, b] moves pixel x of view a to where its point X_a(x) projects in view b
+        (zero on the diagonal and where the point is behind camera b).
+    """
+    V, H, W = depth.shape
+    flows = torch.zeros(V, V, H, W, 2)
+    for a, b, uv, q in _pairs(depth, Ks, viewmats):
+        z = q[..., 2:3]
+        f = q[..., :2] / z.clamp_min(1e-12) - uv
+        flows[a, b] = torch.where(z > 1e-12, f, torch.zeros_like(f)).float()
+    return flows
+
+
+def outside_masks(depth: Tensor, sites: Tensor, Ks: Tensor, viewmats: Tensor, tolerance: int = 1) -> Tensor:
+    """Visual-hull check of object captures: for the point X_a(x) of every site of view a (depth [V, H, W], pixel
+    centres at +0.5, Ks [V, 3, 3] at that resolution, viewmats [V, 4, 4] world → camera), the number of other
+    views b in whose image it lands on the background — off b's foreground ``sites`` grown by ``tolerance``
+    pixels. A point on the object is inside every view's foreground; one outside is a depth error and shows as
+    a fringe of the object's colours over the background in view b. → [V, H, W] int64 (0 off the sites)."""
+    V, H, W = depth.shape
+    fg = sites.float()[:, None]
+    if tolerance > 0:
+        fg = F.max_pool2d(fg, 2 * tolerance + 1, stride=1, padding=tolerance)
+    fg = fg[:, 0] > 0
+    count = torch.zeros(V, H, W, dtype=torch.long)
+    for a, b, _, q in _pairs(depth, Ks, viewmats):
+        z = q[..., 2]
+        u = torch.floor(q[..., 0] / z.clamp_min(1e-12)).long()
+        v = torch.floor(q[..., 1] / z.clamp_min(1e-12)).long()
+        inside = sites[a] & (z > 1e-12) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+        count[a] += (inside & ~fg[b][v.clamp(0, H - 1), u.clamp(0, W - 1)]).long()
+    return count
+
+
+def correspondences(flow_prior: FlowPrior, images: Tensor, sites: Tensor, threshold: float = 0.5,
+                    init: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Flows and masks between every ordered pair of V training views.
 
     Args:
         images: [V, H, W, 3]; sites: [V, H, W] bool (pixels that hold a Gaussian).
+        init: [V, V, H, W, 2] predicted flows (:func:`induced_flow`), or None: the prior's flow between the
+            images (authors). With a prediction P, image b is first warped into view a along it, the prior finds
+            the residual flow r from image a to that warped image (small where P is right, and free of the
+            rotation and foreshortening between the views), and the flow is r(x) + P(x + r(x)).
     Returns:
         flows [V, V, H, W, 2] (flows[a, b] maps pixels of view a into view b; zero on the diagonal) and masks
         [V, V, H, W] float in {0, 1}: consistent correspondences between two sites.
@@ -111,8 +178,13 @@ def correspondences(flow_prior: FlowPrior, images: Tensor, sites: Tensor, thresh
     flows = torch.zeros(V, V, H, W, 2)
     for a in range(V):
         for b in range(V):
-            if a != b:
+            if a == b:
+                continue
+            if init is None:
                 flows[a, b] = flow_prior.flow(images[a], images[b])
+            else:
+                r = flow_prior.flow(images[a], warp_by_flow(images[b], init[a, b]).clamp(0, 1))
+                flows[a, b] = r + warp_by_flow(init[a, b], r)
     masks = torch.zeros(V, V, H, W)
     gx, gy = torch.meshgrid(torch.arange(W, dtype=torch.float32), torch.arange(H, dtype=torch.float32),
                             indexing="xy")

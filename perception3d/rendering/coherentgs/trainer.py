@@ -3,8 +3,9 @@
 
 1. **Priors** (once): dense depth of each training view from the depth prior, depth-layer masks, optical flow and
    consistency masks between every pair of views (:mod:`.depth_init`).
-2. **Depth alignment** (``align_steps``): only the per-view scale and offset of the depth move, by the flow-based
-   correspondence loss (:func:`.losses.warping_loss`); then they are baked into the initial depth.
+2. **Depth alignment** (``align_steps``; for a relative depth prior): only the per-view scale and offset of the
+   depth move, by the flow-based correspondence loss (:func:`.losses.warping_loss`); then they are baked into the
+   initial depth.
 3. **Regularised optimisation** (``max_steps``): render one training view; loss
 
        L = (1 − λ) ML1 + λ (1 − SSIM)                        reconstruction (λ = 0.2)
@@ -41,7 +42,7 @@ from perception3d.registry import RENDER_METHODS
 from ..config import GSTrainConfig, section
 from ..trainer import GSTrainer, build_scene, resolve_background, seed_everything
 from .config import DECODER_NGF, INIT_OPACITY, CoherentGSModelConfig, CoherentGSTrainConfig
-from .depth_init import correspondences, dense_depth, depth_layers
+from .depth_init import correspondences, dense_depth, depth_layers, induced_flow, outside_masks
 from .losses import ml1_loss, second_order_tv, warping_loss
 from .model import CoherentGaussians
 
@@ -132,11 +133,16 @@ class CoherentGSTrainer(GSTrainer):
         self.view_of = {i: k for k, i in enumerate(ids)}
         images = torch.stack([sc.image(i) for i in ids])
         sites = torch.ones(V, sc.height, sc.width, dtype=torch.bool)
+        masked = 0  # views with an object mask
         if m.use_alpha:
             for k, i in enumerate(ids):
                 a = sc.alpha(i)
                 if a is not None:
                     sites[k] = a > 0.5
+                    masked += 1
+        if m.mask_carving is not None and masked < V:
+            raise ValueError(f"model.mask_carving needs an object mask (alpha) in every training view; "
+                             f"{V - masked} of {V} have none")
         depths, records = [], []
         for i in ids:
             d, rec = dense_depth(depth_prior, sc, i, ids)
@@ -156,8 +162,22 @@ class CoherentGSTrainer(GSTrainer):
             Ks[:, :2] /= s
         grid_layers = layers if s == 1 else torch.stack(
             [depth_layers(1.0 / depth[k], K, sites[k], every=max(1, 10 // s)) for k in range(V)])
-        flows, masks = correspondences(flow_prior, images, sites, float(t.flow_threshold))
+        if m.mask_carving is not None:
+            drop = outside_masks(depth, sites, Ks, cams.viewmats, int(m.mask_carving)) > 0
+            self.priors["mask_carving"] = {"tolerance": int(m.mask_carving),
+                                           "dropped": round(float(drop.sum() / sites.sum().clamp_min(1)), 4)}
+            sites = sites & ~drop
+        init = None
+        if m.flow_init == "depth":  # pose-guided flow: the search starts where the depth prior says (depth_init)
+            init = induced_flow(depth, Ks, cams.viewmats)
+        elif m.flow_init != "none":
+            raise ValueError(f"model.flow_init must be 'depth' or 'none', got {m.flow_init!r}")
+        flows, masks = correspondences(flow_prior, images, sites, float(t.flow_threshold), init)
+        self.priors["flow_init"] = m.flow_init
         self.priors["flow_consistent"] = round(float(masks.sum() / max(V * (V - 1), 1) / sites[0].numel()), 4)
+        # of the pixels that hold a Gaussian: the share with a consistent correspondence in another view
+        pair_sites = (V - 1) * sites.sum()
+        self.priors["flow_consistent_sites"] = round(float(masks.sum() / pair_sites.clamp_min(1)), 4)
         init_opacity = m.init_opacity if m.init_opacity is not None else _by_views(INIT_OPACITY, V, 1.4 / V)
         ngf = m.ngf if m.ngf is not None else int(_by_views(DECODER_NGF["xyz"], V, 18))
         ongf = m.opacity_ngf if m.opacity_ngf is not None else int(_by_views(DECODER_NGF["opacity"], V, 12))
@@ -198,13 +218,16 @@ class CoherentGSTrainer(GSTrainer):
         return int(torch.randint(self.model.num_views, (1,), generator=self.gen))
 
     def align_depth(self) -> dict:
-        """Fit each view's depth scale and offset by the flow correspondence loss, then bake them in."""
+        """Fit each view's depth scale and offset by the flow correspondence loss, then bake them in. A metric
+        depth prior (every view's) is not aligned unless ``train.align_metric_depth`` (see the config's doc)."""
         m, t = self.model, self.train_cfg
         t0 = time.time()
         m.stage = "align"
         opt = torch.optim.Adam([{"params": [m.mono_scale], "lr": float(t.align_lr[0])},
                                 {"params": [m.mono_offset], "lr": float(t.align_lr[1])}])
-        steps = int(t.align_steps)
+        metric = all(r.get("metric", False) for r in self.priors.get("depth_views", [])) and \
+            bool(self.priors.get("depth_views"))
+        steps = int(t.align_steps) if t.align_metric_depth or not metric else 0
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
         losses = []
         for _ in range(steps):
@@ -215,7 +238,7 @@ class CoherentGSTrainer(GSTrainer):
             opt.zero_grad(set_to_none=True)
             sched.step()
             losses.append(float(loss.detach()))
-        self.align_stats = {"steps": steps, "scale": m.mono_scale.detach().tolist(),
+        self.align_stats = {"steps": steps, "metric_depth": metric, "scale": m.mono_scale.detach().tolist(),
                             "offset": (m.mono_offset.detach() * m.d_ref).tolist(),
                             "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
                             "seconds": round(time.time() - t0, 1)}
