@@ -4,7 +4,7 @@ fewer than ``--few`` LiDAR points (the ones a camera helps with): the SparseFusi
     python bench/fusion_mini_ablation.py \\
         sparsefusion=configs/sparsefusion_waymo_mini.py:work_dirs/sparsefusion_waymo_mini/iter_240.pth \\
         transfusion_l=configs/transfusion_l_waymo_mini.py:work_dirs/transfusion_l_waymo_mini/iter_240.pth \\
-        [--few 20] [--out work_dirs/fusion_ablation.json]
+        [--few 20] [--fov] [--near 20] [--out work_dirs/fusion_ablation.json]
 
 "Few points" is scored with the official metric's own mechanism for boxes it does not count
 (``zero_point_gt="ignore"``): the boxes with ``>= few`` points are marked ignored (a prediction matched to one is
@@ -15,6 +15,9 @@ the boxes with 6 … few-1 points (Waymo's LEVEL_2 rule: <= 5 points).
 FRONT_RIGHT, 140° ahead): ground truths whose box centre no camera sees are ignored the same way and predictions
 whose centre no camera sees are dropped, so the LiDAR-only and the fusion model are compared where a camera can
 help (the labels cover 360°, the cameras 140°).
+
+``--near R``: also score objects nearer than R metres (BEV range of the box centre) and the farther ones apart
+(predictions of the other part dropped, its truths ignored).
 """
 from __future__ import annotations
 
@@ -115,11 +118,28 @@ def fov_only(preds: list, gts: list) -> tuple[list, list]:
     return p2, g2
 
 
+def in_range(preds: list, gts: list, lo: float, hi: float) -> tuple[list, list]:
+    """Predictions and ground truths whose box centre's BEV range (√(x² + y²), metres) is in [lo, hi): other
+    predictions are dropped, other truths ignored (num_points 0, as :func:`fov_only`), the Waymo range breakdown."""
+    def keep(b):
+        r = np.hypot(np.asarray(b)[:, 0], np.asarray(b)[:, 1]) if len(b) else np.zeros(0)
+        return (r >= lo) & (r < hi)
+    p2 = [{k: np.asarray(v)[keep(p["boxes_3d"])] for k, v in p.items()} for p in preds]
+    g2 = []
+    for g in gts:
+        n = np.asarray(g["num_points"]).copy()
+        n[~keep(np.asarray(g["boxes_3d"]).reshape(-1, 7))] = 0
+        g2.append(dict(g, num_points=n))
+    return p2, g2
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="name=CONFIG:CHECKPOINT")
     ap.add_argument("--few", type=int, default=20)
     ap.add_argument("--fov", action="store_true", help="also score inside the mini camera rig's view")
+    ap.add_argument("--near", type=float, default=None,
+                    help="also score near (BEV range < NEAR m) and far (>= NEAR m) objects apart")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     from perception3d.evaluation.waymo import waymo_evaluate
@@ -161,6 +181,12 @@ def main(argv=None) -> dict:
             print(f"  in camera view ({table[name]['fov_boxes']} boxes): L1 {fovm['Overall/L1 mAP']:.4f} "
                   f"L2 {fovm['Overall/L2 mAP']:.4f} | < {args.few} points ({table[name]['fov_few_boxes']} boxes): "
                   f"L1 {fovfew['Overall/L1 mAP']:.4f} L2 {fovfew['Overall/L2 mAP']:.4f}", flush=True)
+        if args.near is not None:
+            for part, lo, hi in (("near", 0.0, args.near), ("far", args.near, np.inf)):
+                m = waymo_evaluate(*in_range(preds, gts, lo, hi))
+                table[name][part] = {k: round(v, 4) for k, v in m.items() if "mAP " in k or k.endswith("mAP")}
+            print(f"  near (< {args.near:g} m) L1 {table[name]['near']['Overall/L1 mAP']:.4f} | far L1 "
+                  f"{table[name]['far']['Overall/L1 mAP']:.4f}", flush=True)
     keys = ["Overall/L1 mAP", "Vehicle/L1 mAP", "Pedestrian/L1 mAP", "Cyclist/L1 mAP", "Overall/L2 mAP"]
     print("\n| model | " + " | ".join(keys) + f" | < {args.few} pts: " + " | ".join(keys[:1] + keys[-1:]) + " |")
     print("|---" * (len(keys) + 3) + "|")
