@@ -304,3 +304,13 @@ def test_ablation_bench_scores_few_point_and_camera_view_subsets():
     assert len(p_far[0]["scores_3d"]) == 2 and g_far[0]["num_points"].tolist() == [10, 8, 0]
     assert waymo_evaluate(p_far, g_far)["Vehicle/L1 mAP"] == pytest.approx(1.0)
     assert waymo_evaluate(*bench.in_range(miss, gt, 0.0, 15.0))["Vehicle/L1 mAP"] == pytest.approx(1.0)
+    # paired bootstrap: a copy of the reference differs by exactly 0 on every resample (the frames are paired), a
+    # model that finds nothing by -1 (frames with truths only: each resample has at least one box)
+    gts3 = gt * 3
+    perfect = [dict(boxes_3d=boxes, scores_3d=np.ones(3), labels_3d=np.zeros(3, int))] * 3
+    none = [dict(boxes_3d=np.zeros((0, 7)), scores_3d=np.zeros(0), labels_3d=np.zeros(0, int))] * 3
+    boot = bench.paired_bootstrap(dict(ref=perfect, copy=perfect, blind=none), gts3, bench.few_point_truths(gts3, 20),
+                                  "ref", 5)
+    assert boot["copy"]["all"] == dict(mean=0.0, frac_above_0=0.0, **{"p2.5": 0.0, "p97.5": 0.0})
+    assert boot["blind"]["all"]["mean"] == boot["blind"]["all"]["p97.5"] == -1.0
+    assert boot["blind"]["few"]["mean"] == -1.0
