@@ -529,6 +529,25 @@ def test_joint_fusion_stage_trains_the_lidar_side_on_the_controls_learning_rates
         assert lr_joint[n] == pytest.approx([10 * v for v in ctrl], rel=1e-9), n
 
 
+def test_fusion_stage_from_the_control_is_the_frozen_stage_started_from_the_controls_last_checkpoint():
+    """configs/sparsefusion_waymo_mini_stage2_from_control.py = sparsefusion_waymo_mini_stage2.py (LiDAR frozen, same
+    schedule, same camera checkpoint) except ``load_from``: the checkpoint the no-warm-up control writes last."""
+    from perception3d.cli import load_config
+    ctrl = load_config(str(ROOT / "configs" / "sparsefusion_waymo_mini_stage2_from_control.py"))
+    sf2 = load_config(str(ROOT / "configs" / "sparsefusion_waymo_mini_stage2.py"))
+    decay = load_config(str(ROOT / "configs" / "transfusion_l_waymo_mini_stage2_decay.py"))
+    import inspect
+
+    from perception3d.datasets.synthetic.writer import generate_waymo_mini
+    frames = inspect.signature(generate_waymo_mini).parameters["num_train"].default
+    last = decay.train_cfg.max_epochs * (frames // decay.train_dataloader.batch_size)
+    assert Path(ctrl.load_from).name == f"iter_{last}.pth"
+    assert Path(ctrl.load_from).parent.name == "transfusion_l_waymo_mini_stage2_decay"  # the control's work_dir
+    assert ctrl.model.freeze_lidar and ctrl.model == sf2.model
+    for key in ("param_scheduler", "train_cfg", "optim_wrapper", "train_dataloader"):
+        assert ctrl[key] == sf2[key], key
+
+
 def test_nuscenes_config_parameter_count():
     """Our build of configs/sparsefusion_nus.py against the authors' model, part by part: LiDAR backbone,
     ResNet-50 + FPN, the LiDAR detector (TransFusion-L head), the geometric transfer's depth encoder and the camera
