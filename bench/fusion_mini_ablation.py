@@ -16,6 +16,9 @@ FRONT_RIGHT, 140° ahead): ground truths whose box centre no camera sees are ign
 whose centre no camera sees are dropped, so the LiDAR-only and the fusion model are compared where a camera can
 help (the labels cover 360°, the cameras 140°).
 
+For a model that marks its camera candidates (SparseFusion's ``from_camera``) the table also counts them among the
+detections and scores the detections without them (what the camera candidates themselves add).
+
 ``--near R``: also score objects nearer than R metres (BEV range of the box centre) and the farther ones apart
 (predictions of the other part dropped, its truths ignored).
 
@@ -176,6 +179,8 @@ def main(argv=None) -> dict:
         t, c = time.time(), time.process_time()
         preds, gts = predict_split(config, ckpt)
         sources = camera_candidate_counts(preds)
+        lidar_only = [{k: np.asarray(v)[~p["from_camera"]] for k, v in p.items() if k != "from_camera"}
+                      for p in preds] if sources else None
         preds = [{k: v for k, v in p.items() if k != "from_camera"} for p in preds]
         kept[name] = preds
         allm = waymo_evaluate(preds, gts)
@@ -188,10 +193,16 @@ def main(argv=None) -> dict:
                            few={k: round(v, 4) for k, v in fewm.items() if "mAP " in k or k.endswith("mAP")},
                            eval_wall_s=round(time.time() - t, 1), eval_cpu_s=round(time.process_time() - c, 1))
         if sources:
+            # the same detections without the camera candidates: what the camera candidates themselves add
+            sources["lidar_candidates_only_L1_mAP"] = round(waymo_evaluate(lidar_only, gts)["Overall/L1 mAP"], 4)
+            sources["lidar_candidates_only_few_L1_mAP"] = round(
+                waymo_evaluate(lidar_only, few_point_truths(gts, args.few))["Overall/L1 mAP"], 4)
             table[name]["sources"] = sources
             print(f"{name}: {sources['camera']} of {sources['detections']} detections are camera candidates "
                   f"({sources['camera_above_0_1']} of them score > 0.1, the best {sources['camera_best']:.3f}; "
-                  f"LiDAR candidates > 0.1: {sources['lidar_above_0_1']})", flush=True)
+                  f"LiDAR candidates > 0.1: {sources['lidar_above_0_1']}); without the camera candidates: L1 mAP "
+                  f"{sources['lidar_candidates_only_L1_mAP']:.4f}, < {args.few} points "
+                  f"{sources['lidar_candidates_only_few_L1_mAP']:.4f}", flush=True)
         print(f"{name}: all L1 mAP {allm['Overall/L1 mAP']:.4f} L2 {allm['Overall/L2 mAP']:.4f} | "
               f"< {args.few} points ({n_few} of {n_all} boxes): L1 {fewm['Overall/L1 mAP']:.4f} "
               f"L2 {fewm['Overall/L2 mAP']:.4f}", flush=True)
