@@ -4,7 +4,7 @@ fewer than ``--few`` LiDAR points (the ones a camera helps with): the SparseFusi
     python bench/fusion_mini_ablation.py \\
         sparsefusion=configs/sparsefusion_waymo_mini.py:work_dirs/sparsefusion_waymo_mini/iter_240.pth \\
         transfusion_l=configs/transfusion_l_waymo_mini.py:work_dirs/transfusion_l_waymo_mini/iter_240.pth \\
-        [--few 20] [--out work_dirs/fusion_ablation.json]
+        [--few 20] [--fov] [--near 20] [--bootstrap 200] [--out work_dirs/fusion_ablation.json]
 
 "Few points" is scored with the official metric's own mechanism for boxes it does not count
 (``zero_point_gt="ignore"``): the boxes with ``>= few`` points are marked ignored (a prediction matched to one is
@@ -15,6 +15,15 @@ the boxes with 6 … few-1 points (Waymo's LEVEL_2 rule: <= 5 points).
 FRONT_RIGHT, 140° ahead): ground truths whose box centre no camera sees are ignored the same way and predictions
 whose centre no camera sees are dropped, so the LiDAR-only and the fusion model are compared where a camera can
 help (the labels cover 360°, the cameras 140°).
+
+For a model that marks its camera candidates (SparseFusion's ``from_camera``) the table also counts them among the
+detections and scores the detections without them (what the camera candidates themselves add).
+
+``--near R``: also score objects nearer than R metres (BEV range of the box centre) and the farther ones apart
+(predictions of the other part dropped, its truths ignored).
+
+``--bootstrap N``: N paired bootstrap resamples of the frames (the same frames for every model, seed 0): each
+model's Overall L1 mAP minus the first model's, mean and 95 % interval, all boxes and few-point ones.
 """
 from __future__ import annotations
 
@@ -115,23 +124,65 @@ def fov_only(preds: list, gts: list) -> tuple[list, list]:
     return p2, g2
 
 
+def in_range(preds: list, gts: list, lo: float, hi: float) -> tuple[list, list]:
+    """Predictions and ground truths whose box centre's BEV range (√(x² + y²), metres) is in [lo, hi): other
+    predictions are dropped, other truths ignored (num_points 0, as :func:`fov_only`), the Waymo range breakdown."""
+    def keep(b):
+        r = np.hypot(np.asarray(b)[:, 0], np.asarray(b)[:, 1]) if len(b) else np.zeros(0)
+        return (r >= lo) & (r < hi)
+    p2 = [{k: np.asarray(v)[keep(p["boxes_3d"])] for k, v in p.items()} for p in preds]
+    g2 = []
+    for g in gts:
+        n = np.asarray(g["num_points"]).copy()
+        n[~keep(np.asarray(g["boxes_3d"]).reshape(-1, 7))] = 0
+        g2.append(dict(g, num_points=n))
+    return p2, g2
+
+
+def paired_bootstrap(preds: dict, gts: list, few_gts: list, ref: str, n: int, seed: int = 0) -> dict:
+    """Paired bootstrap over frames (the same resampled frames for every model): per model other than ``ref``,
+    the distribution of its Overall L1 mAP minus ``ref``'s, on all boxes and on the few-point truths —
+    ``{name: {"all" | "few": {mean, p2.5, p97.5, frac_above_0}}}``. How far a difference on 40 frames is noise."""
+    from perception3d.evaluation.waymo import waymo_evaluate
+    rng = np.random.default_rng(seed)
+    diffs = {k: {"all": [], "few": []} for k in preds if k != ref}
+    for _ in range(n):
+        idx = rng.integers(0, len(gts), len(gts))
+        for part, g in (("all", gts), ("few", few_gts)):
+            gg = [g[i] for i in idx]
+            base = waymo_evaluate([preds[ref][i] for i in idx], gg)["Overall/L1 mAP"]
+            for k in diffs:
+                diffs[k][part].append(waymo_evaluate([preds[k][i] for i in idx], gg)["Overall/L1 mAP"] - base)
+    return {k: {part: dict(mean=round(float(np.mean(d)), 4), **{"p2.5": round(float(np.percentile(d, 2.5)), 4),
+                                                                  "p97.5": round(float(np.percentile(d, 97.5)), 4)},
+                           frac_above_0=round(float(np.mean(np.asarray(d) > 0)), 3))
+                for part, d in v.items()} for k, v in diffs.items()}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="name=CONFIG:CHECKPOINT")
     ap.add_argument("--few", type=int, default=20)
     ap.add_argument("--fov", action="store_true", help="also score inside the mini camera rig's view")
+    ap.add_argument("--near", type=float, default=None,
+                    help="also score near (BEV range < NEAR m) and far (>= NEAR m) objects apart")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="N paired bootstrap resamples of the frames: each model's L1 mAP minus the first model's")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     from perception3d.evaluation.waymo import waymo_evaluate
 
-    table = {}
+    table, kept = {}, {}
     for run in args.runs:
         name, spec = run.split("=", 1)
         config, ckpt = spec.rsplit(":", 1)
         t, c = time.time(), time.process_time()
         preds, gts = predict_split(config, ckpt)
         sources = camera_candidate_counts(preds)
+        lidar_only = [{k: np.asarray(v)[~p["from_camera"]] for k, v in p.items() if k != "from_camera"}
+                      for p in preds] if sources else None
         preds = [{k: v for k, v in p.items() if k != "from_camera"} for p in preds]
+        kept[name] = preds
         allm = waymo_evaluate(preds, gts)
         fewm = waymo_evaluate(preds, few_point_truths(gts, args.few))
         n_few = sum(int(((np.asarray(g["num_points"]) > 0) & (np.asarray(g["num_points"]) < args.few)).sum())
@@ -142,10 +193,16 @@ def main(argv=None) -> dict:
                            few={k: round(v, 4) for k, v in fewm.items() if "mAP " in k or k.endswith("mAP")},
                            eval_wall_s=round(time.time() - t, 1), eval_cpu_s=round(time.process_time() - c, 1))
         if sources:
+            # the same detections without the camera candidates: what the camera candidates themselves add
+            sources["lidar_candidates_only_L1_mAP"] = round(waymo_evaluate(lidar_only, gts)["Overall/L1 mAP"], 4)
+            sources["lidar_candidates_only_few_L1_mAP"] = round(
+                waymo_evaluate(lidar_only, few_point_truths(gts, args.few))["Overall/L1 mAP"], 4)
             table[name]["sources"] = sources
             print(f"{name}: {sources['camera']} of {sources['detections']} detections are camera candidates "
                   f"({sources['camera_above_0_1']} of them score > 0.1, the best {sources['camera_best']:.3f}; "
-                  f"LiDAR candidates > 0.1: {sources['lidar_above_0_1']})", flush=True)
+                  f"LiDAR candidates > 0.1: {sources['lidar_above_0_1']}); without the camera candidates: L1 mAP "
+                  f"{sources['lidar_candidates_only_L1_mAP']:.4f}, < {args.few} points "
+                  f"{sources['lidar_candidates_only_few_L1_mAP']:.4f}", flush=True)
         print(f"{name}: all L1 mAP {allm['Overall/L1 mAP']:.4f} L2 {allm['Overall/L2 mAP']:.4f} | "
               f"< {args.few} points ({n_few} of {n_all} boxes): L1 {fewm['Overall/L1 mAP']:.4f} "
               f"L2 {fewm['Overall/L2 mAP']:.4f}", flush=True)
@@ -161,12 +218,28 @@ def main(argv=None) -> dict:
             print(f"  in camera view ({table[name]['fov_boxes']} boxes): L1 {fovm['Overall/L1 mAP']:.4f} "
                   f"L2 {fovm['Overall/L2 mAP']:.4f} | < {args.few} points ({table[name]['fov_few_boxes']} boxes): "
                   f"L1 {fovfew['Overall/L1 mAP']:.4f} L2 {fovfew['Overall/L2 mAP']:.4f}", flush=True)
+        if args.near is not None:
+            for part, lo, hi in (("near", 0.0, args.near), ("far", args.near, np.inf)):
+                m = waymo_evaluate(*in_range(preds, gts, lo, hi))
+                table[name][part] = {k: round(v, 4) for k, v in m.items() if "mAP " in k or k.endswith("mAP")}
+            print(f"  near (< {args.near:g} m) L1 {table[name]['near']['Overall/L1 mAP']:.4f} | far L1 "
+                  f"{table[name]['far']['Overall/L1 mAP']:.4f}", flush=True)
     keys = ["Overall/L1 mAP", "Vehicle/L1 mAP", "Pedestrian/L1 mAP", "Cyclist/L1 mAP", "Overall/L2 mAP"]
     print("\n| model | " + " | ".join(keys) + f" | < {args.few} pts: " + " | ".join(keys[:1] + keys[-1:]) + " |")
     print("|---" * (len(keys) + 3) + "|")
     for name, r in table.items():
         print(f"| {name} | " + " | ".join(f"{r['all'][k]:.3f}" for k in keys) + " | "
               + " | ".join(f"{r['few'][k]:.3f}" for k in (keys[0], keys[-1])) + " |")
+    if args.bootstrap and len(kept) > 1:
+        ref = next(iter(kept))
+        few_gts = few_point_truths(gts, args.few)
+        for name, r in paired_bootstrap(kept, gts, few_gts, ref, args.bootstrap).items():
+            table[name]["bootstrap_vs_" + ref] = r
+            print(f"{name} - {ref}, {args.bootstrap} paired resamples of the {len(gts)} frames: L1 mAP all "
+                  f"{r['all']['mean']:+.4f} [{r['all']['p2.5']:+.4f}, {r['all']['p97.5']:+.4f}] (> 0 in "
+                  f"{r['all']['frac_above_0']:.0%}); < {args.few} points {r['few']['mean']:+.4f} "
+                  f"[{r['few']['p2.5']:+.4f}, {r['few']['p97.5']:+.4f}] (> 0 in {r['few']['frac_above_0']:.0%})",
+                  flush=True)
     if args.out:
         from perception3d.fileio import atomic_write_text
         atomic_write_text(args.out, json.dumps(table, indent=1))

@@ -17,6 +17,8 @@ The authors' image side starts from nuImages weights; ours from the camera pre-t
 LiDAR-only controls: ``transfusion_l_waymo_mini_stage2.py`` (the same stage-1 checkpoint trained the same number
 of extra iterations with this same one-cycle schedule) and ``transfusion_l_waymo_mini_stage2_decay.py`` (the same
 iterations with a decaying learning rate and no warm-up, ending at this schedule's final lr).
+``sparsefusion_waymo_mini_stage2_joint.py`` is this stage with the LiDAR side trained on the latter control's
+learning rates instead of frozen (stage 1 is not converged on the mini data).
 
     python tools/train.py configs/transfusion_l_waymo_mini.py        # stage 1 → work_dirs/transfusion_l_waymo_mini
     python tools/train.py configs/sparsefusion_waymo_mini_camera.py  # camera → work_dirs/sparsefusion_waymo_mini_camera

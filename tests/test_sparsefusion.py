@@ -482,6 +482,72 @@ def test_mini_two_stage_configs_load_stage_one_and_share_the_stage_two_schedule(
     assert cos.eta_min == pytest.approx(final)
 
 
+def _lr_trace(cfg, steps_per_epoch=80):
+    """Every parameter's learning rate at each iteration of ``cfg``'s schedule: {name: [lr_0, lr_1, ...]}."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+
+    from perception3d.registry import PARAM_SCHEDULERS
+    with DefaultScope.overwrite_default_scope("perception3d"):
+        model = MODELS.build(cfg.model)
+        opt = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    scheds = []
+    for spec in cfg.param_scheduler:
+        spec = dict(spec, optimizer=opt, epoch_length=steps_per_epoch)
+        spec.pop("convert_to_iter_based")
+        scheds.append(PARAM_SCHEDULERS.get(spec.pop("type")).build_iter_from_epoch(**spec))
+    group = {id(p): i for i, g in enumerate(opt.param_groups) for p in g["params"]}
+    names = {n: group[id(p)] for n, p in model.named_parameters()}
+    trace = []
+    for _ in range(cfg.train_cfg.max_epochs * steps_per_epoch):
+        trace.append([g["lr"] for g in opt.param_groups])
+        for s in scheds:
+            s.step()
+    return model, {n: [t[i] for t in trace] for n, i in names.items()}
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `scheduler.step()`")
+def test_joint_fusion_stage_trains_the_lidar_side_on_the_controls_learning_rates():
+    """configs/sparsefusion_waymo_mini_stage2_joint.py: nothing frozen; every LiDAR-backbone and LiDAR-detector
+    parameter gets, iteration by iteration, the learning rate the same parameter gets in the LiDAR-only control
+    (transfusion_l_waymo_mini_stage2_decay.py); the new parts run 10 × higher on the same cosine."""
+    from perception3d.cli import load_config
+    joint = load_config(str(ROOT / "configs" / "sparsefusion_waymo_mini_stage2_joint.py"))
+    decay = load_config(str(ROOT / "configs" / "transfusion_l_waymo_mini_stage2_decay.py"))
+    assert joint.train_cfg == decay.train_cfg and joint.load_from == decay.load_from
+    model, lr_joint = _lr_trace(joint)
+    _, lr_ctrl = _lr_trace(decay)
+    assert all(p.requires_grad for p in model.parameters()) and not model.freeze_lidar
+    lidar = {n for n in lr_joint if n.startswith(("voxel_encoder.", "backbone_3d.", "backbone_2d.", "head.lidar."))}
+    assert lidar and lidar <= set(lr_ctrl)
+    for n in lidar:
+        assert lr_joint[n] == pytest.approx(lr_ctrl[n], rel=1e-9), n
+    ctrl = lr_ctrl["head.lidar.shared_conv.weight"]
+    assert ctrl[0] == pytest.approx(2e-4) and ctrl[-1] < 1e-6 and all(a >= b for a, b in zip(ctrl, ctrl[1:]))
+    for n in ("head.fusion_heads.heatmap.0.weight", "head.semantic.heatmap_head.0.weight",
+              "head.camera.class_encoding.weight"):
+        assert lr_joint[n] == pytest.approx([10 * v for v in ctrl], rel=1e-9), n
+
+
+def test_fusion_stage_from_the_control_is_the_frozen_stage_started_from_the_controls_last_checkpoint():
+    """configs/sparsefusion_waymo_mini_stage2_from_control.py = sparsefusion_waymo_mini_stage2.py (LiDAR frozen, same
+    schedule, same camera checkpoint) except ``load_from``: the checkpoint the no-warm-up control writes last."""
+    from perception3d.cli import load_config
+    ctrl = load_config(str(ROOT / "configs" / "sparsefusion_waymo_mini_stage2_from_control.py"))
+    sf2 = load_config(str(ROOT / "configs" / "sparsefusion_waymo_mini_stage2.py"))
+    decay = load_config(str(ROOT / "configs" / "transfusion_l_waymo_mini_stage2_decay.py"))
+    import inspect
+
+    from perception3d.datasets.synthetic.writer import generate_waymo_mini
+    frames = inspect.signature(generate_waymo_mini).parameters["num_train"].default
+    last = decay.train_cfg.max_epochs * (frames // decay.train_dataloader.batch_size)
+    assert Path(ctrl.load_from).name == f"iter_{last}.pth"
+    assert Path(ctrl.load_from).parent.name == "transfusion_l_waymo_mini_stage2_decay"  # the control's work_dir
+    assert ctrl.model.freeze_lidar and ctrl.model == sf2.model
+    for key in ("param_scheduler", "train_cfg", "optim_wrapper", "train_dataloader"):
+        assert ctrl[key] == sf2[key], key
+
+
 def test_nuscenes_config_parameter_count():
     """Our build of configs/sparsefusion_nus.py against the authors' model, part by part: LiDAR backbone,
     ResNet-50 + FPN, the LiDAR detector (TransFusion-L head), the geometric transfer's depth encoder and the camera

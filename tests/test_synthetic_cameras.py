@@ -297,3 +297,20 @@ def test_ablation_bench_scores_few_point_and_camera_view_subsets():
     assert waymo_evaluate(p_fov, g_fov)["Vehicle/L1 mAP"] == pytest.approx(1.0)
     miss = [dict(boxes_3d=boxes[[2]], scores_3d=np.array([0.9]), labels_3d=np.zeros(1, int))]
     assert waymo_evaluate(miss, few)["Vehicle/L1 mAP"] == pytest.approx(0.0)   # the 10-point box is missed
+    # range parts: the 13.5 m box is near, the two 20 m ones far; the near prediction is dropped from the far part
+    p_near, g_near = bench.in_range(pred + miss, gt * 2, 0.0, 15.0)
+    assert [len(p["scores_3d"]) for p in p_near] == [0, 1] and g_near[0]["num_points"].tolist() == [0, 0, 300]
+    p_far, g_far = bench.in_range(pred, gt, 15.0, np.inf)
+    assert len(p_far[0]["scores_3d"]) == 2 and g_far[0]["num_points"].tolist() == [10, 8, 0]
+    assert waymo_evaluate(p_far, g_far)["Vehicle/L1 mAP"] == pytest.approx(1.0)
+    assert waymo_evaluate(*bench.in_range(miss, gt, 0.0, 15.0))["Vehicle/L1 mAP"] == pytest.approx(1.0)
+    # paired bootstrap: a copy of the reference differs by exactly 0 on every resample (the frames are paired), a
+    # model that finds nothing by -1 (frames with truths only: each resample has at least one box)
+    gts3 = gt * 3
+    perfect = [dict(boxes_3d=boxes, scores_3d=np.ones(3), labels_3d=np.zeros(3, int))] * 3
+    none = [dict(boxes_3d=np.zeros((0, 7)), scores_3d=np.zeros(0), labels_3d=np.zeros(0, int))] * 3
+    boot = bench.paired_bootstrap(dict(ref=perfect, copy=perfect, blind=none), gts3, bench.few_point_truths(gts3, 20),
+                                  "ref", 5)
+    assert boot["copy"]["all"] == dict(mean=0.0, frac_above_0=0.0, **{"p2.5": 0.0, "p97.5": 0.0})
+    assert boot["blind"]["all"]["mean"] == boot["blind"]["all"]["p97.5"] == -1.0
+    assert boot["blind"]["few"]["mean"] == -1.0
