@@ -432,6 +432,11 @@ def test_configs_are_valid_and_zju_has_the_authors_settings(name):
         assert (m.depth, m.head_width, t.n_rays, t.n_samples, t.lr, d.ratio) == (12, 256, 1024, 64, 7e-4, 0.5)
     else:
         assert d.builtin and d.ratio * d.builtin["image_size"] <= 256 and t.max_cpu_minutes <= 20
+        # every named person is in the generated dataset (caught here, not after a minute of generation), and
+        # the unseen people are those of the 6-subject dataset (a subject depends only on the seed and its index)
+        people = {f"subject{i}" for i in range(d.builtin["n_subjects"])}
+        assert set(d.train_subjects) | set(d.test_subjects) <= people
+        assert tuple(d.test_subjects) == ("subject3", "subject4", "subject5") and len(d.train_subjects) >= 10
 
 
 def test_encoder_loads_a_local_resnet18_state_dict(tmp_path):
