@@ -89,6 +89,11 @@ def camera_candidate_counts(preds: list) -> dict:
                 camera_best=round(float(score[cam].max()), 4) if cam.any() else 0.0)
 
 
+def _maps(metrics: dict) -> dict:
+    """The mAP entries of a ``waymo_evaluate`` result, rounded for the table."""
+    return {k: round(v, 4) for k, v in metrics.items() if "mAP " in k or k.endswith("mAP")}
+
+
 def few_point_truths(gts: list, few: int) -> list:
     """Ground truths whose boxes with ``>= few`` points are ignored (num_points set to 0, see the docstring)."""
     out = []
@@ -112,31 +117,31 @@ def in_camera_view(boxes: np.ndarray) -> np.ndarray:
     return seen
 
 
-def fov_only(preds: list, gts: list) -> tuple[list, list]:
-    """Predictions and ground truths restricted to the rig's view (see ``--fov``)."""
+def restrict(preds: list, gts: list, keep) -> tuple[list, list]:
+    """Predictions and ground truths where ``keep(boxes [N, 7]) -> [N] bool`` holds: other predictions are dropped,
+    other truths ignored (num_points 0, the metric's mechanism for boxes it does not count)."""
     p2, g2 = [], []
     for p, g in zip(preds, gts):
-        keep = in_camera_view(p["boxes_3d"])
-        p2.append({k: np.asarray(v)[keep] for k, v in p.items()})
+        k = keep(np.asarray(p["boxes_3d"], np.float64).reshape(-1, 7))
+        p2.append({key: np.asarray(v)[k] for key, v in p.items()})
         n = np.asarray(g["num_points"]).copy()
-        n[~in_camera_view(g["boxes_3d"])] = 0
+        n[~keep(np.asarray(g["boxes_3d"], np.float64).reshape(-1, 7))] = 0
         g2.append(dict(g, num_points=n))
     return p2, g2
+
+
+def fov_only(preds: list, gts: list) -> tuple[list, list]:
+    """Predictions and ground truths restricted to the rig's view (see ``--fov``)."""
+    return restrict(preds, gts, in_camera_view)
 
 
 def in_range(preds: list, gts: list, lo: float, hi: float) -> tuple[list, list]:
-    """Predictions and ground truths whose box centre's BEV range (√(x² + y²), metres) is in [lo, hi): other
-    predictions are dropped, other truths ignored (num_points 0, as :func:`fov_only`), the Waymo range breakdown."""
-    def keep(b):
-        r = np.hypot(np.asarray(b)[:, 0], np.asarray(b)[:, 1]) if len(b) else np.zeros(0)
+    """Predictions and ground truths whose box centre's BEV range (√(x² + y²), metres) is in [lo, hi) (see
+    ``--near``), the Waymo range breakdown."""
+    def keep(b: np.ndarray) -> np.ndarray:
+        r = np.hypot(b[:, 0], b[:, 1])
         return (r >= lo) & (r < hi)
-    p2 = [{k: np.asarray(v)[keep(p["boxes_3d"])] for k, v in p.items()} for p in preds]
-    g2 = []
-    for g in gts:
-        n = np.asarray(g["num_points"]).copy()
-        n[~keep(np.asarray(g["boxes_3d"]).reshape(-1, 7))] = 0
-        g2.append(dict(g, num_points=n))
-    return p2, g2
+    return restrict(preds, gts, keep)
 
 
 def paired_bootstrap(preds: dict, gts: list, few_gts: list, ref: str, n: int, seed: int = 0) -> dict:
@@ -178,25 +183,26 @@ def main(argv=None) -> dict:
         config, ckpt = spec.rsplit(":", 1)
         t, c = time.time(), time.process_time()
         preds, gts = predict_split(config, ckpt)
+        few_gts = few_point_truths(gts, args.few)
         sources = camera_candidate_counts(preds)
         lidar_only = [{k: np.asarray(v)[~p["from_camera"]] for k, v in p.items() if k != "from_camera"}
                       for p in preds] if sources else None
         preds = [{k: v for k, v in p.items() if k != "from_camera"} for p in preds]
         kept[name] = preds
         allm = waymo_evaluate(preds, gts)
-        fewm = waymo_evaluate(preds, few_point_truths(gts, args.few))
+        fewm = waymo_evaluate(preds, few_gts)
         n_few = sum(int(((np.asarray(g["num_points"]) > 0) & (np.asarray(g["num_points"]) < args.few)).sum())
                     for g in gts)
         n_all = sum(int((np.asarray(g["num_points"]) > 0).sum()) for g in gts)
         table[name] = dict(config=config, checkpoint=ckpt, frames=len(gts), boxes=n_all, few_boxes=n_few,
-                           all={k: round(v, 4) for k, v in allm.items() if "mAP " in k or k.endswith("mAP")},
-                           few={k: round(v, 4) for k, v in fewm.items() if "mAP " in k or k.endswith("mAP")},
+                           all=_maps(allm),
+                           few=_maps(fewm),
                            eval_wall_s=round(time.time() - t, 1), eval_cpu_s=round(time.process_time() - c, 1))
         if sources:
             # the same detections without the camera candidates: what the camera candidates themselves add
             sources["lidar_candidates_only_L1_mAP"] = round(waymo_evaluate(lidar_only, gts)["Overall/L1 mAP"], 4)
             sources["lidar_candidates_only_few_L1_mAP"] = round(
-                waymo_evaluate(lidar_only, few_point_truths(gts, args.few))["Overall/L1 mAP"], 4)
+                waymo_evaluate(lidar_only, few_gts)["Overall/L1 mAP"], 4)
             table[name]["sources"] = sources
             print(f"{name}: {sources['camera']} of {sources['detections']} detections are camera candidates "
                   f"({sources['camera_above_0_1']} of them score > 0.1, the best {sources['camera_best']:.3f}; "
@@ -210,8 +216,8 @@ def main(argv=None) -> dict:
             fp, fg = fov_only(preds, gts)
             fovm = waymo_evaluate(fp, fg)
             fovfew = waymo_evaluate(fp, few_point_truths(fg, args.few))
-            table[name]["fov"] = {k: round(v, 4) for k, v in fovm.items() if "mAP " in k or k.endswith("mAP")}
-            table[name]["fov_few"] = {k: round(v, 4) for k, v in fovfew.items() if "mAP " in k or k.endswith("mAP")}
+            table[name]["fov"] = _maps(fovm)
+            table[name]["fov_few"] = _maps(fovfew)
             table[name]["fov_boxes"] = sum(int((np.asarray(g["num_points"]) > 0).sum()) for g in fg)
             table[name]["fov_few_boxes"] = sum(int(((np.asarray(g["num_points"]) > 0)
                                                     & (np.asarray(g["num_points"]) < args.few)).sum()) for g in fg)
@@ -221,7 +227,7 @@ def main(argv=None) -> dict:
         if args.near is not None:
             for part, lo, hi in (("near", 0.0, args.near), ("far", args.near, np.inf)):
                 m = waymo_evaluate(*in_range(preds, gts, lo, hi))
-                table[name][part] = {k: round(v, 4) for k, v in m.items() if "mAP " in k or k.endswith("mAP")}
+                table[name][part] = _maps(m)
             print(f"  near (< {args.near:g} m) L1 {table[name]['near']['Overall/L1 mAP']:.4f} | far L1 "
                   f"{table[name]['far']['Overall/L1 mAP']:.4f}", flush=True)
     keys = ["Overall/L1 mAP", "Vehicle/L1 mAP", "Pedestrian/L1 mAP", "Cyclist/L1 mAP", "Overall/L2 mAP"]
@@ -232,7 +238,6 @@ def main(argv=None) -> dict:
               + " | ".join(f"{r['few'][k]:.3f}" for k in (keys[0], keys[-1])) + " |")
     if args.bootstrap and len(kept) > 1:
         ref = next(iter(kept))
-        few_gts = few_point_truths(gts, args.few)
         for name, r in paired_bootstrap(kept, gts, few_gts, ref, args.bootstrap).items():
             table[name]["bootstrap_vs_" + ref] = r
             print(f"{name} - {ref}, {args.bootstrap} paired resamples of the {len(gts)} frames: L1 mAP all "
