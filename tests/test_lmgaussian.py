@@ -49,6 +49,32 @@ def test_pearson_known_answers():
         pearson_depth_loss(d, d[:, :5])
 
 
+def test_local_pearson_is_the_mean_of_its_patches_pearson():
+    """The batched local Pearson equals the authors' loop: the same patches (same draws), each one's
+    pearson_depth_loss over its masked pixels, an all-masked patch counting 0; same value and gradient."""
+    def loop(depth, prior, box, p_corr, mask, generator):
+        H, W = depth.shape
+        n = max(int(p_corr * (H // box) * (W // box)), 1)
+        y0 = torch.randint(0, H - box + 1, (n,), generator=generator).tolist()
+        x0 = torch.randint(0, W - box + 1, (n,), generator=generator).tolist()
+        return sum(pearson_depth_loss(depth[y:y + box, x:x + box], prior[y:y + box, x:x + box],
+                                      None if mask is None else mask[y:y + box, x:x + box])
+                   for y, x in zip(y0, x0)) / n
+
+    g = torch.Generator().manual_seed(1)
+    d = torch.rand(60, 50, generator=g).requires_grad_()
+    t = torch.rand(60, 50, generator=g) + d.detach()
+    mask = torch.rand(60, 50, generator=g) > 0.3
+    mask[:30] = False  # patches there are empty
+    for m in (None, mask):
+        a = loop(d, t, 12, 0.5, m, torch.Generator().manual_seed(3))
+        b = local_pearson_loss(d, t, 12, 0.5, m, torch.Generator().manual_seed(3))
+        assert float(b) == pytest.approx(float(a), abs=1e-6)
+        ga, = torch.autograd.grad(a, d)
+        gb, = torch.autograd.grad(b, d)
+        assert torch.isfinite(gb).all() and torch.allclose(ga, gb, atol=1e-6)
+
+
 def test_depth_to_normal_planes():
     K = _K()
     flat = torch.full((48, 64), 2.0)
