@@ -89,11 +89,17 @@ def _inpaint(depth: torch.Tensor, valid: torch.Tensor, radius: int = 5) -> torch
 @torch.no_grad()
 def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, background_ratio: float = 1.5,
                             occlusion_tol: float = 0.05, fill_holes: bool = True,
-                            generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                            generator: Optional[torch.Generator] = None,
+                            agreement: Optional[dict] = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The initial point cloud (module doc) from the training views ``ids`` and their :class:`ViewDepth`
     ``depths`` ({view: ViewDepth}). Returns (points [n', 3], colours [n', 3] in [0, 1], counts) with n' ≤ ``n``
     drawn uniformly over all kept pixels; ``counts`` says how many pixels were background, filled, removed as
-    occluders, kept."""
+    occluders, kept.
+
+    ``agreement``: a dict to fill with {view: [H, W] int} — for each pixel of the view's own (valid, not
+    inpainted) depth, how many other training views' depth agrees with it within ``occlusion_tol`` (the point
+    projects into view j at depth z with |z − z_j| ≤ tol · z_j): the multi-view geometric consistency that
+    MVS fusion and DUSt3R's confidence stand for, used to mask the depth losses' targets."""
     cams = scene.cameras
     H, W = scene.height, scene.width
     filled = {}
@@ -118,6 +124,7 @@ def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, bac
         # "retain all the background information": pixels beyond background_ratio × the median depth are kept
         back = ok & (d > background_ratio * med)
         keep = ok.clone()
+        agree = torch.zeros(H * W, dtype=torch.int32)
         X = cams[i].unproject(uv, d.reshape(-1))[0]
         for j in ids:
             if j == i:
@@ -133,6 +140,9 @@ def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, bac
             # clean_pointcloud: a point in front of what view j saw there would occlude it
             occluder = inside & (zj > 0) & (z < (1 - occlusion_tol) * zj)
             keep &= ~(occluder.reshape(H, W) & ~back)
+            agree += (inside & (zj > 0) & ((z - zj).abs() <= occlusion_tol * zj)).int()
+        if agreement is not None:
+            agreement[i] = torch.where(depths[i].valid & ok, agree.reshape(H, W), torch.zeros_like(agree.reshape(H, W)))
         stats["background"] += int(back.sum())
         stats["filled"] += int((ok & ~depths[i].valid).sum())
         stats["occluders_removed"] += int((ok & ~keep).sum())
