@@ -14,7 +14,9 @@ features triangulated with the scene's cameras, and holes of a sparse (multi-vie
 inpainting the depth (OpenCV Telea) so that textureless surfaces also get points; views with an object mask
 (alpha) only get points inside it. Priors without per-pixel
 confidence treat every valid pixel as confident; the occlusion test then drops any foreground point that lies more
-than ``occlusion_tol`` (relative depth) in front of another training view's surface.
+than ``occlusion_tol`` (relative depth) in front of another training view's surface. On an object capture a
+view sees empty background off its object mask, i.e. a surface at infinity, so a point that projects there is an
+occluder too (the test then carves the cloud to the views' visual hull, as 3DGS's masked starts are carved).
 """
 from __future__ import annotations
 
@@ -113,13 +115,13 @@ def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, bac
         obj = scene.mask(i)
         if obj is not None:  # an object capture (alpha / mask): its background gets no points
             ok &= obj
-        filled[i] = (full, ok)
+        filled[i] = (full, ok, obj)
     stats = {"background": 0, "filled": 0, "occluders_removed": 0, "kept": 0}
     pts, cols = [], []
     vv, uu = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     uv = torch.stack([uu, vv], -1).reshape(-1, 2).float() + 0.5
     for i in ids:
-        d, ok = filled[i]
+        d, ok, _ = filled[i]
         med = float(d[ok].median())
         # "retain all the background information": pixels beyond background_ratio × the median depth are kept
         back = ok & (d > background_ratio * med)
@@ -129,7 +131,7 @@ def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, bac
         for j in ids:
             if j == i:
                 continue
-            dj, okj = filled[j]
+            dj, okj, objj = filled[j]
             puv, z = cams[j].project(X)
             puv, z = puv[0], z[0]
             u, v = puv[:, 0].floor().long(), puv[:, 1].floor().long()
@@ -139,6 +141,10 @@ def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, bac
                                      torch.zeros_like(z[inside]))
             # clean_pointcloud: a point in front of what view j saw there would occlude it
             occluder = inside & (zj > 0) & (z < (1 - occlusion_tol) * zj)
+            if objj is not None:  # off view j's object mask it sees the empty background: anything there occludes it
+                off = torch.zeros_like(inside)
+                off[inside] = ~objj[v[inside], u[inside]]
+                occluder |= off
             keep &= ~(occluder.reshape(H, W) & ~back)
             agree += (inside & (zj > 0) & ((z - zj).abs() <= occlusion_tol * zj)).int()
         if agreement is not None:
