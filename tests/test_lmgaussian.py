@@ -49,6 +49,32 @@ def test_pearson_known_answers():
         pearson_depth_loss(d, d[:, :5])
 
 
+def test_local_pearson_is_the_mean_of_its_patches_pearson():
+    """The batched local Pearson equals the authors' loop: the same patches (same draws), each one's
+    pearson_depth_loss over its masked pixels, an all-masked patch counting 0; same value and gradient."""
+    def loop(depth, prior, box, p_corr, mask, generator):
+        H, W = depth.shape
+        n = max(int(p_corr * (H // box) * (W // box)), 1)
+        y0 = torch.randint(0, H - box + 1, (n,), generator=generator).tolist()
+        x0 = torch.randint(0, W - box + 1, (n,), generator=generator).tolist()
+        return sum(pearson_depth_loss(depth[y:y + box, x:x + box], prior[y:y + box, x:x + box],
+                                      None if mask is None else mask[y:y + box, x:x + box])
+                   for y, x in zip(y0, x0)) / n
+
+    g = torch.Generator().manual_seed(1)
+    d = torch.rand(60, 50, generator=g).requires_grad_()
+    t = torch.rand(60, 50, generator=g) + d.detach()
+    mask = torch.rand(60, 50, generator=g) > 0.3
+    mask[:30] = False  # patches there are empty
+    for m in (None, mask):
+        a = loop(d, t, 12, 0.5, m, torch.Generator().manual_seed(3))
+        b = local_pearson_loss(d, t, 12, 0.5, m, torch.Generator().manual_seed(3))
+        assert float(b) == pytest.approx(float(a), abs=1e-6)
+        ga, = torch.autograd.grad(a, d)
+        gb, = torch.autograd.grad(b, d)
+        assert torch.isfinite(gb).all() and torch.allclose(ga, gb, atol=1e-6)
+
+
 def test_depth_to_normal_planes():
     K = _K()
     flat = torch.full((48, 64), 2.0)
@@ -148,6 +174,13 @@ def test_background_aware_points_known_scene(tmp_path):
     assert int((z - 2.0).abs().lt(1e-4).sum()) == 0  # no floater point
     assert int((z - 20.0).abs().lt(1e-3).sum()) == 24  # the background patch survives
     assert torch.allclose(rgb[0], torch.tensor([100 / 255.0] * 3), atol=1e-3)
+    # multi-view agreement: the wall pixels view 1 also sees agree with 1 view, the floater and the far patch
+    # (outside view 1, or in front of its wall) with none
+    agree = {}
+    background_aware_points(scene, [0, 1], depths, 10 ** 6, occlusion_tol=0.05, agreement=agree)
+    assert agree[0].shape == (48, 64) and int(agree[0][20:28, 40:48].max()) == 0
+    assert int(agree[0][:6, :4].max()) == 0 and int(agree[0][30, 30]) == 1
+    assert int(agree[1][30, 30]) == 1
     # drawing n of them
     pts2, _, _ = background_aware_points(scene, [0, 1], depths, 500, generator=torch.Generator().manual_seed(0))
     assert len(pts2) == 500
@@ -349,3 +382,32 @@ def test_depth_normal_consistency_runs_in_the_refinement_stage_only(tmp_path, re
         tr.step = step
         seen.append("depth_normal_loss" in tr.train_step(tr.scene.train_ids[step % 3]))
     assert seen == ([False, False, True, True] if refiner == "classical" else [False] * 4)
+
+
+def test_stage2_without_refiner_stops_the_stage1_regularisers(tmp_path):
+    """With no refiner and ``stage2_without_refiner``, the run enters the authors' stage 2 at ``refine_from``:
+    the depth, normal and point-render losses stop (stage2_forward.py turns them off) and no refined target is
+    used; without it, stage 1 runs to the end. Both are recorded in the priors."""
+    from perception3d.rendering.default_scene import make_default_scene
+    from perception3d.rendering.lmgaussian import LMGaussianTrainer
+
+    root = make_default_scene(tmp_path / "scene", n_train=3, n_test=1, size=32)
+    for on in (True, False):
+        cfg = {"data": dict(type="default", root=str(root), generate=dict(n_train=3, n_test=1, size=32)),
+               "model": dict(init="frustum", init_num=300, sh_degree=0),
+               "train": dict(max_steps=4, eval_every=10**9, save_every=10**9, log_every=10**9, tile_size=8),
+               "strategy": dict(refine_stop_iter=0),
+               "lmgaussian": dict(depth_prior=dict(type="plane_sweep", num_planes=16), refiner=dict(type="none"),
+                                  num_virtual=2, refine_from=0.5, lambda_depth_normal=0.0,
+                                  stage2_without_refiner=on)}
+        tr = LMGaussianTrainer(cfg, tmp_path / f"lm{on}", progress=False)
+        assert tr.priors["refiner"]["skipped"] is True and tr.priors["refiner"]["stage2_without_refiner"] is on
+        keys = []
+        for step in range(4):
+            tr.step = step
+            st = tr.train_step(tr.scene.train_ids[step % 3])
+            keys.append({k for k in ("depth_loss", "normal_loss", "virtual_loss", "refine_loss") if k in st})
+        stage1 = {"depth_loss", "normal_loss", "virtual_loss"}
+        assert keys[:2] == [stage1, stage1]
+        assert keys[2:] == ([set(), set()] if on else [stage1, stage1])
+        assert tr.refined is None

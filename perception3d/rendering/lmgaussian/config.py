@@ -29,6 +29,10 @@ class LMGaussianConfig:
     lambda_depth: weight of (global + local Pearson) depth loss (0.1); local_box_frac: the local patch side as a
         fraction of the image width (authors: 128 px at their ~1600-px working width → 0.08); p_corr: 0.5.
     lambda_normal_l1, lambda_normal_cos: the normal loss (0.01, 0.01).
+    target_min_agree: keep the depth and normal losses to the pixels whose depth prior agrees with at least this
+        many other training views' (:func:`.init.background_aware_points` ``agreement``; the authors keep
+        DUSt3R's confident pixels); 0 = every valid pixel of the prior. Only with ``depth_loss_prior`` None (the
+        target is the initialisation's depth, whose agreement is measured).
     lambda_virtual: the virtual-view point-render loss (0.3); num_virtual: poses per training pair (10);
         virtual_every: apply it every this many steps (authors: 1); point_scale: the points' size (× kNN).
     lambda_depth_normal: depth-normal consistency (0.05) from ``regularization_from`` of the run (6000 / 12000),
@@ -39,6 +43,10 @@ class LMGaussianConfig:
         run (the authors' stage 2 starts from the stage-1 checkpoint at 6000 of 12 000 iterations);
         refine_rounds: refinement rounds in the stage (the authors refine again every 6000 iterations);
         refine_gain: the distance weight's gain (16).
+    stage2_without_refiner: with no refiner, still enter the refinement stage at ``refine_from``: the authors'
+        ``stage2_forward.py`` turns the depth, normal and point-render losses off there (``opt_train_depth =
+        opt_train_normal = False``), so the stage is the photometric loss (plus Eq. 10 when on) without the
+        refined virtual views. False: stage 1 runs to the end.
     """
     depth_prior: Mapping[str, Any] = field(default_factory=lambda: {"type": "plane_sweep"})
     depth_loss_prior: Optional[Mapping[str, Any]] = None
@@ -51,6 +59,7 @@ class LMGaussianConfig:
     p_corr: float = 0.5
     lambda_normal_l1: float = 0.01
     lambda_normal_cos: float = 0.01
+    target_min_agree: int = 0
     lambda_virtual: float = 0.3
     num_virtual: int = 10
     virtual_every: int = 1
@@ -61,3 +70,4 @@ class LMGaussianConfig:
     refine_from: float = 0.5
     refine_rounds: int = 1
     refine_gain: float = 16.0
+    stage2_without_refiner: bool = False

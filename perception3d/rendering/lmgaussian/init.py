@@ -14,7 +14,9 @@ features triangulated with the scene's cameras, and holes of a sparse (multi-vie
 inpainting the depth (OpenCV Telea) so that textureless surfaces also get points; views with an object mask
 (alpha) only get points inside it. Priors without per-pixel
 confidence treat every valid pixel as confident; the occlusion test then drops any foreground point that lies more
-than ``occlusion_tol`` (relative depth) in front of another training view's surface.
+than ``occlusion_tol`` (relative depth) in front of another training view's surface. On an object capture a
+view sees empty background off its object mask, i.e. a surface at infinity, so a point that projects there is an
+occluder too (the test then carves the cloud to the views' visual hull, as 3DGS's masked starts are carved).
 """
 from __future__ import annotations
 
@@ -89,11 +91,17 @@ def _inpaint(depth: torch.Tensor, valid: torch.Tensor, radius: int = 5) -> torch
 @torch.no_grad()
 def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, background_ratio: float = 1.5,
                             occlusion_tol: float = 0.05, fill_holes: bool = True,
-                            generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                            generator: Optional[torch.Generator] = None,
+                            agreement: Optional[dict] = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The initial point cloud (module doc) from the training views ``ids`` and their :class:`ViewDepth`
     ``depths`` ({view: ViewDepth}). Returns (points [n', 3], colours [n', 3] in [0, 1], counts) with n' ≤ ``n``
     drawn uniformly over all kept pixels; ``counts`` says how many pixels were background, filled, removed as
-    occluders, kept."""
+    occluders, kept.
+
+    ``agreement``: a dict to fill with {view: [H, W] int} — for each pixel of the view's own (valid, not
+    inpainted) depth, how many other training views' depth agrees with it within ``occlusion_tol`` (the point
+    projects into view j at depth z with |z − z_j| ≤ tol · z_j): the multi-view geometric consistency that
+    MVS fusion and DUSt3R's confidence stand for, used to mask the depth losses' targets."""
     cams = scene.cameras
     H, W = scene.height, scene.width
     filled = {}
@@ -107,22 +115,23 @@ def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, bac
         obj = scene.mask(i)
         if obj is not None:  # an object capture (alpha / mask): its background gets no points
             ok &= obj
-        filled[i] = (full, ok)
+        filled[i] = (full, ok, obj)
     stats = {"background": 0, "filled": 0, "occluders_removed": 0, "kept": 0}
     pts, cols = [], []
     vv, uu = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     uv = torch.stack([uu, vv], -1).reshape(-1, 2).float() + 0.5
     for i in ids:
-        d, ok = filled[i]
+        d, ok, _ = filled[i]
         med = float(d[ok].median())
         # "retain all the background information": pixels beyond background_ratio × the median depth are kept
         back = ok & (d > background_ratio * med)
         keep = ok.clone()
+        agree = torch.zeros(H * W, dtype=torch.int32)
         X = cams[i].unproject(uv, d.reshape(-1))[0]
         for j in ids:
             if j == i:
                 continue
-            dj, okj = filled[j]
+            dj, okj, objj = filled[j]
             puv, z = cams[j].project(X)
             puv, z = puv[0], z[0]
             u, v = puv[:, 0].floor().long(), puv[:, 1].floor().long()
@@ -132,7 +141,14 @@ def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, bac
                                      torch.zeros_like(z[inside]))
             # clean_pointcloud: a point in front of what view j saw there would occlude it
             occluder = inside & (zj > 0) & (z < (1 - occlusion_tol) * zj)
+            if objj is not None:  # off view j's object mask it sees the empty background: anything there occludes it
+                off = torch.zeros_like(inside)
+                off[inside] = ~objj[v[inside], u[inside]]
+                occluder |= off
             keep &= ~(occluder.reshape(H, W) & ~back)
+            agree += (inside & (zj > 0) & ((z - zj).abs() <= occlusion_tol * zj)).int()
+        if agreement is not None:
+            agreement[i] = torch.where(depths[i].valid & ok, agree.reshape(H, W), torch.zeros_like(agree.reshape(H, W)))
         stats["background"] += int(back.sum())
         stats["filled"] += int((ok & ~depths[i].valid).sum())
         stats["occluders_removed"] += int((ok & ~keep).sum())

@@ -110,14 +110,20 @@ class LMGaussianTrainer(GSTrainer):
         prior = build_depth_prior(dict(lm.depth_prior))
         self.priors["depth"] = prior.describe()
         depths = {i: view_depth(prior, scene, i, ids) for i in ids}
+        agreement: dict = {}
         pts, rgb, stats = background_aware_points(scene, ids, depths, int(m.init_num), lm.background_ratio,
-                                                  lm.occlusion_tol, lm.fill_holes, self.gen)
+                                                  lm.occlusion_tol, lm.fill_holes, self.gen, agreement)
         self.priors["init"] = {**stats, "points": len(pts)}
 
         # Pearson depth-loss targets: the prior's own map (relative maps need no alignment: the loss is affine-
         # invariant) and where it is valid
         if lm.depth_loss_prior is None:
             self.depth_targets = {i: (d.raw, d.valid) for i, d in depths.items()}
+            if lm.target_min_agree > 0:  # multi-view consistent pixels only (the authors: DUSt3R's confident ones)
+                self.depth_targets = {i: (t, v & (agreement[i] >= lm.target_min_agree))
+                                      for i, (t, v) in self.depth_targets.items()}
+                self.priors["depth_target_coverage"] = {
+                    int(i): round(float(v.float().mean()), 4) for i, (_, v) in self.depth_targets.items()}
         else:
             lp = build_depth_prior(dict(lm.depth_loss_prior))
             self.priors["depth_loss"] = lp.describe()
@@ -142,7 +148,10 @@ class LMGaussianTrainer(GSTrainer):
                 self.normal_targets[i] = (n, torch.ones(n.shape[:2], dtype=torch.bool))
         elif mode == "depth":
             for i in ids:
-                self.normal_targets[i] = depth_normal_prior(depths[i].depth, depths[i].valid, scene.cameras.Ks[i])
+                valid = depths[i].valid
+                if lm.target_min_agree > 0 and lm.depth_loss_prior is None:
+                    valid = self.depth_targets[i][1]
+                self.normal_targets[i] = depth_normal_prior(depths[i].depth, valid, scene.cameras.Ks[i])
         elif mode is not None:
             raise ValueError(f"lmgaussian.normal_prior must be 'shipped', 'depth', 'auto' or None, got {mode!r}")
         self.priors["normal"] = {"type": mode, "weights": None}
@@ -165,8 +174,15 @@ class LMGaussianTrainer(GSTrainer):
         self.refiner = build_image_refiner(dict(lm.refiner)) if lm.refiner is not None else None
         if self.refiner is None:
             why = "no image refiner given (lmgaussian.refiner " + ("None)" if lm.refiner is None else "type 'none')")
-            log.warning("LM-Gaussian: %s: the iterative refinement stage is skipped and stage 1 runs to the end", why)
-            self.priors["refiner"] = {"type": None, "skipped": True, "reason": why}
+            if lm.stage2_without_refiner:
+                log.warning("LM-Gaussian: %s: the refinement stage runs from %.2f of the run without refined "
+                            "targets (photometric loss only: the stage-1 regularisers stop there, as in the "
+                            "authors' stage2_forward.py)", why, lm.refine_from)
+            else:
+                log.warning("LM-Gaussian: %s: the iterative refinement stage is skipped and stage 1 runs to the end",
+                            why)
+            self.priors["refiner"] = {"type": None, "skipped": True, "reason": why,
+                                      "stage2_without_refiner": bool(lm.stage2_without_refiner)}
         else:
             self.priors["refiner"] = {**self.refiner.describe(), "skipped": False, "rounds_done": 0}
         return GaussianModel.from_points(pts, rgb, int(m.sh_degree), float(m.init_opacity), float(m.init_scale))
@@ -222,8 +238,10 @@ class LMGaussianTrainer(GSTrainer):
                   f"refined by {self.refiner.name}", flush=True)
 
     def _stage2(self, p: float) -> bool:
-        if self.refiner is None or p < self.lm.refine_from:
+        if p < self.lm.refine_from:
             return False
+        if self.refiner is None:  # stage 2 without its refined targets: the stage-1 regularisers stop all the same
+            return bool(self.lm.stage2_without_refiner)
         rounds = max(int(self.lm.refine_rounds), 1)
         due = self.lm.refine_from + (1.0 - self.lm.refine_from) * self.rounds_done / rounds
         if self.refined is None or (self.rounds_done < rounds and p >= due):
@@ -265,7 +283,7 @@ class LMGaussianTrainer(GSTrainer):
                 lv = masked_l1(img, self.virtual_targets[0][k], self.virtual_targets[1][k])
                 loss = loss + lm.lambda_virtual * lv
                 stats["virtual_loss"] = float(lv.detach())
-        else:
+        elif self.refiner is not None:
             k = int(torch.randint(len(self.virtual), (1,), generator=self.gen))
             img = self._render_rgb(self.virtual[k], deg)
             lr_ = (img - self.refined[k]).abs().mean()
