@@ -3,6 +3,7 @@ evaluation protocol, bad input, learning, checkpoints and tools/render.py."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import shutil
 import sys
@@ -287,6 +288,48 @@ def test_gradients_reach_the_encoder_through_the_painted_body(tiny_root, tmp_pat
     for name, p in (("reduction (painting)", m.encoder.reduction.weight), ("layer2", m.encoder.layer2[0].conv1.weight),
                     ("transhe", m.transhe.blocks[0].qkv.weight), ("fdi", m.head.spatial_key_value_0.key_embed.weight)):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_colour_augmentation_permutes_references_and_target_alike(tiny_root, tmp_path, monkeypatch):
+    """train.colour_aug: the reference images the encoder sees and the target colours of the loss get the same
+    non-identity channel order (a render that copies the references' colours stays exact); off: untouched."""
+    from perception3d.rendering.human.transhuman import trainer as tr
+
+    seen = {}
+    real_encode = tr.TransHuman.encode
+
+    def encode(self, inp):
+        seen["images"] = inp.images.clone()
+        return real_encode(self, inp)
+
+    def mse(pred, target):
+        seen["target"] = target.clone()
+        return (pred * 0).sum()
+
+    monkeypatch.setattr(tr.TransHuman, "encode", encode)
+    monkeypatch.setattr(tr.F, "mse_loss", mse)
+    for p, permuted in ((1.0, True), (0.0, False)):
+        t = tr.TransHumanTrainer(_cfg(tiny_root, colour_aug=p), tmp_path / f"w{p}", progress=False)
+        g = t.gen.get_state()
+        t.train_step()
+        # replay the step's draws without the augmentation to get the untouched views and rays
+        t.gen.set_state(g)
+        s = t.train_subjects[t._randint(len(t.train_subjects))]
+        f = t._randint(s.num_frames)
+        perm = torch.randperm(s.num_cameras, generator=t.gen).tolist()
+        views, target = perm[:3], perm[t._randint(s.num_cameras)]
+        order = t.colour_permutation()
+        assert (order is not None) == permuted
+        raw = s.inputs(f, views).images
+        box = tr.body_box(s.inputs(f, views).verts, t.data_cfg.box_pad)
+        rgb = t.sample_rays(s, f, target, box)[2]
+        if permuted:
+            assert order in tr.COLOUR_PERMUTATIONS and order != [0, 1, 2]
+            assert torch.equal(seen["images"], raw[..., order]) and torch.equal(seen["target"], rgb[:, order])
+            assert not torch.equal(seen["images"], raw)
+        else:
+            assert torch.equal(seen["images"], raw) and torch.equal(seen["target"], rgb)
+    assert sorted(map(tuple, [*tr.COLOUR_PERMUTATIONS, [0, 1, 2]])) == sorted(itertools.permutations(range(3)))
 
 
 def test_training_learns_and_checkpoint_renders(tiny_root, tmp_path):
