@@ -455,6 +455,17 @@ def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):
     assert "mean of the config's target views (1, 3), 2 views" in (tmp_path / "m" / "compare.md").read_text()
     with pytest.raises(ValueError, match="reference views"):
         compare_with_nerf(ck, tmp_path / "x", nerf_cpu_seconds=1, progress=False, target_views=[0, 1])
+    # the per-scene NeRF fits are reused from an earlier run: the same scores, no fit (a missing file would raise)
+    again = compare_with_nerf(ck, tmp_path / "r", nerf_cpu_seconds=30, frames=[0], progress=False, max_steps=3,
+                              n_rays=32, width=16, depth=2, target_views=[1, 5], nerf_from=tmp_path / "m")
+    by_view = {r["view"]: r["nerf"] for r in more["per_view"]}
+    assert [r["nerf"] for r in again["per_view"]] == [by_view[1], by_view[5]]
+    with pytest.raises(ValueError, match=r"nerf_s2_0\.pt: fitted to .*'budget_cpu_s': 30\.0"):
+        compare_with_nerf(ck, tmp_path / "r2", nerf_cpu_seconds=60, frames=[0], progress=False, max_steps=3,
+                          n_rays=32, width=16, depth=2, target_views=[1], nerf_from=tmp_path / "m")
+    with pytest.raises(ValueError, match=r"no render of target views \[5\]"):   # "c" scored views 1 and 3
+        compare_with_nerf(ck, tmp_path / "r3", nerf_cpu_seconds=30, frames=[0], progress=False, max_steps=3,
+                          n_rays=32, width=16, depth=2, target_views=[1, 5], nerf_from=tmp_path / "c")
 
 
 @pytest.mark.parametrize("name", ["transhuman_human_mini", "transhuman_zju"])
