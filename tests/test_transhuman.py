@@ -332,6 +332,29 @@ def test_colour_augmentation_permutes_references_and_target_alike(tiny_root, tmp
     assert sorted(map(tuple, [*tr.COLOUR_PERMUTATIONS, [0, 1, 2]])) == sorted(itertools.permutations(range(3)))
 
 
+def test_train_skip_far_evaluates_only_the_samples_near_the_body(tiny_root, tmp_path, monkeypatch):
+    """train.train_skip_far: a training step queries the network only at its samples near the body (the
+    evaluation renderer's test), the very same samples as without it minus the far ones; off: all of them."""
+    from perception3d.rendering.human.transhuman import trainer as tr
+    from perception3d.rendering.human.transhuman.volume import near_body
+
+    seen = []
+    real_query = tr.TransHuman.query
+
+    def query(self, ctx, pts, viewdir):
+        seen.append((pts.clone(), ctx.inp.verts.clone()))
+        return real_query(self, ctx, pts, viewdir)
+
+    monkeypatch.setattr(tr.TransHuman, "query", query)
+    tr.TransHumanTrainer(_cfg(tiny_root), tmp_path / "off", seed=3, progress=False).train_step()
+    tr.TransHumanTrainer(_cfg(tiny_root, train_skip_far=0.02), tmp_path / "on", seed=3, progress=False).train_step()
+    (all_pts, verts), (near_pts, verts_on) = seen
+    assert torch.equal(verts, verts_on)
+    keep = near_body(verts, 0.02)(all_pts)
+    assert 0 < int(keep.sum()) < all_pts.shape[0]
+    assert torch.equal(near_pts, all_pts[keep])
+
+
 def test_training_learns_and_checkpoint_renders(tiny_root, tmp_path):
     from perception3d.rendering.human.transhuman.trainer import TransHumanTrainer, load_transhuman
     from perception3d.rendering.human.transhuman.volume import body_box

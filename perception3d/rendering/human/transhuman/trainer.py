@@ -169,7 +169,8 @@ class TransHumanTrainer:
         o, d, rgb = self.sample_rays(s, f, target, box)
         if colours is not None:
             rgb = rgb[:, colours]
-        out = self.model.render_rays(ctx, o, d, box, self.tcfg.n_samples, True, 1 << 30, None, self.gen)
+        out = self.model.render_rays(ctx, o, d, box, self.tcfg.n_samples, True, 1 << 30, self.tcfg.train_skip_far,
+                                     self.gen)
         loss = F.mse_loss(out["rgb"], rgb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
