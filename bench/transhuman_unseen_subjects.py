@@ -3,7 +3,7 @@ reference views for the same CPU time (issue 17's "unseen subjects" table).
 
     OMP_NUM_THREADS=1 python bench/transhuman_unseen_subjects.py [--ckpt CKPT | --config CFG --train-cpu-minutes M]
                                                                 [--nerf-cpu-minutes M] [--frames F ...] [--out DIR]
-                                                                [--target-views C ...]
+                                                                [--target-views C ...] [--nerf-from DIR]
 
 Without ``--ckpt`` it first trains TransHuman once on the config's training subjects (default
 ``configs/transhuman_human_mini.py``: subjects 0–2; unseen: 3–5) for ``--train-cpu-minutes`` of process CPU time
@@ -43,6 +43,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--target-views", type=int, nargs="+", default=None,
                     help="cameras to score (default: the config's 6 target views); the table then also gives the "
                          "mean over the config's target views")
+    ap.add_argument("--nerf-from", default=None,
+                    help="a previous run's --out folder: reuse its per-scene NeRF fits (same reference views, "
+                         "budget, seed; a mismatch raises) instead of fitting them again")
     args = ap.parse_args(argv)
 
     import torch
@@ -65,7 +68,8 @@ def main(argv=None) -> dict:
         ckpt = str(trainer.ckpt_path)
         run["train_wall_s"], run["train_cpu_s"] = time.perf_counter() - t0, time.process_time() - p0
     cpu = None if args.nerf_cpu_minutes is None else 60 * args.nerf_cpu_minutes
-    res = compare_with_nerf(ckpt, out, cpu, args.frames, args.seed, target_views=args.target_views)
+    res = compare_with_nerf(ckpt, out, cpu, args.frames, args.seed, target_views=args.target_views,
+                            nerf_from=args.nerf_from)
     run.update(ckpt=ckpt, wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - p0,
                loadavg_end=os.getloadavg())
     atomic_write_text(out / "bench.json", json.dumps(run, indent=1))

@@ -3,6 +3,7 @@ evaluation protocol, bad input, learning, checkpoints and tools/render.py."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import shutil
 import sys
@@ -289,6 +290,71 @@ def test_gradients_reach_the_encoder_through_the_painted_body(tiny_root, tmp_pat
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def test_colour_augmentation_permutes_references_and_target_alike(tiny_root, tmp_path, monkeypatch):
+    """train.colour_aug: the reference images the encoder sees and the target colours of the loss get the same
+    non-identity channel order (a render that copies the references' colours stays exact); off: untouched."""
+    from perception3d.rendering.human.transhuman import trainer as tr
+
+    seen = {}
+    real_encode = tr.TransHuman.encode
+
+    def encode(self, inp):
+        seen["images"] = inp.images.clone()
+        return real_encode(self, inp)
+
+    def mse(pred, target):
+        seen["target"] = target.clone()
+        return (pred * 0).sum()
+
+    monkeypatch.setattr(tr.TransHuman, "encode", encode)
+    monkeypatch.setattr(tr.F, "mse_loss", mse)
+    for p, permuted in ((1.0, True), (0.0, False)):
+        t = tr.TransHumanTrainer(_cfg(tiny_root, colour_aug=p), tmp_path / f"w{p}", progress=False)
+        g = t.gen.get_state()
+        t.train_step()
+        # replay the step's draws without the augmentation to get the untouched views and rays
+        t.gen.set_state(g)
+        s = t.train_subjects[t._randint(len(t.train_subjects))]
+        f = t._randint(s.num_frames)
+        perm = torch.randperm(s.num_cameras, generator=t.gen).tolist()
+        views, target = perm[:3], perm[t._randint(s.num_cameras)]
+        order = t.colour_permutation()
+        assert (order is not None) == permuted
+        raw = s.inputs(f, views).images
+        box = tr.body_box(s.inputs(f, views).verts, t.data_cfg.box_pad)
+        rgb = t.sample_rays(s, f, target, box)[2]
+        if permuted:
+            assert order in tr.COLOUR_PERMUTATIONS and order != [0, 1, 2]
+            assert torch.equal(seen["images"], raw[..., order]) and torch.equal(seen["target"], rgb[:, order])
+            assert not torch.equal(seen["images"], raw)
+        else:
+            assert torch.equal(seen["images"], raw) and torch.equal(seen["target"], rgb)
+    assert sorted(map(tuple, [*tr.COLOUR_PERMUTATIONS, [0, 1, 2]])) == sorted(itertools.permutations(range(3)))
+
+
+def test_train_skip_far_evaluates_only_the_samples_near_the_body(tiny_root, tmp_path, monkeypatch):
+    """train.train_skip_far: a training step queries the network only at its samples near the body (the
+    evaluation renderer's test), the very same samples as without it minus the far ones; off: all of them."""
+    from perception3d.rendering.human.transhuman import trainer as tr
+    from perception3d.rendering.human.transhuman.volume import near_body
+
+    seen = []
+    real_query = tr.TransHuman.query
+
+    def query(self, ctx, pts, viewdir):
+        seen.append((pts.clone(), ctx.inp.verts.clone()))
+        return real_query(self, ctx, pts, viewdir)
+
+    monkeypatch.setattr(tr.TransHuman, "query", query)
+    tr.TransHumanTrainer(_cfg(tiny_root), tmp_path / "off", seed=3, progress=False).train_step()
+    tr.TransHumanTrainer(_cfg(tiny_root, train_skip_far=0.02), tmp_path / "on", seed=3, progress=False).train_step()
+    (all_pts, verts), (near_pts, verts_on) = seen
+    assert torch.equal(verts, verts_on)
+    keep = near_body(verts, 0.02)(all_pts)
+    assert 0 < int(keep.sum()) < all_pts.shape[0]
+    assert torch.equal(near_pts, all_pts[keep])
+
+
 def test_training_learns_and_checkpoint_renders(tiny_root, tmp_path):
     from perception3d.rendering.human.transhuman.trainer import TransHumanTrainer, load_transhuman
     from perception3d.rendering.human.transhuman.volume import body_box
@@ -412,6 +478,17 @@ def test_compare_with_per_scene_nerf_writes_the_table(tiny_root, tmp_path):
     assert "mean of the config's target views (1, 3), 2 views" in (tmp_path / "m" / "compare.md").read_text()
     with pytest.raises(ValueError, match="reference views"):
         compare_with_nerf(ck, tmp_path / "x", nerf_cpu_seconds=1, progress=False, target_views=[0, 1])
+    # the per-scene NeRF fits are reused from an earlier run: the same scores, no fit (a missing file would raise)
+    again = compare_with_nerf(ck, tmp_path / "r", nerf_cpu_seconds=30, frames=[0], progress=False, max_steps=3,
+                              n_rays=32, width=16, depth=2, target_views=[1, 5], nerf_from=tmp_path / "m")
+    by_view = {r["view"]: r["nerf"] for r in more["per_view"]}
+    assert [r["nerf"] for r in again["per_view"]] == [by_view[1], by_view[5]]
+    with pytest.raises(ValueError, match=r"nerf_s2_0\.pt: fitted to .*'budget_cpu_s': 30\.0"):
+        compare_with_nerf(ck, tmp_path / "r2", nerf_cpu_seconds=60, frames=[0], progress=False, max_steps=3,
+                          n_rays=32, width=16, depth=2, target_views=[1], nerf_from=tmp_path / "m")
+    with pytest.raises(ValueError, match=r"no render of target views \[5\]"):   # "c" scored views 1 and 3
+        compare_with_nerf(ck, tmp_path / "r3", nerf_cpu_seconds=30, frames=[0], progress=False, max_steps=3,
+                          n_rays=32, width=16, depth=2, target_views=[1, 5], nerf_from=tmp_path / "c")
 
 
 @pytest.mark.parametrize("name", ["transhuman_human_mini", "transhuman_zju"])

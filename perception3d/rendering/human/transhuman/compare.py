@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ....fileio import atomic_path, atomic_write_text
+from ....fileio import atomic_path, atomic_torch_save, atomic_write_text
 from ...config import section
 from ..body_model import load_body_model
 from .config import THDataConfig
@@ -31,11 +31,25 @@ from .volume import body_box, camera_rays, render_rays
 __all__ = ["compare_with_nerf", "main"]
 
 
+def _nerf_renders(net, s, cams, box, n_samples) -> list[torch.Tensor]:
+    out = []
+    for c in cams:
+        cam = s.cameras[c]
+        o, d = camera_rays(cam.viewmats[0], cam.Ks[0], s.width, s.height)
+        with torch.no_grad():
+            nr = render_rays(net, o, d, box, n_samples, chunk=1 << 16, last_interval=LAST_INTERVAL)
+        out.append(nr["rgb"].view(s.height, s.width, 3))
+    return out
+
+
 def compare_with_nerf(ckpt, out_dir, nerf_cpu_seconds: Optional[float] = None,
                       frames: Optional[Sequence[int]] = None, seed: int = 0, progress: bool = True,
-                      target_views: Optional[Sequence[int]] = None, **nerf_kw) -> dict:
+                      target_views: Optional[Sequence[int]] = None, nerf_from=None, **nerf_kw) -> dict:
     """See the module docstring. ``target_views``: the cameras to score (default: the config's target views; the
-    table then also gives the mean over the config's target views among them)."""
+    table then also gives the mean over the config's target views among them). Each per-scene NeRF's renders are
+    written to ``out_dir/nerf_<subject>_<frame>.pt`` with what it was fitted to; ``nerf_from`` (a folder of such
+    files) reuses a fit of the same reference views, budget, seed and sample count instead of fitting again (the
+    NeRF does not depend on the TransHuman checkpoint); any mismatch raises."""
     import imageio.v3 as iio
 
     from ...trainer import image_grid
@@ -62,17 +76,27 @@ def compare_with_nerf(ckpt, out_dir, nerf_cpu_seconds: Optional[float] = None,
             th = [render_view(model, s, f, data.input_views, s.cameras[c].viewmats[0], s.cameras[c].Ks[0], s.width,
                               s.height, data.box_pad, n_samples, skip_far) for c in targets]
             th_cpu, th_wall = time.process_time() - t0, time.perf_counter() - w0
-            w0 = time.perf_counter()
-            net, info = fit_nerf(inp.images, inp.viewmats, inp.Ks, box, budget, n_samples=n_samples, seed=seed,
-                                 **nerf_kw)
-            info["wall_seconds"] = time.perf_counter() - w0
+            key = {"subject": s.name, "frame": f, "input_views": list(data.input_views), "budget_cpu_s": budget,
+                   "seed": seed, "n_samples": n_samples, "nerf_kw": nerf_kw}
+            name = f"nerf_{s.name}_{f}.pt"
+            if nerf_from is not None:
+                cached = torch.load(Path(nerf_from) / name, map_location="cpu", weights_only=False)
+                if cached["key"] != key:
+                    raise ValueError(f"{Path(nerf_from) / name}: fitted to {cached['key']}, this run needs {key}")
+                missing = [c for c in targets if c not in cached["renders"]]
+                if missing:
+                    raise ValueError(f"{Path(nerf_from) / name}: no render of target views {missing}")
+                info, renders = cached["info"], cached["renders"]
+            else:
+                w0 = time.perf_counter()
+                net, info = fit_nerf(inp.images, inp.viewmats, inp.Ks, box, budget, n_samples=n_samples, seed=seed,
+                                     **nerf_kw)
+                info["wall_seconds"] = time.perf_counter() - w0
+                renders = dict(zip(targets, _nerf_renders(net, s, targets, box, n_samples)))
+            atomic_torch_save(out_dir / name, {"key": key, "info": info, "renders": renders})
             first = len(rows)
             for c, r in zip(targets, th):
-                cam = s.cameras[c]
-                o, d = camera_rays(cam.viewmats[0], cam.Ks[0], s.width, s.height)
-                with torch.no_grad():
-                    nr = render_rays(net, o, d, box, n_samples, chunk=1 << 16, last_interval=LAST_INTERVAL)
-                nerf_rgb = nr["rgb"].view(s.height, s.width, 3)
+                nerf_rgb = renders[c]
                 gt = s.view(f, c)[0]
                 a, b = evaluate_view(r["rgb"], gt, r["mask_at_box"]), evaluate_view(nerf_rgb, gt, r["mask_at_box"])
                 rows.append({"subject": s.name, "frame": f, "view": c, "transhuman": a, "nerf": b})
@@ -140,10 +164,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target-views", type=int, nargs="+", default=None,
                     help="cameras to score (default: the config's target views)")
+    ap.add_argument("--nerf-from", default=None,
+                    help="a previous run's output folder: reuse its per-scene NeRF renders (same views, budget, seed)")
     args = ap.parse_args(argv)
     out = args.out or str(Path(args.ckpt).parent / "compare")
     cpu = None if args.nerf_cpu_minutes is None else 60 * args.nerf_cpu_minutes
-    return compare_with_nerf(args.ckpt, out, cpu, args.frames, args.seed, target_views=args.target_views)
+    return compare_with_nerf(args.ckpt, out, cpu, args.frames, args.seed, target_views=args.target_views,
+                             nerf_from=args.nerf_from)
 
 
 if __name__ == "__main__":

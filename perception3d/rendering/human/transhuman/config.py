@@ -66,6 +66,15 @@ class THTrainConfig:
     max_steps / max_cpu_minutes / max_minutes: stop at whichever comes first (process CPU time, wall time).
     eval_every: evaluate the test subjects every this many steps (0: only at the end).
     skip_far: evaluation skips samples farther than this from the body (authors' fast inference: 0.1 m).
+    train_skip_far: the same test in training (None: every sample in the body box is evaluated, as before). The
+    skipped samples get zero density, exactly what evaluation with ``skip_far`` gives them, so the network is
+    trained on the renderer it is scored with, and a step evaluates (and back-propagates) only the samples near
+    the body. Not the authors' training (they skip only at inference).
+    colour_aug: probability that a training step permutes the colour channels of its reference views and of its
+    target rays alike (one of the 5 non-identity RGB permutations; black background stays black). Not in the
+    authors' recipe (their 10 ZJU-MoCap training people in 3000 epochs); with few training people and a short
+    budget it keeps the colour head from memorising the training people's clothes, so that an unseen person's
+    colours come from the reference views (see ``bench/transhuman_colour_source.py``). 0 turns it off.
     """
     max_steps: int = 300_000
     max_cpu_minutes: Optional[float] = None
@@ -80,5 +89,7 @@ class THTrainConfig:
     save_every: int = 1000
     log_every: int = 50
     skip_far: Optional[float] = 0.1
+    train_skip_far: Optional[float] = None
     chunk: int = 32768
     max_eval_views: Optional[int] = None
+    colour_aug: float = 0.0

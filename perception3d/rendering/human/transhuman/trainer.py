@@ -37,6 +37,10 @@ __all__ = ["TransHumanTrainer", "load_transhuman", "render_view", "build_subject
 log = logging.getLogger(__name__)
 
 
+# the RGB channel orders other than the identity (train.colour_aug)
+COLOUR_PERMUTATIONS = ([0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0])
+
+
 def build_subjects(data: THDataConfig, which: str, body) -> list[HumanSubject]:
     """The ``train`` or ``test`` subjects of a data section (generating the built-in dataset when configured)."""
     names = list(data.train_subjects if which == "train" else data.test_subjects)
@@ -143,16 +147,30 @@ class TransHumanTrainer:
         j = torch.cat(pick)
         return o[j], d[j], img.reshape(-1, 3)[j]
 
+    def colour_permutation(self) -> Optional[list[int]]:
+        """With probability ``train.colour_aug``, one of the 5 non-identity RGB channel orders (else None)."""
+        p = self.tcfg.colour_aug
+        if p <= 0 or float(torch.rand((), generator=self.gen)) >= p:
+            return None
+        return COLOUR_PERMUTATIONS[self._randint(len(COLOUR_PERMUTATIONS))]
+
     def train_step(self) -> dict:
         self.model.train()
         s = self.train_subjects[self._randint(len(self.train_subjects))]
         f = self._randint(s.num_frames)
         perm = torch.randperm(s.num_cameras, generator=self.gen).tolist()
         views, target = perm[:self.data_cfg.num_input_views], perm[self._randint(s.num_cameras)]
-        ctx = self.model.encode(s.inputs(f, views))
+        inp = s.inputs(f, views)
+        colours = self.colour_permutation()
+        if colours is not None:
+            inp = dataclasses.replace(inp, images=inp.images[..., colours])
+        ctx = self.model.encode(inp)
         box = body_box(ctx.inp.verts, self.data_cfg.box_pad)
         o, d, rgb = self.sample_rays(s, f, target, box)
-        out = self.model.render_rays(ctx, o, d, box, self.tcfg.n_samples, True, 1 << 30, None, self.gen)
+        if colours is not None:
+            rgb = rgb[:, colours]
+        out = self.model.render_rays(ctx, o, d, box, self.tcfg.n_samples, True, 1 << 30, self.tcfg.train_skip_far,
+                                     self.gen)
         loss = F.mse_loss(out["rgb"], rgb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
