@@ -196,6 +196,12 @@ def test_volume_rendering_by_hand():
     dist = torch.cdist(p, v).min(1).values
     keep = near_body(v, 0.1)(p)
     assert keep[dist < 0.1].all() and not keep[dist > 0.1 * math.sqrt(3) + 0.04].any()
+    # exactly the cube dilation of the occupied 2 cm cells by ⌈0.1 / 0.02⌉ = 5 cells (brute force: a sample is kept
+    # iff its cell is within Chebyshev distance 5 of a vertex's cell, both on the grid anchored 6 cells below)
+    lo = v.min(0).values - 6 * 0.02
+    cp, cv = ((p - lo) / 0.02).floor().long(), ((v - lo) / 0.02).long()
+    cheb = (cp[:, None] - cv[None]).abs().max(-1).values.min(1).values
+    assert torch.equal(keep, (cheb <= 5) & (cp >= 0).all(-1))
 
 
 def test_metrics_follow_the_authors_protocol():

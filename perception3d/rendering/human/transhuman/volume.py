@@ -106,7 +106,12 @@ def near_body(verts: torch.Tensor, radius: float, cell: float = 0.02):
     idx = ((verts - lo) / cell).long()
     occ = torch.zeros(*n.tolist(), dtype=torch.float32)
     occ[idx[:, 0], idx[:, 1], idx[:, 2]] = 1.0
-    occ = torch.nn.functional.max_pool3d(occ[None, None], 2 * r + 1, 1, r)[0, 0] > 0
+    # Dilation by a (2r+1)³ cube, done as three 1-D max-pools (a cube's max is separable: the same grid as one
+    # max_pool3d of kernel 2r+1, about (2r+1)² times fewer comparisons; the 3-D pool was ~0.3 CPU-s per call).
+    occ = occ[None, None]
+    for k, p in (((2 * r + 1, 1, 1), (r, 0, 0)), ((1, 2 * r + 1, 1), (0, r, 0)), ((1, 1, 2 * r + 1), (0, 0, r))):
+        occ = torch.nn.functional.max_pool3d(occ, k, 1, p)
+    occ = occ[0, 0] > 0
 
     def keep(p: torch.Tensor) -> torch.Tensor:
         i = ((p - lo) / cell).floor().long()
