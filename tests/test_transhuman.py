@@ -338,6 +338,38 @@ def test_colour_augmentation_permutes_references_and_target_alike(tiny_root, tmp
     assert sorted(map(tuple, [*tr.COLOUR_PERMUTATIONS, [0, 1, 2]])) == sorted(itertools.permutations(range(3)))
 
 
+def test_patch_sampling_gives_square_patches_on_the_body_and_the_dssim_term(tiny_root, tmp_path):
+    """train.patch_size: the rays are n_rays // P² row-major P × P blocks of the target image, each holding a
+    body-mask pixel; train.lambda_dssim adds λ · (1 − SSIM) over those patches (the scipy SSIM as reference)."""
+    from perception3d.ops.image_quality import ssim_map
+    from perception3d.rendering.human.transhuman import trainer as tr
+    from perception3d.rendering.human.transhuman.volume import camera_rays
+
+    t = tr.TransHumanTrainer(_cfg(tiny_root, patch_size=5, n_rays=75, lambda_dssim=0.2), tmp_path / "w",
+                             progress=False)
+    s, f, c = t.train_subjects[0], 0, 1
+    box = tr.body_box(s.inputs(f, [0, 2, 4]).verts, t.data_cfg.box_pad)
+    o, d, rgb = t.sample_rays(s, f, c, box)
+    assert o.shape == d.shape == rgb.shape == (75, 3)
+    img, msk = s.view(f, c)
+    cam = s.cameras[c]
+    _, all_d = camera_rays(cam.viewmats[0], cam.Ks[0], s.width, s.height)
+    j = (all_d[None] == d[:, None]).all(-1).float().argmax(1).reshape(3, 5, 5)
+    offsets = torch.arange(5)[:, None] * s.width + torch.arange(5)[None]
+    assert torch.equal(j - j[:, :1, :1], offsets.expand(3, 5, 5))
+    assert msk.flatten()[j.reshape(3, -1)].any(1).all()
+    assert torch.equal(rgb, img.reshape(-1, 3)[j.reshape(-1)])
+    pred = torch.rand(75, 3, generator=torch.Generator().manual_seed(0))
+    ref = ssim_map(pred.reshape(3, 5, 5, 3), rgb.reshape(3, 5, 5, 3), window=5).mean()
+    expected = ((pred - rgb) ** 2).mean() + 0.2 * (1 - ref)
+    assert torch.allclose(t.photometric_loss(pred, rgb).double(), expected.double(), atol=1e-5)
+    t.tcfg.lambda_dssim = 0.0
+    assert torch.allclose(t.photometric_loss(pred, rgb), ((pred - rgb) ** 2).mean())
+    t.tcfg.patch_size = 200
+    with pytest.raises(ValueError, match="patch_size 200 is larger"):
+        t.sample_rays(s, f, c, box)
+
+
 def test_train_skip_far_evaluates_only_the_samples_near_the_body(tiny_root, tmp_path, monkeypatch):
     """train.train_skip_far: a training step queries the network only at its samples near the body (the
     evaluation renderer's test), the very same samples as without it minus the far ones; off: all of them."""

@@ -75,6 +75,12 @@ class THTrainConfig:
     authors' recipe (their 10 ZJU-MoCap training people in 3000 epochs); with few training people and a short
     budget it keeps the colour head from memorising the training people's clothes, so that an unseen person's
     colours come from the reference views (see ``bench/transhuman_colour_source.py``). 0 turns it off.
+    patch_size: 0 (default) samples the rays one by one as above; P > 0 takes them as ``n_rays // P²`` square P × P
+        patches of the target view instead, each centred on a random body-mask pixel (the authors' patch sampling,
+        which their LPIPS term needs).
+    lambda_dssim: with patches, adds this weight × (1 − SSIM) over the rendered patches (Gaussian window 7, or
+        the largest odd one a patch holds, σ 1.5): a weight-free structural term standing in for the authors' LPIPS-VGG 0.1, which needs pretrained
+        VGG weights. 0 turns it off.
     """
     max_steps: int = 300_000
     max_cpu_minutes: Optional[float] = None
@@ -93,3 +99,5 @@ class THTrainConfig:
     chunk: int = 32768
     max_eval_views: Optional[int] = None
     colour_aug: float = 0.0
+    patch_size: int = 0
+    lambda_dssim: float = 0.0

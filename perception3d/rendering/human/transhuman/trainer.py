@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ....fileio import atomic_torch_save, atomic_write_text
+from ....ops.image_quality import ssim_differentiable
 from ....registry import RENDER_METHODS
 from ...config import section
 from ...trainer import seed_everything
@@ -141,11 +142,39 @@ class TransHumanTrainer:
         if inside.numel() == 0:
             raise ValueError(f"{s.seq.image_paths[f][c]}: the body box is not in this view")
         n = self.tcfg.n_rays
+        if self.tcfg.patch_size > 0:
+            return self._sample_patches(o, d, img, body if body.numel() else inside, s.width, s.height)
         nb = min(int(n * self.tcfg.body_sample_ratio), body.numel())
         pick = [body[torch.randint(body.numel(), (nb,), generator=self.gen)]] if nb else []
         pick.append(inside[torch.randint(inside.numel(), (n - nb,), generator=self.gen)])
         j = torch.cat(pick)
         return o[j], d[j], img.reshape(-1, 3)[j]
+
+    def _sample_patches(self, o, d, img, centres, W: int, H: int):
+        """``n_rays // P²`` square P × P patches (P = ``patch_size``), each centred on a random pixel of ``centres``
+        (flat indices; the body-mask pixels) and moved inside the image → (o, d, rgb) each [n·P², 3], patch by patch
+        in row-major order."""
+        P = self.tcfg.patch_size
+        if P > min(W, H):
+            raise ValueError(f"train.patch_size {P} is larger than the {W} x {H} images")
+        n = max(1, self.tcfg.n_rays // (P * P))
+        c = centres[torch.randint(centres.numel(), (n,), generator=self.gen)]
+        x0 = (c % W - P // 2).clamp(0, W - P)
+        y0 = (c // W - P // 2).clamp(0, H - P)
+        r = torch.arange(P)
+        j = ((y0[:, None, None] + r[None, :, None]) * W + x0[:, None, None] + r[None, None, :]).reshape(-1)
+        return o[j], d[j], img.reshape(-1, 3)[j]
+
+    def photometric_loss(self, pred: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """MSE over the rays, plus ``lambda_dssim`` × (1 − SSIM) over the patches when rays come as patches."""
+        loss = F.mse_loss(pred, rgb)
+        t = self.tcfg
+        if t.patch_size > 0 and t.lambda_dssim > 0:
+            P = t.patch_size
+            to_img = lambda x: x.reshape(-1, P, P, 3).permute(0, 3, 1, 2)
+            window = min(7, P - 1 + P % 2)  # odd, at most the patch
+            loss = loss + t.lambda_dssim * (1 - ssim_differentiable(to_img(pred), to_img(rgb), window=window))
+        return loss
 
     def colour_permutation(self) -> Optional[list[int]]:
         """With probability ``train.colour_aug``, one of the 5 non-identity RGB channel orders (else None)."""
@@ -171,7 +200,7 @@ class TransHumanTrainer:
             rgb = rgb[:, colours]
         out = self.model.render_rays(ctx, o, d, box, self.tcfg.n_samples, True, 1 << 30, self.tcfg.train_skip_far,
                                      self.gen)
-        loss = F.mse_loss(out["rgb"], rgb)
+        loss = self.photometric_loss(out["rgb"], rgb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
