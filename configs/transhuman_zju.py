@@ -6,8 +6,9 @@ ViT-tiny (192 wide, 3 heads, 12 layers), DPaRF K = 7, 1024 rays × 64 samples, A
 
     python tools/train_human.py configs/transhuman_zju.py
 
-Not reproduced: the LPIPS-VGG loss term (0.1) and patch sampling (no pretrained VGG offline), colour jitter and
-the random rotation augmentation of the SMPL coordinates.
+Not reproduced: the LPIPS-VGG loss term (0.1; no pretrained VGG offline; their patch sampling exists as
+``train.patch_size``, with ``train.lambda_dssim`` as a weight-free structural term), colour jitter and the random
+rotation augmentation of the SMPL coordinates.
 """
 default_scope = "perception3d"
 method = "transhuman"

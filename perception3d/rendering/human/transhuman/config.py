@@ -79,8 +79,8 @@ class THTrainConfig:
         patches of the target view instead, each centred on a random body-mask pixel (the authors' patch sampling,
         which their LPIPS term needs).
     lambda_dssim: with patches, adds this weight × (1 − SSIM) over the rendered patches (Gaussian window 7, or
-        the largest odd one a patch holds, σ 1.5): a weight-free structural term standing in for the authors' LPIPS-VGG 0.1, which needs pretrained
-        VGG weights. 0 turns it off.
+        the largest odd one a patch holds, σ 1.5): a weight-free structural term standing in for the authors'
+        LPIPS-VGG 0.1, which needs pretrained VGG weights. 0 turns it off.
     """
     max_steps: int = 300_000
     max_cpu_minutes: Optional[float] = None
