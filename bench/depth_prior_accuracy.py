@@ -36,6 +36,10 @@ PRIORS = {
     "triangulated": dict(type="triangulated", max_dist=0.15),
     # the same, interpolating across depth discontinuities (before edge_ratio)
     "triangulated_no_edge": dict(type="triangulated", max_dist=0.15, edge_ratio=None),
+    # object captures only (lego): the triangulated prior's holes filled from the visual hull, depths in front of
+    # the hull moved onto it (``lmgaussian_lego.py``'s prior)
+    "hull_filled": dict(type="hull_filled", prior=dict(type="triangulated", max_dist=0.15,
+                                                       fallback=dict(type="plane_sweep"))),
 }
 
 

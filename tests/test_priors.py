@@ -136,6 +136,58 @@ def test_plane_sweep_matches_the_known_depth_of_the_builtin_scene(default_scene)
     assert np.mean([r["delta1"] for r in res]) > 0.85, res
 
 
+def _known_depth(scene, i):
+    """The built-in scene's exact expected depth of view ``i`` and its opaque pixels."""
+    from perception3d.rendering.default_scene import default_gaussians
+
+    c = scene.cameras[i]
+    with torch.no_grad():
+        out, alpha, _ = default_gaussians().render(c.viewmats, c.Ks, c.width, c.height, render_mode="ED",
+                                                   backend="torch")
+    return out[0, ..., 0], alpha[0, ..., 0] > 0.99
+
+
+def test_visual_hull_depth_bounds_the_known_depth_of_the_builtin_scene(default_scene):
+    """The visual hull contains the object, so its entry depth is at or in front of the known depth on every
+    opaque pixel, and on this compact object it is close to it everywhere."""
+    from perception3d.rendering.priors import visual_hull_depth
+
+    s = default_scene
+    for i in (0, 1):
+        ref, fg = _known_depth(s, i)
+        hull = visual_hull_depth(s, i, s.train_ids)
+        assert bool((hull[fg] > 0).all())                     # every opaque pixel's ray enters the hull
+        assert float((hull[fg] <= ref[fg] * 1.005).float().mean()) > 0.99
+        assert depth_metrics(hull, ref, fg)["abs_rel"] < 0.06
+        assert bool((hull[~s.mask(i)] == 0).all())             # only the asked-for pixels (default: the mask)
+
+
+def test_hull_filled_prior_fills_the_plane_sweep_holes(default_scene):
+    s = default_scene
+    sweep = dict(type="plane_sweep", num_planes=64, depth_range=(2.0, 4.5))
+    inner = build_depth_prior(sweep).estimate(s, 0, s.train_ids)
+    prior = build_depth_prior(dict(type="hull_filled", prior=sweep))
+    dm = prior.estimate(s, 0, s.train_ids)
+    ref, fg = _known_depth(s, 0)
+    assert dm.metric and dm.source == "hull_filled:plane_sweep"
+    assert float((inner.valid & fg).float().sum() / fg.sum()) < 0.5   # the sweep alone misses most of the object
+    assert bool(dm.valid[fg].all())                                       # filled: all of it
+    assert depth_metrics(dm.depth, ref, fg)["abs_rel"] < 0.06
+    assert not bool((dm.valid & ~s.mask(0)).any())                        # nothing off the object
+    filled = dm.valid & ~inner.valid
+    assert torch.allclose(dm.confidence[filled], torch.tensor(0.5))
+    assert prior.describe()["prior"]["type"] == "plane_sweep"
+
+
+def test_hull_filled_prior_bad_input(default_scene, monkeypatch):
+    with pytest.raises(ValueError, match="confidence"):
+        build_depth_prior(dict(type="hull_filled", confidence=0.0))
+    prior = build_depth_prior(dict(type="hull_filled", prior=dict(type="plane_sweep", num_planes=16)))
+    monkeypatch.setattr(type(default_scene), "mask", lambda self, i: None)   # a capture without masks
+    with pytest.raises(ValueError, match="no object mask"):
+        prior.estimate(default_scene, 0, default_scene.train_ids)
+
+
 def test_depth_prior_points_and_trainer_record(default_scene, tmp_path):
     from perception3d.rendering.trainer import GSTrainer
 

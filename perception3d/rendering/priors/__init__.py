@@ -7,9 +7,10 @@ kind       ``type``                                               what runs
 =========  =====================================================  =====================================
 depth      ``plane_sweep`` (default), ``features``,               multi-view plane sweep (ZNCC) from the
            ``triangulated``,                                      calibrated views; triangulated features;
-           ``shipped`` (``kind``: dust3r | mono | file)           those densified along the image (wide
-                                                                  baselines); the maps an LM-Gaussian /
-                                                                  nerfstudio scene ships
+           ``shipped`` (``kind``: dust3r | mono | file),          those densified along the image (wide
+           ``hull_filled`` (object captures)                      baselines); the maps an LM-Gaussian /
+                                                                  nerfstudio scene ships; another prior's
+                                                                  holes filled from the visual hull
 flow       ``dis`` (default)                                      OpenCV DIS optical flow
 pose       ``features`` (default)                                 SIFT/ORB + essential matrix + PnP
 refiner    ``classical`` (default), ``none``                      NL-means denoise + colour transfer
@@ -36,12 +37,14 @@ from .densify import TriangulatedDepth, densify_depth, guided_filter, triangulat
 from .depth import (FeatureDepth, PlaneSweepDepth, ShippedDepth, align_scale_shift, depth_metrics,  # noqa: F401
                     feature_depth_map, feature_depths, read_depth_file)
 from .flow import DISFlow, flow_consistency, warp_by_flow  # noqa: F401
+from .hull import HullFilledDepth, visual_hull_depth  # noqa: F401
 from .learned import LEARNED_PRIORS, LearnedPriorCheckpoint, load_learned_prior  # noqa: F401
 from .pose import FeaturePose, match_features, rotation_angle_deg, solve_pnp, triangulate  # noqa: F401
 from .refine import ClassicalRefiner
 
 __all__ = ["DepthMap", "DepthPrior", "FlowPrior", "PosePrior", "ImageRefiner", "RelativePose",
            "PriorUnavailableError", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "TriangulatedDepth",
+           "HullFilledDepth", "visual_hull_depth",
            "DISFlow", "FeaturePose", "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior",
            "build_image_refiner",
            "depth_prior_points", "align_scale_shift", "depth_metrics", "LEARNED_PRIORS"]
@@ -50,7 +53,7 @@ log = logging.getLogger("perception3d.priors")
 
 _BUILTIN = {
     "depth": {"plane_sweep": PlaneSweepDepth, "features": FeatureDepth, "shipped": ShippedDepth,
-              "triangulated": TriangulatedDepth},
+              "triangulated": TriangulatedDepth, "hull_filled": HullFilledDepth},
     "flow": {"dis": DISFlow},
     "pose": {"features": FeaturePose},
     "refiner": {"classical": ClassicalRefiner},
