@@ -146,7 +146,8 @@ def background_aware_points(scene, ids: Sequence[int], depths: dict, n: int, bac
                 off[inside] = ~objj[v[inside], u[inside]]
                 occluder |= off
             keep &= ~(occluder.reshape(H, W) & ~back)
-            agree += (inside & (zj > 0) & ((z - zj).abs() <= occlusion_tol * zj)).int()
+            if agreement is not None:
+                agree += (inside & (zj > 0) & ((z - zj).abs() <= occlusion_tol * zj)).int()
         if agreement is not None:
             agreement[i] = torch.where(depths[i].valid & ok, agree.reshape(H, W), torch.zeros_like(agree.reshape(H, W)))
         stats["background"] += int(back.sum())

@@ -110,7 +110,8 @@ class LMGaussianTrainer(GSTrainer):
         prior = build_depth_prior(dict(lm.depth_prior))
         self.priors["depth"] = prior.describe()
         depths = {i: view_depth(prior, scene, i, ids) for i in ids}
-        agreement: dict = {}
+        # per-pixel multi-view agreement, only filled when the depth targets use it
+        agreement: Optional[dict] = {} if lm.target_min_agree > 0 and lm.depth_loss_prior is None else None
         pts, rgb, stats = background_aware_points(scene, ids, depths, int(m.init_num), lm.background_ratio,
                                                   lm.occlusion_tol, lm.fill_holes, self.gen, agreement)
         self.priors["init"] = {**stats, "points": len(pts)}
