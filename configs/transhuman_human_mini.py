@@ -31,6 +31,11 @@ step with a D-SSIM term): 21.29 / 0.618.
 budget instead of 3000 epochs). Chosen the same way, with the colour augmentation: 7e-4 gave 24.47 / 0.820 (seed 0)
 and 22.35 / 0.712 (seed 1), 1.4e-3 24.84 / 0.844, 2.8e-3 25.24 / 0.857 and 25.17 / 0.849 (seeds 0 and 1), 5.6e-3
 diverged (16.33 / 0.537).
+
+With these settings and the 16 CPU-minute budget (929 / 905 steps, seeds 0 / 1, 1 thread; 18.9 min wall for seed 1)
+the unseen subject3–5, frame 0, scored at the 21 non-reference cameras: TransHuman 25.34 dB / 0.866 and 25.44 /
+0.869 against a per-scene NeRF fitted to the same 3 views for the same 16 CPU-minutes, 24.55 / 0.860
+(``bench/transhuman_unseen_subjects.py``; docs/model_zoo.md).
 """
 default_scope = "perception3d"
 method = "transhuman"
