@@ -32,10 +32,10 @@ budget instead of 3000 epochs). Chosen the same way, with the colour augmentatio
 and 22.35 / 0.712 (seed 1), 1.4e-3 24.84 / 0.844, 2.8e-3 25.24 / 0.857 and 25.17 / 0.849 (seeds 0 and 1), 5.6e-3
 diverged (16.33 / 0.537).
 
-With these settings and the 16 CPU-minute budget (929 / 905 steps, seeds 0 / 1, 1 thread; 18.9 min wall for seed 1)
-the unseen subject3–5, frame 0, scored at the 21 non-reference cameras: TransHuman 25.34 dB / 0.866 and 25.44 /
-0.869 against a per-scene NeRF fitted to the same 3 views for the same 16 CPU-minutes, 24.55 / 0.860
-(``bench/transhuman_unseen_subjects.py``; docs/model_zoo.md).
+With these settings and the 16 CPU-minute budget (929 / 905 steps, seeds 0 / 1, 1 thread: ``num_threads=1``; 18.9
+min wall for seed 1) the unseen subject3–5, frame 0, scored at the 21 non-reference cameras: TransHuman 25.34 dB /
+0.866 and 25.44 / 0.869 against a per-scene NeRF fitted to the same 3 views for the same 16 CPU-minutes, 24.55 /
+0.860 (``bench/transhuman_unseen_subjects.py``; docs/model_zoo.md).
 """
 default_scope = "perception3d"
 method = "transhuman"
@@ -58,4 +58,5 @@ data = dict(
 model = dict(num_tokens=300, dim=192, depth=4, heads=3, knn=7, knn_freqs=10, knn_alpha=0.5, head_width=128,
              att_dim=128)
 train = dict(max_steps=20_000, max_cpu_minutes=16.0, max_minutes=25.0, lr=2.8e-3, n_rays=256, n_samples=24,
-             body_sample_ratio=0.5, eval_every=0, save_every=200, log_every=25, skip_far=0.1, colour_aug=0.5)
+             body_sample_ratio=0.5, eval_every=0, save_every=200, log_every=25, skip_far=0.1, colour_aug=0.5,
+             num_threads=1)

@@ -398,7 +398,7 @@ def test_training_learns_and_checkpoint_renders(tiny_root, tmp_path):
     from perception3d.rendering.human.transhuman.volume import body_box
 
     torch.manual_seed(0)
-    t = TransHumanTrainer(_cfg(tiny_root, max_steps=2), tmp_path / "w", progress=False)
+    t = TransHumanTrainer(_cfg(tiny_root, max_steps=2, num_threads=1), tmp_path / "w", progress=False)
     # the network fits one frame's target view from three others (fixed rays): the loss falls
     s, m = t.train_subjects[0], t.model
     inp = s.inputs(0, [0, 2, 4])
@@ -415,7 +415,11 @@ def test_training_learns_and_checkpoint_renders(tiny_root, tmp_path):
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
     # the training loop: steps, evaluates the unseen subject, writes the grid, metrics and the checkpoint
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
     res = t.train()
+    assert res["threads"] == 1 and torch.get_num_threads() == 2   # train.num_threads while training, then restored
+    torch.set_num_threads(threads)
     assert res["step"] == 2 and np.isfinite(res["psnr"]) and len(res["per_view"]) == 2
     assert (tmp_path / "w" / "renders" / "step_000002.png").is_file() and (tmp_path / "w" / "metrics.json").is_file()
     ck = t.ckpt_path

@@ -81,6 +81,9 @@ class THTrainConfig:
     lambda_dssim: with patches, adds this weight × (1 − SSIM) over the rendered patches (Gaussian window 7, or
         the largest odd one a patch holds, σ 1.5): a weight-free structural term standing in for the authors'
         LPIPS-VGG 0.1, which needs pretrained VGG weights. 0 turns it off.
+    num_threads: torch's intra-op threads while :meth:`train` runs (restored after; None: leave torch's
+        default). With a CPU-time budget the step count depends on it; the built-in config's figures were
+        measured with 1.
     """
     max_steps: int = 300_000
     max_cpu_minutes: Optional[float] = None
@@ -101,3 +104,4 @@ class THTrainConfig:
     colour_aug: float = 0.0
     patch_size: int = 0
     lambda_dssim: float = 0.0
+    num_threads: Optional[int] = None

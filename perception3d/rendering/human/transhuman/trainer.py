@@ -210,6 +210,19 @@ class TransHumanTrainer:
     # -- loop -------------------------------------------------------------------------------------------------
     def train(self) -> dict:
         t = self.tcfg
+        if t.num_threads is None:
+            return self._train()
+        if t.num_threads < 1:
+            raise ValueError(f"train.num_threads must be >= 1 (or None), got {t.num_threads}")
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(t.num_threads))
+        try:
+            return self._train()
+        finally:
+            torch.set_num_threads(before)
+
+    def _train(self) -> dict:
+        t = self.tcfg
         t0, c0 = time.time(), time.process_time() - self.cpu_used
         last = None
         while self.step < t.max_steps:
@@ -233,7 +246,7 @@ class TransHumanTrainer:
         self.save_checkpoint()
         if last is None or last["step"] != self.step:
             last = self.evaluate()
-        last.update(wall_s=time.time() - t0, train_cpu_s=self.cpu_used)
+        last.update(wall_s=time.time() - t0, train_cpu_s=self.cpu_used, threads=torch.get_num_threads())
         atomic_write_text(self.work_dir / "metrics.json",
                           json.dumps({"final": last, "history": self.history, "priors": self.priors}, indent=1))
         return last
