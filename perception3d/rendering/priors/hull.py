@@ -3,12 +3,12 @@ understanding", TPAMI 1994) for object captures, and a depth prior that fills an
 
 The **visual hull** of calibrated views with object masks is the set of points that project inside every view's
 mask; an object capture shows the whole object in every view, so a point outside a view's image (or behind it) is
-outside the object too. It contains the object, so along a pixel's ray the first
-point inside the hull is at or in front of the true surface: exact on the silhouette's rim and on convex parts,
-too near in concavities the views cannot see into. Where a multi-view stereo prior has no depth (textureless or
-unmatched pixels: the triangulated prior covers about a third of a lego view), the hull's entry depth is a real,
-weight-free estimate; where the prior's depth lies in front of the hull's entry, the prior is wrong (such a point
-projects off some view's mask), and the entry depth is the nearest possible one.
+outside the object too. The hull contains the object, so along a pixel's ray the first point inside the hull is at
+or in front of the true surface: exact on the silhouette's rim and on convex parts, too near in concavities the
+views cannot see into. Where a multi-view stereo prior has no depth (textureless or unmatched pixels: on lego the
+plane sweep the triangulated prior falls back to is valid on under a tenth of a view's object), the hull's entry
+depth is a real, weight-free estimate; where the prior's depth lies in front of the hull's entry, the prior is
+wrong (such a point projects off some view's mask), and the entry depth is the nearest possible one.
 """
 from __future__ import annotations
 
