@@ -197,6 +197,49 @@ def test_background_aware_points_known_scene(tmp_path):
         background_aware_points(scene, [0, 1], empty, 100)
 
 
+def test_hull_volume_points_lie_inside_every_silhouette(tmp_path):
+    """Two views 0.5 apart along x (f = 50, 64 × 48, principal point at the centre) whose masks are the central
+    32 × 24 pixels: a point seen by a view is kept only if it projects into that view's square, i.e.
+    |x − c| < 0.32 z and |y| < 0.24 z (c = 0 / 0.5 the view's centre); the box holds points no view sees too."""
+    import imageio.v3 as iio
+
+    from perception3d.rendering.lmgaussian import hull_volume_points
+    from perception3d.rendering.scenes import Scene
+
+    c2w = torch.eye(4).repeat(2, 1, 1)
+    c2w[1, 0, 3] = 0.5
+    cams = Cameras.from_camtoworlds(c2w, _K(), 64, 48)
+    rgba = np.zeros((48, 64, 4), np.uint8)
+    rgba[12:36, 16:48] = 255
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"v{k}.png")
+        iio.imwrite(paths[-1], rgba)
+    scene = Scene(cams, paths, ["v0", "v1"], [0, 1], [], background=None)
+    lo, hi = torch.tensor([-1.0, -1.0, 1.0]), torch.tensor([1.5, 1.0, 4.0])
+    pts, rgb = hull_volume_points(scene, [0, 1], 2000, lo, hi, torch.Generator().manual_seed(0))
+    assert pts.shape == (2000, 3) and rgb.shape == (2000, 3) and bool(((rgb >= 0) & (rgb <= 1)).all())
+    assert bool(((pts >= lo) & (pts <= hi)).all())
+    x, y, z = pts.unbind(-1)
+    for c in (0.0, 0.5):
+        seen = ((x - c).abs() < 0.64 * z) & (y.abs() < 0.48 * z)
+        inside = ((x - c).abs() < 0.32 * z + 1e-4) & (y.abs() < 0.24 * z + 1e-4)
+        assert bool(seen.any()) and bool(inside[seen].all())
+    both = (x.abs() < 0.64 * z) & ((x - 0.5).abs() < 0.64 * z) & (y.abs() < 0.48 * z)
+    assert int(both.sum()) > 100  # the hull of both views, not only points that one view misses
+    # the same generator seed draws the same points
+    again, _ = hull_volume_points(scene, [0, 1], 2000, lo, hi, torch.Generator().manual_seed(0))
+    assert torch.equal(pts, again)
+    # a thin hull in a huge box, few rounds: fewer points, no error
+    few, _ = hull_volume_points(scene, [0, 1], 10_000, torch.tensor([-10.0, -10, 1]), torch.tensor([10.0, 10, 2]),
+                                torch.Generator().manual_seed(0), max_rounds=1)
+    assert 0 < len(few) < 10_000
+    # views without an object mask: a clear error naming the view
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ValueError, match="view 0 \\(v0\\) has none"):
+        hull_volume_points(_two_view_scene(tmp_path / "plain"), [0, 1], 10, lo, hi)
+
+
 # -- trainer on the real Barn views ---------------------------------------------------------------------------------
 def _barn_cfg(**over):
     if not BARN.is_dir():

@@ -26,6 +26,10 @@ class LMGaussianConfig:
     background_ratio: pixels deeper than this × the view's median depth are background, always kept (1.5).
     occlusion_tol: relative depth margin of the occluder removal.
     fill_holes: inpaint the holes of a sparse depth prior before unprojecting.
+    hull_volume_points: on object captures (every training view has a mask), add this many points drawn
+        uniformly inside the training views' visual hull (within the depth points' bounding box, grown by 10 %)
+        to the initial cloud, with random colours (:func:`.init.hull_volume_points`). Not the authors' (0: their
+        DUSt3R cloud is dense); for weight-free priors, whose surfaces are incomplete.
     lambda_depth: weight of (global + local Pearson) depth loss (0.1); local_box_frac: the local patch side as a
         fraction of the image width (authors: 128 px at their ~1600-px working width → 0.08); p_corr: 0.5.
     lambda_normal_l1, lambda_normal_cos: the normal loss (0.01, 0.01).
@@ -54,6 +58,7 @@ class LMGaussianConfig:
     background_ratio: float = 1.5
     occlusion_tol: float = 0.05
     fill_holes: bool = True
+    hull_volume_points: int = 0
     lambda_depth: float = 0.1
     local_box_frac: float = 0.08
     p_corr: float = 0.5

@@ -14,7 +14,8 @@
 
    colour, normal and depth come from one rasterization (features = SH colour ‖ per-Gaussian normal, the
    shortest axis facing the camera, as RaDe-GS renders normals; depth = Σ w z). No densification: the authors'
-   forward-facing settings (``densify_from_iter = densify_until_iter = 1000``) never densify. The depth-normal
+   forward-facing settings (``densify_from_iter = densify_until_iter = 1000``) never densify (the config's
+   ``strategy`` can turn 3DGS's on; ``lmgaussian_lego.py`` does, for its weight-free prior). The depth-normal
    consistency (Eq. 10) never runs in the authors' stage 1: ``stage1_forward.py`` ends at or before
    ``regularization_from_iter`` (6000, where ``stage2_forward.py`` starts from the stage-1 checkpoint) and
    ``stage1_360.py`` / ``stage2_360.py`` end at 12 000 / 30 000 with it at 30 000; so here it runs only in the
@@ -50,7 +51,7 @@ from ..rasterize import rasterize
 from ..sh import eval_sh
 from ..trainer import GSTrainer
 from .config import LMGaussianConfig
-from .init import background_aware_points, view_depth
+from .init import background_aware_points, hull_volume_points, view_depth
 from .losses import (depth_normal_consistency, local_pearson_loss, masked_l1, normal_prior_loss,
                      pearson_depth_loss)
 from .normals import depth_normal_prior, shipped_normal
@@ -114,7 +115,14 @@ class LMGaussianTrainer(GSTrainer):
         agreement: Optional[dict] = {} if lm.target_min_agree > 0 and lm.depth_loss_prior is None else None
         pts, rgb, stats = background_aware_points(scene, ids, depths, int(m.init_num), lm.background_ratio,
                                                   lm.occlusion_tol, lm.fill_holes, self.gen, agreement)
-        self.priors["init"] = {**stats, "points": len(pts)}
+        if lm.hull_volume_points > 0:  # not the authors' (config doc): the visual hull's volume, 3DGS's random start
+            lo, hi = pts.min(0).values, pts.max(0).values
+            pad = 0.05 * (hi - lo)
+            vol, vol_rgb = hull_volume_points(scene, ids, int(lm.hull_volume_points), lo - pad, hi + pad, self.gen)
+            stats["hull_volume"] = len(vol)
+        else:
+            vol, vol_rgb = pts[:0], rgb[:0]
+        self.priors["init"] = {**stats, "points": len(pts) + len(vol)}
 
         # Pearson depth-loss targets: the prior's own map (relative maps need no alignment: the loss is affine-
         # invariant) and where it is valid
@@ -186,7 +194,9 @@ class LMGaussianTrainer(GSTrainer):
                                       "stage2_without_refiner": bool(lm.stage2_without_refiner)}
         else:
             self.priors["refiner"] = {**self.refiner.describe(), "skipped": False, "rounds_done": 0}
-        return GaussianModel.from_points(pts, rgb, int(m.sh_degree), float(m.init_opacity), float(m.init_scale))
+        # the virtual views' point renders above show the prior's cloud; the hull's volume points start as Gaussians
+        return GaussianModel.from_points(torch.cat([pts, vol]), torch.cat([rgb, vol_rgb]), int(m.sh_degree),
+                                         float(m.init_opacity), float(m.init_scale))
 
     # -- schedule ----------------------------------------------------------------------------------------------
     def progress_frac(self) -> float:
