@@ -26,6 +26,8 @@ Gaussians there stretch into streaks across the held-out views (19.8 dB on the l
 from step 100 to 450. The left-out view: densification alone 20.1 dB, hull volume alone 21.0 (21.1 with 11 500
 volume points), both 21.5, both with 10 000 / 5 000 prior points 22.0 / 22.0, the hull volume with no prior points
 21.4. With 3 views (view 6 left out of 0, 6, 11) the left-out view stays at 11.8 dB (SSIM 0.560 → 0.542).
+Held out (seed 0 / 1): 3 views 14.16 → 13.69 dB (baseline 12.22); 6 views 18.09 → 19.79 / 19.73 (baseline
+20.06 / 19.69); 9 views 19.42 → 21.11 / 20.65 (baseline 21.34 / 21.19); ``docs/model_zoo.md``.
 
 No depth-normal consistency (Eq. 10): in the authors' code it never runs in stage 1 (``stage1_360.py``:
 ``regularization_from_iter`` 30 000, the end of their 360° schedule; ``stage1_forward.py``: 6000, where stage 2
