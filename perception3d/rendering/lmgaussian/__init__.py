@@ -9,7 +9,6 @@ from .trainer import LMGaussianTrainer, gaussian_normals
 from .virtual import distance_weights, point_render_targets, virtual_cameras
 
 __all__ = ["LMGaussianConfig", "LMGaussianTrainer", "ViewDepth", "background_aware_points", "hull_volume_points",
-           "view_depth",
-           "pearson_depth_loss", "local_pearson_loss", "normal_prior_loss", "depth_to_normal",
+           "view_depth", "pearson_depth_loss", "local_pearson_loss", "normal_prior_loss", "depth_to_normal",
            "depth_normal_consistency", "masked_l1", "read_normal_map", "gaussian_normals", "virtual_cameras",
            "point_render_targets", "distance_weights"]

@@ -179,8 +179,7 @@ def hull_volume_points(scene, ids: Sequence[int], n: int, lo: torch.Tensor, hi: 
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` points uniform in the box ``lo``–``hi`` ([3] each) that lie inside the object mask of every training
     view in ``ids`` that sees them and are seen by one at least (the visual hull; a view the point projects outside
-    of does not carve), with
-    random colours (3DGS's random start). Returns (points [n', 3], colours [n', 3]); n' < n only when
+    of does not carve), with random colours (3DGS's random start). Returns (points [n', 3], colours [n', 3]); n' < n only when
     ``max_rounds`` batches of 4n candidates did not find n (a thin hull in a large box). Every view must have an
     object mask (ValueError naming the view otherwise)."""
     masks = []
