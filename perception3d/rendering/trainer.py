@@ -124,21 +124,31 @@ def resolve_background(cfg) -> tuple[torch.Tensor, bool]:
 
 
 @torch.no_grad()
-def carve_points(points: torch.Tensor, scene: Scene, ids) -> torch.Tensor:
-    """Keep the points that fall inside the object mask (alpha > 0.5) of every view in ``ids`` that sees them
-    (a visual hull); views without an alpha channel do not carve. points [P, 3] → [P', 3]."""
+def carve_points(points: torch.Tensor, scene: Scene, ids, masks: Optional[list] = None,
+                 require_seen: bool = False) -> torch.Tensor:
+    """Keep the points that fall inside the object mask of every view in ``ids`` that sees them (a visual hull);
+    ``masks``: one [H, W] bool per view of ``ids`` (default: alpha > 0.5; views without an alpha channel do not
+    carve). ``require_seen``: also drop the points that no view sees. points [P, 3] → [P', 3]."""
     keep = torch.ones(len(points), dtype=torch.bool)
-    for i in ids:
-        a = scene.alpha(i)
-        if a is None:
-            continue
+    seen_any = torch.zeros(len(points), dtype=torch.bool)
+    for k, i in enumerate(ids):
+        if masks is not None:
+            m = masks[k]
+        else:
+            a = scene.alpha(i)
+            if a is None:
+                continue
+            m = a > 0.5
         uv, z = scene.cameras[i].project(points)
         uv, z = uv[0], z[0]
         u, v = uv[:, 0].floor().long(), uv[:, 1].floor().long()
-        inside = (z > 0) & (u >= 0) & (v >= 0) & (u < a.shape[1]) & (v < a.shape[0])
+        inside = (z > 0) & (u >= 0) & (v >= 0) & (u < m.shape[1]) & (v < m.shape[0])
         fg = torch.zeros_like(keep)
-        fg[inside] = a[v[inside], u[inside]] > 0.5
+        fg[inside] = m[v[inside], u[inside]]
         keep &= fg | ~inside
+        seen_any |= inside
+    if require_seen:
+        keep &= seen_any
     return points[keep]
 
 

@@ -33,6 +33,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..trainer import carve_points
+
 __all__ = ["ViewDepth", "view_depth", "background_aware_points", "hull_volume_points"]
 
 log = logging.getLogger("perception3d.lmgaussian")
@@ -178,10 +180,10 @@ def hull_volume_points(scene, ids: Sequence[int], n: int, lo: torch.Tensor, hi: 
                        generator: Optional[torch.Generator] = None, max_rounds: int = 50
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` points uniform in the box ``lo``–``hi`` ([3] each) that lie inside the object mask of every training
-    view in ``ids`` that sees them and are seen by one at least (the visual hull; a view the point projects outside
-    of does not carve), with random colours (3DGS's random start). Returns (points [n', 3], colours [n', 3]); n' < n only when
-    ``max_rounds`` batches of 4n candidates did not find n (a thin hull in a large box). Every view must have an
-    object mask (ValueError naming the view otherwise)."""
+    view in ``ids`` that sees them and are seen by one at least (the visual hull, :func:`~perception3d.rendering.
+    trainer.carve_points`), with random colours (3DGS's random start). Returns (points [n', 3], colours [n', 3]);
+    n' < n only when ``max_rounds`` batches of 4n candidates did not find n (a thin hull in a large box). Every
+    view must have an object mask (ValueError naming the view otherwise)."""
     masks = []
     for i in ids:
         m = scene.mask(i)
@@ -189,25 +191,14 @@ def hull_volume_points(scene, ids: Sequence[int], n: int, lo: torch.Tensor, hi: 
             raise ValueError(f"LM-Gaussian init: hull_volume_points needs object masks; view {i} "
                              f"({scene.names[i]}) has none")
         masks.append(m)
-    H, W = scene.height, scene.width
     lo, hi = torch.as_tensor(lo, dtype=torch.float32), torch.as_tensor(hi, dtype=torch.float32)
     found, count = [], 0
     for _ in range(max_rounds):
         if count >= n:
             break
-        X = lo + torch.rand(4 * n, 3, generator=generator) * (hi - lo)
-        keep = torch.ones(len(X), dtype=torch.bool)
-        seen_any = torch.zeros(len(X), dtype=torch.bool)
-        for i, m in zip(ids, masks):
-            puv, z = scene.cameras[i].project(X)
-            u, v = puv[0, :, 0].floor().long(), puv[0, :, 1].floor().long()
-            seen = (z[0] > 0) & (u >= 0) & (v >= 0) & (u < W) & (v < H)
-            on = torch.zeros_like(keep)
-            on[seen] = m[v[seen], u[seen]]
-            keep &= on | ~seen
-            seen_any |= seen
-        keep &= seen_any
-        found.append(X[keep])
-        count += int(keep.sum())
+        X = carve_points(lo + torch.rand(4 * n, 3, generator=generator) * (hi - lo), scene, ids, masks,
+                         require_seen=True)
+        found.append(X)
+        count += len(X)
     P = torch.cat(found)[:n] if found else torch.zeros(0, 3)
     return P, torch.rand(len(P), 3, generator=generator)
