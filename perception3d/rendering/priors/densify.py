@@ -49,6 +49,9 @@ def fundamental_matrix(K_i: np.ndarray, K_j: np.ndarray, w2c_i: np.ndarray, w2c_
     return np.linalg.inv(K_j).T @ tx @ R @ np.linalg.inv(K_i)
 
 
+_KP_MEMO: dict = {}  # (id(scene), view, detector, max_features) → (scene, keypoints): triangulated_anchors
+
+
 def _keypoints(image, detector: str, max_features: int) -> tuple[np.ndarray, np.ndarray]:
     """Keypoints [N, 2] (house pixels) and float32 descriptors [N, D] of an RGB image."""
     import cv2
@@ -122,12 +125,14 @@ def triangulated_anchors(scene, i: int, ids: Sequence[int], detector: str = "sif
     Ks = cams.Ks.double().numpy()
     ci = cams.centers[i].double().numpy()
     pix, dep = [np.zeros((0, 2))], [np.zeros(0)]
-    cache: dict = {}
 
-    def feats(v):
-        if v not in cache:
-            cache[v] = _keypoints(scene.image(v), detector, max_features)
-        return cache[v]
+    def feats(v):  # each view's keypoints once per scene, not once per view they are matched with
+        global _KP_MEMO
+        key = (id(scene), v, detector, max_features)
+        if key not in _KP_MEMO or _KP_MEMO[key][0] is not scene:  # the entry holds the scene: its id is not reused
+            _KP_MEMO = {} if len(_KP_MEMO) >= 64 else _KP_MEMO
+            _KP_MEMO[key] = (scene, _keypoints(scene.image(v), detector, max_features))
+        return _KP_MEMO[key][1]
 
     for j in ids:
         if j == i:

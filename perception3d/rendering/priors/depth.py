@@ -216,7 +216,7 @@ class PlaneSweepDepth(DepthPrior):
                 zncc = cov / np.sqrt(var_r * var_s + 1e-6)
                 per[q] = np.where(_box(seen, k) > 0.999, 1 - zncc, 2.0)
             # occlusion-robust aggregation: mean of the `top` best sources (Kang et al., CVPR 2001)
-            cost[p] = np.sort(per, 0)[:top].mean(0) if len(srcs) > 1 else per[0]
+            cost[p] = _mean_of_smallest(per, top)
         best = cost.argmin(0)
         rows, cols = np.indices((h, w))
         c0 = cost[best, rows, cols]
@@ -241,6 +241,21 @@ class PlaneSweepDepth(DepthPrior):
         out = DepthMap(torch.from_numpy(depth), torch.from_numpy(conf), True, self.name)
         self._memo = {key: (scene, out)} if len(self._memo) > 16 else {**self._memo, key: (scene, out)}
         return out
+
+
+def _mean_of_smallest(per: np.ndarray, top: int) -> np.ndarray:
+    """Mean over axis 0 of the ``top`` smallest of ``per`` [S, H, W], equal bit for bit to
+    ``np.sort(per, 0)[:top].mean(0)``; for ``top`` ≤ 2 by a running minimum and second minimum (a strided sort
+    along axis 0 cost a quarter of the sweep)."""
+    if len(per) == 1 or top <= 1:
+        return per.min(0)
+    if top > 2:
+        return np.sort(per, 0)[:top].mean(0)
+    m1, m2 = np.minimum(per[0], per[1]), np.maximum(per[0], per[1])
+    for x in per[2:]:
+        m2 = np.minimum(m2, np.maximum(m1, x))
+        m1 = np.minimum(m1, x)
+    return np.stack([m1, m2]).mean(0)
 
 
 def geometric_consistency(cams, i: int, depth: torch.Tensor, others: dict, px_tol: float = 1.0,

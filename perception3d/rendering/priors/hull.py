@@ -51,7 +51,6 @@ def visual_hull_depth(scene, i: int, ids: Sequence[int], pixels: Optional[torch.
             m = F.max_pool2d(m, 2 * tolerance + 1, stride=1, padding=tolerance)
         fg.append(m[0, 0] > 0)
     fg = torch.stack(fg)                                                        # [J, H, W]
-    cams = scene.cameras[others]
     if pixels is None:
         pixels = scene.mask(i)
         if pixels is None:
@@ -68,13 +67,22 @@ def visual_hull_depth(scene, i: int, ids: Sequence[int], pixels: Optional[torch.
     centre = cam_i.unproject(uv[:1], torch.zeros(1))[0, 0]
     ray = cam_i.unproject(uv, torch.ones(len(uv)))[0] - centre                  # [P, 3]
 
+    single = [scene.cameras[[j]] for j in others]
+
     def inside(X: torch.Tensor) -> torch.Tensor:                               # X [N, 3] → [N] bool
-        puv, z = cams.project(X)                                                # [J, N, 2], [J, N]
-        u, v = puv[..., 0].floor().long(), puv[..., 1].floor().long()
-        seen = (z > 0) & (u >= 0) & (v >= 0) & (u < W) & (v < H)
-        jj = torch.arange(len(others))[:, None].expand_as(u)
-        on = fg[jj, v.clamp(0, H - 1), u.clamp(0, W - 1)]
-        return (on & seen).all(0)
+        # view by view, projecting only the points still inside every view so far (most rays' samples leave
+        # the hull at the first views, so this does a fraction of the J projections)
+        alive = torch.arange(len(X))
+        for j, cam in enumerate(single):
+            puv, z = cam.project(X[alive])                                      # [1, A, 2], [1, A]
+            u, v = puv[0, :, 0].floor().long(), puv[0, :, 1].floor().long()
+            seen = (z[0] > 0) & (u >= 0) & (v >= 0) & (u < W) & (v < H)
+            alive = alive[seen & fg[j, v.clamp(0, H - 1), u.clamp(0, W - 1)]]
+            if len(alive) == 0:
+                break
+        out = torch.zeros(len(X), dtype=torch.bool)
+        out[alive] = True
+        return out
 
     step = float(zs[1] - zs[0]) if num_samples > 1 else 0.0
     for s in range(0, len(ray), chunk):
