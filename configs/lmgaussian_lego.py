@@ -31,7 +31,7 @@ Held out (seed 0 / 1): 3 views 14.16 → 13.69 dB (baseline 12.22); 6 views 18.0
 
 Stage 2 starts at 35 % of the CPU budget, not at the authors' half of the iterations (chosen on training-view
 evidence, one run each, 2 CPU-minutes, the priors' set-up included in the budget). A stage-1 step
-costs about twice a stage-2 step, so at half of the budget stage 1 already held only about 30 % of the steps, and
+costs 1.5–2 times a stage-2 step, so at half of the budget stage 1 already held only about 30 % of the steps, and
 with 9 views the weight-free priors' regularisers did more harm than the photometric steps they displaced. Left-out
 training view, stage 2 from 0.65 / 0.5 / 0.35 / 0.25 of the budget: 9 views (view 6 left out) 21.56 / 21.94 /
 22.39 / 22.14 dB (SSIM 0.790 / 0.803 / 0.811 / 0.815); 6 views (view 4 left out) 17.22 → 17.27 dB (0.5 → 0.35;
