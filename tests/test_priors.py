@@ -150,6 +150,23 @@ def test_plane_sweep_cost_aggregation_matches_a_full_sort(sources, top):
     assert np.array_equal(_mean_of_smallest(per, top), ref)
 
 
+def test_scene_memo_is_per_scene_object_and_bounded():
+    """A value is computed once per (scene, key); another scene object with the same key gets its own; the memo
+    empties when it holds ``size`` entries."""
+    from perception3d.rendering.priors import SceneMemo
+
+    calls = []
+    memo = SceneMemo(2)
+
+    def get(scene, key):
+        return memo.get(scene, key, lambda: calls.append((scene, key)) or len(calls))
+
+    a, b = object(), object()
+    assert get(a, 1) == 1 and get(a, 1) == 1 and get(b, 1) == 2   # computed once for a, again for b
+    assert get(a, 2) == 3                                         # full (2 entries): emptied, then stored
+    assert get(a, 1) == 4 and get(a, 2) == 3
+
+
 def _known_depth(scene, i):
     """The built-in scene's exact expected depth of view ``i`` and its opaque pixels."""
     from perception3d.rendering.default_scene import default_gaussians

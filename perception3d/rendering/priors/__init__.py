@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import torch
 
 from .base import (DepthMap, DepthPrior, FlowPrior, ImageRefiner, PosePrior, PriorUnavailableError,  # noqa: F401
-                   RelativePose)
+                   RelativePose, SceneMemo)
 from .densify import TriangulatedDepth, densify_depth, guided_filter, triangulated_anchors  # noqa: F401
 from .depth import (FeatureDepth, PlaneSweepDepth, ShippedDepth, align_scale_shift, depth_metrics,  # noqa: F401
                     feature_depth_map, feature_depths, read_depth_file)
@@ -43,7 +43,7 @@ from .pose import FeaturePose, match_features, rotation_angle_deg, solve_pnp, tr
 from .refine import ClassicalRefiner
 
 __all__ = ["DepthMap", "DepthPrior", "FlowPrior", "PosePrior", "ImageRefiner", "RelativePose",
-           "PriorUnavailableError", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "TriangulatedDepth",
+           "PriorUnavailableError", "SceneMemo", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "TriangulatedDepth",
            "HullFilledDepth", "visual_hull_depth",
            "DISFlow", "FeaturePose", "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior",
            "build_image_refiner",

@@ -20,9 +20,30 @@ import numpy as np
 import torch
 
 __all__ = ["DepthMap", "RelativePose", "DepthPrior", "FlowPrior", "PosePrior", "ImageRefiner",
-           "PriorUnavailableError", "to_uint8_gray", "to_numpy_image"]
+           "PriorUnavailableError", "SceneMemo", "to_uint8_gray", "to_numpy_image"]
 
 ImageLike = Union[torch.Tensor, np.ndarray]
+
+
+class SceneMemo:
+    """Results computed from a scene, kept per (scene, key) so that a prior asked again about the same views does
+    not recompute them. An entry holds its scene, so the scene's ``id`` is not reused while the entry lives;
+    the memo is emptied when it holds ``size`` entries."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self._entries: dict = {}
+
+    def get(self, scene, key, compute):
+        """The value memoised for ``(scene, key)``, else ``compute()`` (stored)."""
+        hit = self._entries.get((id(scene), key))
+        if hit is not None and hit[0] is scene:
+            return hit[1]
+        if len(self._entries) >= self.size:
+            self._entries = {}
+        value = compute()
+        self._entries[(id(scene), key)] = (scene, value)
+        return value
 
 
 class PriorUnavailableError(RuntimeError):

@@ -34,7 +34,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .base import DepthMap, DepthPrior, to_numpy_image
+from .base import DepthMap, DepthPrior, SceneMemo, to_numpy_image
 
 __all__ = ["TriangulatedDepth", "triangulated_anchors", "epipolar_matches", "densify_depth", "guided_filter",
            "fundamental_matrix", "interpolate_inverse_depth"]
@@ -49,7 +49,7 @@ def fundamental_matrix(K_i: np.ndarray, K_j: np.ndarray, w2c_i: np.ndarray, w2c_
     return np.linalg.inv(K_j).T @ tx @ R @ np.linalg.inv(K_i)
 
 
-_KP_MEMO: dict = {}  # (id(scene), view, detector, max_features) → (scene, keypoints): triangulated_anchors
+_KEYPOINTS = SceneMemo(64)  # (view, detector, max_features) → keypoints, for triangulated_anchors
 
 
 def _keypoints(image, detector: str, max_features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,12 +127,8 @@ def triangulated_anchors(scene, i: int, ids: Sequence[int], detector: str = "sif
     pix, dep = [np.zeros((0, 2))], [np.zeros(0)]
 
     def feats(v):  # each view's keypoints once per scene, not once per view they are matched with
-        global _KP_MEMO
-        key = (id(scene), v, detector, max_features)
-        if key not in _KP_MEMO or _KP_MEMO[key][0] is not scene:  # the entry holds the scene: its id is not reused
-            _KP_MEMO = {} if len(_KP_MEMO) >= 64 else _KP_MEMO
-            _KP_MEMO[key] = (scene, _keypoints(scene.image(v), detector, max_features))
-        return _KP_MEMO[key][1]
+        return _KEYPOINTS.get(scene, (v, detector, max_features),
+                              lambda: _keypoints(scene.image(v), detector, max_features))
 
     for j in ids:
         if j == i:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..readers.lmgaussian import read_depth_array
-from .base import DepthMap, DepthPrior, to_numpy_image
+from .base import DepthMap, DepthPrior, SceneMemo, to_numpy_image
 
 __all__ = ["PlaneSweepDepth", "FeatureDepth", "geometric_consistency", "ShippedDepth", "feature_depths",
            "align_scale_shift", "depth_metrics", "read_depth_file"]
@@ -125,7 +125,7 @@ class PlaneSweepDepth(DepthPrior):
         self.num_sources, self.best_sources = int(num_sources), int(best_sources)
         self.depth_range, self.min_confidence, self.consistency = depth_range, min_confidence, bool(consistency)
         self.consistency_tol = tuple(consistency_tol)
-        self._memo: dict = {}
+        self._memo = SceneMemo(17)
         self.last_range: Optional[tuple[float, float]] = None
 
     def describe(self) -> dict:
@@ -160,9 +160,10 @@ class PlaneSweepDepth(DepthPrior):
         return sorted((j for j in ids if j != i), key=lambda j: float((c[j] - c[i]).norm()))[: self.num_sources]
 
     def _sweep(self, scene, i: int, ids: Sequence[int]) -> DepthMap:
-        key = (id(scene), i, tuple(sorted(ids)))
-        if key in self._memo and self._memo[key][0] is scene:  # the entry holds the scene, so its id is not reused
-            return self._memo[key][1]
+        """View i's sweep against ``ids`` (memoised: the consistency check sweeps the neighbours again)."""
+        return self._memo.get(scene, (i, tuple(sorted(ids))), lambda: self._compute_sweep(scene, i, ids))
+
+    def _compute_sweep(self, scene, i: int, ids: Sequence[int]) -> DepthMap:
         import cv2
 
         ids = [j for j in ids if j != i]
@@ -238,9 +239,7 @@ class PlaneSweepDepth(DepthPrior):
             conf = cv2.resize(conf.astype(np.float32), (W, H), interpolation=cv2.INTER_NEAREST)
         conf = np.where(conf >= self.min_confidence, conf, 0).astype(np.float32)
         depth = np.where(conf > 0, depth, 0).astype(np.float32)
-        out = DepthMap(torch.from_numpy(depth), torch.from_numpy(conf), True, self.name)
-        self._memo = {key: (scene, out)} if len(self._memo) > 16 else {**self._memo, key: (scene, out)}
-        return out
+        return DepthMap(torch.from_numpy(depth), torch.from_numpy(conf), True, self.name)
 
 
 def _mean_of_smallest(per: np.ndarray, top: int) -> np.ndarray:
