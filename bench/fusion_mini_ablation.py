@@ -4,7 +4,8 @@ fewer than ``--few`` LiDAR points (the ones a camera helps with): the SparseFusi
     python bench/fusion_mini_ablation.py \\
         sparsefusion=configs/sparsefusion_waymo_mini.py:work_dirs/sparsefusion_waymo_mini/iter_240.pth \\
         transfusion_l=configs/transfusion_l_waymo_mini.py:work_dirs/transfusion_l_waymo_mini/iter_240.pth \\
-        [--few 20] [--fov] [--near 20] [--bootstrap 200] [--out work_dirs/fusion_ablation.json]
+        [--few 20] [--fov] [--near 20] [--bootstrap 200] [--extra-val 200] [--grey-images NAME ...]
+        [--out work_dirs/fusion_ablation.json]
 
 "Few points" is scored with the official metric's own mechanism for boxes it does not count
 (``zero_point_gt="ignore"``): the boxes with ``>= few`` points are marked ignored (a prediction matched to one is
@@ -23,7 +24,16 @@ detections and scores the detections without them (what the camera candidates th
 (predictions of the other part dropped, its truths ignored).
 
 ``--bootstrap N``: N paired bootstrap resamples of the frames (the same frames for every model, seed 0): each
-model's Overall L1 mAP minus the first model's, mean and 95 % interval, all boxes and few-point ones.
+model's Overall L1 mAP minus the first model's, and every other pair's difference, mean and 95 % interval, all
+boxes and few-point ones.
+
+``--extra-val N``: score on N validation frames the models never saw, drawn with another generator seed
+(``--extra-val-seed``, default 1; the configs' dataset is seed 0) with the same surround rig, written once to
+``data/waymo_mini_surround_seed<S>_val<N>`` and converted: 40 frames leave a 0.005 mAP difference inside the noise.
+
+``--grey-images NAME ...``: score the named runs with every camera image replaced by a constant grey (0.5): what
+the image contents add (the same model, the same LiDAR input). The same CONFIG:CHECKPOINT may be listed twice
+under two names, once with and once without.
 """
 from __future__ import annotations
 
@@ -39,8 +49,25 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def predict_split(config: str, checkpoint: str) -> tuple[list, list]:
-    """(predictions, ground truths) over the config's test split, in ``waymo_evaluate``'s per-frame layout."""
+def extra_validation_split(n: int, seed: int, root: str = "data") -> str:
+    """The converted folder of ``n`` validation frames of the surround-camera mini dataset drawn with generator
+    ``seed`` (written on first use; see ``--extra-val``)."""
+    from perception3d.datasets.synthetic.writer import ensure_waymo_mini
+    from perception3d.datasets.waymo_v2 import convert_waymo_v2
+
+    base = os.path.join(root, f"waymo_mini_surround_seed{seed}_val{n}")
+    out = os.path.join(base, "processed")
+    ensure_waymo_mini(base, num_train=0, num_val=n, seed=seed, surround_cameras=True)
+    if not os.path.isfile(os.path.join(out, "waymo_infos_val.pkl")):  # resumable; the infos are written last
+        convert_waymo_v2(base, out, splits=["val"], cameras=True)
+    return out
+
+
+def predict_split(config: str, checkpoint: str, data_root: str = None,
+                  grey_images: bool = False) -> tuple[list, list]:
+    """(predictions, ground truths) over the config's test split (or the ``waymo_infos_val.pkl`` of another
+    converted ``data_root``), in ``waymo_evaluate``'s per-frame layout; ``grey_images``: every camera image a
+    constant 0.5."""
     from mmengine.registry import FUNCTIONS, DefaultScope
 
     import perception3d.datasets  # noqa: F401
@@ -50,16 +77,22 @@ def predict_split(config: str, checkpoint: str) -> tuple[list, list]:
     from perception3d.registry import DATASETS
 
     cfg = load_config(config)
-    if cfg.get("prepare_data"):
+    if data_root is None and cfg.get("prepare_data"):
         kw = dict(cfg.prepare_data)
         FUNCTIONS.get(kw.pop("type"))(**kw)
     model = init_model(cfg, checkpoint)
     with DefaultScope.overwrite_default_scope("perception3d"):
-        ds = DATASETS.build(dict(cfg.test_dataloader.dataset, test_mode=True))
+        spec = dict(cfg.test_dataloader.dataset, test_mode=True)
+        if data_root is not None:
+            spec.update(data_root=data_root, ann_file="waymo_infos_val.pkl")
+        ds = DATASETS.build(spec)
     preds, gts = [], []
     with torch.no_grad():
         for i in range(len(ds)):
             item = ds[i]
+            if grey_images and item["data_samples"].get("images") is not None:
+                item["data_samples"]["images"] = [np.full_like(np.asarray(im), 0.5)
+                                                  for im in item["data_samples"]["images"]]
             out = model.test_step(det3d_collate([item]))[0]
             p = out["pred_instances_3d"] if isinstance(out, dict) else out.pred_instances_3d
             get = p.get if isinstance(p, dict) else lambda k: getattr(p, k)
@@ -147,17 +180,22 @@ def in_range(preds: list, gts: list, lo: float, hi: float) -> tuple[list, list]:
 def paired_bootstrap(preds: dict, gts: list, few_gts: list, ref: str, n: int, seed: int = 0) -> dict:
     """Paired bootstrap over frames (the same resampled frames for every model): per model other than ``ref``,
     the distribution of its Overall L1 mAP minus ``ref``'s, on all boxes and on the few-point truths —
-    ``{name: {"all" | "few": {mean, p2.5, p97.5, frac_above_0}}}``. How far a difference on 40 frames is noise."""
+    ``{name: {"all" | "few": {mean, p2.5, p97.5, frac_above_0}}}`` —, and under ``"a - b"`` the same for every
+    other pair of models (listing order). How far a difference on 40 frames is noise."""
     from perception3d.evaluation.waymo import waymo_evaluate
     rng = np.random.default_rng(seed)
-    diffs = {k: {"all": [], "few": []} for k in preds if k != ref}
+    names = list(preds)
+    others = [k for k in names if k != ref]
+    pairs = {k: (k, ref) for k in others}
+    pairs.update({f"{a} - {b}": (a, b) for i, a in enumerate(others) for b in others[i + 1:]})
+    diffs = {k: {"all": [], "few": []} for k in pairs}
     for _ in range(n):
         idx = rng.integers(0, len(gts), len(gts))
         for part, g in (("all", gts), ("few", few_gts)):
             gg = [g[i] for i in idx]
-            base = waymo_evaluate([preds[ref][i] for i in idx], gg)["Overall/L1 mAP"]
-            for k in diffs:
-                diffs[k][part].append(waymo_evaluate([preds[k][i] for i in idx], gg)["Overall/L1 mAP"] - base)
+            m = {k: waymo_evaluate([preds[k][i] for i in idx], gg)["Overall/L1 mAP"] for k in names}
+            for key, (a, b) in pairs.items():
+                diffs[key][part].append(m[a] - m[b])
     return {k: {part: dict(mean=round(float(np.mean(d)), 4), **{"p2.5": round(float(np.percentile(d, 2.5)), 4),
                                                                   "p97.5": round(float(np.percentile(d, 97.5)), 4)},
                            frac_above_0=round(float(np.mean(np.asarray(d) > 0)), 3))
@@ -173,8 +211,17 @@ def main(argv=None) -> dict:
                     help="also score near (BEV range < NEAR m) and far (>= NEAR m) objects apart")
     ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
                     help="N paired bootstrap resamples of the frames: each model's L1 mAP minus the first model's")
+    ap.add_argument("--extra-val", type=int, default=0, metavar="N",
+                    help="score on N new validation frames drawn with --extra-val-seed instead of the config's split")
+    ap.add_argument("--extra-val-seed", type=int, default=1)
+    ap.add_argument("--grey-images", nargs="*", default=[], metavar="NAME",
+                    help="runs scored with every camera image a constant grey")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
+    unknown = set(args.grey_images) - {r.split("=", 1)[0] for r in args.runs}
+    if unknown:
+        ap.error(f"--grey-images names no run: {sorted(unknown)}")
+    data_root = extra_validation_split(args.extra_val, args.extra_val_seed) if args.extra_val else None
     from perception3d.evaluation.waymo import waymo_evaluate
 
     table, kept = {}, {}
@@ -182,7 +229,7 @@ def main(argv=None) -> dict:
         name, spec = run.split("=", 1)
         config, ckpt = spec.rsplit(":", 1)
         t, c = time.time(), time.process_time()
-        preds, gts = predict_split(config, ckpt)
+        preds, gts = predict_split(config, ckpt, data_root, grey_images=name in args.grey_images)
         few_gts = few_point_truths(gts, args.few)
         sources = camera_candidate_counts(preds)
         lidar_only = [{k: np.asarray(v)[~p["from_camera"]] for k, v in p.items() if k != "from_camera"}
@@ -194,7 +241,8 @@ def main(argv=None) -> dict:
         n_few = sum(int(((np.asarray(g["num_points"]) > 0) & (np.asarray(g["num_points"]) < args.few)).sum())
                     for g in gts)
         n_all = sum(int((np.asarray(g["num_points"]) > 0).sum()) for g in gts)
-        table[name] = dict(config=config, checkpoint=ckpt, frames=len(gts), boxes=n_all, few_boxes=n_few,
+        table[name] = dict(config=config, checkpoint=ckpt, data_root=data_root, grey_images=name in args.grey_images,
+                           frames=len(gts), boxes=n_all, few_boxes=n_few,
                            all=_maps(allm),
                            few=_maps(fewm),
                            eval_wall_s=round(time.time() - t, 1), eval_cpu_s=round(time.process_time() - c, 1))
@@ -239,8 +287,12 @@ def main(argv=None) -> dict:
     if args.bootstrap and len(kept) > 1:
         ref = next(iter(kept))
         for name, r in paired_bootstrap(kept, gts, few_gts, ref, args.bootstrap).items():
-            table[name]["bootstrap_vs_" + ref] = r
-            print(f"{name} - {ref}, {args.bootstrap} paired resamples of the {len(gts)} frames: L1 mAP all "
+            if name in table:
+                table[name]["bootstrap_vs_" + ref] = r
+                name = f"{name} - {ref}"
+            else:
+                table.setdefault("bootstrap_pairs", {})[name] = r
+            print(f"{name}, {args.bootstrap} paired resamples of the {len(gts)} frames: L1 mAP all "
                   f"{r['all']['mean']:+.4f} [{r['all']['p2.5']:+.4f}, {r['all']['p97.5']:+.4f}] (> 0 in "
                   f"{r['all']['frac_above_0']:.0%}); < {args.few} points {r['few']['mean']:+.4f} "
                   f"[{r['few']['p2.5']:+.4f}, {r['few']['p97.5']:+.4f}] (> 0 in {r['few']['frac_above_0']:.0%})",

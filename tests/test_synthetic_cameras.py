@@ -314,3 +314,6 @@ def test_ablation_bench_scores_few_point_and_camera_view_subsets():
     assert boot["copy"]["all"] == dict(mean=0.0, frac_above_0=0.0, **{"p2.5": 0.0, "p97.5": 0.0})
     assert boot["blind"]["all"]["mean"] == boot["blind"]["all"]["p97.5"] == -1.0
     assert boot["blind"]["few"]["mean"] == -1.0
+    # and every other pair in listing order: the copy finds everything the blind model misses
+    assert boot["copy - blind"]["all"] == dict(mean=1.0, frac_above_0=1.0, **{"p2.5": 1.0, "p97.5": 1.0})
+    assert set(boot) == {"copy", "blind", "copy - blind"}
