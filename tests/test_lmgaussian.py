@@ -454,3 +454,34 @@ def test_stage2_without_refiner_stops_the_stage1_regularisers(tmp_path):
         assert keys[:2] == [stage1, stage1]
         assert keys[2:] == ([set(), set()] if on else [stage1, stage1])
         assert tr.refined is None
+
+
+def test_stage2_without_geometry_losses_renders_colour_alone(tmp_path, monkeypatch):
+    """Once no loss reads normals or depth (stage 2 without a refiner, no Eq. 10), a step renders colour alone like
+    a 3DGS step: the same colour as the geometry render (compiled SH vs torch SH), and no geometry render."""
+    from perception3d.rendering.default_scene import make_default_scene
+    from perception3d.rendering.lmgaussian import LMGaussianTrainer
+
+    root = make_default_scene(tmp_path / "scene", n_train=3, n_test=1, size=32)
+    cfg = {"data": dict(type="default", root=str(root), generate=dict(n_train=3, n_test=1, size=32)),
+           "model": dict(init="frustum", init_num=300, sh_degree=1),
+           "train": dict(max_steps=4, eval_every=10**9, save_every=10**9, log_every=10**9, tile_size=8),
+           "strategy": dict(refine_stop_iter=0),
+           "lmgaussian": dict(depth_prior=dict(type="plane_sweep", num_planes=16), refiner=dict(type="none"),
+                              num_virtual=2, refine_from=0.5, lambda_depth_normal=0.0,
+                              stage2_without_refiner=True)}
+    tr = LMGaussianTrainer(cfg, tmp_path / "lm", progress=False)
+    with torch.no_grad():
+        tr.model.params["shN"].normal_(0.0, 0.2)  # view-dependent colour, so both SH evaluations are compared
+    cam, bg = tr.scene.cameras[tr.scene.train_ids[0]], torch.tensor([0.2, 0.5, 0.9])
+    with torch.no_grad():
+        rgb, _ = tr.render_colour(cam, bg, 1)
+        rgb_geo = tr.render_with_geometry(cam, bg, 1)[0]
+    assert torch.allclose(rgb, rgb_geo, atol=2e-5), float((rgb - rgb_geo).abs().max())
+    calls = []
+    real = tr.render_with_geometry
+    monkeypatch.setattr(tr, "render_with_geometry", lambda *a: calls.append(tr.step) or real(*a))
+    for step in range(4):
+        tr.step = step
+        tr.train_step(tr.scene.train_ids[step % 3])
+    assert calls == [0, 1]  # stage 1 only (its depth and normal losses)

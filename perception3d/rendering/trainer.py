@@ -318,15 +318,18 @@ class GSTrainer:
         cam = self.scene.cameras[i]
         gt = self.scene.image(i)
         bg = torch.rand(3, generator=self.gen) if self.random_background else self.background
-        out, _, meta = self.model.render(cam.viewmats, cam.Ks, cam.width, cam.height,
-                                         sh_degree=self.active_sh_degree(self.step), background=bg,
-                                         tile_size=self.tile_size)
+        pred, meta = self.render_colour(cam, bg, self.active_sh_degree(self.step))
         self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, self.step, meta)
-        pred = out[0]
         l1 = (pred - gt).abs().mean()
         ssim = ssim_differentiable(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None])
         loss = (1 - self.ssim_lambda) * l1 + self.ssim_lambda * (1 - ssim)  # 3DGS Eq. 7
         return self._optimize(loss, meta, pred, gt, l1, ssim)
+
+    def render_colour(self, cam, background: torch.Tensor, sh_degree: int):
+        """The training render of one camera: (colour [H, W, 3] over ``background``, the rasterizer's meta)."""
+        out, _, meta = self.model.render(cam.viewmats, cam.Ks, cam.width, cam.height, sh_degree=sh_degree,
+                                         background=background, tile_size=self.tile_size)
+        return out[0], meta
 
     def _optimize(self, loss: torch.Tensor, meta: dict, pred: torch.Tensor, gt: torch.Tensor, l1: torch.Tensor,
                   ssim: torch.Tensor) -> dict:

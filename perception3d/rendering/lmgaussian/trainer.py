@@ -268,13 +268,17 @@ class LMGaussianTrainer(GSTrainer):
         gt = self.scene.image(i)
         bg = torch.rand(3, generator=self.gen) if self.random_background else self.background
         deg = self.active_sh_degree(self.step)
-        rgb, normal, depth, alpha, meta = self.render_with_geometry(cam, bg, deg)
+        depth_normal = lm.lambda_depth_normal > 0 and stage2 and p >= lm.regularization_from  # Eq. 10
+        if stage2 and not depth_normal:  # no loss reads normals or depth: colour alone, as a 3DGS step
+            rgb, meta = self.render_colour(cam, bg, deg)
+        else:
+            rgb, normal, depth, alpha, meta = self.render_with_geometry(cam, bg, deg)
+            unit_normal = F.normalize(normal, dim=-1, eps=1e-6)
         self.strategy.step_pre_backward(self.model.params, self.optimizers, self.strategy_state, self.step, meta)
         l1 = (rgb - gt).abs().mean()
         ssim = ssim_differentiable(rgb.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None])
         loss = (1 - self.ssim_lambda) * l1 + self.ssim_lambda * (1 - ssim)  # 3DGS Eq. 7
         stats = {}
-        unit_normal = F.normalize(normal, dim=-1, eps=1e-6)
         if not stage2:
             if lm.lambda_depth > 0:  # Eq. 8
                 target, mask = self.depth_targets[i]
@@ -300,7 +304,7 @@ class LMGaussianTrainer(GSTrainer):
             lr_ = (img - self.refined[k]).abs().mean()
             loss = loss + float(self.refine_weights[k]) * lr_
             stats["refine_loss"] = float(lr_.detach())
-        if lm.lambda_depth_normal > 0 and stage2 and p >= lm.regularization_from:  # Eq. 10, stage 2 only
+        if depth_normal:  # Eq. 10, stage 2 only
             ed = depth / alpha.detach().clamp_min(1e-6)
             ldn = depth_normal_consistency(unit_normal, ed, cam.Ks[0], alpha.detach() > 0.5)
             loss = loss + lm.lambda_depth_normal * ldn
