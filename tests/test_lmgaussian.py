@@ -405,6 +405,17 @@ def test_lmgaussian_lego_keeps_fitting_its_training_views(tmp_path):
     assert mid > start + 1.0 and end > mid + 0.3, (start, mid, end)
 
 
+def _tiny_cfg(root, sh_degree: int = 0, **lm) -> dict:
+    """Four steps on the built-in 32-pixel scene at ``root`` (3 training views), 300 frustum points, plane-sweep
+    depth, two virtual views, stage 2 from half of the run; ``lm`` adds to / overrides the ``lmgaussian`` section."""
+    return {"data": dict(type="default", root=str(root), generate=dict(n_train=3, n_test=1, size=32)),
+            "model": dict(init="frustum", init_num=300, sh_degree=sh_degree),
+            "train": dict(max_steps=4, eval_every=10**9, save_every=10**9, log_every=10**9, tile_size=8),
+            "strategy": dict(refine_stop_iter=0),
+            "lmgaussian": dict(dict(depth_prior=dict(type="plane_sweep", num_planes=16), num_virtual=2,
+                                    refine_from=0.5), **lm)}
+
+
 @pytest.mark.parametrize("refiner", ["none", "classical"])
 def test_depth_normal_consistency_runs_in_the_refinement_stage_only(tmp_path, refiner):
     """Eq. 10 is the refinement stage's (the authors' stage 1 ends before ``regularization_from_iter``): from
@@ -413,12 +424,7 @@ def test_depth_normal_consistency_runs_in_the_refinement_stage_only(tmp_path, re
     from perception3d.rendering.lmgaussian import LMGaussianTrainer
 
     root = make_default_scene(tmp_path / "scene", n_train=3, n_test=1, size=32)
-    cfg = {"data": dict(type="default", root=str(root), generate=dict(n_train=3, n_test=1, size=32)),
-           "model": dict(init="frustum", init_num=300, sh_degree=0),
-           "train": dict(max_steps=4, eval_every=10**9, save_every=10**9, log_every=10**9, tile_size=8),
-           "strategy": dict(refine_stop_iter=0),
-           "lmgaussian": dict(depth_prior=dict(type="plane_sweep", num_planes=16), refiner=dict(type=refiner),
-                              lambda_virtual=0.0, num_virtual=2, refine_from=0.5, regularization_from=0.5)}
+    cfg = _tiny_cfg(root, refiner=dict(type=refiner), lambda_virtual=0.0, regularization_from=0.5)
     tr = LMGaussianTrainer(cfg, tmp_path / "lm", progress=False)
     seen = []
     for step in range(4):
@@ -436,13 +442,7 @@ def test_stage2_without_refiner_stops_the_stage1_regularisers(tmp_path):
 
     root = make_default_scene(tmp_path / "scene", n_train=3, n_test=1, size=32)
     for on in (True, False):
-        cfg = {"data": dict(type="default", root=str(root), generate=dict(n_train=3, n_test=1, size=32)),
-               "model": dict(init="frustum", init_num=300, sh_degree=0),
-               "train": dict(max_steps=4, eval_every=10**9, save_every=10**9, log_every=10**9, tile_size=8),
-               "strategy": dict(refine_stop_iter=0),
-               "lmgaussian": dict(depth_prior=dict(type="plane_sweep", num_planes=16), refiner=dict(type="none"),
-                                  num_virtual=2, refine_from=0.5, lambda_depth_normal=0.0,
-                                  stage2_without_refiner=on)}
+        cfg = _tiny_cfg(root, refiner=dict(type="none"), lambda_depth_normal=0.0, stage2_without_refiner=on)
         tr = LMGaussianTrainer(cfg, tmp_path / f"lm{on}", progress=False)
         assert tr.priors["refiner"]["skipped"] is True and tr.priors["refiner"]["stage2_without_refiner"] is on
         keys = []
@@ -463,13 +463,8 @@ def test_stage2_without_geometry_losses_renders_colour_alone(tmp_path, monkeypat
     from perception3d.rendering.lmgaussian import LMGaussianTrainer
 
     root = make_default_scene(tmp_path / "scene", n_train=3, n_test=1, size=32)
-    cfg = {"data": dict(type="default", root=str(root), generate=dict(n_train=3, n_test=1, size=32)),
-           "model": dict(init="frustum", init_num=300, sh_degree=1),
-           "train": dict(max_steps=4, eval_every=10**9, save_every=10**9, log_every=10**9, tile_size=8),
-           "strategy": dict(refine_stop_iter=0),
-           "lmgaussian": dict(depth_prior=dict(type="plane_sweep", num_planes=16), refiner=dict(type="none"),
-                              num_virtual=2, refine_from=0.5, lambda_depth_normal=0.0,
-                              stage2_without_refiner=True)}
+    cfg = _tiny_cfg(root, sh_degree=1, refiner=dict(type="none"), lambda_depth_normal=0.0,
+                    stage2_without_refiner=True)
     tr = LMGaussianTrainer(cfg, tmp_path / "lm", progress=False)
     with torch.no_grad():
         tr.model.params["shN"].normal_(0.0, 0.2)  # view-dependent colour, so both SH evaluations are compared
