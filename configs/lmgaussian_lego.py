@@ -36,9 +36,10 @@ with 9 views the weight-free priors' regularisers did more harm than the photome
 training view, stage 2 from 0.65 / 0.5 / 0.35 / 0.25 of the budget: 9 views (view 6 left out) 21.56 / 21.94 /
 22.39 / 22.14 dB (SSIM 0.790 / 0.803 / 0.811 / 0.815); 6 views (view 4 left out) 17.22 → 17.27 dB (0.5 → 0.35;
 SSIM 0.696 → 0.706); 3 views (view 6 left out of 0 / 6 / 11) 11.78 → 11.77 dB (SSIM 0.542 → 0.547). Held out,
-against baselines rerun in the same session (means of seeds 0 / 1 / 2): 6 views 19.99 / 0.794 (baseline 19.83 /
-0.788, won with each seed), 9 views 21.32 / 0.821 (baseline 21.60 / 0.825, won with seed 0 only); 3 views, seed 0:
-13.58 / 0.577 (baseline 12.11 / 0.536).
+with stage 2 rendering colour alone (24 % cheaper steps, ~90 more of them) and each baseline run beside it with the
+same seed: 9 views, seeds 0–4, 21.70 / 0.826 against 21.50 / 0.823 (won with every seed); 6 views, seeds 0–2,
+19.99 / 0.794 against 19.84 / 0.787 (seed 0 loses PSNR by 0.14 dB); 3 views, seed 0: 13.48 / 0.571 against
+12.18 / 0.536 (``docs/model_zoo.md``).
 
 No depth-normal consistency (Eq. 10): in the authors' code it never runs in stage 1 (``stage1_360.py``:
 ``regularization_from_iter`` 30 000, the end of their 360° schedule; ``stage1_forward.py``: 6000, where stage 2
