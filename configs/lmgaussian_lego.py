@@ -37,8 +37,8 @@ training view, stage 2 from 0.65 / 0.5 / 0.35 / 0.25 of the budget: 9 views (vie
 22.39 / 22.14 dB (SSIM 0.790 / 0.803 / 0.811 / 0.815); 6 views (view 4 left out) 17.22 → 17.27 dB (0.5 → 0.35;
 SSIM 0.696 → 0.706); 3 views (view 6 left out of 0 / 6 / 11) 11.78 → 11.77 dB (SSIM 0.542 → 0.547). Held out,
 with stage 2 rendering colour alone (24 % cheaper steps, ~90 more of them) and each baseline run beside it with the
-same seed: 9 views, seeds 0–4, 21.70 / 0.826 against 21.50 / 0.823 (won with every seed); 6 views, seeds 0–2,
-19.99 / 0.794 against 19.84 / 0.787 (seed 0 loses PSNR by 0.14 dB); 3 views, seed 0: 13.48 / 0.571 against
+same seed: 9 views, seeds 0–4, 21.70 / 0.826 against 21.50 / 0.823 (won with every seed); 6 views, seeds 0–4,
+19.99 / 0.794 against 19.91 / 0.787 (seeds 0 and 3 lose PSNR by 0.14 dB); 3 views, seed 0: 13.48 / 0.571 against
 12.18 / 0.536 (``docs/model_zoo.md``).
 
 No depth-normal consistency (Eq. 10): in the authors' code it never runs in stage 1 (``stage1_360.py``:
