@@ -225,11 +225,6 @@ class LMGaussianTrainer(GSTrainer):
         o = out[0]
         return o[..., :3], o[..., 3:6], o[..., 6], alpha[0, ..., 0], meta
 
-    def _render_rgb(self, cam, sh_degree: int) -> torch.Tensor:
-        out, _, _ = self.model.render(cam.viewmats, cam.Ks, cam.width, cam.height, sh_degree=sh_degree,
-                                      background=self.background, tile_size=self.tile_size)
-        return out[0]
-
     # -- refinement stage ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def refine_round(self) -> None:
@@ -239,7 +234,7 @@ class LMGaussianTrainer(GSTrainer):
         refs = [self.scene.image(i) for i in self.scene.train_ids]
         outs = []
         for k in range(len(self.virtual)):
-            img = self._render_rgb(self.virtual[k], deg).clamp(0, 1)
+            img = self.render_colour(self.virtual[k], self.background, deg)[0].clamp(0, 1)
             outs.append(self.refiner.refine(img, refs).to(img))
         self.refined = torch.stack(outs)
         self.rounds_done += 1
@@ -294,13 +289,13 @@ class LMGaussianTrainer(GSTrainer):
                 stats["normal_loss"] = float(ln.detach())
             if self.virtual_targets is not None and self.step % max(lm.virtual_every, 1) == 0:  # Eq. 11
                 k = int(torch.randint(len(self.virtual), (1,), generator=self.gen))
-                img = self._render_rgb(self.virtual[k], deg)
+                img = self.render_colour(self.virtual[k], self.background, deg)[0]
                 lv = masked_l1(img, self.virtual_targets[0][k], self.virtual_targets[1][k])
                 loss = loss + lm.lambda_virtual * lv
                 stats["virtual_loss"] = float(lv.detach())
         elif self.refiner is not None:
             k = int(torch.randint(len(self.virtual), (1,), generator=self.gen))
-            img = self._render_rgb(self.virtual[k], deg)
+            img = self.render_colour(self.virtual[k], self.background, deg)[0]
             lr_ = (img - self.refined[k]).abs().mean()
             loss = loss + float(self.refine_weights[k]) * lr_
             stats["refine_loss"] = float(lr_.detach())
