@@ -52,15 +52,10 @@ import torch  # noqa: E402
 def extra_validation_split(n: int, seed: int, root: str = "data") -> str:
     """The converted folder of ``n`` validation frames of the surround-camera mini dataset drawn with generator
     ``seed`` (written on first use; see ``--extra-val``)."""
-    from perception3d.datasets.synthetic.writer import ensure_waymo_mini
-    from perception3d.datasets.waymo_v2 import convert_waymo_v2
+    from perception3d.datasets.prepare import prepare_waymo_mini
 
-    base = os.path.join(root, f"waymo_mini_surround_seed{seed}_val{n}")
-    out = os.path.join(base, "processed")
-    ensure_waymo_mini(base, num_train=0, num_val=n, seed=seed, surround_cameras=True)
-    if not os.path.isfile(os.path.join(out, "waymo_infos_val.pkl")):  # resumable; the infos are written last
-        convert_waymo_v2(base, out, splits=["val"], cameras=True)
-    return out
+    return str(prepare_waymo_mini(os.path.join(root, f"waymo_mini_surround_seed{seed}_val{n}"), gt_database=False,
+                                  surround_cameras=True, generator=dict(num_train=0, num_val=n, seed=seed)))
 
 
 def predict_split(config: str, checkpoint: str, data_root: str = None,

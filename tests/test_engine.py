@@ -249,3 +249,17 @@ def test_prepare_waymo_mini_builds_the_gt_database_only_when_asked(tmp_path):
     prepare_waymo_mini(str(root), gt_database=True)
     assert (out / "waymo_dbinfos_train.pkl").is_file() and any((out / "waymo_gt_database").iterdir())
     assert info.stat().st_mtime_ns == stamp                 # not converted again
+
+
+def test_prepare_waymo_mini_with_other_generator_arguments_converts_only_splits_with_frames(tmp_path):
+    """``generator``: a dataset of validation frames only (another seed) is generated and converted once, with no
+    train infos; a second call finds it current and leaves it alone."""
+    from perception3d.datasets.prepare import prepare_waymo_mini
+    gen = dict(num_train=0, num_val=2, seed=1, lidar_width=64, camera=False)
+    out = prepare_waymo_mini(str(tmp_path / "val_only"), gt_database=True, generator=gen)
+    info = out / "waymo_infos_val.pkl"
+    assert info.is_file() and not (out / "waymo_infos_train.pkl").exists()
+    assert not (out / "waymo_dbinfos_train.pkl").exists()             # no train split: no GT database
+    stamp = info.stat().st_mtime_ns
+    assert prepare_waymo_mini(str(tmp_path / "val_only"), gt_database=True, generator=gen) == out
+    assert info.stat().st_mtime_ns == stamp                          # not converted again

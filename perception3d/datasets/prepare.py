@@ -28,22 +28,30 @@ __all__ = ["prepare_waymo_mini", "require_prepared_data"]
 
 @FUNCTIONS.register_module(force=True)
 def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None, gt_database: bool = True,
-                       classes=("Car", "Pedestrian", "Cyclist"), surround_cameras: bool = False) -> Path:
+                       classes=("Car", "Pedestrian", "Cyclist"), surround_cameras: bool = False,
+                       generator: Optional[dict] = None) -> Path:
     """``surround_cameras``: generate the dataset with the surround camera rig (its own root: the LiDAR data are
-    byte-identical to the default dataset's) and convert the cameras too (``images/``, the infos' ``images``)."""
+    byte-identical to the default dataset's) and convert the cameras too (``images/``, the infos' ``images``).
+    ``generator``: other arguments of :func:`generate_waymo_mini` for a dataset other than the default one (e.g.
+    ``dict(num_train=0, num_val=200, seed=1)``: new validation frames); a split without frames is not converted."""
     from filelock import FileLock
     root_p = Path(root).resolve()
     out_p = Path(out).resolve() if out else root_p / "processed"
     root_p.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root_p) + ".prepare.lock"):
         extra = dict(surround_cameras=True) if surround_cameras else {}   # the default call keeps its 4 arguments
+        if generator:
+            extra["generator"] = dict(generator)
         return _prepare_waymo_mini_locked(root_p, out_p, gt_database, classes, **extra)
 
 
 def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, classes,
-                               surround_cameras: bool = False) -> Path:
-    need = [out_p / "waymo_infos_train.pkl", out_p / "waymo_infos_val.pkl"]
-    ensure_waymo_mini(root_p, **(dict(surround_cameras=True) if surround_cameras else {}))
+                               surround_cameras: bool = False, generator: Optional[dict] = None) -> Path:
+    gen = dict(generator or {}, **(dict(surround_cameras=True) if surround_cameras else {}))
+    splits = ["train", "val"] if gen.get("num_train", 1) else ["val"]
+    gt_database = gt_database and "train" in splits
+    need = [out_p / f"waymo_infos_{split}.pkl" for split in splits]
+    ensure_waymo_mini(root_p, **gen)
     manifest = root_p / "waymo_mini_manifest.json"
     fingerprint = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else "none"
     marker = out_p / "source_manifest.sha256"
@@ -61,7 +69,7 @@ def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, cla
                 child.unlink()
     print_log(f"prepare_waymo_mini: converting the mini dataset at {root_p} → {out_p} (first run only)",
               logger="current")
-    result = convert_waymo_v2(root_p, out_p, splits=["train", "val"], cameras=surround_cameras)
+    result = convert_waymo_v2(root_p, out_p, splits=splits, cameras=surround_cameras)
     print_log(f"prepare_waymo_mini: converted; bad frames left out: {len(result.get('bad', []))}", logger="current")
     if gt_database:
         _gt_database(out_p, classes)
