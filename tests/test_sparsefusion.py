@@ -230,6 +230,60 @@ def test_semantic_residual_starts_at_the_lidar_heat_map_and_learns():
     assert SemanticTransfer(4, 3, PC_RANGE, (2.0, 2.0))(bev, feat, l2i, (64, 96)).shape == base.shape
 
 
+def test_semantic_residual_corrects_only_the_cells_a_camera_sees():
+    """One camera looking along +x: the cells in front of it take the transfer's correction, the cells behind it
+    (no camera sees them) keep the LiDAR logits exactly, however large the correction."""
+    k, l2c = cameras(1)
+    k4 = np.eye(4)
+    k4[:3, :3] = k[0]
+    l2i = torch.tensor(k4 @ l2c[0], dtype=torch.float32)[None, None]
+    torch.manual_seed(0)
+    st = SemanticTransfer(4, 3, PC_RANGE, (2.0, 2.0), residual=True)
+    with torch.no_grad():
+        st.heatmap_head[-1].bias.fill_(5.0)
+    bev, feat, base = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 64, 96), torch.randn(1, 3, 8, 8)
+    out = st(bev, feat, l2i, (64, 96), base)
+    _, n = st.image_to_bev(feat, l2i, (64, 96), 8, 8)
+    seen = (n[0, 0] > 0).reshape(8, 8)
+    assert 0 < int(seen.sum()) < 64
+    torch.testing.assert_close(out[0][:, ~seen], base[0][:, ~seen])
+    assert ((out - base)[0][:, seen].abs() > 1.0).all()
+
+
+def test_query_score_decoding_multiplies_each_candidate_by_its_query_peak():
+    """``query_score_decoding`` (the authors' ``get_bboxes``): a LiDAR candidate's score is σ(fused logit) times
+    the heat-map peak its query started from, on the query's class only; a camera candidate's is σ(logit) ×
+    0.5 × its 2D peak where the image decoder's class agrees. Worked from the model's own outputs."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg()).eval()
+    inputs, samples = tiny_batch(b=1)
+    with torch.no_grad():
+        out = model(inputs, samples, mode="tensor")
+    lid, cam = out["lidar"], out["camera"]
+    # the LiDAR query score: the dense heat map's peak at the query's cell, on its class, 0 elsewhere
+    dense = lid["dense_heatmap"].sigmoid().flatten(2)[0]                    # [n_cls, H·W]
+    qs = lid["query_score"][0]                                              # [n_cls, K]
+    assert ((qs > 0).sum(0) == 1).all() and (qs.argmax(0) == lid["labels"][0]).all()
+    peaks = qs.max(0).values
+    for lab, pk in zip(lid["labels"][0].tolist(), peaks.tolist()):          # a value of its class's heat map
+        assert torch.isclose(dense[lab], torch.tensor(pk)).any()
+    assert torch.isclose(peaks.max(), dense.max())                          # the global peak is a query
+    cq = cam["query_score"][0]
+    agree = cam["pred"]["cls"][0].argmax(0) == cam["labels"][0]
+    assert (cq[:, ~agree] == 0).all() and ((cq[:, agree] > 0).sum(0) == 1).all() and (cq <= 0.5).all()
+    head = model.head
+    assert head.query_score_decoding                                        # the default, as the authors
+    dec = head.predict(out)[0]
+    head.query_score_decoding = False
+    raw = head.predict(out)[0]
+    scores = out["final"]["heatmap"][0].sigmoid() * torch.cat([qs, cq], 1)
+    top, idx = scores.reshape(-1).topk(min(head.max_det, scores.numel()))
+    keep = top > 0
+    torch.testing.assert_close(dec["scores_3d"], top[keep])
+    torch.testing.assert_close(dec["labels_3d"], (idx // scores.shape[1])[keep])
+    assert not torch.equal(dec["scores_3d"], raw["scores_3d"][: len(dec["scores_3d"])])
+
+
 def _stage2_cfg(**head):
     cfg = tiny_cfg()
     cfg["freeze_lidar"] = True
@@ -405,7 +459,10 @@ def test_fusion_stage_starts_from_the_lidar_and_the_camera_checkpoints(tmp_path)
     inputs, samples = tiny_batch(b=1)
     pred = model.eval()(inputs, samples, mode="predict")[0]["pred_instances_3d"]
     with torch.no_grad():
-        scores = model(inputs, samples, mode="tensor")["final"]["heatmap"].sigmoid()[0]   # [n, 12 LiDAR + 12 camera]
+        out = model(inputs, samples, mode="tensor")
+    # [n, 12 LiDAR + 12 camera]: σ(logit) × each query's heat-map peak (query_score_decoding)
+    scores = out["final"]["heatmap"].sigmoid()[0] * torch.cat([out["lidar"]["query_score"],
+                                                              out["camera"]["query_score"]], 2)[0]
     assert int(pred["from_camera"].sum()) == int((scores.reshape(-1).topk(len(pred["scores_3d"]))[1]
                                                   % scores.shape[1] >= 12).sum())
     bad = MODELS.build(cfg)

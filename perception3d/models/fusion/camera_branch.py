@@ -61,7 +61,9 @@ class CameraBranch(nn.Module):
     (H, W) of the input images, ``cam2img`` [B, V, 3, 3], ``lidar2cam`` [B, V, 4, 4] →
     dict ``feat`` [B, C, K], ``view`` [B, K], ``level`` [B, K], ``pos2d`` [B, K, 2] (normalised pixels),
     ``pred`` {cls [B, n, K], center_2d, depth, dim, rot, vel}, ``dense_heatmaps`` list of [B·V, n, h_l, w_l],
-    ``boxes`` [B, K, 9] the LiDAR-frame boxes of the geometric transform, ``cam_info`` [B, 16, K].
+    ``boxes`` [B, K, 9] the LiDAR-frame boxes of the geometric transform, ``cam_info`` [B, 16, K],
+    ``query_score`` [B, n, K]: 0.5 × the 2D heat-map peak of each query on its class where the decoder's class
+    (``argmax cls``) agrees, else 0 (the authors' ``img_query_heatmap_score``).
     """
 
     def __init__(self, channels: int, num_classes: int, num_levels: int, num_queries: int = 200,
@@ -93,7 +95,7 @@ class CameraBranch(nn.Module):
             meta.append((h, w))
         allscore = torch.cat(scores, 1)
         k = min(self.num_queries, allscore.shape[1])
-        _, top = allscore.topk(k, dim=1)
+        peak, top = allscore.topk(k, dim=1)
         sizes = torch.tensor([s.shape[1] for s in scores], device=top.device)
         starts = torch.cumsum(sizes, 0) - sizes
         level = torch.searchsorted(torch.cumsum(sizes, 0), top, right=True)
@@ -123,8 +125,13 @@ class CameraBranch(nn.Module):
         heading = F.normalize(pred["rot"].transpose(1, 2), dim=-1, eps=1e-6)
         geo = camera_candidates_to_lidar(uv, depth, dims, heading, pred["vel"].transpose(1, 2), k_cam, l2c)
         cam_info = camera_info_vector(k_cam, l2c).transpose(1, 2)
+        # the authors' img_query_heatmap_score: the 2D peak on the query's class, kept only where the decoder's
+        # class agrees with it, halved (decoding multiplies it into the fused score of a camera candidate)
+        one_hot = F.one_hot(cls, self.num_classes).permute(0, 2, 1).float()
+        agree = F.one_hot(pred["cls"].detach().argmax(1), self.num_classes).permute(0, 2, 1).float()
+        query_score = 0.5 * peak[:, None] * one_hot * agree
         return dict(feat=q, view=view, level=level, labels=cls, pos2d=pos2d, pred=pred, dense_heatmaps=dense,
-                    boxes=geo["boxes"], cam_info=cam_info, uv=uv)
+                    boxes=geo["boxes"], cam_info=cam_info, uv=uv, query_score=query_score)
 
     def loss(self, out: Dict[str, torch.Tensor], gt_boxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
              img_size: Sequence[int], cam2img: torch.Tensor, lidar2cam: torch.Tensor,

@@ -51,7 +51,9 @@ class TransFusionLiDARBranch(nn.Module):
     ``feat`` [B, C, K] query features after the decoder, ``pos`` [B, K, 2] query positions (BEV cells, x then y),
     ``pred`` {center [B, 2, K] (absolute cells), height, dim, rot, vel, heatmap [B, n_cls, K]},
     ``dense_heatmap`` [B, n_cls, H, W] logits, ``labels`` [B, K] the classes the queries were initialised with,
-    ``bev`` [B, C, H, W] the shared-conv BEV features (keys of the cross-attention).
+    ``bev`` [B, C, H, W] the shared-conv BEV features (keys of the cross-attention), ``query_score``
+    [B, n_cls, K] the heat-map peak each query was initialised from, on its own class (0 on the others: the
+    authors' ``query_heatmap_score · one_hot``, which decoding multiplies into the box scores).
 
     ``heatmap_fn`` (shared-conv BEV [B, C, H, W] → heat-map logits [B, n_cls, H, W]) replaces ``heatmap_head``:
     the semantic transfer's heat map from image-enriched BEV features
@@ -76,8 +78,8 @@ class TransFusionLiDARBranch(nn.Module):
         feat = self.shared_conv(bev)
         b, c, h, w = feat.shape
         dense = self.heatmap_head(feat) if heatmap_fn is None else heatmap_fn(feat)
-        labels, index, _ = heatmap_topk(dense.detach().sigmoid(), self.num_queries, self.nms_kernel,
-                                        self.no_nms_classes)
+        labels, index, peak = heatmap_topk(dense.detach().sigmoid(), self.num_queries, self.nms_kernel,
+                                           self.no_nms_classes)
         flat = feat.reshape(b, c, h * w)
         q = flat.gather(2, index[:, None].expand(b, c, index.shape[1]))
         q = q + self.class_encoding(F.one_hot(labels, self.num_classes).permute(0, 2, 1).float())
@@ -88,8 +90,9 @@ class TransFusionLiDARBranch(nn.Module):
         q = self.decoder(q, flat, pos, key_pos)
         pred = self.heads(q)
         pred["center"] = pred["center"] + pos.transpose(1, 2)
+        query_score = peak[:, None] * F.one_hot(labels, self.num_classes).permute(0, 2, 1).float()
         return dict(feat=q, pos=pred["center"].detach().transpose(1, 2), pred=pred, dense_heatmap=dense,
-                    labels=labels, bev=feat)
+                    labels=labels, bev=feat, query_score=query_score)
 
     def heatmap_loss(self, dense: torch.Tensor, gt_boxes: Sequence[torch.Tensor], gt_labels: Sequence[torch.Tensor],
                      pc_range: Sequence[float], cell: Sequence[float], weight: float = 0.1) -> torch.Tensor:

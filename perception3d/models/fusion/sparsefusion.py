@@ -74,6 +74,14 @@ class SparseFusionHead(nn.Module):
             monocular 3D detector). The LiDAR modules stay in the model (the checkpoint has the fusion model's
             layout) but are not run. Needs ``use_camera``, and ``voxel_size`` / ``out_size_factor`` (no BEV map
             gives the cell size).
+        query_score_decoding: decode as the authors' ``get_bboxes`` (TransFusion's): each candidate's box score is
+            ``σ(class logit)`` times the heat-map peak its query was initialised from, on the query's class only
+            (other classes score 0): for a LiDAR candidate the BEV heat map — the semantic transfer's when it is
+            on, so image evidence reaches the score of the LiDAR candidates a camera sees —, for a camera candidate
+            0.5 × its 2D heat-map peak where the image decoder's class agrees (on, the default = the authors').
+            Off: ``σ(class logit)`` alone (the older tables of ``docs/model_zoo.md``). Decoding only: training
+            is the same either way. (The camera pre-training stage's view-transformer boxes are always scored by
+            ``σ(class logit)``.)
     """
 
     def __init__(self, in_channels: int, num_classes: int, pc_range: Sequence[float],
@@ -85,7 +93,8 @@ class SparseFusionHead(nn.Module):
                  z_ref: float = 0.0, no_nms_classes: Sequence[int] = (),
                  code_weights: Sequence[float] = (1, 1, 1, 1, 1, 1, 1, 1, 0.2, 0.2),
                  max_det: int = 200, score_threshold: float = 0.0, semantic_residual: bool = False,
-                 init_fusion_from_lidar: bool = False, fusion_residual: bool = False, camera_only: bool = False):
+                 init_fusion_from_lidar: bool = False, fusion_residual: bool = False, camera_only: bool = False,
+                 query_score_decoding: bool = True):
         super().__init__()
         if camera_only and not use_camera:
             raise ValueError("SparseFusionHead: camera_only (the camera pre-training stage) needs use_camera=True")
@@ -104,6 +113,7 @@ class SparseFusionHead(nn.Module):
         self.num_classes, self.use_camera = int(num_classes), bool(use_camera)
         self.num_img_levels, self.semantic_level = int(num_img_levels), int(semantic_level)
         self.code_weights, self.max_det, self.score_threshold = list(code_weights), max_det, score_threshold
+        self.query_score_decoding = bool(query_score_decoding)
         self.lidar = TransFusionLiDARBranch(in_channels, num_classes, channels, num_queries, num_heads, ffn_channels,
                                             dropout, 3, no_nms_classes)
         if not self.use_camera:
@@ -241,13 +251,17 @@ class SparseFusionHead(nn.Module):
 
     @torch.no_grad()
     def predict(self, out: Dict[str, Any]) -> List[Dict[str, torch.Tensor]]:
-        """Top ``max_det`` (query, class) pairs by ``σ(logit)`` per sample → ``bboxes_3d`` [N, 9], ``scores_3d``,
+        """Top ``max_det`` (query, class) pairs by ``σ(logit)`` (times the query's heat-map peak with
+        ``query_score_decoding``) per sample → ``bboxes_3d`` [N, 9], ``scores_3d``,
         ``labels_3d`` (TransFusion's decoding: no NMS, the set loss makes queries one-to-one)."""
         pred = out["final"]
         boxes = decode_boxes(pred, self.pc_range, self.cell)
         scores = pred["heatmap"].sigmoid()                                       # [B, n, P]
         # candidates [0, n_lidar) are the LiDAR branch's, the rest the camera branch's (view-transformed)
         n_lidar = out["lidar"]["feat"].shape[2] if "lidar" in out else 0
+        if self.query_score_decoding and "lidar" in out:
+            parts = [out["lidar"]["query_score"]] + ([out["camera"]["query_score"]] if "fused_feat" in out else [])
+            scores = scores * torch.cat(parts, 2)
         results = []
         for i in range(boxes.shape[0]):
             s = scores[i].reshape(-1)

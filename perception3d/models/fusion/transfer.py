@@ -9,7 +9,8 @@ branches pick their candidates, each switchable in the config (``semantic_transf
   the query initialisation (the authors' ``cross_only=True``), so objects with few points but clear appearance
   can still become LiDAR candidates, while the pre-trained LiDAR detector stays frozen. ``residual=True`` (a
   deviation, for short fusion stages): the transfer predicts a correction added to the frozen LiDAR heat map,
-  zero at initialisation, so a fusion stage loaded from a TransFusion-L checkpoint starts from that model's
+  zero at initialisation and in every cell no camera sees (a rig that does not cover 360° leaves the LiDAR heat
+  map there as it was), so a fusion stage loaded from a TransFusion-L checkpoint starts from that model's
   candidates instead of a random heat map's (the authors' fresh ``cross_heatmap_head`` is trained for 6 epochs
   on nuScenes). (The authors gather with
   a multi-scale deformable decoder over all BEV cells; this build samples each camera's feature map at the
@@ -30,7 +31,19 @@ from torch import nn
 
 from perception3d.models.fusion.layers import heatmap_head
 
-__all__ = ["SemanticTransfer", "GeometricTransfer", "bev_cell_centres"]
+__all__ = ["SemanticTransfer", "GeometricTransfer", "bev_cell_centres", "project_to_images"]
+
+
+def project_to_images(pts: torch.Tensor, lidar2img: torch.Tensor, img_size: Sequence[int]):
+    """LiDAR-frame points [B, N, 3] → each camera's ``(uv [B, V, N, 2], depth [B, V, N], inside [B, V, N])``:
+    ``[u d, v d, d]ᵀ = lidar2img · [x, y, z, 1]ᵀ``; ``inside``: in front of the camera (d > 1e-3) and within the
+    ``img_size`` (H, W) image."""
+    q = torch.einsum("bvij,bnj->bvni", lidar2img.float(), torch.cat([pts.float(), torch.ones_like(pts[..., :1])], -1))
+    d = q[..., 2]
+    uv = q[..., :2] / d.clamp(min=1e-5)[..., None]
+    hi, wi = img_size
+    inside = (d > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < wi) & (uv[..., 1] >= 0) & (uv[..., 1] < hi)
+    return uv, d, inside
 
 
 def bev_cell_centres(h: int, w: int, pc_range: Sequence[float], cell: Sequence[float],
@@ -68,12 +81,9 @@ class SemanticTransfer(nn.Module):
         b, v = lidar2img.shape[:2]
         c = img_feat.shape[1]
         xy = bev_cell_centres(h, w, self.pc_range, self.cell, img_feat.device)
-        pts = torch.cat([xy, torch.full_like(xy[:, :1], self.z_ref), torch.ones_like(xy[:, :1])], -1)  # [N, 4]
-        q = torch.einsum("bvij,nj->bvni", lidar2img.float(), pts)                 # [B, V, N, 4]
-        d = q[..., 2]
-        uv = q[..., :2] / d.clamp(min=1e-5)[..., None]
+        pts = torch.cat([xy, torch.full_like(xy[:, :1], self.z_ref)], -1)[None].expand(b, -1, -1)  # [B, N, 3]
+        uv, _, ok = project_to_images(pts, lidar2img, img_size)                  # [B, V, N, ...]
         hi, wi = img_size
-        ok = (d > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < wi) & (uv[..., 1] >= 0) & (uv[..., 1] < hi)
         grid = torch.stack([uv[..., 0] / wi * 2 - 1, uv[..., 1] / hi * 2 - 1], -1)  # align_corners=False
         grid = grid.reshape(b * v, 1, -1, 2).clamp(-2, 2)
         s = F.grid_sample(img_feat, grid, align_corners=False).reshape(b, v, c, -1)  # [B, V, C, N]
@@ -93,7 +103,8 @@ class SemanticTransfer(nn.Module):
             return self.heatmap_head(fused)
         if lidar_logits is None:
             raise ValueError("SemanticTransfer(residual=True) needs the LiDAR heat-map logits (lidar_logits)")
-        return lidar_logits + self.heatmap_head(fused)
+        # image evidence corrects the cells a camera sees; elsewhere the heat map stays the LiDAR one
+        return lidar_logits + self.heatmap_head(fused) * (n > 0).float().reshape(b, 1, h, w)
 
 
 class GeometricTransfer(nn.Module):
