@@ -263,3 +263,18 @@ def test_prepare_waymo_mini_with_other_generator_arguments_converts_only_splits_
     stamp = info.stat().st_mtime_ns
     assert prepare_waymo_mini(str(tmp_path / "val_only"), gt_database=True, generator=gen) == out
     assert info.stat().st_mtime_ns == stamp                          # not converted again
+
+
+def test_prepare_waymo_mini_at_the_top_of_a_script_a_spawned_worker_imports_is_a_clear_error(tmp_path):
+    """A spawned worker imports the main script again as ``__mp_main__``; a prepare call at its top level (no
+    ``if __name__ == "__main__":``) would wait for ever on the lock the parent holds, so it is an error naming the
+    fix, raised before any file is made. The same module's function called later (a DDP rank's target) passes."""
+    code = ("from perception3d.datasets.prepare import prepare_waymo_mini\n"
+            f"def later():\n    return prepare_waymo_mini({str(tmp_path / 'mini')!r}, generator=dict(\n"
+            "        num_train=0, num_val=1, lidar_width=64, camera=False))\n")
+    ns = {"__name__": "__mp_main__"}
+    with pytest.raises(RuntimeError, match="__name__ == \"__main__\""):
+        exec(compile(code + "later()\n", "user_script.py", "exec"), ns)
+    assert not (tmp_path / "mini").exists() and not list(tmp_path.iterdir())
+    exec(compile(code, "user_script.py", "exec"), ns)
+    assert (ns["later"]() / "waymo_infos_val.pkl").is_file()

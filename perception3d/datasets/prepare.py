@@ -7,11 +7,16 @@ conversion of exactly that dataset (the generator's manifest is fingerprinted in
 written last). Idempotent and cheap when the data is there; a stale conversion is redone. A lock file
 (``<root>.prepare.lock``) makes processes that start together (DDP ranks, parallel runs) wait for one another
 instead of converting into the same folder at once.
+
+The generator writes with spawned worker processes, which import the calling script again as ``__mp_main__``: a
+call at the top level of a script without ``if __name__ == "__main__":`` would make each worker wait for the lock
+its parent holds, for ever. Such a call is a ``RuntimeError`` that says so.
 """
 from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,6 +40,10 @@ def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None,
     ``generator``: other arguments of :func:`generate_waymo_mini` for a dataset other than the default one (e.g.
     ``dict(num_train=0, num_val=200, seed=1)``: new validation frames); a split without frames is not converted."""
     from filelock import FileLock
+    if _imported_by_a_spawned_worker():
+        raise RuntimeError("prepare_waymo_mini: called at the top level of a script that a spawned worker process "
+                           "is importing (as __mp_main__); the data generator starts such workers, so put the call "
+                           "under `if __name__ == \"__main__\":` in your script")
     root_p = Path(root).resolve()
     out_p = Path(out).resolve() if out else root_p / "processed"
     root_p.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +52,17 @@ def prepare_waymo_mini(root: str = "data/waymo_mini", out: Optional[str] = None,
         if generator:
             extra["generator"] = dict(generator)
         return _prepare_waymo_mini_locked(root_p, out_p, gt_database, classes, **extra)
+
+
+def _imported_by_a_spawned_worker() -> bool:
+    """True when the caller is the top level of the main script being re-imported by a spawned worker process
+    (``__name__ == "__mp_main__"``); a worker's target function calling in (DDP ranks) is not."""
+    f = sys._getframe(1)
+    while f is not None:
+        if f.f_code.co_name == "<module>" and f.f_globals.get("__name__") == "__mp_main__":
+            return True
+        f = f.f_back
+    return False
 
 
 def _prepare_waymo_mini_locked(root_p: Path, out_p: Path, gt_database: bool, classes,
