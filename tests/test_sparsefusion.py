@@ -122,14 +122,19 @@ def test_deformable_attention_reads_the_query_camera_at_its_reference_point():
     torch.testing.assert_close(out, want[..., None].expand(b, 4, 8))
 
 
+def _one_camera_lidar2img() -> torch.Tensor:
+    """[1, 1, 4, 4] ``lidar2img`` of the tiny rig's first camera (looking along +x, f = 60, c = (48, 32))."""
+    k, l2c = cameras(1)
+    k4 = np.eye(4)
+    k4[:3, :3] = k[0]
+    return torch.tensor(k4 @ l2c[0], dtype=torch.float32)[None, None]
+
+
 def test_semantic_transfer_samples_the_pixel_a_cell_projects_to():
     """One camera looking along +x (f = 60, c = (48, 32)); the BEV cell centred at (x, y) = (5, -1) at z_ref = 0
     projects to u = 48 + 60 · 1 / 5 = 60, v = 32. A feature map that is 1 exactly around that pixel must give 1
     there; a cell behind the camera sees no camera."""
-    k, l2c = cameras(1)
-    k4 = np.eye(4)
-    k4[:3, :3] = k[0]
-    l2i = torch.tensor(k4 @ l2c[0], dtype=torch.float32)[None, None]
+    l2i = _one_camera_lidar2img()
     st = SemanticTransfer(4, 3, PC_RANGE, (2.0, 2.0))
     feat = torch.zeros(1, 4, 64, 96)
     feat[0, :, 31:33, 59:61] = 1.0                   # the 2×2 pixels around (60, 32)
@@ -214,10 +219,7 @@ def test_semantic_residual_starts_at_the_lidar_heat_map_and_learns():
     """``residual=True``: at initialisation the transfer's heat map is exactly the LiDAR logits it is given (the
     fusion stage starts from the stage-1 candidates), its correction still receives gradients, and forgetting the
     LiDAR logits is a clear error."""
-    k, l2c = cameras(1)
-    k4 = np.eye(4)
-    k4[:3, :3] = k[0]
-    l2i = torch.tensor(k4 @ l2c[0], dtype=torch.float32)[None, None]
+    l2i = _one_camera_lidar2img()
     torch.manual_seed(0)
     st = SemanticTransfer(4, 3, PC_RANGE, (2.0, 2.0), residual=True)
     bev, feat, base = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 64, 96), torch.randn(1, 3, 8, 8)
@@ -233,10 +235,7 @@ def test_semantic_residual_starts_at_the_lidar_heat_map_and_learns():
 def test_semantic_residual_corrects_only_the_cells_a_camera_sees():
     """One camera looking along +x: the cells in front of it take the transfer's correction, the cells behind it
     (no camera sees them) keep the LiDAR logits exactly, however large the correction."""
-    k, l2c = cameras(1)
-    k4 = np.eye(4)
-    k4[:3, :3] = k[0]
-    l2i = torch.tensor(k4 @ l2c[0], dtype=torch.float32)[None, None]
+    l2i = _one_camera_lidar2img()
     torch.manual_seed(0)
     st = SemanticTransfer(4, 3, PC_RANGE, (2.0, 2.0), residual=True)
     with torch.no_grad():
