@@ -111,7 +111,8 @@ class CameraBranch(nn.Module):
         kidx = key_starts[level] + view * hw + pix
         allkeys = torch.cat(keys, 2)
         q = allkeys.gather(2, kidx[:, None].expand(b, c, k))
-        q = q + self.class_encoding(F.one_hot(cls, self.num_classes).permute(0, 2, 1).float())
+        one_hot = F.one_hot(cls, self.num_classes).permute(0, 2, 1).float()             # [B, n, K]
+        q = q + self.class_encoding(one_hot)
         pos2d = torch.stack([((pix % wl).float() + 0.5) / wl, ((pix // wl).float() + 0.5) / hl], -1)
         q = self.decoder(q, pos2d, feats, view)                                 # reads its own camera only
         pred = self.heads(q)
@@ -127,7 +128,6 @@ class CameraBranch(nn.Module):
         cam_info = camera_info_vector(k_cam, l2c).transpose(1, 2)
         # the authors' img_query_heatmap_score: the 2D peak on the query's class, kept only where the decoder's
         # class agrees with it, halved (decoding multiplies it into the fused score of a camera candidate)
-        one_hot = F.one_hot(cls, self.num_classes).permute(0, 2, 1).float()
         agree = F.one_hot(pred["cls"].detach().argmax(1), self.num_classes).permute(0, 2, 1).float()
         query_score = 0.5 * peak[:, None] * one_hot * agree
         return dict(feat=q, view=view, level=level, labels=cls, pos2d=pos2d, pred=pred, dense_heatmaps=dense,

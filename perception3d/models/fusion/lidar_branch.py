@@ -82,7 +82,8 @@ class TransFusionLiDARBranch(nn.Module):
                                            self.no_nms_classes)
         flat = feat.reshape(b, c, h * w)
         q = flat.gather(2, index[:, None].expand(b, c, index.shape[1]))
-        q = q + self.class_encoding(F.one_hot(labels, self.num_classes).permute(0, 2, 1).float())
+        one_hot = F.one_hot(labels, self.num_classes).permute(0, 2, 1).float()          # [B, n_cls, K]
+        q = q + self.class_encoding(one_hot)
         pos = torch.stack([index % w, index // w], -1).float() + 0.5                # [B, K, 2] cell centres
         ys, xs = torch.meshgrid(torch.arange(h, device=bev.device), torch.arange(w, device=bev.device),
                                 indexing="ij")
@@ -90,7 +91,7 @@ class TransFusionLiDARBranch(nn.Module):
         q = self.decoder(q, flat, pos, key_pos)
         pred = self.heads(q)
         pred["center"] = pred["center"] + pos.transpose(1, 2)
-        query_score = peak[:, None] * F.one_hot(labels, self.num_classes).permute(0, 2, 1).float()
+        query_score = peak[:, None] * one_hot
         return dict(feat=q, pos=pred["center"].detach().transpose(1, 2), pred=pred, dense_heatmap=dense,
                     labels=labels, bev=feat, query_score=query_score)
 

@@ -31,19 +31,7 @@ from torch import nn
 
 from perception3d.models.fusion.layers import heatmap_head
 
-__all__ = ["SemanticTransfer", "GeometricTransfer", "bev_cell_centres", "project_to_images"]
-
-
-def project_to_images(pts: torch.Tensor, lidar2img: torch.Tensor, img_size: Sequence[int]):
-    """LiDAR-frame points [B, N, 3] → each camera's ``(uv [B, V, N, 2], depth [B, V, N], inside [B, V, N])``:
-    ``[u d, v d, d]ᵀ = lidar2img · [x, y, z, 1]ᵀ``; ``inside``: in front of the camera (d > 1e-3) and within the
-    ``img_size`` (H, W) image."""
-    q = torch.einsum("bvij,bnj->bvni", lidar2img.float(), torch.cat([pts.float(), torch.ones_like(pts[..., :1])], -1))
-    d = q[..., 2]
-    uv = q[..., :2] / d.clamp(min=1e-5)[..., None]
-    hi, wi = img_size
-    inside = (d > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < wi) & (uv[..., 1] >= 0) & (uv[..., 1] < hi)
-    return uv, d, inside
+__all__ = ["SemanticTransfer", "GeometricTransfer", "bev_cell_centres"]
 
 
 def bev_cell_centres(h: int, w: int, pc_range: Sequence[float], cell: Sequence[float],
@@ -81,9 +69,12 @@ class SemanticTransfer(nn.Module):
         b, v = lidar2img.shape[:2]
         c = img_feat.shape[1]
         xy = bev_cell_centres(h, w, self.pc_range, self.cell, img_feat.device)
-        pts = torch.cat([xy, torch.full_like(xy[:, :1], self.z_ref)], -1)[None].expand(b, -1, -1)  # [B, N, 3]
-        uv, _, ok = project_to_images(pts, lidar2img, img_size)                  # [B, V, N, ...]
+        pts = torch.cat([xy, torch.full_like(xy[:, :1], self.z_ref), torch.ones_like(xy[:, :1])], -1)  # [N, 4]
+        q = torch.einsum("bvij,nj->bvni", lidar2img.float(), pts)                 # [B, V, N, 4]
+        d = q[..., 2]
+        uv = q[..., :2] / d.clamp(min=1e-5)[..., None]
         hi, wi = img_size
+        ok = (d > 1e-3) & (uv[..., 0] >= 0) & (uv[..., 0] < wi) & (uv[..., 1] >= 0) & (uv[..., 1] < hi)
         grid = torch.stack([uv[..., 0] / wi * 2 - 1, uv[..., 1] / hi * 2 - 1], -1)  # align_corners=False
         grid = grid.reshape(b * v, 1, -1, 2).clamp(-2, 2)
         s = F.grid_sample(img_feat, grid, align_corners=False).reshape(b, v, c, -1)  # [B, V, C, N]
