@@ -429,6 +429,25 @@ def test_camera_pretraining_stage_runs_no_lidar_network_and_learns(monkeypatch):
         MODELS.build(dict(_camera_stage_cfg(), head=dict(_camera_stage_cfg()["head"], voxel_size=None)))
 
 
+def test_image_heatmap_weight_scales_the_2d_heat_map_loss_alone():
+    """``img_heatmap_weight`` (the authors' 0.1 by default) multiplies the camera branch's 2D heat-map loss and no
+    other loss: the same weights and batch give 10× that loss at 1.0 and every other loss unchanged."""
+    torch.manual_seed(0)
+    ref = MODELS.build(_camera_stage_cfg()).eval()
+    cfg = _camera_stage_cfg()
+    cfg["head"]["img_heatmap_weight"] = 1.0
+    heavy = MODELS.build(cfg).eval()
+    heavy.load_state_dict(ref.state_dict())
+    inputs, samples = tiny_batch()
+    with torch.no_grad():
+        a = ref(inputs, [dict(s) for s in samples], mode="loss")
+        b = heavy(inputs, [dict(s) for s in samples], mode="loss")
+    assert ref.head.img_heatmap_weight == 0.1 and a["loss_img_heatmap"] > 0
+    torch.testing.assert_close(b["loss_img_heatmap"], 10 * a["loss_img_heatmap"])
+    for k in set(a) - {"loss_img_heatmap"}:
+        torch.testing.assert_close(b[k], a[k])
+
+
 def test_fusion_stage_starts_from_the_lidar_and_the_camera_checkpoints(tmp_path):
     """``camera_checkpoint`` + ``load_from``, in the runner's order (``init_weights``, then the LiDAR checkpoint
     with its key check): the camera side equals the camera stage's, the LiDAR side stage 1's, the fusion layer is
@@ -749,3 +768,4 @@ def test_dsvt_lidar_backbone_under_the_fusion_head():
     assert all(torch.isfinite(v) for v in losses.values())
     grads = [p.grad for p in model.backbone_3d.parameters()]
     assert grads and all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+
