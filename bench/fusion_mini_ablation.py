@@ -31,6 +31,9 @@ boxes and few-point ones.
 (``--extra-val-seed``, default 1; the configs' dataset is seed 0) with the same surround rig, written once to
 ``data/waymo_mini_surround_seed<S>_val<N>`` and converted: 40 frames leave a 0.005 mAP difference inside the noise.
 
+``--extra-val-lidar-width W``: the new frames' LiDAR has W range-image columns (256 for the ``*_sparse_lidar*``
+configs, whose data is generated with ``lidar_width=256``).
+
 ``--grey-images NAME ...``: score the named runs with every camera image replaced by a constant grey (0.5): what
 the image contents add (the same model, the same LiDAR input). The same CONFIG:CHECKPOINT may be listed twice
 under two names, once with and once without.
@@ -49,13 +52,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def extra_validation_split(n: int, seed: int, root: str = "data") -> str:
+def extra_validation_split(n: int, seed: int, root: str = "data", lidar_width: int = 1024) -> str:
     """The converted folder of ``n`` validation frames of the surround-camera mini dataset drawn with generator
-    ``seed`` (written on first use; see ``--extra-val``)."""
+    ``seed`` (written on first use; see ``--extra-val``); ``lidar_width`` other than the default 1,024 range-image
+    columns: the sparse-LiDAR variant (``*_sparse_lidar*`` configs, folder ``waymo_mini_surround_w<W>_seed…``)."""
     from perception3d.datasets.prepare import prepare_waymo_mini
 
-    return str(prepare_waymo_mini(os.path.join(root, f"waymo_mini_surround_seed{seed}_val{n}"), gt_database=False,
-                                  surround_cameras=True, generator=dict(num_train=0, num_val=n, seed=seed)))
+    width = "" if lidar_width == 1024 else f"_w{lidar_width}"
+    return str(prepare_waymo_mini(os.path.join(root, f"waymo_mini_surround{width}_seed{seed}_val{n}"),
+                                  gt_database=False, surround_cameras=True,
+                                  generator=dict(num_train=0, num_val=n, seed=seed, lidar_width=lidar_width)))
 
 
 def predict_split(config: str, checkpoint: str, data_root: str = None,
@@ -209,6 +215,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--extra-val", type=int, default=0, metavar="N",
                     help="score on N new validation frames drawn with --extra-val-seed instead of the config's split")
     ap.add_argument("--extra-val-seed", type=int, default=1)
+    ap.add_argument("--extra-val-lidar-width", type=int, default=1024, metavar="W",
+                    help="range-image columns of the new frames' LiDAR (256: the *_sparse_lidar* configs' data)")
     ap.add_argument("--grey-images", nargs="*", default=[], metavar="NAME",
                     help="runs scored with every camera image a constant grey")
     ap.add_argument("--out")
@@ -216,7 +224,8 @@ def main(argv=None) -> dict:
     unknown = set(args.grey_images) - {r.split("=", 1)[0] for r in args.runs}
     if unknown:
         ap.error(f"--grey-images names no run: {sorted(unknown)}")
-    data_root = extra_validation_split(args.extra_val, args.extra_val_seed) if args.extra_val else None
+    data_root = (extra_validation_split(args.extra_val, args.extra_val_seed, lidar_width=args.extra_val_lidar_width)
+                 if args.extra_val else None)
     from perception3d.evaluation.waymo import waymo_evaluate
 
     table, kept = {}, {}

@@ -769,3 +769,39 @@ def test_dsvt_lidar_backbone_under_the_fusion_head():
     grads = [p.grad for p in model.backbone_3d.parameters()]
     assert grads and all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
 
+
+def test_sparse_lidar_configs_are_the_dense_recipe_on_the_256_column_data_chained_by_work_dir():
+    """configs/*_sparse_lidar*.py: each stage is its dense counterpart (model, schedule, seed) on the data generated
+    with ``lidar_width=256`` (train, val and test), each loads the last checkpoint of the previous stage's own
+    work_dir, and only the camera stage changes the model (2D heat-map weight 1.0)."""
+    from perception3d.cli import load_config
+    pairs = {"transfusion_l_waymo_mini_sparse_lidar": "transfusion_l_waymo_mini",
+             "transfusion_l_waymo_mini_sparse_lidar_stage2_decay": "transfusion_l_waymo_mini_stage2_decay",
+             "sparsefusion_waymo_mini_sparse_lidar_camera": "sparsefusion_waymo_mini_camera",
+             "sparsefusion_waymo_mini_sparse_lidar_stage2": "sparsefusion_waymo_mini_stage2_from_control"}
+    cfg = {n: (load_config(str(ROOT / "configs" / f"{n}.py")), load_config(str(ROOT / "configs" / f"{d}.py")))
+           for n, d in pairs.items()}
+    for name, (sparse, dense) in cfg.items():
+        assert sparse.prepare_data.generator == dict(lidar_width=256), name
+        assert Path(sparse.prepare_data.root).name == "waymo_mini_surround_w256"
+        for dl in (sparse.train_dataloader.dataset.dataset, sparse.val_dataloader.dataset,
+                   sparse.test_dataloader.dataset):
+            assert Path(dl.data_root).parent.name == "waymo_mini_surround_w256", name
+        for key in ("param_scheduler", "train_cfg", "optim_wrapper"):
+            assert sparse[key] == dense[key], (name, key)
+        if name.endswith("_camera"):
+            assert sparse.model.head.pop("img_heatmap_weight") == 1.0
+        else:
+            assert "img_heatmap_weight" not in sparse.model.head
+        sparse.model.pop("camera_checkpoint", None), dense.model.pop("camera_checkpoint", None)
+        assert sparse.model == dense.model, name
+    steps = lambda c: c.train_cfg.max_epochs * (160 // c.train_dataloader.batch_size)  # noqa: E731
+    (s1, _), (ctrl, _), (cam, _), (sf, _) = cfg.values()
+    assert not s1.get("load_from") and not cam.get("load_from")
+    assert Path(ctrl.load_from).parent.name == "transfusion_l_waymo_mini_sparse_lidar"
+    assert Path(ctrl.load_from).name == f"iter_{steps(s1)}.pth"
+    assert Path(sf.load_from).parent.name == "transfusion_l_waymo_mini_sparse_lidar_stage2_decay"
+    assert Path(sf.load_from).name == f"iter_{steps(ctrl)}.pth"
+    sf_cam = load_config(str(ROOT / "configs" / "sparsefusion_waymo_mini_sparse_lidar_stage2.py")).model
+    assert Path(sf_cam.camera_checkpoint).parent.name == "sparsefusion_waymo_mini_sparse_lidar_camera"
+    assert Path(sf_cam.camera_checkpoint).name == f"iter_{steps(cam)}.pth"
