@@ -789,6 +789,7 @@ def test_sparse_lidar_configs_are_the_dense_recipe_on_the_256_column_data_chaine
             assert Path(dl.data_root).parent.name == "waymo_mini_surround_w256", name
         for key in ("param_scheduler", "train_cfg", "optim_wrapper"):
             assert sparse[key] == dense[key], (name, key)
+        assert sparse.get("randomness") == dense.get("randomness"), name
         if name.endswith("_camera"):
             assert sparse.model.head.pop("img_heatmap_weight") == 1.0
         else:
