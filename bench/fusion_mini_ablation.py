@@ -45,6 +45,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,16 +53,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def extra_validation_split(n: int, seed: int, root: str = "data", lidar_width: int = 1024) -> str:
+def extra_validation_split(n: int, seed: int, root: str = "data", lidar_width: Optional[int] = None) -> str:
     """The converted folder of ``n`` validation frames of the surround-camera mini dataset drawn with generator
-    ``seed`` (written on first use; see ``--extra-val``); ``lidar_width`` other than the default 1,024 range-image
-    columns: the sparse-LiDAR variant (``*_sparse_lidar*`` configs, folder ``waymo_mini_surround_w<W>_seed…``)."""
+    ``seed`` (written on first use; see ``--extra-val``); ``lidar_width``: range-image columns other than the
+    generator's default, the sparse-LiDAR variant (``*_sparse_lidar*`` configs, folder
+    ``waymo_mini_surround_w<W>_seed…``)."""
     from perception3d.datasets.prepare import prepare_waymo_mini
 
-    width = "" if lidar_width == 1024 else f"_w{lidar_width}"
+    generator = dict(num_train=0, num_val=n, seed=seed)
+    if lidar_width is not None:
+        generator["lidar_width"] = lidar_width
+    width = "" if lidar_width is None else f"_w{lidar_width}"
     return str(prepare_waymo_mini(os.path.join(root, f"waymo_mini_surround{width}_seed{seed}_val{n}"),
-                                  gt_database=False, surround_cameras=True,
-                                  generator=dict(num_train=0, num_val=n, seed=seed, lidar_width=lidar_width)))
+                                  gt_database=False, surround_cameras=True, generator=generator))
 
 
 def predict_split(config: str, checkpoint: str, data_root: str = None,
@@ -215,8 +219,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--extra-val", type=int, default=0, metavar="N",
                     help="score on N new validation frames drawn with --extra-val-seed instead of the config's split")
     ap.add_argument("--extra-val-seed", type=int, default=1)
-    ap.add_argument("--extra-val-lidar-width", type=int, default=1024, metavar="W",
-                    help="range-image columns of the new frames' LiDAR (256: the *_sparse_lidar* configs' data)")
+    ap.add_argument("--extra-val-lidar-width", type=int, default=None, metavar="W",
+                    help="range-image columns of the new frames' LiDAR (default: the generator's; 256: the "
+                         "*_sparse_lidar* configs' data)")
     ap.add_argument("--grey-images", nargs="*", default=[], metavar="NAME",
                     help="runs scored with every camera image a constant grey")
     ap.add_argument("--out")

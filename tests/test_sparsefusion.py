@@ -779,8 +779,12 @@ def test_sparse_lidar_configs_are_the_dense_recipe_on_the_256_column_data_chaine
              "transfusion_l_waymo_mini_sparse_lidar_stage2_decay": "transfusion_l_waymo_mini_stage2_decay",
              "sparsefusion_waymo_mini_sparse_lidar_camera": "sparsefusion_waymo_mini_camera",
              "sparsefusion_waymo_mini_sparse_lidar_stage2": "sparsefusion_waymo_mini_stage2_from_control"}
+    import inspect
+
+    from perception3d.datasets.synthetic.writer import generate_waymo_mini
     cfg = {n: (load_config(str(ROOT / "configs" / f"{n}.py")), load_config(str(ROOT / "configs" / f"{d}.py")))
            for n, d in pairs.items()}
+    camera_ckpt = {}
     for name, (sparse, dense) in cfg.items():
         assert sparse.prepare_data.generator == dict(lidar_width=256), name
         assert Path(sparse.prepare_data.root).name == "waymo_mini_surround_w256"
@@ -794,15 +798,17 @@ def test_sparse_lidar_configs_are_the_dense_recipe_on_the_256_column_data_chaine
             assert sparse.model.head.pop("img_heatmap_weight") == 1.0
         else:
             assert "img_heatmap_weight" not in sparse.model.head
-        sparse.model.pop("camera_checkpoint", None), dense.model.pop("camera_checkpoint", None)
+        camera_ckpt[name] = sparse.model.pop("camera_checkpoint", None)
+        dense.model.pop("camera_checkpoint", None)
         assert sparse.model == dense.model, name
-    steps = lambda c: c.train_cfg.max_epochs * (160 // c.train_dataloader.batch_size)  # noqa: E731
+    frames = inspect.signature(generate_waymo_mini).parameters["num_train"].default
+    steps = lambda c: c.train_cfg.max_epochs * (frames // c.train_dataloader.batch_size)  # noqa: E731
     (s1, _), (ctrl, _), (cam, _), (sf, _) = cfg.values()
     assert not s1.get("load_from") and not cam.get("load_from")
     assert Path(ctrl.load_from).parent.name == "transfusion_l_waymo_mini_sparse_lidar"
     assert Path(ctrl.load_from).name == f"iter_{steps(s1)}.pth"
     assert Path(sf.load_from).parent.name == "transfusion_l_waymo_mini_sparse_lidar_stage2_decay"
     assert Path(sf.load_from).name == f"iter_{steps(ctrl)}.pth"
-    sf_cam = load_config(str(ROOT / "configs" / "sparsefusion_waymo_mini_sparse_lidar_stage2.py")).model
-    assert Path(sf_cam.camera_checkpoint).parent.name == "sparsefusion_waymo_mini_sparse_lidar_camera"
-    assert Path(sf_cam.camera_checkpoint).name == f"iter_{steps(cam)}.pth"
+    sf_cam = Path(camera_ckpt["sparsefusion_waymo_mini_sparse_lidar_stage2"])
+    assert sf_cam.parent.name == "sparsefusion_waymo_mini_sparse_lidar_camera"
+    assert sf_cam.name == f"iter_{steps(cam)}.pth"
