@@ -4,7 +4,7 @@ fewer than ``--few`` LiDAR points (the ones a camera helps with): the SparseFusi
     python bench/fusion_mini_ablation.py \\
         sparsefusion=configs/sparsefusion_waymo_mini.py:work_dirs/sparsefusion_waymo_mini/iter_240.pth \\
         transfusion_l=configs/transfusion_l_waymo_mini.py:work_dirs/transfusion_l_waymo_mini/iter_240.pth \\
-        [--few 20] [--fov] [--near 20] [--bootstrap 200] [--extra-val 200] [--grey-images NAME ...]
+        [--few 20] [--fov] [--near 20] [--bootstrap 200] [--extra-val 200] [--grey-images NAME]
         [--out work_dirs/fusion_ablation.json]
 
 "Few points" is scored with the official metric's own mechanism for boxes it does not count
@@ -34,9 +34,9 @@ boxes and few-point ones.
 ``--extra-val-lidar-width W``: the new frames' LiDAR has W range-image columns (256 for the ``*_sparse_lidar*``
 configs, whose data is generated with ``lidar_width=256``).
 
-``--grey-images NAME ...``: score the named runs with every camera image replaced by a constant grey (0.5): what
-the image contents add (the same model, the same LiDAR input). The same CONFIG:CHECKPOINT may be listed twice
-under two names, once with and once without.
+``--grey-images NAME``: score the named run with every camera image replaced by a constant grey (0.5): what
+the image contents add (the same model, the same LiDAR input); repeat the flag for several runs. The same
+CONFIG:CHECKPOINT may be listed twice under two names, once with and once without.
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def paired_bootstrap(preds: dict, gts: list, few_gts: list, ref: str, n: int, se
                 for part, d in v.items()} for k, v in diffs.items()}
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="name=CONFIG:CHECKPOINT")
     ap.add_argument("--few", type=int, default=20)
@@ -222,10 +222,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--extra-val-lidar-width", type=int, default=None, metavar="W",
                     help="range-image columns of the new frames' LiDAR (default: the generator's; 256: the "
                          "*_sparse_lidar* configs' data)")
-    ap.add_argument("--grey-images", nargs="*", default=[], metavar="NAME",
-                    help="runs scored with every camera image a constant grey")
+    # one name per flag (repeat it): a flag taking any number of names would swallow the runs listed after it
+    ap.add_argument("--grey-images", action="append", default=[], metavar="NAME",
+                    help="a run scored with every camera image a constant grey (repeat for several)")
     ap.add_argument("--out")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> dict:
+    ap = build_parser()
+    args = ap.parse_intermixed_args(argv)
     unknown = set(args.grey_images) - {r.split("=", 1)[0] for r in args.runs}
     if unknown:
         ap.error(f"--grey-images names no run: {sorted(unknown)}")

@@ -317,3 +317,9 @@ def test_ablation_bench_scores_few_point_and_camera_view_subsets():
     # and every other pair in listing order: the copy finds everything the blind model misses
     assert boot["copy - blind"]["all"] == dict(mean=1.0, frac_above_0=1.0, **{"p2.5": 1.0, "p97.5": 1.0})
     assert set(boot) == {"copy", "blind", "copy - blind"}
+    # the documented command line: --grey-images names one run and leaves the runs after it to the positionals
+    args = bench.build_parser().parse_intermixed_args(
+        ["--fov", "--bootstrap", "60", "--grey-images", "grey", "control=a.py:a.pth", "grey=b.py:b.pth",
+         "--grey-images", "grey2", "grey2=b.py:b.pth"])
+    assert args.grey_images == ["grey", "grey2"]
+    assert args.runs == ["control=a.py:a.pth", "grey=b.py:b.pth", "grey2=b.py:b.pth"]
