@@ -20,7 +20,9 @@ With ``--checkpoint`` (a SparseFusion model): what the camera branch learned, ov
 * **monocular depth / view transform**: for each visible box, the nearest image query of its camera (in pixels):
   relative depth error and the BEV centre error of the view-transformed box;
 * **fused detections**: how many of the top-``max_det`` fused detections are camera candidates, and their best
-  score.
+  score; how many boxes the fusion loss's Hungarian assignment (:func:`hungarian_match` on the fused predictions,
+  as in training) gives to camera candidates, and the median BEV distance from a visible box to the nearest fused
+  LiDAR and camera candidate.
 
     python bench/fusion_camera_check.py configs/sparsefusion_waymo_mini.py [--frames 4] [--png out.png]
         [--checkpoint CKPT] [--out check.json]
@@ -80,6 +82,7 @@ def geometry_check(samples: list, img_size) -> dict:
     """Calibration vs the renderer's camera, and the round trip through the camera branch's geometric transform."""
     from perception3d.datasets.synthetic.cameras import surround_camera_specs
     from perception3d.models.fusion.camera_branch import camera_targets
+    from perception3d.models.fusion.layers import decode_boxes, hungarian_match
     from perception3d.models.fusion.view_transform import camera_candidates_to_lidar
 
     specs = surround_camera_specs()
@@ -158,11 +161,13 @@ def learned_check(cfg, ds, checkpoint: str, max_frames: int) -> dict:
     from perception3d.apis import init_model
     from perception3d.datasets.loading import det3d_collate
     from perception3d.models.fusion.camera_branch import camera_targets
+    from perception3d.models.fusion.layers import decode_boxes, hungarian_match
 
     model = init_model(cfg, checkpoint)
     head = model.head
     heat_at, heat_bg, recall, depth_rel, bev_err = [], [], [], [], []
     n_vis, cam_in_top, cam_best, n_top = 0, 0, [], 0
+    n_matched, n_matched_cam, n_vis_matched, n_vis_matched_cam, near_lidar, near_cam = 0, 0, 0, 0, [], []
     for i in range(min(len(ds), max_frames)):
         item = ds[i]
         batch = model.data_preprocessor(det3d_collate([item]), False)
@@ -209,6 +214,21 @@ def learned_check(cfg, ds, checkpoint: str, max_frames: int) -> dict:
             cam_in_top += int((q >= n_lidar).sum())
             n_top += k
             cam_best.append(float(scores[:, n_lidar:].max()))
+            # the fusion loss's Hungarian assignment (the one training uses) of this frame's boxes: how many go
+            # to camera candidates, and how near the nearest fused candidate of each kind is to a visible box
+            fin = out["final"]
+            boxes = decode_boxes(fin, head.pc_range, head.cell)[0]
+            r_idx, c_idx = hungarian_match(fin["heatmap"][0].T, boxes, s["boxes"], s["labels"], head.pc_range)
+            seen = torch.zeros(len(s["boxes"]), dtype=torch.bool)
+            seen[mm.unique()] = True
+            n_matched += len(c_idx)
+            n_matched_cam += int((r_idx >= n_lidar).sum())
+            n_vis_matched += int(seen[c_idx].sum())
+            n_vis_matched_cam += int(((r_idx >= n_lidar) & seen[c_idx]).sum())
+            if seen.any():
+                d = torch.cdist(s["boxes"][seen, :2], boxes[:, :2].float())
+                near_lidar += d[:, :n_lidar].min(1).values.tolist()
+                near_cam += d[:, n_lidar:].min(1).values.tolist()
     bg = torch.cat(heat_bg) if heat_bg else torch.zeros(1)
     r = lambda x: round(float(x), 4)  # noqa: E731
     return dict(frames=min(len(ds), max_frames), visible_boxes=n_vis,
@@ -220,7 +240,11 @@ def learned_check(cfg, ds, checkpoint: str, max_frames: int) -> dict:
                 depth_rel_err_median=r(np.median(depth_rel)) if depth_rel else None,
                 view_bev_centre_err_m_median=r(np.median(bev_err)) if bev_err else None,
                 fused_top_from_camera=cam_in_top, fused_top_total=n_top,
-                camera_candidate_best_score_max=r(max(cam_best)) if cam_best else None)
+                camera_candidate_best_score_max=r(max(cam_best)) if cam_best else None,
+                fusion_assigned_boxes=n_matched, fusion_assigned_to_camera=n_matched_cam,
+                fusion_assigned_visible_boxes=n_vis_matched, fusion_assigned_visible_to_camera=n_vis_matched_cam,
+                visible_box_to_nearest_lidar_candidate_m_median=r(np.median(near_lidar)) if near_lidar else None,
+                visible_box_to_nearest_camera_candidate_m_median=r(np.median(near_cam)) if near_cam else None)
 
 
 def main(argv=None) -> dict:
