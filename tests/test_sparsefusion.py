@@ -812,3 +812,40 @@ def test_sparse_lidar_configs_are_the_dense_recipe_on_the_256_column_data_chaine
     sf_cam = Path(camera_ckpt["sparsefusion_waymo_mini_sparse_lidar_stage2"])
     assert sf_cam.parent.name == "sparsefusion_waymo_mini_sparse_lidar_camera"
     assert sf_cam.name == f"iter_{steps(cam)}.pth"
+
+
+def test_sparse_lidar_640_configs_change_only_the_frames_and_the_epochs():
+    """configs/*_sparse_lidar_640*.py: the 160-frame sparse-LiDAR stages on the data generated with 640 training
+    frames (the same generator arguments otherwise), with the epochs cut so that each stage runs one pass (control,
+    fusion: 320 iterations) or three (camera: 960); the model, optimizer and seed unchanged, chained by work_dir,
+    the control starting from the 160-frame stage 1."""
+    from perception3d.cli import load_config
+    stages = ("transfusion_l_waymo_mini_sparse_lidar_{}stage2_decay", "sparsefusion_waymo_mini_sparse_lidar_{}camera",
+              "sparsefusion_waymo_mini_sparse_lidar_{}stage2")
+    pairs = {s.format("640_"): s.format("") for s in stages}
+    cfg = {n: (load_config(str(ROOT / "configs" / f"{n}.py")), load_config(str(ROOT / "configs" / f"{d}.py")))
+           for n, d in pairs.items()}
+    iters = {}
+    for name, (big, small) in cfg.items():
+        assert big.prepare_data.generator == dict(small.prepare_data.generator, num_train=640), name
+        assert Path(big.prepare_data.root).name == "waymo_mini_surround_w256_640"
+        for dl in (big.train_dataloader.dataset.dataset, big.val_dataloader.dataset, big.test_dataloader.dataset):
+            assert Path(dl.data_root).parent.name == "waymo_mini_surround_w256_640", name
+        for key in ("optim_wrapper", "randomness"):
+            assert big.get(key) == small.get(key), (name, key)
+        for sched_big, sched_small in zip(big.param_scheduler, small.param_scheduler):
+            assert sched_big["end"] == big.train_cfg.max_epochs
+            assert dict(sched_big, end=None) == dict(sched_small, end=None), name
+        big_cam, small_cam = big.model.pop("camera_checkpoint", None), small.model.pop("camera_checkpoint", None)
+        assert big.model == small.model, name
+        iters[name] = big.train_cfg.max_epochs * 640 // big.train_dataloader.batch_size
+        cfg[name] = (big, big_cam)
+    assert list(iters.values()) == [320, 960, 320]
+    (ctrl, _), (cam, _), (sf, sf_cam) = cfg.values()
+    small_ctrl = load_config(str(ROOT / "configs" / "transfusion_l_waymo_mini_sparse_lidar_stage2_decay.py"))
+    assert ctrl.load_from == small_ctrl.load_from   # stage 1: the 160-frame one
+    assert not cam.get("load_from")
+    assert Path(sf.load_from).parent.name == "transfusion_l_waymo_mini_sparse_lidar_640_stage2_decay"
+    assert Path(sf.load_from).name == "iter_320.pth"
+    assert Path(sf_cam).parent.name == "sparsefusion_waymo_mini_sparse_lidar_640_camera"
+    assert Path(sf_cam).name == "iter_960.pth"

@@ -1,0 +1,19 @@
+"""The sparse-LiDAR camera pre-training stage (``sparsefusion_waymo_mini_sparse_lidar_camera.py``) on 640 training
+frames: three epochs (960 iterations) instead of six over 160.
+
+    python tools/train.py configs/sparsefusion_waymo_mini_sparse_lidar_640_camera.py      # ~10 min on 2 cores
+"""
+_base_ = ["./sparsefusion_waymo_mini_sparse_lidar_camera.py"]
+
+max_epochs = 3
+lr = 0.002
+param_scheduler = [dict(type="OneCycleLR", eta_max=lr, pct_start=0.4, div_factor=10, final_div_factor=1e4,
+                        by_epoch=True, begin=0, end=max_epochs, convert_to_iter_based=True),
+                   dict(type="OneCycleMomentum", moms=(0.95, 0.85), pct_start=0.4, by_epoch=True, begin=0,
+                        end=max_epochs, convert_to_iter_based=True)]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+data_root = {{_base_.sparse_lidar_640_data_root}}
+prepare_data = {{_base_.sparse_lidar_640_prepare_data}}
+train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
