@@ -82,7 +82,6 @@ def geometry_check(samples: list, img_size) -> dict:
     """Calibration vs the renderer's camera, and the round trip through the camera branch's geometric transform."""
     from perception3d.datasets.synthetic.cameras import surround_camera_specs
     from perception3d.models.fusion.camera_branch import camera_targets
-    from perception3d.models.fusion.layers import decode_boxes, hungarian_match
     from perception3d.models.fusion.view_transform import camera_candidates_to_lidar
 
     specs = surround_camera_specs()

@@ -836,7 +836,8 @@ def test_sparse_lidar_640_configs_change_only_the_frames_and_the_epochs():
         for sched_big, sched_small in zip(big.param_scheduler, small.param_scheduler):
             assert sched_big["end"] == big.train_cfg.max_epochs
             assert dict(sched_big, end=None) == dict(sched_small, end=None), name
-        big_cam, small_cam = big.model.pop("camera_checkpoint", None), small.model.pop("camera_checkpoint", None)
+        big_cam = big.model.pop("camera_checkpoint", None)
+        small.model.pop("camera_checkpoint", None)
         assert big.model == small.model, name
         iters[name] = big.train_cfg.max_epochs * 640 // big.train_dataloader.batch_size
         cfg[name] = (big, big_cam)
