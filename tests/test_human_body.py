@@ -180,7 +180,8 @@ def test_template_elbow_lbs_by_hand():
     upper_arm = d.weights[:, 16] == 1.0
     assert forearm.sum() >= 20 and upper_arm.sum() >= 20
     np.testing.assert_allclose(got[forearm], turned[forearm], atol=1e-5)
-    np.testing.assert_array_equal(got[upper_arm], d.v_template[upper_arm])
+    # unmoved up to float32 rounding: the identity transforms are matrix products (last-bit errors on some CPUs)
+    np.testing.assert_allclose(got[upper_arm], d.v_template[upper_arm], rtol=0, atol=1e-6)
     np.testing.assert_allclose(got, (1 - w[:, None]) * v + w[:, None] * turned, atol=1e-5)
     assert ((w > 0) & (w < 1)).sum() > 0  # the blend near the elbow is exercised
 
