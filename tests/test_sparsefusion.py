@@ -825,7 +825,7 @@ def test_sparse_lidar_640_configs_change_only_the_frames_and_the_epochs():
     pairs = {s.format("640_"): s.format("") for s in stages}
     cfg = {n: (load_config(str(ROOT / "configs" / f"{n}.py")), load_config(str(ROOT / "configs" / f"{d}.py")))
            for n, d in pairs.items()}
-    iters = {}
+    iters, camera_ckpt = {}, {}
     for name, (big, small) in cfg.items():
         assert big.prepare_data.generator == dict(small.prepare_data.generator, num_train=640), name
         assert Path(big.prepare_data.root).name == "waymo_mini_surround_w256_640"
@@ -836,16 +836,15 @@ def test_sparse_lidar_640_configs_change_only_the_frames_and_the_epochs():
         for sched_big, sched_small in zip(big.param_scheduler, small.param_scheduler):
             assert sched_big["end"] == big.train_cfg.max_epochs
             assert dict(sched_big, end=None) == dict(sched_small, end=None), name
-        big_cam = big.model.pop("camera_checkpoint", None)
+        camera_ckpt[name] = big.model.pop("camera_checkpoint", None)
         small.model.pop("camera_checkpoint", None)
         assert big.model == small.model, name
         iters[name] = big.train_cfg.max_epochs * 640 // big.train_dataloader.batch_size
-        cfg[name] = (big, big_cam)
     assert list(iters.values()) == [320, 960, 320]
-    (ctrl, _), (cam, _), (sf, sf_cam) = cfg.values()
-    small_ctrl = load_config(str(ROOT / "configs" / "transfusion_l_waymo_mini_sparse_lidar_stage2_decay.py"))
+    (ctrl, small_ctrl), (cam, _), (sf, _) = cfg.values()
     assert ctrl.load_from == small_ctrl.load_from   # stage 1: the 160-frame one
     assert not cam.get("load_from")
+    sf_cam = camera_ckpt[stages[2].format("640_")]
     assert Path(sf.load_from).parent.name == "transfusion_l_waymo_mini_sparse_lidar_640_stage2_decay"
     assert Path(sf.load_from).name == "iter_320.pth"
     assert Path(sf_cam).parent.name == "sparsefusion_waymo_mini_sparse_lidar_640_camera"
