@@ -2,8 +2,10 @@
 depth-layer masks of §4.1), from the package's priors:
 
 * :func:`dense_depth` — one depth per pixel of a training view from a :class:`~..priors.DepthPrior`: a relative
-  prior is aligned by least-squares scale and shift to the view's triangulated feature matches, and pixels
-  without depth (textureless plane-sweep pixels) are filled from their neighbours in inverse depth (push–pull).
+  prior is aligned by least-squares scale and shift to the view's triangulated feature matches (a view with
+  fewer than 10 is scaled so that its median depth is √(near · far) of the scene's depth range, which the
+  flow-based alignment then corrects, as the authors align an unanchored monocular depth), and pixels without
+  depth (textureless plane-sweep pixels) are filled from their neighbours in inverse depth (push–pull).
 * :func:`depth_layers` — the depth-layer masks: the disparity (sampled every 10th pixel) clustered into
   ``num_mask_channels`` groups by agglomerative (Ward) clustering, as the authors' ``get_depth_bins``; each pixel
   belongs to the layer whose disparity interval holds it.
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..priors import DepthPrior, FlowPrior, align_scale_shift, feature_depths, warp_by_flow
+from ..scenes import depth_range
 
 __all__ = ["dense_depth", "fill_holes", "depth_layers", "correspondences", "induced_flow", "outside_masks"]
 
@@ -61,24 +64,27 @@ def dense_depth(prior: DepthPrior, scene, i: int, ids: Sequence[int]) -> tuple[T
                          f"{dm.depth.shape[-1]}x{dm.depth.shape[0]}, its image is {W}x{H}")
     depth = dm.depth.float()
     valid = dm.valid & torch.isfinite(depth) & (depth > 0)
-    scale, shift = 1.0, 0.0
+    scale, shift, anchors = 1.0, 0.0, None
     if not dm.metric:
         uv, z = feature_depths(scene, i, ids)
-        if len(z) < 10:
-            raise ValueError(f"{dm.source} depth of view {i} is relative and only {len(z)} triangulated feature "
-                             "matches anchor its scale")
-        u = torch.from_numpy(uv[:, 0]).long().clamp(0, W - 1)
-        v = torch.from_numpy(uv[:, 1]).long().clamp(0, H - 1)
-        sparse = torch.zeros_like(depth)
-        sparse[v, u] = torch.from_numpy(z).float()
-        depth, scale, shift = align_scale_shift(depth, sparse, (sparse > 0) & valid)
+        anchors = int(len(z))
+        if len(z) >= 10:
+            u = torch.from_numpy(uv[:, 0]).long().clamp(0, W - 1)
+            v = torch.from_numpy(uv[:, 1]).long().clamp(0, H - 1)
+            sparse = torch.zeros_like(depth)
+            sparse[v, u] = torch.from_numpy(z).float()
+            depth, scale, shift = align_scale_shift(depth, sparse, (sparse > 0) & valid)
+        elif valid.any():  # too few matches to fit a scale: the content's typical depth; the flow alignment fits both
+            near, far = depth_range(scene, ids)
+            scale = float((near * far) ** 0.5 / depth[valid].median())
+            depth = depth * scale
         valid &= depth > 0
     frac = float(valid.float().mean())
     if frac < 1e-3:
         raise ValueError(f"{dm.source} depth prior gave no usable depth for view {i} ({scene.names[i]})")
     depth = fill_holes(depth, valid)
-    return depth, {"source": dm.source, "metric": dm.metric, "valid": round(frac, 4), "scale": scale,
-                   "shift": shift}
+    rec = {"source": dm.source, "metric": dm.metric, "valid": round(frac, 4), "scale": scale, "shift": shift}
+    return depth, rec if anchors is None else {**rec, "anchors": anchors}
 
 
 def depth_layers(disparity: Tensor, num_layers: int, sites: Optional[Tensor] = None, every: int = 10) -> Tensor:

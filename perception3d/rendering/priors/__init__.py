@@ -17,8 +17,9 @@ refiner    ``classical`` (default), ``none``                      NL-means denoi
 =========  =====================================================  =====================================
 
 The papers' learned priors (``depth_anything``, ``marigold``, ``raft``, ``flowformerpp``, ``dust3r``,
-``stable_diffusion``) take a local ``checkpoint`` path, which is verified; their networks are not built in, so
-they raise :class:`PriorUnavailableError` naming what is missing (:mod:`.learned`). Nothing is downloaded.
+``stable_diffusion``) take a local ``checkpoint`` path, which is verified. Depth Anything v1 / v2 runs from it
+(:mod:`.depth_anything`); the other networks are not built in, so they raise :class:`PriorUnavailableError`
+naming what is missing (:mod:`.learned`). Nothing is downloaded.
 
 Configs name a prior as a dict, e.g. ``dict(type="plane_sweep", num_planes=128)`` or
 ``dict(type="raft", checkpoint="/models/raft-things.pth")``; ``describe()`` of the built prior is what the
@@ -72,7 +73,7 @@ def _build(kind: str, cfg):
         except TypeError as e:
             raise ValueError(f"{kind} prior {typ!r}: bad options {sorted(cfg)} ({e})") from e
     elif typ in LEARNED_PRIORS and LEARNED_PRIORS[typ][1] == kind:
-        prior = load_learned_prior(typ, cfg.pop("checkpoint", None))
+        prior = load_learned_prior(typ, cfg.pop("checkpoint", None), **cfg)
     else:
         learned = [k for k, v in LEARNED_PRIORS.items() if v[1] == kind]
         raise ValueError(f"unknown {kind} prior {typ!r}: built in {sorted(_BUILTIN[kind])}, "

@@ -1,16 +1,18 @@
 """Loaders for the papers' learned priors from a LOCAL checkpoint (nothing is ever downloaded).
 
 Each loader checks that the path exists and that it holds the named architecture's weights (by the parameter
-names of the authors' released checkpoints), and then says plainly what is missing: perception3d does not
-build these networks yet, so ``load()`` raises :class:`PriorUnavailableError` naming the architecture, the file
-and the built-in prior to use instead — it never pretends to run a model it does not have. A path that does
-not exist, or holds another model, raises ValueError / FileNotFoundError naming the file.
+names of the authors' released checkpoints). Depth Anything (v1 and v2, ViT-S/B/L) is built here
+(:mod:`.depth_anything`) and runs from its checkpoint as released. The other networks are not built yet, so their
+``load()`` raises :class:`PriorUnavailableError` naming the architecture, the file and the built-in prior to use
+instead — it never pretends to run a model it does not have. A path that does not exist, or holds another model,
+raises ValueError / FileNotFoundError naming the file.
 
 =====================  ======================  ==========================================  ====================
 config ``type``         paper                   checkpoint the authors release               built-in instead
 =====================  ======================  ==========================================  ====================
-``depth_anything``      Depth Anything v1/v2    ``depth_anything_v2_vit{s,b,l}.pth``         ``plane_sweep``
-                                                (``pretrained.*`` DINOv2 + ``depth_head.*``)
+``depth_anything``      Depth Anything v1/v2    ``depth_anything_v2_vit{s,b,l}.pth``,        (runs; options
+                        (built here)            ``depth_anything_vit{s,b,l}14.pth``          ``version`` 1 / 2,
+                                                (``pretrained.*`` DINOv2 + ``depth_head.*``)  ``input_size``)
 ``marigold``            Marigold                a diffusers folder (``model_index.json``,    ``plane_sweep``
                                                 ``unet/``, ``vae/``)
 ``raft``                RAFT                    ``raft-things.pth`` (``fnet.*``, ``cnet.*``,  ``dis``
@@ -46,6 +48,19 @@ LEARNED_PRIORS = {
 }
 
 
+def _depth_anything(state: dict, path: str, **options):
+    from .depth_anything import DepthAnythingDepth
+
+    try:
+        return DepthAnythingDepth(state, path, **options)
+    except TypeError as e:
+        raise ValueError(f"depth_anything prior: bad options {sorted(options)} ({e})") from e
+
+
+# the learned priors whose networks perception3d builds: type → constructor(state dict, path, **options)
+_BUILT = {"depth_anything": _depth_anything}
+
+
 def read_state_dict(path: Union[str, Path]) -> dict:
     """Parameter tensors of a ``.pth`` / ``.pt`` / ``.ckpt`` / ``.safetensors`` file (unwrapping the usual
     ``{"model": …}`` / ``{"state_dict": …}`` wrappers and a DataParallel ``module.`` prefix)."""
@@ -77,7 +92,7 @@ class LearnedPriorCheckpoint:
     def __init__(self, type: str, path: Union[str, Path]):
         if type not in LEARNED_PRIORS:
             raise ValueError(f"unknown learned prior {type!r} (one of {sorted(LEARNED_PRIORS)})")
-        self.type, self.path = type, Path(path)
+        self.type, self.path, self._state = type, Path(path), None
         arch, self.kind, prefixes, self.builtin = LEARNED_PRIORS[type]
         self.arch = arch
         if prefixes is None:  # a diffusers pipeline folder
@@ -95,9 +110,15 @@ class LearnedPriorCheckpoint:
             raise ValueError(f"{self.path}: does not hold {arch} weights — no parameters named {absent}* "
                              f"(found e.g. {some}); is it another model's checkpoint?")
         self.num_tensors = len(sd)
+        self._state = sd if type in _BUILT else None
 
-    def load(self):
-        """The prior object — not available: raises :class:`PriorUnavailableError` naming what is missing."""
+    def load(self, **options):
+        """The prior object (Depth Anything), or :class:`PriorUnavailableError` naming what is missing for the
+        networks that are not built; ``options`` go to the prior (e.g. ``version=1`` for Depth Anything v1)."""
+        if self._state is not None:
+            prior = _BUILT[self.type](self._state, str(self.path), **options)
+            self._state = None
+            return prior
         raise PriorUnavailableError(
             f"{self.path} holds {self.arch} weights"
             + (f" ({self.num_tensors} tensors)" if self.num_tensors else "")
@@ -105,10 +126,10 @@ class LearnedPriorCheckpoint:
             f"built-in weight-free {self.kind} prior instead: type='{self.builtin}'.")
 
 
-def load_learned_prior(type: str, checkpoint: Union[str, Path, None]):
-    """Verify ``checkpoint`` holds the ``type`` prior's weights, then build it (see the module doc)."""
+def load_learned_prior(type: str, checkpoint: Union[str, Path, None], **options):
+    """Verify ``checkpoint`` holds the ``type`` prior's weights, then build it with ``options`` (module doc)."""
     if checkpoint is None:
         arch, kind, _, builtin = LEARNED_PRIORS[type] if type in LEARNED_PRIORS else (type, "", None, "")
         raise ValueError(f"the {arch} {kind} prior needs a local checkpoint path (checkpoint=...); nothing is "
                          f"downloaded. Without one, use type='{builtin}'.")
-    return LearnedPriorCheckpoint(type, checkpoint).load()
+    return LearnedPriorCheckpoint(type, checkpoint).load(**options)
