@@ -317,6 +317,31 @@ def test_learned_priors_need_a_real_local_checkpoint(tmp_path):
         build_depth_prior({"type": "raft", "checkpoint": str(raft)})
 
 
+def test_a_registered_prior_is_built_by_name_and_clashes_are_refused():
+    from perception3d.rendering.priors import DepthMap, DepthPrior, register_prior
+
+    class Constant(DepthPrior):
+        name, metric = "constant_test", True
+
+        def __init__(self, depth=2.0):
+            self.depth = float(depth)
+
+        def estimate(self, scene, i, ids=None):
+            return DepthMap(torch.full((scene.height, scene.width), self.depth), None, True, self.name)
+
+    register_prior("depth", "constant_test", Constant)
+    prior = build_depth_prior({"type": "constant_test", "depth": 3.0})
+    assert isinstance(prior, Constant) and prior.depth == 3.0
+    with pytest.raises(ValueError, match="'constant_test' is already a depth prior"):
+        register_prior("depth", "constant_test", Constant)
+    with pytest.raises(ValueError, match="'depth_anything' is already"):
+        register_prior("depth", "depth_anything", Constant)
+    with pytest.raises(TypeError, match="must subclass FlowPrior"):
+        register_prior("flow", "constant_flow_test", Constant)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        register_prior("normals", "x", Constant)
+
+
 def test_classical_refiner_denoises_and_transfers_colour(fox):
     clean = fox.image(5)[:128, :128]
     g = torch.Generator().manual_seed(0)

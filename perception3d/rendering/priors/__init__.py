@@ -21,6 +21,9 @@ The papers' learned priors (``depth_anything``, ``marigold``, ``raft``, ``flowfo
 (:mod:`.depth_anything`); the other networks are not built in, so they raise :class:`PriorUnavailableError`
 naming what is missing (:mod:`.learned`). Nothing is downloaded.
 
+A prior of one's own (another stereo method, a depth sensor's maps) is registered under a name with
+:func:`register_prior` and then named in configs like the built-in ones.
+
 Configs name a prior as a dict, e.g. ``dict(type="plane_sweep", num_planes=128)`` or
 ``dict(type="raft", checkpoint="/models/raft-things.pth")``; ``describe()`` of the built prior is what the
 trainer records.
@@ -47,7 +50,7 @@ __all__ = ["DepthMap", "DepthPrior", "FlowPrior", "PosePrior", "ImageRefiner", "
            "PriorUnavailableError", "SceneMemo", "PlaneSweepDepth", "FeatureDepth", "ShippedDepth", "TriangulatedDepth",
            "HullFilledDepth", "visual_hull_depth",
            "DISFlow", "FeaturePose", "ClassicalRefiner", "build_depth_prior", "build_flow_prior", "build_pose_prior",
-           "build_image_refiner",
+           "build_image_refiner", "register_prior",
            "depth_prior_points", "align_scale_shift", "depth_metrics", "LEARNED_PRIORS"]
 
 log = logging.getLogger("perception3d.priors")
@@ -80,6 +83,22 @@ def _build(kind: str, cfg):
                          f"from a local checkpoint {learned}")
     log.info("%s prior: %s", kind, prior.describe())
     return prior
+
+
+_BASES = {"depth": DepthPrior, "flow": FlowPrior, "pose": PosePrior, "refiner": ImageRefiner}
+
+
+def register_prior(kind: str, name: str, cls: type) -> None:
+    """Make ``cls`` (a subclass of the ``kind``'s interface: :class:`DepthPrior`, :class:`FlowPrior`,
+    :class:`PosePrior` or :class:`ImageRefiner`) buildable as ``dict(type=name, **its options)``. A name that is
+    already a prior is refused."""
+    if kind not in _BASES:
+        raise ValueError(f"register_prior: kind must be one of {sorted(_BASES)}, got {kind!r}")
+    if name in _BUILTIN[kind] or name in LEARNED_PRIORS:
+        raise ValueError(f"register_prior: {name!r} is already a {kind} prior")
+    if not (isinstance(cls, type) and issubclass(cls, _BASES[kind])):
+        raise TypeError(f"register_prior: a {kind} prior must subclass {_BASES[kind].__name__}, got {cls!r}")
+    _BUILTIN[kind][name] = cls
 
 
 def build_depth_prior(cfg: Optional[dict] = None) -> DepthPrior:
