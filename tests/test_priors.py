@@ -332,7 +332,7 @@ def test_a_registered_prior_is_built_by_name_and_clashes_are_refused():
     register_prior("depth", "constant_test", Constant)
     prior = build_depth_prior({"type": "constant_test", "depth": 3.0})
     assert isinstance(prior, Constant) and prior.depth == 3.0
-    with pytest.raises(ValueError, match="'constant_test' is already a depth prior"):
+    with pytest.raises(ValueError, match="'constant_test' is already the name of a prior"):
         register_prior("depth", "constant_test", Constant)
     with pytest.raises(ValueError, match="'depth_anything' is already"):
         register_prior("depth", "depth_anything", Constant)

@@ -95,7 +95,7 @@ def register_prior(kind: str, name: str, cls: type) -> None:
     if kind not in _BASES:
         raise ValueError(f"register_prior: kind must be one of {sorted(_BASES)}, got {kind!r}")
     if name in _BUILTIN[kind] or name in LEARNED_PRIORS:
-        raise ValueError(f"register_prior: {name!r} is already a {kind} prior")
+        raise ValueError(f"register_prior: {name!r} is already the name of a prior")
     if not (isinstance(cls, type) and issubclass(cls, _BASES[kind])):
         raise TypeError(f"register_prior: a {kind} prior must subclass {_BASES[kind].__name__}, got {cls!r}")
     _BUILTIN[kind][name] = cls

@@ -50,6 +50,8 @@ _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def encoder_of(state_dict: dict) -> str:
     """The encoder size of a Depth Anything state dict, from its embedding width."""
+    if "pretrained.cls_token" not in state_dict:
+        raise ValueError("Depth Anything: the checkpoint has no 'pretrained.cls_token' (not a DINOv2 encoder)")
     dim = int(state_dict["pretrained.cls_token"].shape[-1])
     for name, spec in ENCODERS.items():
         if spec[0] == dim:
