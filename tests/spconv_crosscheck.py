@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the package, however (or whether) it is installed
 import spconv.pytorch as spconv  # noqa: E402
 
 from perception3d.sparse import (SparseConv3d, SparseInverseConv3d, SparseMaxPool3d, SparseTensor, SubMConv3d,  # noqa: E402
