@@ -303,18 +303,19 @@ def test_learned_priors_need_a_real_local_checkpoint(tmp_path):
     torch.save({"conv1.weight": torch.zeros(2, 3, 1, 1), "fc.bias": torch.zeros(2)}, other)
     with pytest.raises(ValueError, match=r"resnet.pth: does not hold RAFT weights"):
         build_flow_prior({"type": "raft", "checkpoint": str(other)})
-    raft = tmp_path / "raft-small.pth"  # a DataParallel-wrapped checkpoint with RAFT's parameter names
-    torch.save({f"module.{k}.weight": torch.zeros(1) for k in ("fnet.conv1", "cnet.conv1", "update_block.gru")},
-               raft)
-    with pytest.raises(PriorUnavailableError, match=r"raft-small.pth holds RAFT weights \(3 tensors\).*type='dis'"):
-        build_flow_prior({"type": "raft", "checkpoint": str(raft)})
+    ffpp = tmp_path / "things.pth"  # a DataParallel-wrapped checkpoint with FlowFormer++'s parameter names
+    torch.save({f"module.{k}.weight": torch.zeros(1) for k in ("memory_encoder.a", "memory_encoder.b",
+                                                               "memory_decoder.c")}, ffpp)
+    with pytest.raises(PriorUnavailableError, match=r"things.pth holds FlowFormer\+\+ weights \(3 tensors\).*"
+                                                    r"type='dis'"):
+        build_flow_prior({"type": "flowformerpp", "checkpoint": str(ffpp)})
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth: cannot read a checkpoint"):
         build_pose_prior({"type": "dust3r", "checkpoint": str(tmp_path / "junk.pth")})
     with pytest.raises(FileNotFoundError, match="diffusers model folder"):
         build_depth_prior({"type": "marigold", "checkpoint": str(tmp_path / "marigold")})
     with pytest.raises(ValueError, match="unknown depth prior 'raft'"):  # a flow model is not a depth prior
-        build_depth_prior({"type": "raft", "checkpoint": str(raft)})
+        build_depth_prior({"type": "raft", "checkpoint": str(ffpp)})
 
 
 def test_a_registered_prior_is_built_by_name_and_clashes_are_refused():

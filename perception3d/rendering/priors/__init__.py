@@ -17,9 +17,9 @@ refiner    ``classical`` (default), ``none``                      NL-means denoi
 =========  =====================================================  =====================================
 
 The papers' learned priors (``depth_anything``, ``marigold``, ``raft``, ``flowformerpp``, ``dust3r``,
-``stable_diffusion``) take a local ``checkpoint`` path, which is verified. Depth Anything v1 / v2 runs from it
-(:mod:`.depth_anything`); the other networks are not built in, so they raise :class:`PriorUnavailableError`
-naming what is missing (:mod:`.learned`). Nothing is downloaded.
+``stable_diffusion``) take a local ``checkpoint`` path, which is verified. Depth Anything v1 / v2
+(:mod:`.depth_anything`) and RAFT (:mod:`.raft`) run from it; the other networks are not built in, so they raise
+:class:`PriorUnavailableError` naming what is missing (:mod:`.learned`). Nothing is downloaded.
 
 A prior of one's own (another stereo method, a depth sensor's maps) is registered under a name with
 :func:`register_prior` and then named in configs like the built-in ones.

@@ -1,8 +1,9 @@
 """Loaders for the papers' learned priors from a LOCAL checkpoint (nothing is ever downloaded).
 
 Each loader checks that the path exists and that it holds the named architecture's weights (by the parameter
-names of the authors' released checkpoints). Depth Anything (v1 and v2, ViT-S/B/L) is built here
-(:mod:`.depth_anything`) and runs from its checkpoint as released. The other networks are not built yet, so their
+names of the authors' released checkpoints). Depth Anything (v1 and v2, ViT-S/B/L; :mod:`.depth_anything`) and
+RAFT (:mod:`.raft`) are built here and run from their checkpoints as released. The other networks are not built
+yet, so their
 ``load()`` raises :class:`PriorUnavailableError` naming the architecture, the file and the built-in prior to use
 instead — it never pretends to run a model it does not have. A path that does not exist, or holds another model,
 raises ValueError / FileNotFoundError naming the file.
@@ -15,7 +16,7 @@ config ``type``         paper                   checkpoint the authors release  
                                                 (``pretrained.*`` DINOv2 + ``depth_head.*``)  ``input_size``)
 ``marigold``            Marigold                a diffusers folder (``model_index.json``,    ``plane_sweep``
                                                 ``unet/``, ``vae/``)
-``raft``                RAFT                    ``raft-things.pth`` (``fnet.*``, ``cnet.*``,  ``dis``
+``raft`` (built here)   RAFT                    ``raft-things.pth`` (``fnet.*``, ``cnet.*``,  (runs; ``iters``)
                                                 ``update_block.*``)
 ``flowformerpp``        FlowFormer++            ``things.pth`` (``memory_encoder.*``,        ``dis``
                                                 ``memory_decoder.*``)
@@ -57,8 +58,17 @@ def _depth_anything(state: dict, path: str, **options):
         raise ValueError(f"depth_anything prior: bad options {sorted(options)} ({e})") from e
 
 
+def _raft(state: dict, path: str, **options):
+    from .raft import RAFTFlow
+
+    try:
+        return RAFTFlow(state, path, **options)
+    except TypeError as e:
+        raise ValueError(f"raft prior: bad options {sorted(options)} ({e})") from e
+
+
 # the learned priors whose networks perception3d builds: type → constructor(state dict, path, **options)
-_BUILT = {"depth_anything": _depth_anything}
+_BUILT = {"depth_anything": _depth_anything, "raft": _raft}
 
 
 def read_state_dict(path: Union[str, Path]) -> dict:
