@@ -1,7 +1,7 @@
 """Depth Anything built from the papers (``rendering.priors.depth_anything``): the network has the released
 models' sizes and parameter names, runs as a depth prior from a local checkpoint (as the authors' CoherentGS
 data preparation turns its output into depth), and refuses checkpoints it cannot load. Parity with the authors'
-code, same weights: ``bench/depth_anything_parity.py`` (it needs their repository)."""
+code, same weights: ``bench/learned_prior_parity.py --model depth_anything`` (it needs their repository)."""
 
 from pathlib import Path
 
