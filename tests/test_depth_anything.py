@@ -13,14 +13,20 @@ from perception3d.rendering.priors.depth_anything import (DepthAnythingDepth, De
                                                            network_size)
 
 
+def random_weights_(net: torch.nn.Module) -> torch.nn.Module:
+    """Random weights that move every part, biases too (the networks' own init leaves heads near zero)."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.02 if p.dim() > 1 else 0.1)
+    return net
+
+
 @pytest.fixture(scope="module")
 def vits_checkpoint(tmp_path_factory):
     """Random ViT-S weights in the released file's layout, with an output above the final ReLU's zero."""
     torch.manual_seed(0)
-    net = DepthAnythingNet("vits")
+    net = random_weights_(DepthAnythingNet("vits"))
     with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.02 if p.dim() > 1 else 0.1)
         net.depth_head.scratch.output_conv2[2].bias.fill_(1.0)
     path = tmp_path_factory.mktemp("da") / "depth_anything_v2_vits.pth"
     torch.save(net.state_dict(), path)

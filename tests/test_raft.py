@@ -5,6 +5,7 @@ authors' code, same weights: ``bench/learned_prior_parity.py --model raft`` (it 
 import numpy as np
 import pytest
 import torch
+from test_depth_anything import random_weights_
 
 from perception3d.rendering.priors import build_flow_prior
 from perception3d.rendering.priors.raft import RAFTFlow, RAFTNet
@@ -14,10 +15,7 @@ from perception3d.rendering.priors.raft import RAFTFlow, RAFTNet
 def raft_checkpoint(tmp_path_factory):
     """Random weights in the released file's layout (DataParallel's ``module.`` prefix, as raft-things.pth)."""
     torch.manual_seed(0)
-    net = RAFTNet()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.02 if p.dim() > 1 else 0.1)
+    net = random_weights_(RAFTNet())
     path = tmp_path_factory.mktemp("raft") / "raft-things.pth"
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)
     return path, net.eval()

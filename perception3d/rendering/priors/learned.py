@@ -49,26 +49,21 @@ LEARNED_PRIORS = {
 }
 
 
-def _depth_anything(state: dict, path: str, **options):
-    from .depth_anything import DepthAnythingDepth
+# the learned priors whose networks perception3d builds: type → (module, class), each class constructed as
+# cls(state dict, path, **options)
+_BUILT = {"depth_anything": (".depth_anything", "DepthAnythingDepth"), "raft": (".raft", "RAFTFlow")}
 
+
+def _build_network(type: str, state: dict, path: str, **options):
+    """The prior class of a built network, lazily imported, constructed from a verified state dict."""
+    import importlib
+
+    module, name = _BUILT[type]
+    cls = getattr(importlib.import_module(module, __package__), name)
     try:
-        return DepthAnythingDepth(state, path, **options)
+        return cls(state, path, **options)
     except TypeError as e:
-        raise ValueError(f"depth_anything prior: bad options {sorted(options)} ({e})") from e
-
-
-def _raft(state: dict, path: str, **options):
-    from .raft import RAFTFlow
-
-    try:
-        return RAFTFlow(state, path, **options)
-    except TypeError as e:
-        raise ValueError(f"raft prior: bad options {sorted(options)} ({e})") from e
-
-
-# the learned priors whose networks perception3d builds: type → constructor(state dict, path, **options)
-_BUILT = {"depth_anything": _depth_anything, "raft": _raft}
+        raise ValueError(f"{type} prior: bad options {sorted(options)} ({e})") from e
 
 
 def read_state_dict(path: Union[str, Path]) -> dict:
@@ -126,7 +121,7 @@ class LearnedPriorCheckpoint:
         """The prior object (Depth Anything), or :class:`PriorUnavailableError` naming what is missing for the
         networks that are not built; ``options`` go to the prior (e.g. ``version=1`` for Depth Anything v1)."""
         if self._state is not None:
-            prior = _BUILT[self.type](self._state, str(self.path), **options)
+            prior = _build_network(self.type, self._state, str(self.path), **options)
             self._state = None
             return prior
         raise PriorUnavailableError(
